@@ -1,0 +1,62 @@
+"""Fleet messages: worker beats, control commands and job events (SPEC: rpcfleet.events/control)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+PREFETCH_MIN = 1
+PREFETCH_MAX = 1000  # a consumer holding more than this is a queue, not a worker
+
+PrefetchValue = Annotated[int, Field(ge=PREFETCH_MIN, le=PREFETCH_MAX)] | Literal["auto"]
+
+
+class WorkerEntry(BaseModel):
+    """One consumer process as its beat announces it (and /v1/workers lists it)."""
+
+    id: str
+    pool: str
+    host: str
+    pid: int
+    slot: int
+    methods: list[str]
+    prefetch: int
+    prefetch_mode: Literal["fixed", "auto"] = "fixed"
+    concurrency: int
+    in_flight: int
+    processed: int
+    failed: int
+    pss_bytes: int | None
+    cache_bytes: int | None
+    cache_shape: str | None = None
+    last_seen: str
+    beat_interval: float = 5.0
+
+
+class SetPrefetch(BaseModel):
+    op: Literal["set_prefetch"] = "set_prefetch"
+    prefetch: PrefetchValue
+
+
+class Cancel(BaseModel):
+    op: Literal["cancel"] = "cancel"
+    job_id: str
+
+
+ControlCommand = Annotated[SetPrefetch | Cancel, Field(discriminator="op")]
+CONTROL_ADAPTER: TypeAdapter[SetPrefetch | Cancel] = TypeAdapter(ControlCommand)
+
+
+class JobEvent(BaseModel):
+    """job.{id}.started / .progress / .finished on rpcfleet.events."""
+
+    job_id: str
+    kind: Literal["started", "progress", "finished"]
+    worker: str | None = None
+    attempt: int | None = None
+    at: int  # epoch ms
+    fraction: float | None = None
+    note: str | None = None
+    status: str | None = None
+    extra: dict[str, Any] | None = None

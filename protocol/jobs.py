@@ -1,0 +1,75 @@
+"""The job object of the HTTP API and its states (SPEC: Job object)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from protocol.replies import ErrorBody
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def rank(self) -> int:
+        """States only move forward: a change to a lower or equal rank is refused."""
+        return 0 if self is JobStatus.QUEUED else 1 if self is JobStatus.RUNNING else 2
+
+
+TERMINAL = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+)
+
+
+class CallbackState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Progress(BaseModel):
+    fraction: float = Field(ge=0, le=1)
+    note: str = ""
+
+
+class CallbackInfo(BaseModel):
+    url: str
+    state: CallbackState = CallbackState.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class Job(BaseModel):
+    id: str
+    method: str
+    status: JobStatus
+    result: Any = None
+    error: ErrorBody | None = None
+    progress: Progress | None = None
+    attempts: int = 0
+    worker: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    callback: CallbackInfo | None = None
+
+
+class JobSubmission(BaseModel):
+    """Body of POST /v1/jobs/{method}."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = None
+    priority: int = Field(default=0, ge=0, le=9)
+    timeout: float | None = Field(default=None, gt=0, description="seconds the job may wait queued")

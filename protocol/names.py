@@ -1,0 +1,57 @@
+"""Names of the AMQP topology and the small pure functions that derive them (SPEC: AMQP topology)."""
+
+from __future__ import annotations
+
+EXCHANGE = "rpcfleet"  # direct, durable: requests, routing key = method name
+DEAD_LETTER_EXCHANGE = "rpcfleet.dlx"  # direct, durable: routing key = pool
+EVENTS_EXCHANGE = "rpcfleet.events"  # topic: job.{id}.{kind}, worker.{pool}.{slot}
+CONTROL_EXCHANGE = "rpcfleet.control"  # topic: pool.{pool}, worker.{id}, all
+REPLIES_QUEUE = "rpcfleet.replies"  # durable: replies of jobs
+DEAD_EVENTS_QUEUE = "rpcfleet.dead-events"  # durable: copy of dead letters for gateways
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"  # pseudo-queue of sync replies
+
+HEADER_DEADLINE = "x-rpcfleet-deadline"  # epoch milliseconds
+HEADER_ATTEMPT = "x-rpcfleet-attempt"  # 1 for the first start
+HEADER_WORKER = "x-rpcfleet-worker"  # on replies: the consumer's worker id
+HEADER_DEAD_REASON = "x-rpcfleet-dead-reason"  # on dead letters
+HEADER_POOL = "x-rpcfleet-pool"  # on dead letters: the pool whose queue held it
+
+CONTENT_TYPE = "application/json"
+MAX_PRIORITY = 10  # x-max-priority of classic pool queues
+SYNC_PRIORITY = 10  # sync calls overtake every job (jobs use 0-9)
+JOB_PRIORITY_MAX = 9
+CONTROL_ALL = "all"
+
+
+def pool_queue(pool: str) -> str:
+    return f"rpcfleet.pool.{pool}"
+
+
+def dead_queue(pool: str) -> str:
+    return f"rpcfleet.dead.{pool}"
+
+
+def worker_id(host: str, pool: str, slot: int) -> str:
+    return f"{host}:{pool}:{slot}"
+
+
+def job_event_key(job_id: str, kind: str) -> str:
+    """Routing key of a job event: kind is started, progress or finished."""
+    return f"job.{job_id}.{kind}"
+
+
+def beat_key(pool: str, slot: int) -> str:
+    return f"worker.{pool}.{slot}"
+
+
+def control_pool_key(pool: str) -> str:
+    return f"pool.{pool}"
+
+
+def control_worker_key(worker: str) -> str:
+    return f"worker.{worker}"
+
+
+def is_durable_reply_to(reply_to: str | None) -> bool:
+    """Replies of jobs go to the durable replies queue; direct reply-to is for sync calls."""
+    return reply_to == REPLIES_QUEUE

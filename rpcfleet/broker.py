@@ -1,0 +1,189 @@
+"""A private local RabbitMQ node for development and tests: loopback only, state in one folder.
+
+Facts this relies on (measured on Debian 12 / RabbitMQ 3.10): `/usr/lib/rabbitmq/bin/rabbitmq-server`
+runs as the caller (the /usr/sbin wrapper switches user); the node needs its folders and a writable
+feature-flags file; readiness is `rabbitmqctl wait <pidfile>`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+INSTALL_HINT = "apt-get install -y rabbitmq-server  (Debian/Ubuntu; run as root)"
+
+
+class BrokerError(RuntimeError):
+    """The local node could not be installed, started or stopped."""
+
+
+def ensure_installed() -> None:
+    """Install the Debian package when missing and we are root; otherwise say what to install."""
+    if SERVER.exists() and CTL.exists():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise BrokerError(f"rabbitmq-server is not installed; install it with: {INSTALL_HINT}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "rabbitmq-server"], check=True, env=env)
+    if not SERVER.exists():
+        raise BrokerError("rabbitmq-server was installed but its server script is missing")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalBroker:
+    """One node: `start()` returns once it accepts AMQP; `stop()` ends it; state survives restarts."""
+
+    directory: Path
+    port: int = 5672
+    management_port: int | None = None  # None: no management plugin
+    name: str = "rpcfleet"
+    # Management stats refresh every 5 s by default; tests and the fleet page want fresher ones.
+    statistics_interval_ms: int = 500
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def nodename(self) -> str:
+        return f"{self.name}-{self.port}@localhost"
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def management_url(self) -> str | None:
+        if self.management_port is None:
+            return None
+        return f"http://127.0.0.1:{self.management_port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "pid"
+
+    def env(self) -> dict[str, str]:
+        d = self.directory.resolve()
+        return {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.port + 20000),
+            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(d / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(d / "pid"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": str(d / "feature_flags"),
+            "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+            "HOME": str(d),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def _write_config(self) -> None:
+        d = self.directory
+        (d / "mnesia").mkdir(parents=True, exist_ok=True)
+        (d / "log").mkdir(parents=True, exist_ok=True)
+        plugins = "[rabbitmq_management]." if self.management_port else "[]."
+        (d / "enabled_plugins").write_text(plugins + "\n")
+        lines = [
+            f"collect_statistics_interval = {self.statistics_interval_ms}",
+            # Long jobs hold their delivery while they run: 24 h instead of the 30 min default.
+            "consumer_timeout = 86400000",
+        ]
+        if self.management_port:
+            lines += [
+                "management.tcp.ip = 127.0.0.1",
+                f"management.tcp.port = {self.management_port}",
+            ]
+        (d / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        done = subprocess.run(
+            [str(CTL), "-n", self.nodename, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise BrokerError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def is_running(self) -> bool:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return False
+        return _accepts(self.port)
+
+    def start(self, timeout: float = 90) -> None:
+        ensure_installed()
+        if self.is_running():
+            return
+        self._write_config()
+        log = open(self.directory / "log" / "console.log", "ab")  # noqa: SIM115 (child owns it)
+        self._process = subprocess.Popen(
+            [str(SERVER)],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the terminal is ours to forward, not the node's
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self.pid_file.exists():
+            if time.monotonic() > deadline:
+                raise BrokerError(f"node did not write {self.pid_file}; see {self.directory}/log")
+            time.sleep(0.05)
+        self.ctl("wait", str(self.pid_file), "--timeout", str(int(timeout)), timeout=timeout + 10)
+        while not _accepts(self.port):
+            if time.monotonic() > deadline:
+                raise BrokerError(f"node is up but port {self.port} does not accept connections")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if not self.pid_file.exists():
+            return
+        try:
+            self.ctl("stop", str(self.pid_file))
+        except BrokerError:
+            if self.is_running():
+                raise
+        self.pid_file.unlink(missing_ok=True)
+        if self._process is not None:
+            self._process.wait(timeout=60)
+            self._process = None
+
+    def stop_app(self) -> None:
+        """Stop AMQP service but keep the node: what a broker outage looks like to clients."""
+        self.ctl("stop_app")
+
+    def start_app(self) -> None:
+        self.ctl("start_app")
+        deadline = time.monotonic() + 60
+        while not _accepts(self.port):
+            if time.monotonic() > deadline:
+                raise BrokerError("start_app returned but the AMQP port stays closed")
+            time.sleep(0.05)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,45 @@
+"""Session fixtures: one private RabbitMQ node (installed when missing), a fresh vhost per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rpcfleet.broker import LocalBroker, free_port
+from tests.support.rabbit import Vhost, create_vhost, delete_vhost
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    node = LocalBroker(
+        directory=Path(tmp_path_factory.mktemp("rabbit")),
+        port=free_port(),
+        management_port=free_port(),
+        name="rpcfleet-test",
+    )
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def vhost(broker: LocalBroker) -> Iterator[Vhost]:
+    host = create_vhost(broker)
+    yield host
+    delete_vhost(host)
+
+
+@pytest.fixture
+def amqp_url(vhost: Vhost) -> str:
+    return vhost.amqp_url
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build their settings explicitly: no RPCFLEET_* from the caller's shell leaks in."""
+    for key in list(os.environ):
+        if key.startswith("RPCFLEET_"):
+            monkeypatch.delenv(key)

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: the private broker, waiting on conditions, processes."""

@@ -1,0 +1,1 @@
+"""Sub-commands of the `rpcfleet` console script, one module each."""

@@ -1,0 +1,15 @@
+"""`rpcfleet up`: not built yet."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "up (not built yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("rpcfleet up: not built yet")

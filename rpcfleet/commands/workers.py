@@ -1,0 +1,15 @@
+"""`rpcfleet workers`: not built yet."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "workers (not built yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("rpcfleet workers: not built yet")

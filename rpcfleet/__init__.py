@@ -1,1 +1,1 @@
-"""rpcfleet: the command line, the settings and the local broker that tie gateway and workers together."""
+"""rpcfleet: the command line, the settings and the local broker around gateway and workers."""

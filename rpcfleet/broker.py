@@ -1,6 +1,6 @@
 """A private local RabbitMQ node for development and tests: loopback only, state in one folder.
 
-Facts this relies on (measured on Debian 12 / RabbitMQ 3.10): `/usr/lib/rabbitmq/bin/rabbitmq-server`
+Facts this relies on (Debian 12 / RabbitMQ 3.10): `/usr/lib/rabbitmq/bin/rabbitmq-server`
 runs as the caller (the /usr/sbin wrapper switches user); the node needs its folders and a writable
 feature-flags file; readiness is `rabbitmqctl wait <pidfile>`.
 """
@@ -45,7 +45,7 @@ def free_port() -> int:
 
 @dataclass
 class LocalBroker:
-    """One node: `start()` returns once it accepts AMQP; `stop()` ends it; state survives restarts."""
+    """One node: `start()` returns once it accepts AMQP; `stop()` ends it; state persists."""
 
     directory: Path
     port: int = 5672
@@ -134,7 +134,7 @@ class LocalBroker:
         if self.is_running():
             return
         self._write_config()
-        log = open(self.directory / "log" / "console.log", "ab")  # noqa: SIM115 (child owns it)
+        log = open(self.directory / "log" / "console.log", "ab")
         self._process = subprocess.Popen(
             [str(SERVER)],
             env=self.env(),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,7 +81,9 @@ async def _consumer_count(amqp_url: str, queue: str) -> int:
 
 
 def consumer_count(amqp_url: str, queue: str) -> int:
-    return asyncio.run(_consumer_count(amqp_url, queue))
+    """Live consumer count; callable from sync code and from inside a running loop alike."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _consumer_count(amqp_url, queue)).result()
 
 
 def wait_consumers(amqp_url: str, queue: str, count: int, timeout: float = 30.0,

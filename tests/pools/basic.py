@@ -1,0 +1,70 @@
+"""Pools the worker tests run as real processes (`rpcfleet worker tests.pools.basic:pool`)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pydantic import BaseModel
+
+from workers import JobContext, Pool
+
+
+def load_cache() -> dict[str, object]:
+    # The loader's pid proves the cache was built by the supervisor, once.
+    return {"loaded_by": os.getpid(), "loaded_at": time.time(), "table": bytes(1024 * 1024)}
+
+
+pool = Pool("basic", cache=load_cache)
+
+
+class Greeting(BaseModel):
+    name: str
+    times: int = 1
+
+
+@pool.method
+def echo(params: dict[str, object]) -> dict[str, object]:
+    return params
+
+
+@pool.method
+def greet(params: Greeting) -> str:
+    return " ".join([f"hello {params.name}"] * params.times)
+
+
+@pool.method
+def boom(params: dict[str, object]) -> None:
+    raise RuntimeError(f"boom: {params.get('why', 'no reason')}")
+
+
+@pool.method
+def whoami(cache: dict[str, object]) -> dict[str, object]:
+    return {"pid": os.getpid(), "cache_id": id(cache), "loaded_by": cache["loaded_by"],
+            "loaded_at": cache["loaded_at"]}
+
+
+@pool.method
+def sleep(params: dict[str, float], job: JobContext) -> dict[str, object]:
+    time.sleep(float(params.get("seconds", 1.0)))
+    return {"pid": os.getpid(), "attempt": job.attempt}
+
+
+@pool.method
+def spin(params: dict[str, float]) -> dict[str, object]:
+    """Pure-Python CPU work: the GIL is switched, never released for long."""
+    end = time.perf_counter() + float(params.get("seconds", 1.0))
+    count = 0
+    while time.perf_counter() < end:
+        count += 1
+    return {"pid": os.getpid(), "loops": count}
+
+
+@pool.method
+def unserialisable(params: dict[str, object]) -> object:
+    return object()
+
+
+@pool.method
+def big(params: dict[str, int]) -> str:
+    return "x" * int(params.get("size", 0))

@@ -1,0 +1,20 @@
+"""The worker runtime: declare a `Pool`, register methods, run it with `rpcfleet worker`."""
+
+from workers.context import JobContext
+from workers.handlers import InvalidParams
+from workers.loader import PoolNotFound, load_pool
+from workers.memory import CacheInfo, describe, pss_bytes
+from workers.pool import Pool
+from workers.supervisor import Supervisor
+
+__all__ = [
+    "CacheInfo",
+    "InvalidParams",
+    "JobContext",
+    "Pool",
+    "PoolNotFound",
+    "Supervisor",
+    "describe",
+    "load_pool",
+    "pss_bytes",
+]

@@ -1,0 +1,1 @@
+"""One consumer process: its AMQP connection, its subscription, its handlers."""

@@ -1,0 +1,201 @@
+"""What a consumer does with one delivery (SPEC: worker semantics), in order:
+
+malformed → dead-letter · redelivered → republish with attempt + 1 (or dead-letter past the
+maximum) · killed before → answer, not run again · cancelled → answer · past its deadline →
+dead-letter `expired` · invalid params → answer · run → reply, confirmed → ack.
+A message is acked only after whatever replaces it (reply, copy, retry) is confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from protocol import DeadReason, ErrorCode, codec, names
+from protocol.clock import now_ms
+from protocol.requests import read_attempt, read_deadline
+from workers.consumer import outgoing
+from workers.consumer.autoprefetch import AutoPrefetch
+from workers.consumer.outcome import Outcome, failure, run_handler
+from workers.consumer.state import Cancels, ConsumerSetup, Counters
+from workers.consumer.topology import PoolTopology
+from workers.context import JobContext
+from workers.handlers import InvalidParams
+
+log = logging.getLogger("rpcfleet.worker")
+
+JobEventSink = Callable[[str, str, dict[str, Any]], None]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        setup: ConsumerSetup,
+        channel: AbstractChannel,
+        topology: PoolTopology,
+        executor: Executor,
+        cancels: Cancels,
+        counters: Counters,
+        job_event: JobEventSink,
+        on_exit_request: Callable[[], None],
+        measure: AutoPrefetch,
+    ) -> None:
+        self.setup = setup
+        self.channel = channel
+        self.topology = topology
+        self.executor = executor
+        self.cancels = cancels
+        self.counters = counters
+        self.job_event = job_event
+        self.on_exit_request = on_exit_request
+        self.measure = measure
+        self.worker = setup.worker_id
+        self.semaphore = asyncio.Semaphore(setup.settings.concurrency)
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        async with self.semaphore:
+            await self._handle(message)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        job_id = message.correlation_id
+        if not job_id:
+            await self._dead_letter(message, DeadReason.MALFORMED, "no correlation_id")
+            return
+        handler = self.setup.pool.handlers.get(message.type or "")
+        if handler is None:
+            if message.reply_to:
+                await self._reply_and_ack(message, failure(
+                    ErrorCode.UNKNOWN_METHOD,
+                    f"pool {self.setup.pool.name} does not serve {message.type!r}"), 1)
+            else:
+                await self._dead_letter(message, DeadReason.MALFORMED,
+                                        f"unknown method {message.type!r} and no reply_to")
+            return
+        try:
+            raw = codec.loads(message.body)
+        except ValueError:
+            await self._dead_letter(message, DeadReason.MALFORMED, "body is not JSON")
+            return
+
+        attempt = read_attempt(message.headers)
+        if message.redelivered:
+            attempt += 1
+            if attempt <= self.setup.settings.max_attempts and not self._buried(job_id):
+                retry = outgoing.retry_message(message, attempt)
+                await self.channel.default_exchange.publish(
+                    retry, routing_key=names.pool_queue(self.setup.pool.name))
+                await message.ack()
+                return
+        if attempt > self.setup.settings.max_attempts:
+            await self._dead_letter(message, DeadReason.MAX_ATTEMPTS,
+                                    f"attempt {attempt} > {self.setup.settings.max_attempts}")
+            await self._reply_and_ack(message, failure(
+                ErrorCode.MAX_ATTEMPTS,
+                f"gave up after {attempt - 1} attempts (RPCFLEET_MAX_ATTEMPTS)"), attempt)
+            return
+        if attempt > 1 and (reason := self._buried(job_id)):
+            await self._reply_and_ack(message, _killed(reason, handler.time_limit), attempt)
+            return
+        if job_id in self.cancels:
+            await self._reply_and_ack(message, failure(
+                ErrorCode.CANCELLED, "the job was cancelled before it started"), attempt)
+            return
+        deadline = read_deadline(message.headers)
+        if deadline is not None and deadline <= now_ms():
+            await self._dead_letter(message, DeadReason.EXPIRED, "deadline passed while queued",
+                                    ack=False)
+            if names.is_durable_reply_to(message.reply_to):
+                await self._reply(message, failure(
+                    ErrorCode.EXPIRED, "the job waited in the queue past its deadline"), attempt)
+            await message.ack()
+            return
+        try:
+            params = handler.parse_params(raw)
+        except InvalidParams as exc:
+            await self._reply_and_ack(message, failure(ErrorCode.INVALID_PARAMS, str(exc)),
+                                      attempt)
+            return
+        await self._run(message, handler, params, attempt, deadline)
+
+    async def _run(self, message: AbstractIncomingMessage, handler: Any, params: Any,
+                   attempt: int, deadline: int | None) -> None:
+        job_id = str(message.correlation_id)
+        is_job = names.is_durable_reply_to(message.reply_to)
+        if is_job:
+            self.job_event(job_id, "started", {"attempt": attempt})
+        context = JobContext(id=job_id, method=handler.name, attempt=attempt, deadline=deadline,
+                             worker=self.worker, _progress=self._progress_sink())
+        stop: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.cancels.running[job_id] = stop
+        slots, slot = self.setup.slots, self.setup.slot
+        if handler.time_limit is not None:
+            grace_ms = int((handler.time_limit + self.setup.settings.kill_grace) * 1000)
+            slots.track(slot, job_id, now_ms() + grace_ms, "time_limit")
+        started = time.perf_counter()
+        try:
+            outcome = await run_handler(
+                handler, handler.arguments(params, self.setup.cache, context), stop,
+                self.executor, self.setup.settings.max_result_bytes)
+        finally:
+            self.cancels.running.pop(job_id, None)
+        self.measure.observe_handler(time.perf_counter() - started)
+        await self._reply_and_ack(message, outcome, attempt)
+        if outcome.must_exit:
+            log.warning("job %s ended with %s while its handler may still run: replacing this "
+                        "process", job_id, outcome.code)
+            self.on_exit_request()
+        else:
+            slots.untrack(slot, job_id)
+
+    def _progress_sink(self) -> Callable[[str, float, str], None]:
+        loop = asyncio.get_running_loop()
+
+        def sink(job_id: str, fraction: float, note: str) -> None:
+            loop.call_soon_threadsafe(
+                self.job_event, job_id, "progress", {"fraction": fraction, "note": note})
+
+        return sink
+
+    def _buried(self, job_id: str) -> str | None:
+        return self.setup.slots.tombstone(job_id)
+
+    async def _reply(self, message: AbstractIncomingMessage, outcome: Outcome,
+                     attempt: int) -> None:
+        self.counters.processed += 1
+        if not outcome.ok:
+            self.counters.failed += 1
+        if not message.reply_to:
+            return
+        reply = outgoing.reply_message(message, outcome.body, self.worker, attempt)
+        sent = time.perf_counter()
+        # Direct reply-to returns a mandatory reply even while the requester receives it:
+        # publish without mandatory; the confirm says the broker took it.
+        await self.channel.default_exchange.publish(
+            reply, routing_key=message.reply_to, mandatory=False)
+        self.measure.observe_round_trip(time.perf_counter() - sent)
+
+    async def _reply_and_ack(self, message: AbstractIncomingMessage, outcome: Outcome,
+                             attempt: int) -> None:
+        await self._reply(message, outcome, attempt)
+        await message.ack()
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: DeadReason,
+                           detail: str, ack: bool = True) -> None:
+        log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
+        copy = outgoing.dead_letter_message(message, self.setup.pool.name, reason, detail)
+        await self.topology.dead_letters.publish(copy, routing_key=self.setup.pool.name)
+        if ack:
+            await message.ack()
+
+
+def _killed(reason: str, time_limit: float | None) -> Outcome:
+    if reason == "cancelled":
+        return failure(ErrorCode.CANCELLED, "the job was cancelled while running")
+    return failure(ErrorCode.TIME_LIMIT,
+                   f"the handler ran past its time limit of {time_limit} s and was killed")

@@ -1,0 +1,65 @@
+"""Messages a consumer sends back: replies, dead-letter copies, republished attempts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from protocol import names
+from protocol.clock import now_ms
+from protocol.requests import read_deadline
+
+
+def reply_message(request: AbstractIncomingMessage, body: bytes, worker: str,
+                  attempt: int) -> aio_pika.Message:
+    durable = names.is_durable_reply_to(request.reply_to)
+    return aio_pika.Message(
+        body,
+        content_type=names.CONTENT_TYPE,
+        correlation_id=request.correlation_id,
+        message_id=request.correlation_id,
+        type=request.type,
+        headers={names.HEADER_WORKER: worker, names.HEADER_ATTEMPT: attempt},
+        # Job replies wait in a durable queue for a gateway: persist them. Sync replies go
+        # straight to a live requester (direct reply-to): persisting them would only cost.
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT if durable else None,
+    )
+
+
+def _copy(request: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    deadline = read_deadline(request.headers)
+    expiration = None
+    if deadline is not None:
+        expiration = max(deadline - now_ms(), 1) / 1000
+    return aio_pika.Message(
+        request.body,
+        content_type=request.content_type,
+        correlation_id=request.correlation_id,
+        message_id=request.message_id,
+        type=request.type,
+        reply_to=request.reply_to,
+        priority=request.priority,
+        delivery_mode=request.delivery_mode,
+        expiration=expiration,
+        headers=headers,
+    )
+
+
+def dead_letter_message(request: AbstractIncomingMessage, pool: str, reason: str,
+                        detail: str) -> aio_pika.Message:
+    """A copy for `rpcfleet.dlx` carrying why (basic.reject cannot add headers)."""
+    headers = dict(request.headers or {})
+    headers[names.HEADER_DEAD_REASON] = reason
+    headers[names.HEADER_POOL] = pool
+    headers["x-rpcfleet-dead-detail"] = detail[:500]
+    message = _copy(request, headers)
+    message.expiration = None  # kept for inspection and replay, not to expire again
+    return message
+
+
+def retry_message(request: AbstractIncomingMessage, attempt: int) -> aio_pika.Message:
+    headers = dict(request.headers or {})
+    headers[names.HEADER_ATTEMPT] = attempt
+    return _copy(request, headers)

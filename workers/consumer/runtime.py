@@ -1,0 +1,201 @@
+"""The consumer process: connection, topology, subscription, control, beats, drain.
+
+Lifecycle: connect (robust) → declare → subscribe under the slot's prefetch → serve until SIGTERM
+/ SIGINT (drain: stop taking messages, finish in-flight work within the drain timeout, close) or
+until a handler had to be abandoned (time limit, cancel), after which the process exits to be
+replaced by its supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from protocol import CONTROL_ADAPTER, Cancel, SetPrefetch, codec, names
+from protocol.clock import now_ms
+from workers.consumer.autoprefetch import AutoPrefetch
+from workers.consumer.beats import worker_entry
+from workers.consumer.dispatch import Dispatcher
+from workers.consumer.state import Cancels, ConsumerSetup, Counters
+from workers.consumer.subscription import Subscription
+from workers.consumer.topology import PoolTopology, declare_pool
+from workers.consumer.tracker import InFlight
+
+log = logging.getLogger("rpcfleet.worker")
+
+EXIT_DRAINED = 0
+EXIT_REPLACE = 75  # abandoned a handler (time limit, cancel): the supervisor forks a fresh one
+AUTO_REVIEW_S = 2.0  # how often prefetch=auto reconsiders its value
+
+
+class Consumer:
+    def __init__(self, setup: ConsumerSetup) -> None:
+        self.setup = setup
+        self.settings = setup.settings
+        self.in_flight = InFlight()
+        self.cancels = Cancels()
+        self.counters = Counters()
+        self.measure = AutoPrefetch(self.settings.concurrency)
+        self._stop = asyncio.Event()
+        self._exit_code = EXIT_DRAINED
+        self._tasks: set[asyncio.Task[None]] = set()
+        stored, auto = setup.slots.prefetch(setup.slot)
+        self.prefetch = stored or self.settings.prefetch  # a replacement keeps its slot's value
+        self.auto = auto
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        connection = await aio_pika.connect_robust(
+            self.settings.amqp_url, heartbeat=self.settings.heartbeat,
+            client_properties={"connection_name": f"rpcfleet-worker {self.setup.worker_id}"})
+        executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="handler")
+        try:
+            await self._serve(connection, executor)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await connection.close()
+            executor.shutdown(wait=False, cancel_futures=True)
+        return self._exit_code
+
+    async def _serve(self, connection: AbstractRobustConnection,
+                     executor: ThreadPoolExecutor) -> None:
+        channel = await connection.channel(publisher_confirms=True)
+        # Events and beats are fire-and-forget: a channel without confirms keeps them cheap.
+        self._events_channel = await connection.channel(publisher_confirms=False)
+        topology = await declare_pool(channel, self.setup.pool.name, self.setup.pool.methods,
+                                      self.settings.queue_type)
+        self.topology = topology
+        self._events = await self._events_channel.get_exchange(names.EVENTS_EXCHANGE)
+        self.dispatcher = Dispatcher(
+            self.setup, channel, topology, executor, self.cancels, self.counters,
+            self._job_event, self._request_replacement, self.measure)
+        self.subscription = Subscription(channel, topology.queue, self._on_message,
+                                         self.in_flight)
+        await self._listen_control(connection, topology)
+        await self.subscription.start(self.prefetch)
+        self._remember_prefetch()
+        self._spawn(self._beat_loop())
+        if self.auto:
+            self._spawn(self._auto_loop())
+        log.info("consumer %s (pid %s) serving %s at prefetch %s", self.setup.worker_id,
+                 __import__("os").getpid(), ", ".join(self.setup.pool.methods), self.prefetch)
+        await self._stop.wait()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        await self.subscription.stop()
+        if self._exit_code == EXIT_REPLACE:
+            return  # an abandoned handler may hold a thread forever: leave at once
+        if not await self.in_flight.idle(self.settings.drain_timeout):
+            log.warning("drain timed out with %s deliveries held; the broker will redeliver them",
+                        self.in_flight.count)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.in_flight.enter()
+        try:
+            await self.dispatcher.handle(message)
+        except Exception:
+            log.exception("failed to process %s; dead-lettering it", message.correlation_id)
+            # Rejected without requeue, the queue's own dead-lettering keeps it in the DLQ.
+            with contextlib.suppress(Exception):
+                await message.reject(requeue=False)
+        finally:
+            self.in_flight.leave()
+
+    # -- control ------------------------------------------------------------------------------
+    async def _listen_control(self, connection: AbstractRobustConnection,
+                              topology: PoolTopology) -> None:
+        channel = await connection.channel(publisher_confirms=False)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for key in (names.CONTROL_ALL, names.control_pool_key(self.setup.pool.name),
+                    names.control_worker_key(self.setup.worker_id)):
+            await queue.bind(names.CONTROL_EXCHANGE, routing_key=key)
+        await queue.consume(self._on_control, no_ack=True)
+
+    async def _on_control(self, message: AbstractIncomingMessage) -> None:
+        try:
+            command = CONTROL_ADAPTER.validate_json(message.body)
+        except ValueError as exc:
+            log.warning("ignoring a malformed control command: %s", exc)
+            return
+        if isinstance(command, Cancel):
+            if self.cancels.add(command.job_id) is not None:
+                grace_ms = int(self.settings.kill_grace * 1000)
+                self.setup.slots.track(self.setup.slot, command.job_id, now_ms() + grace_ms,
+                                       "cancelled")
+        elif isinstance(command, SetPrefetch):
+            self._spawn(self._apply_prefetch(command))
+
+    async def _apply_prefetch(self, command: SetPrefetch) -> None:
+        if command.prefetch == "auto":
+            was_auto, self.auto = self.auto, True
+            if not was_auto:
+                self._spawn(self._auto_loop())
+            self._remember_prefetch()
+            await self._beat()
+            return
+        self.auto = False
+        await self._set_prefetch(command.prefetch)
+
+    async def _set_prefetch(self, value: int) -> None:
+        changed = await self.subscription.change(value, self.settings.drain_timeout)
+        self.prefetch = value
+        self._remember_prefetch()
+        if changed:
+            log.info("prefetch of %s is now %s", self.setup.worker_id, value)
+        await self._beat()
+
+    def _remember_prefetch(self) -> None:
+        self.setup.slots.set_prefetch(self.setup.slot, self.prefetch, self.auto)
+
+    async def _auto_loop(self) -> None:
+        while self.auto:
+            await asyncio.sleep(AUTO_REVIEW_S)
+            wanted = self.measure.suggest()
+            # Re-subscribing costs a drain: only move for a change worth it (> 25 %).
+            if self.auto and wanted and abs(wanted - self.prefetch) > 0.25 * self.prefetch:
+                await self._set_prefetch(wanted)
+
+    # -- events -------------------------------------------------------------------------------
+    def _job_event(self, job_id: str, kind: str, fields: dict[str, object]) -> None:
+        body = codec.dumps({"job_id": job_id, "kind": kind, "worker": self.setup.worker_id,
+                            "at": now_ms(), **fields})
+        self._spawn(self._publish_event(names.job_event_key(job_id, kind), body))
+
+    async def _publish_event(self, key: str, body: bytes) -> None:
+        message = aio_pika.Message(body, content_type=names.CONTENT_TYPE)
+        try:
+            await self._events.publish(message, routing_key=key)
+        except Exception as exc:  # an event lost to a reconnect is not worth failing a job
+            log.warning("could not publish event %s: %s", key, exc)
+
+    async def _beat(self) -> None:
+        entry = worker_entry(self.setup, self.prefetch, self.auto, self.in_flight.count,
+                             self.counters)
+        await self._publish_event(names.beat_key(self.setup.pool.name, self.setup.slot),
+                                  codec.dumps(entry))
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await self._beat()
+            await asyncio.sleep(self.settings.beat_interval)
+
+    # -- lifecycle helpers --------------------------------------------------------------------
+    def _request_replacement(self) -> None:
+        self._exit_code = EXIT_REPLACE
+        self._stop.set()
+
+    def _spawn(self, coroutine: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

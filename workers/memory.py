@@ -1,0 +1,86 @@
+"""Memory as the fleet view shows it: PSS per process, and the size and shape of a cache."""
+
+from __future__ import annotations
+
+import mmap
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+
+def pss_bytes(pid: int | str = "self") -> int | None:
+    """Proportional set size: shared pages count once across the processes sharing them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    bytes: int | None
+    shape: str  # buffers | objects | mixed | none
+
+    @property
+    def shares_well(self) -> bool:
+        return self.shape in ("buffers", "none")
+
+
+_BUFFER_TYPES = (bytes, bytearray, memoryview, mmap.mmap)
+_DEPTH = 3  # how deep describe() looks into containers: enough for a dict of arrays
+_SAMPLE = 64  # items of a container sampled to guess its shape
+
+
+def _buffer_size(value: Any) -> int | None:
+    nbytes = getattr(value, "nbytes", None)  # numpy arrays, Arrow buffers
+    if isinstance(nbytes, int) and hasattr(value, "dtype"):
+        dtype = value.dtype
+        if getattr(dtype, "hasobject", False):
+            return None  # an object array is many small Python objects
+        return nbytes
+    if isinstance(value, _BUFFER_TYPES):
+        return len(value) if not isinstance(value, memoryview) else value.nbytes
+    return None
+
+
+def describe(cache: Any) -> CacheInfo:
+    """Size and shape: large buffers share after fork; many small objects get copied."""
+    if cache is None:
+        return CacheInfo(0, "none")
+    buffers, objects = _walk(cache, _DEPTH)
+    if objects == 0:
+        return CacheInfo(buffers, "buffers")
+    if buffers == 0:
+        return CacheInfo(objects, "objects")
+    return CacheInfo(buffers + objects, "mixed" if buffers > objects else "objects")
+
+
+def _walk(value: Any, depth: int) -> tuple[int, int]:
+    size = _buffer_size(value)
+    if size is not None:
+        return size, 0
+    if depth == 0:
+        return 0, sys.getsizeof(value)
+    items: list[Any]
+    if isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+    elif hasattr(value, "__dict__"):
+        items = list(vars(value).values())
+    else:
+        return 0, sys.getsizeof(value)
+    if not items:
+        return 0, sys.getsizeof(value)
+    sample = items[:_SAMPLE]
+    buffers = objects = 0
+    for item in sample:
+        b, o = _walk(item, depth - 1)
+        buffers += b
+        objects += o
+    scale = len(items) / len(sample)
+    return int(buffers * scale), int(objects * scale) + sys.getsizeof(value)

@@ -1,0 +1,67 @@
+"""`Pool`: what a user writes — a named set of methods over one cache loaded once per host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from workers.handlers import Handler
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Pool:
+    """A pool of consumer processes serving `methods` over a cache built by `cache()`.
+
+    `cache` runs ONCE per host in the supervisor, before it forks the consumers, which then share
+    the cache's pages copy-on-write. Keep large data in buffers (numpy arrays, bytes, mmap): many
+    small Python objects get copied page by page as reference counts change.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        cache: Callable[[], Any] | None = None,
+        *,
+        time_limit: float | None = None,
+    ) -> None:
+        if not name or any(ch in name for ch in ".#* :/"):
+            raise ValueError(f"pool name {name!r} must be non-empty without . # * : / or spaces")
+        self.name = name
+        self.cache_factory = cache
+        self.time_limit = time_limit  # default hard limit of its methods (seconds)
+        self.handlers: dict[str, Handler] = {}
+
+    @overload
+    def method(self, func: F) -> F: ...
+
+    @overload
+    def method(
+        self, func: None = None, *, name: str | None = None, time_limit: float | None = None
+    ) -> Callable[[F], F]: ...
+
+    def method(
+        self,
+        func: F | None = None,
+        *,
+        name: str | None = None,
+        time_limit: float | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register a handler; its method name is the function's name unless `name` is given."""
+
+        def register(f: F) -> F:
+            method_name = name or f.__name__
+            if method_name in self.handlers:
+                raise ValueError(f"method {method_name!r} is registered twice in pool {self.name}")
+            limit = time_limit if time_limit is not None else self.time_limit
+            self.handlers[method_name] = Handler.build(f, method_name, limit)
+            return f
+
+        return register(func) if func is not None else register
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted(self.handlers)
+
+    def load_cache(self) -> Any:
+        return self.cache_factory() if self.cache_factory is not None else None

@@ -1,0 +1,46 @@
+"""Inside a freshly forked consumer: reset what the fork inherited, start a loop, run, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from workers.consumer.runtime import Consumer
+from workers.consumer.state import ConsumerSetup
+
+log = logging.getLogger("rpcfleet.worker")
+
+
+def consumer_main(setup: ConsumerSetup) -> int:
+    # The supervisor's signal handlers (and any wakeup fd) must not run in the child.
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        loop_factory = asyncio.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(Consumer(setup).run())
+    except Exception:
+        log.exception("consumer %s crashed", setup.worker_id)
+        return 1
+
+
+def run_in_child(setup: ConsumerSetup) -> None:
+    """Never returns: the child leaves with os._exit, so no parent cleanup runs twice and an
+    abandoned handler thread cannot keep it alive."""
+    code = 1
+    try:
+        code = consumer_main(setup)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)

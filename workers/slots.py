@@ -1,0 +1,125 @@
+"""Memory shared between the supervisor and its consumers, created before forking (MAP_SHARED).
+
+Per slot: the prefetch in force (so a replacement keeps it), the jobs running with their hard
+deadlines (so the supervisor can SIGKILL a consumer that stopped answering), and a small ring of
+tombstones (jobs whose consumer was killed for a time limit or a cancel): a consumer that receives
+one of them again answers it instead of running it again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import time
+from collections.abc import Iterator
+
+JOB_ID_BYTES = 64
+RUNNING_PER_SLOT = 16  # jobs tracked per consumer; more concurrent handlers go untracked
+TOMBSTONES = 512  # recent killed jobs remembered per host; older ones are long redelivered
+
+
+class _Running(ctypes.Structure):
+    _fields_ = [
+        ("job_id", ctypes.c_char * JOB_ID_BYTES),
+        ("hard_deadline_ms", ctypes.c_int64),  # 0: free entry
+        ("reason", ctypes.c_char * 16),  # time_limit or cancelled
+    ]
+
+
+class _Slot(ctypes.Structure):
+    _fields_ = [
+        ("pid", ctypes.c_int32),
+        ("prefetch", ctypes.c_int32),  # 0: not set yet, use the configured default
+        ("prefetch_auto", ctypes.c_int32),
+        ("alive_ms", ctypes.c_int64),  # last time the consumer's event loop ticked
+        ("running", _Running * RUNNING_PER_SLOT),
+    ]
+
+
+class _Tombstone(ctypes.Structure):
+    _fields_ = [
+        ("job_id", ctypes.c_char * JOB_ID_BYTES),
+        ("reason", ctypes.c_char * 16),
+    ]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SlotTable:
+    """The shared table. Each slot's fields have one writer (its consumer), except `pid` and the
+    tombstones, which only the supervisor writes."""
+
+    def __init__(self, slots: int) -> None:
+        self.count = slots
+        size = ctypes.sizeof(_Slot) * slots + ctypes.sizeof(_Tombstone) * TOMBSTONES + 8
+        self._map = mmap.mmap(-1, size)  # anonymous + MAP_SHARED: children see our writes
+        self._slots = (_Slot * slots).from_buffer(self._map)
+        offset = ctypes.sizeof(_Slot) * slots
+        self._tombs = (_Tombstone * TOMBSTONES).from_buffer(self._map, offset)
+        self._next_tomb = ctypes.c_int64.from_buffer(
+            self._map, offset + ctypes.sizeof(_Tombstone) * TOMBSTONES
+        )
+
+    # -- prefetch -----------------------------------------------------------------------------
+    def prefetch(self, slot: int) -> tuple[int, bool]:
+        entry = self._slots[slot]
+        return int(entry.prefetch), bool(entry.prefetch_auto)
+
+    def set_prefetch(self, slot: int, value: int, auto: bool) -> None:
+        self._slots[slot].prefetch = value
+        self._slots[slot].prefetch_auto = int(auto)
+
+    # -- liveness and running jobs ------------------------------------------------------------
+    def set_pid(self, slot: int, pid: int) -> None:
+        entry = self._slots[slot]
+        entry.pid = pid
+        entry.alive_ms = _now_ms()
+        for running in entry.running:
+            running.hard_deadline_ms = 0
+
+    def tick(self, slot: int) -> None:
+        self._slots[slot].alive_ms = _now_ms()
+
+    def track(self, slot: int, job_id: str, hard_deadline_ms: int, reason: str) -> bool:
+        """Record a job the supervisor must kill for if it is still running past the deadline."""
+        key = job_id.encode()[:JOB_ID_BYTES]
+        for running in self._slots[slot].running:
+            if running.hard_deadline_ms == 0 or running.job_id == key:
+                running.job_id = key
+                running.reason = reason.encode()[:16]
+                running.hard_deadline_ms = hard_deadline_ms
+                return True
+        return False
+
+    def untrack(self, slot: int, job_id: str) -> None:
+        key = job_id.encode()[:JOB_ID_BYTES]
+        for running in self._slots[slot].running:
+            if running.job_id == key:
+                running.hard_deadline_ms = 0
+
+    def overdue(self, slot: int, now_ms: int) -> list[tuple[str, str]]:
+        """(job id, reason) of the jobs of `slot` past their hard deadline."""
+        return [
+            (r.job_id.decode(), r.reason.decode())
+            for r in self._slots[slot].running
+            if r.hard_deadline_ms and r.hard_deadline_ms < now_ms
+        ]
+
+    # -- tombstones ---------------------------------------------------------------------------
+    def bury(self, job_id: str, reason: str) -> None:
+        index = self._next_tomb.value % TOMBSTONES
+        self._tombs[index].job_id = job_id.encode()[:JOB_ID_BYTES]
+        self._tombs[index].reason = reason.encode()[:16]
+        self._next_tomb.value += 1
+
+    def tombstone(self, job_id: str) -> str | None:
+        key = job_id.encode()[:JOB_ID_BYTES]
+        for tomb in self._tombs:
+            if tomb.job_id == key:
+                return str(tomb.reason.decode())
+        return None
+
+    def slots(self) -> Iterator[int]:
+        return iter(range(self.count))

@@ -53,7 +53,12 @@ class LocalBroker:
     name: str = "rpcfleet"
     # Management stats refresh every 5 s by default; tests and the fleet page want fresher ones.
     statistics_interval_ms: int = 500
+    dist_port: int = 0  # Erlang distribution port; 0: AMQP port + 20000, or a free one
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.dist_port:
+            self.dist_port = self.port + 20000 if self.port + 20000 <= 65535 else free_port()
 
     @property
     def nodename(self) -> str:
@@ -80,7 +85,7 @@ class LocalBroker:
             "RABBITMQ_NODENAME": self.nodename,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.port + 20000),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
             "RABBITMQ_LOG_BASE": str(d / "log"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
@@ -146,6 +151,8 @@ class LocalBroker:
         log.close()
         deadline = time.monotonic() + timeout
         while not self.pid_file.exists():
+            if self._process.poll() is not None:
+                raise BrokerError(f"node exited at start; see {self.directory}/log/console.log")
             if time.monotonic() > deadline:
                 raise BrokerError(f"node did not write {self.pid_file}; see {self.directory}/log")
             time.sleep(0.05)

@@ -45,8 +45,12 @@ def whoami(cache: dict[str, object]) -> dict[str, object]:
 
 
 @pool.method
-def sleep(params: dict[str, float], job: JobContext) -> dict[str, object]:
-    time.sleep(float(params.get("seconds", 1.0)))
+def sleep(params: dict[str, object], job: JobContext) -> dict[str, object]:
+    marker = params.get("marker")
+    if marker:  # tells the test which process runs it, the moment it starts
+        with open(str(marker), "a") as out:
+            out.write(f"{os.getpid()}\n")
+    time.sleep(float(params.get("seconds", 1.0)))  # type: ignore[arg-type]
     return {"pid": os.getpid(), "attempt": job.attempt}
 
 

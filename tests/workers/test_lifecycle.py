@@ -1,0 +1,82 @@
+"""Consumers under stress: heartbeats during CPU work, draining on SIGTERM, hard time limits."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from protocol import ErrorCode, names
+from tests.support.amqp_client import amqp_client
+from tests.support.fleet import StartWorker
+from tests.support.processes import consumer_count
+from tests.support.rabbit import Vhost
+from tests.support.waiting import wait_for
+
+
+def _pids(marker: Path) -> list[int]:
+    return [int(line) for line in marker.read_text().split()] if marker.exists() else []
+
+
+async def test_a_cpu_bound_handler_for_10s_with_a_2s_heartbeat_is_not_redelivered(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    worker = start_worker(heartbeat=2)
+    async with amqp_client(amqp_url) as client:
+        answer = await client.call("spin", {"seconds": 10}, timeout=40)
+    assert answer.reply.ok, answer.reply
+    assert answer.attempt == 1  # never redelivered: the connection stayed up throughout
+    assert answer.reply.result["loops"] > 0
+    assert "missed heartbeats" not in worker.output()
+    assert "reconnect" not in worker.output().lower()
+
+
+async def test_sigterm_drains_finishes_in_flight_work_and_leaves_the_rest_queued(
+    amqp_url: str, vhost: Vhost, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    worker = start_worker(processes=1, prefetch=1)
+    marker = tmp_path / "started"
+    async with amqp_client(amqp_url) as client:
+        running = await client.send("sleep", {"seconds": 2, "marker": str(marker)}, timeout=30)
+        waiting = await client.send("sleep", {"seconds": 2, "marker": str(marker)}, timeout=30)
+        wait_for(lambda: _pids(marker), what="the first sleep to start")
+        worker.signal(signal.SIGTERM)
+        answer = await client.answer(running, timeout=20)
+        assert await asyncio.to_thread(worker.wait, 20) == 0
+    assert answer.reply.ok and answer.attempt == 1
+    assert len(_pids(marker)) == 1  # the queued one was never taken
+    ready, unacked, consumers = vhost.queue_counts(names.pool_queue("basic"))
+    assert (ready, unacked, consumers) == (1, 0, 0)
+    del waiting
+
+
+async def test_a_handler_past_its_time_limit_gets_time_limit_and_its_process_is_replaced(
+    amqp_url: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    start_worker("tests.pools.limits:pool", pool="limits", processes=1)
+    marker = tmp_path / "started"
+    async with amqp_client(amqp_url) as client:
+        answer = await client.call("slow", {"seconds": 30, "marker": str(marker)}, timeout=20)
+        assert answer.reply.error is not None
+        assert answer.reply.error.code == ErrorCode.TIME_LIMIT
+        first = _pids(marker)[0]
+        after = await client.call("quick", {}, timeout=20)
+    assert after.reply.ok and after.reply.result["pid"] != first  # a fresh process, same slot
+    assert after.worker == answer.worker
+    assert len(_pids(marker)) == 1
+
+
+async def test_a_consumer_stuck_in_a_gil_holding_call_is_killed_and_the_job_answered_not_rerun(
+    amqp_url: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    worker = start_worker("tests.pools.limits:pool", pool="limits", processes=1, kill_grace=1)
+    marker = tmp_path / "started"
+    async with amqp_client(amqp_url) as client:
+        answer = await client.call("hog", {"seconds": 20, "marker": str(marker)}, timeout=30)
+    assert answer.reply.error is not None
+    assert answer.reply.error.code == ErrorCode.TIME_LIMIT
+    assert answer.attempt == 2  # answered on redelivery, by the replacement
+    assert len(_pids(marker)) == 1  # never run a second time
+    assert "killing it" in worker.output()
+    wait_for(lambda: consumer_count(amqp_url, names.pool_queue("limits")) == 1,
+             what="the replacement consumer")

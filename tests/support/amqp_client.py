@@ -36,7 +36,7 @@ class TestClient:
         await queue.consume(self._on_reply, no_ack=True)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        future = self.pending.pop(message.correlation_id or "", None)
+        future = self.pending.get(message.correlation_id or "")
         if future is not None and not future.done():
             future.set_result(message)
 
@@ -69,6 +69,7 @@ class TestClient:
 
     async def answer(self, job_id: str, timeout: float = 10.0) -> Answer:
         message = await asyncio.wait_for(self.pending[job_id], timeout)
+        del self.pending[job_id]
         headers = message.headers or {}
         worker = headers.get(names.HEADER_WORKER)
         attempt = headers.get(names.HEADER_ATTEMPT)

@@ -146,6 +146,7 @@ class LocalBroker:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            cwd=self.directory,  # where a crashing VM writes its erl_crash.dump
             start_new_session=True,  # a Ctrl-C in the terminal is ours to forward, not the node's
         )
         log.close()

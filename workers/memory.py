@@ -33,6 +33,8 @@ class CacheInfo:
 _BUFFER_TYPES = (bytes, bytearray, memoryview, mmap.mmap)
 _DEPTH = 3  # how deep describe() looks into containers: enough for a dict of arrays
 _SAMPLE = 64  # items of a container sampled to guess its shape
+LARGE_BUFFER_BYTES = 64 * 1024  # 16 pages: a refcount write dirties one of them at most
+SMALL_OBJECTS_BYTES = 1024 * 1024  # Python objects this small cost little even when copied
 
 
 def _buffer_size(value: Any) -> int | None:
@@ -52,17 +54,19 @@ def describe(cache: Any) -> CacheInfo:
     if cache is None:
         return CacheInfo(0, "none")
     buffers, objects = _walk(cache, _DEPTH)
-    if objects == 0:
-        return CacheInfo(buffers, "buffers")
-    if buffers == 0:
-        return CacheInfo(objects, "objects")
-    return CacheInfo(buffers + objects, "mixed" if buffers > objects else "objects")
+    total = buffers + objects
+    if objects <= max(SMALL_OBJECTS_BYTES, total // 100):
+        return CacheInfo(total, "buffers")  # a few attributes around big buffers share fine
+    if buffers <= total // 100:
+        return CacheInfo(total, "objects")
+    return CacheInfo(total, "mixed")
 
 
 def _walk(value: Any, depth: int) -> tuple[int, int]:
     size = _buffer_size(value)
     if size is not None:
-        return size, 0
+        # A small buffer shares its pages with its header, whose refcount every read writes.
+        return (size, 0) if size >= LARGE_BUFFER_BYTES else (0, size)
     if depth == 0:
         return 0, sys.getsizeof(value)
     items: list[Any]

@@ -1,0 +1,1 @@
+"""Example pools: run them with `rpcfleet worker examples.vectors:pool`."""

@@ -1,0 +1,124 @@
+"""A realistic cache-holding pool: a vector index held as ONE large numpy array.
+
+The supervisor builds the index once (size from RPCFLEET_EXAMPLE_CACHE_MB, default 256 MiB); the
+consumers it forks share its pages copy-on-write, so N processes cost about one index.
+
+    rpcfleet worker examples.vectors:pool --processes 4
+    curl -s localhost:8000/v1/rpc/nearest -d '{"vector_of": 42, "k": 3}'
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from pydantic import BaseModel, Field, model_validator
+
+from workers import JobContext, Pool
+
+DIMENSIONS = 128  # float32: 512 bytes a row, so 256 MiB holds 524,288 vectors
+CHUNK_ROWS = 65_536  # rows scored per step: bounded temporary memory, ~32 MiB of scores
+
+
+class Index:
+    """Unit-length float32 rows; ids are row numbers."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+        self.built_at = time.time()
+        self.built_by = os.getpid()
+
+    @property
+    def size(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        query = query / (np.linalg.norm(query) or 1.0)
+        best_ids = np.empty(0, dtype=np.int64)
+        best_scores = np.empty(0, dtype=np.float32)
+        for start in range(0, self.size, CHUNK_ROWS):
+            scores = self.vectors[start:start + CHUNK_ROWS] @ query
+            top = np.argpartition(-scores, min(k, scores.size - 1))[:k]
+            best_ids = np.concatenate([best_ids, top + start])
+            best_scores = np.concatenate([best_scores, scores[top]])
+        order = np.argsort(-best_scores)[:k]
+        return [(int(best_ids[i]), float(best_scores[i])) for i in order]
+
+
+def build_index() -> Index:
+    megabytes = int(os.environ.get("RPCFLEET_EXAMPLE_CACHE_MB", "256"))
+    rows = max(megabytes * 1024 * 1024 // (DIMENSIONS * 4), 1)
+    rng = np.random.default_rng(seed=7)  # the same index on every host and every run
+    vectors = np.empty((rows, DIMENSIONS), dtype=np.float32)
+    for start in range(0, rows, CHUNK_ROWS):  # fill in chunks: no second full-size temporary
+        block = rng.standard_normal((min(CHUNK_ROWS, rows - start), DIMENSIONS), np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        vectors[start:start + block.shape[0]] = block
+    return Index(vectors)
+
+
+pool = Pool("vectors", cache=build_index, time_limit=60)
+
+
+class NearestQuery(BaseModel):
+    vector: list[float] | None = Field(default=None, description=f"{DIMENSIONS} floats")
+    vector_of: int | None = Field(default=None, ge=0, description="use this row as the query")
+    k: int = Field(default=10, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def one_query(self) -> NearestQuery:
+        if (self.vector is None) == (self.vector_of is None):
+            raise ValueError("give exactly one of vector or vector_of")
+        if self.vector is not None and len(self.vector) != DIMENSIONS:
+            raise ValueError(f"vector must have {DIMENSIONS} floats")
+        return self
+
+
+class Lookup(BaseModel):
+    id: int = Field(ge=0)
+
+
+@pool.method
+def nearest(params: NearestQuery, cache: Index) -> list[dict[str, float]]:
+    """Top-k rows by cosine similarity: a CPU-bound scan of the whole index."""
+    if params.vector_of is not None:
+        if params.vector_of >= cache.size:
+            raise IndexError(f"no vector {params.vector_of}; the index holds {cache.size}")
+        query = cache.vectors[params.vector_of]
+    else:
+        query = np.asarray(params.vector, dtype=np.float32)
+    return [{"id": i, "score": round(s, 6)} for i, s in cache.nearest(query, params.k)]
+
+
+@pool.method
+def lookup(params: Lookup, cache: Index) -> dict[str, object]:
+    """One vector by id, with where it came from."""
+    if params.id >= cache.size:
+        raise IndexError(f"no vector {params.id}; the index holds {cache.size}")
+    return {"id": params.id, "vector": cache.vectors[params.id].round(6).tolist(),
+            "index_built_by": cache.built_by, "served_by": os.getpid()}
+
+
+@pool.method
+def stats(cache: Index) -> dict[str, object]:
+    return {"vectors": cache.size, "dimensions": DIMENSIONS,
+            "bytes": int(cache.vectors.nbytes), "built_at": cache.built_at}
+
+
+@pool.method
+def echo(params: dict[str, object]) -> dict[str, object]:
+    """The cheapest call: what the throughput benchmark measures."""
+    return params
+
+
+@pool.method(name="reindex", time_limit=600)
+async def reindex(params: dict[str, object], job: JobContext) -> dict[str, object]:
+    """A long job that reports progress (it only simulates the work)."""
+    import asyncio
+
+    steps = int(params.get("steps", 5))  # type: ignore[call-overload]
+    for step in range(steps):
+        await asyncio.sleep(float(params.get("step_seconds", 0.5)))  # type: ignore[arg-type]
+        job.progress((step + 1) / steps, f"step {step + 1} of {steps}")
+    return {"steps": steps}

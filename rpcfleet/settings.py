@@ -44,6 +44,9 @@ class WorkerSettings(CommonSettings):
     # Seconds a draining consumer waits for in-flight work on SIGTERM before giving up.
     drain_timeout: float = Field(default=30.0, gt=0)
     cap_native_threads: bool = True
+    # False: each consumer builds its own cache after fork (caches that hold threads, sockets or
+    # locks cannot cross a fork); costs one cache per process and a reload on every replacement.
+    preload: bool = True
 
 
 class GatewaySettings(CommonSettings):

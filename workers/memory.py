@@ -27,7 +27,7 @@ class CacheInfo:
 
     @property
     def shares_well(self) -> bool:
-        return self.shape in ("buffers", "none")
+        return self.shape in ("buffers", "none", "per-process")
 
 
 _BUFFER_TYPES = (bytes, bytearray, memoryview, mmap.mmap)

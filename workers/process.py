@@ -10,6 +10,7 @@ import sys
 
 from workers.consumer.runtime import Consumer
 from workers.consumer.state import ConsumerSetup
+from workers.memory import describe
 
 log = logging.getLogger("rpcfleet.worker")
 
@@ -26,6 +27,9 @@ def consumer_main(setup: ConsumerSetup) -> int:
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         loop_factory = asyncio.new_event_loop
     try:
+        if not setup.settings.preload:
+            setup.cache = setup.pool.load_cache()
+            setup.cache_info = describe(setup.cache)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(Consumer(setup).run())
     except Exception:

@@ -42,8 +42,8 @@ class Supervisor:
 
     def run(self) -> int:
         started = time.monotonic()
-        cache = self.pool.load_cache()
-        info = describe(cache)
+        cache = self.pool.load_cache() if self.settings.preload else None
+        info = describe(cache) if self.settings.preload else CacheInfo(None, "per-process")
         log.info("pool %s: cache of %s bytes (%s) loaded in %.1f s", self.pool.name, info.bytes,
                  info.shape, time.monotonic() - started)
         if not info.shares_well:

@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat", type=int, help="AMQP heartbeat seconds (RPCFLEET_HEARTBEAT)")
     parser.add_argument("--queue-type", choices=["classic", "quorum"])
     parser.add_argument("--app-dir", default=".", help="folder to import MODULE from (default .)")
+    parser.add_argument("--no-preload", action="store_true",
+                        help="build the cache in each consumer instead of once before forking")
     parser.add_argument("--no-cap-threads", action="store_true",
                         help="leave native thread pools (OpenBLAS, OpenMP, MKL) at their default")
 
@@ -34,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         "concurrency": args.concurrency, "amqp_url": args.amqp_url,
         "heartbeat": args.heartbeat, "queue_type": args.queue_type,
     }.items() if value is not None}
+    if args.no_preload:
+        overrides["preload"] = False
     if args.no_cap_threads:
         overrides["cap_native_threads"] = False
     settings = WorkerSettings(**overrides)

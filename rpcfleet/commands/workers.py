@@ -1,15 +1,56 @@
-"""`rpcfleet workers`: not built yet."""
+"""`rpcfleet workers`: the live fleet as a table (from a gateway's /v1/workers)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-HELP = "workers (not built yet)"
+import httpx
+
+from rpcfleet.commands._gateway_client import add_gateway_arguments, error_text, request
+
+HELP = "list the consumer processes of the fleet"
+COLUMNS = ("id", "pid", "prefetch", "concurrency", "in_flight", "processed", "failed", "pss",
+           "cache", "last_seen")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    add_gateway_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the raw JSON")
+
+
+def _mib(value: object) -> str:
+    return f"{int(value) / 1048576:,.0f}M" if isinstance(value, int) else "-"
+
+
+def rows(entries: list[dict[str, object]]) -> list[tuple[str, ...]]:
+    table = []
+    for e in entries:
+        prefetch = f"{e['prefetch']}{' auto' if e.get('prefetch_mode') == 'auto' else ''}"
+        table.append((str(e["id"]), str(e["pid"]), prefetch, str(e["concurrency"]),
+                      str(e["in_flight"]), str(e["processed"]), str(e["failed"]),
+                      _mib(e.get("pss_bytes")), _mib(e.get("cache_bytes")),
+                      str(e["last_seen"])))
+    return table
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("rpcfleet workers: not built yet")
+    try:
+        response = request(args, "GET", "/v1/workers")
+    except httpx.HTTPError as exc:
+        print(f"rpcfleet workers: cannot reach {args.gateway}: {exc}")
+        return 1
+    if response.status_code != 200:
+        print(f"rpcfleet workers: {error_text(response)}")
+        return 1
+    entries = response.json()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    table = [COLUMNS, *rows(entries)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    if not entries:
+        print("(no live workers)")
+    return 0

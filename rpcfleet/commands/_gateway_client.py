@@ -1,0 +1,31 @@
+"""The operator commands talk to a gateway's admin API, as the fleet page does."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import httpx
+
+
+def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gateway", default=os.environ.get("RPCFLEET_GATEWAY_URL",
+                                                            "http://127.0.0.1:8000"),
+                        help="gateway base URL (env RPCFLEET_GATEWAY_URL)")
+    parser.add_argument("--key", default=os.environ.get("RPCFLEET_ADMIN_KEY"),
+                        help="admin API key (env RPCFLEET_ADMIN_KEY)")
+
+
+def request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
+    return httpx.request(method, args.gateway.rstrip("/") + path, json=body, headers=headers,
+                         timeout=10)
+
+
+def error_text(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+        return f"{response.status_code} {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code}: {response.text[:200]}"

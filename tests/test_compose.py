@@ -1,0 +1,85 @@
+"""compose.yaml cannot be run here (no Docker engine): read it and hold it to the CLI it calls."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from rpcfleet.cli import build_parser
+from rpcfleet.settings import GatewaySettings, WorkerSettings
+from workers import load_pool
+
+REPO = Path(__file__).resolve().parents[1]
+KNOWN_EXTRA_ENV = {"RPCFLEET_EXAMPLE_CACHE_MB"}  # read by the example pool itself
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
+    return loaded
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def test_the_stack_has_a_pinned_rabbitmq_a_gateway_and_the_example_pool(
+    compose: dict[str, Any]
+) -> None:
+    services = compose["services"]
+    assert set(services) == {"rabbitmq", "gateway", "workers"}
+    image = services["rabbitmq"]["image"]
+    assert re.fullmatch(r"rabbitmq:\d+\.\d+\.\d+-management", image), image
+    assert "healthcheck" in services["rabbitmq"]
+
+
+def test_services_start_after_the_broker_is_healthy(compose: dict[str, Any]) -> None:
+    for name in ("gateway", "workers"):
+        depends = compose["services"][name]["depends_on"]
+        assert depends["rabbitmq"]["condition"] == "service_healthy"
+
+
+def test_every_command_parses_with_the_real_cli(compose: dict[str, Any]) -> None:
+    parser = build_parser()
+    gateway = parser.parse_args(_command(compose["services"]["gateway"])[1:])
+    worker = parser.parse_args(_command(compose["services"]["workers"])[1:])
+    assert gateway.command == "gateway" and worker.command == "worker"
+    assert load_pool(worker.target).name == "vectors"
+    assert gateway.host == "0.0.0.0"  # reachable from the published port
+    published = compose["services"]["gateway"]["ports"][0]
+    assert published.endswith(f":{gateway.port}")
+
+
+def test_every_setting_named_in_the_environment_exists(compose: dict[str, Any]) -> None:
+    fields = set(GatewaySettings.model_fields) | set(WorkerSettings.model_fields)
+    for name in ("gateway", "workers"):
+        for key in compose["services"][name]["environment"]:
+            if key in KNOWN_EXTRA_ENV:
+                continue
+            assert key.startswith("RPCFLEET_"), key
+            assert key.removeprefix("RPCFLEET_").lower() in fields, f"{name}: unknown {key}"
+
+
+def test_the_amqp_url_points_at_the_broker_service_with_its_own_user(
+    compose: dict[str, Any]
+) -> None:
+    rabbit = compose["services"]["rabbitmq"]["environment"]
+    for name in ("gateway", "workers"):
+        url = urlparse(compose["services"][name]["environment"]["RPCFLEET_AMQP_URL"])
+        assert url.hostname == "rabbitmq" and (url.port or 5672) == 5672
+        assert url.username == rabbit["RABBITMQ_DEFAULT_USER"] != "guest"
+        assert url.password == rabbit["RABBITMQ_DEFAULT_PASS"]
+
+
+def test_the_image_installs_every_package_the_commands_import() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for package in ("protocol", "gateway", "workers", "rpcfleet", "examples"):
+        assert f"COPY {package} ./{package}" in dockerfile
+    assert "pip install ." in dockerfile

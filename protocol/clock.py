@@ -18,4 +18,4 @@ def rfc3339(epoch_ms: int) -> str:
 
 def parse_rfc3339(text: str) -> int:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return int(round(moment.timestamp() * 1000))
+    return round(moment.timestamp() * 1000)

@@ -1,4 +1,4 @@
-"""Names of the AMQP topology and the small pure functions that derive them (SPEC: AMQP topology)."""
+"""Names of the AMQP topology and the small pure functions that derive them (SPEC)."""
 
 from __future__ import annotations
 

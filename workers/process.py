@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from workers.consumer.runtime import Consumer
 from workers.consumer.state import ConsumerSetup
@@ -20,12 +21,13 @@ def consumer_main(setup: ConsumerSetup) -> int:
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     try:
         import uvloop
 
         loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        loop_factory = asyncio.new_event_loop
+        pass
     try:
         if not setup.settings.preload:
             setup.cache = setup.pool.load_cache()

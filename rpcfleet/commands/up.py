@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amqp-port", type=int, default=5672, help="broker port (default 5672)")
     parser.add_argument("--processes", type=int, default=2, help="example pool consumers")
     parser.add_argument("--gateway-workers", type=int, default=1, help="gateway processes")
-    parser.add_argument("--pool", default=EXAMPLE_POOL, help=f"MODULE:POOL (default {EXAMPLE_POOL})")
+    parser.add_argument("--pool", default=EXAMPLE_POOL,
+                        help=f"MODULE:POOL (default {EXAMPLE_POOL})")
     parser.add_argument("--state-dir", type=Path, default=Path(".rpcfleet"))
     parser.add_argument("--management", action="store_true", help="enable the management UI")
     parser.add_argument("--cache-mb", type=int, default=256, help="size of the example index")

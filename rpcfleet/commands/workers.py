@@ -24,7 +24,7 @@ def _mib(value: object) -> str:
 
 
 def rows(entries: list[dict[str, object]]) -> list[tuple[str, ...]]:
-    table = []
+    table: list[tuple[str, ...]] = []
     for e in entries:
         prefetch = f"{e['prefetch']}{' auto' if e.get('prefetch_mode') == 'auto' else ''}"
         table.append((str(e["id"]), str(e["pid"]), prefetch, str(e["concurrency"]),

@@ -24,7 +24,7 @@ class Proc:
 
     def __init__(self, argv: Sequence[str], env: dict[str, str], log: Path) -> None:
         self.log = log
-        self._log_file = open(log, "wb")  # noqa: SIM115 (closed in stop)
+        self._log_file = open(log, "wb")  # closed in stop()
         self.popen = subprocess.Popen(
             list(argv), env=env, cwd=REPO, stdout=self._log_file, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,

@@ -1,0 +1,171 @@
+"""Sync RPC throughput: rpcfleet's gateway vs. the HTTP ceiling and a tutorial-style gateway.
+
+    python -m bench.rpc [--seconds 10] [--concurrency 1 16 64] [--gateway-workers 1]
+
+One private broker; every component in its own process; `wrk` (Debian package) as the load
+generator, POSTing a ~200-byte JSON body. For each concurrency it reports requests/s, p50, p99,
+errors and CPU seconds per 1,000 calls summed over gateway, worker and broker processes.
+  rpcfleet   : `rpcfleet gateway` + `rpcfleet worker examples.vectors:pool` (echo), prefetch 1
+  ceiling    : a FastAPI echo with no broker (bench/baselines/plain_echo.py)
+  tutorial   : FastAPI + aio-pika written as RabbitMQ's RPC tutorial teaches, worker prefetch 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.harness import RPCFLEET, children, env_with, private_broker, process, wait_until
+from rpcfleet.broker import free_port
+
+BODY = json.dumps({"query": "the quick brown fox jumps over the lazy dog", "k": 10,
+                   "filters": {"lang": "en", "year": [2020, 2026]},
+                   "vector": [0.125, -0.5, 0.75, 0.0625, -0.25, 0.875, -0.375, 0.3125],
+                   "trace": "bench-0123456789abcdef"})
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    target: str
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_per_1000: float
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        for member in [pid, *children(pid)]:
+            try:
+                fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+            except (OSError, IndexError):
+                continue
+    return total / TICKS
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, concurrency: int, seconds: int, script: Path) -> tuple[float, float, float, int,
+                                                                           int]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(match.group(1))
+    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                          out):
+        errors += sum(int(g) for g in match.groups())
+    return rps, p50, p99, errors, total
+
+
+def wait_http(url: str, body: str) -> None:
+    def ok() -> bool:
+        try:
+            return httpx.post(url, content=body, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ok, timeout=120, what=url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--gateway-workers", type=int, default=1)
+    parser.add_argument("--only", nargs="+", default=["rpcfleet", "ceiling", "tutorial"])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench.rpc needs wrk: apt-get install -y wrk")
+    results: list[Result] = []
+    with private_broker() as node, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        logs = Path(tmp)
+        script = logs / "post.lua"
+        script.write_text(f"wrk.method = 'POST'\nwrk.body = {json.dumps(BODY)}\n"
+                          "wrk.headers['Content-Type'] = 'application/json'\n")
+        broker_pid = int(node.pid_file.read_text())
+        env = env_with(RPCFLEET_AMQP_URL=node.amqp_url, BENCH_AMQP_URL=node.amqp_url,
+                       RPCFLEET_EXAMPLE_CACHE_MB=16, RPCFLEET_STATE_DIR=logs / "state")
+        uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+        targets: dict[str, tuple[str, list[int]]] = {}
+        if "rpcfleet" in args.only:
+            port = free_port()
+            worker = stack.enter_context(process(
+                [*RPCFLEET, "worker", "examples.vectors:pool", "--processes", "1",
+                 "--prefetch", "1"], env, logs / "worker.log"))
+            gateway = stack.enter_context(process(
+                [*RPCFLEET, "gateway", "--port", str(port), "--workers",
+                 str(args.gateway_workers)], env, logs / "gateway.log"))
+            url = f"http://127.0.0.1:{port}/v1/rpc/echo"
+            targets["rpcfleet"] = (url, [gateway.pid, worker.pid])
+        if "ceiling" in args.only:
+            port = free_port()
+            plain = stack.enter_context(process(
+                [*uvicorn, "--port", str(port), "bench.baselines.plain_echo:app"], env,
+                logs / "plain.log"))
+            targets["ceiling"] = (f"http://127.0.0.1:{port}/echo", [plain.pid])
+        if "tutorial" in args.only:
+            port = free_port()
+            tworker = stack.enter_context(process(
+                [sys.executable, "-m", "bench.baselines.tutorial_worker"], env,
+                logs / "tworker.log"))
+            tgateway = stack.enter_context(process(
+                [*uvicorn, "--port", str(port), "bench.baselines.tutorial_gateway:app"], env,
+                logs / "tgateway.log"))
+            targets["tutorial"] = (f"http://127.0.0.1:{port}/echo", [tgateway.pid, tworker.pid])
+        for name, (url, _) in targets.items():
+            wait_http(url, BODY)
+            print(f"  {name} is answering at {url}", flush=True)
+        for concurrency in args.concurrency:
+            for name, (url, pids) in targets.items():
+                wrk(url, concurrency, 2, script)  # warm-up
+                watched = pids + ([broker_pid] if name != "ceiling" else [])
+                before = cpu_seconds(watched)
+                rps, p50, p99, errors, total = wrk(url, concurrency, args.seconds, script)
+                cpu = cpu_seconds(watched) - before
+                results.append(Result(name, concurrency, rps, p50, p99, errors,
+                                      cpu / max(total, 1) * 1000))
+                print(f"  {name:9} c={concurrency:<3} {rps:8.0f} req/s", flush=True)
+                time.sleep(0.5)  # let queues settle between runs
+    print_table(results)
+
+
+def print_table(results: list[Result]) -> None:
+    by = {(r.target, r.concurrency): r for r in results}
+    print("\n| target | c | req/s | p50 ms | p99 ms | errors | CPU s / 1,000 calls "
+          "| rpcfleet ÷ this (req/s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        ours = by.get(("rpcfleet", r.concurrency))
+        ratio = f"{ours.rps / r.rps:.2f}x" if ours and r.target != "rpcfleet" else ""
+        print(f"| {r.target} | {r.concurrency} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+              f"| {r.errors} | {r.cpu_per_1000:.2f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -58,6 +58,8 @@ class SlotTable:
         self._slots = (_Slot * slots).from_buffer(self._map)
         offset = ctypes.sizeof(_Slot) * slots
         self._tombs = (_Tombstone * TOMBSTONES).from_buffer(self._map, offset)
+        # Where this process put each job it tracks: the hot path skips a scan of the slot.
+        self._where: dict[tuple[int, str], int] = {}
         self._next_tomb = ctypes.c_int64.from_buffer(
             self._map, offset + ctypes.sizeof(_Tombstone) * TOMBSTONES
         )
@@ -76,6 +78,7 @@ class SlotTable:
         entry = self._slots[slot]
         entry.pid = pid
         entry.alive_ms = _now_ms()
+        self._where = {key: i for key, i in self._where.items() if key[0] != slot}
         for running in entry.running:
             running.hard_deadline_ms = 0
 
@@ -84,18 +87,27 @@ class SlotTable:
 
     def track(self, slot: int, job_id: str, hard_deadline_ms: int, reason: str) -> bool:
         """Record a job the supervisor must kill for if it is still running past the deadline."""
-        key = job_id.encode()[:JOB_ID_BYTES]
-        for running in self._slots[slot].running:
-            if running.hard_deadline_ms == 0 or running.job_id == key:
-                running.job_id = key
-                running.reason = reason.encode()[:16]
-                running.hard_deadline_ms = hard_deadline_ms
-                return True
-        return False
+        entries = self._slots[slot].running
+        index = self._where.get((slot, job_id))
+        if index is None:
+            index = next((i for i, r in enumerate(entries) if r.hard_deadline_ms == 0), None)
+            if index is None:
+                return False
+            self._where[(slot, job_id)] = index
+        entry = entries[index]
+        entry.job_id = job_id.encode()[:JOB_ID_BYTES]
+        entry.reason = reason.encode()[:16]
+        entry.hard_deadline_ms = hard_deadline_ms
+        return True
 
     def untrack(self, slot: int, job_id: str) -> None:
+        index = self._where.pop((slot, job_id), None)
+        entries = self._slots[slot].running
+        if index is not None:
+            entries[index].hard_deadline_ms = 0
+            return
         key = job_id.encode()[:JOB_ID_BYTES]
-        for running in self._slots[slot].running:
+        for running in entries:
             if running.job_id == key:
                 running.hard_deadline_ms = 0
 

@@ -22,7 +22,7 @@ from protocol.clock import now_ms
 from protocol.requests import read_attempt, read_deadline
 from workers.consumer import outgoing
 from workers.consumer.autoprefetch import AutoPrefetch
-from workers.consumer.outcome import Outcome, failure, run_handler
+from workers.consumer.outcome import Outcome, Stopper, failure, run_handler
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.topology import PoolTopology
 from workers.context import JobContext
@@ -129,10 +129,13 @@ class Dispatcher:
         is_job = names.is_durable_reply_to(message.reply_to)
         if is_job:
             self.job_event(job_id, "started", {"attempt": attempt})
-        context = JobContext(id=job_id, method=handler.name, attempt=attempt, deadline=deadline,
-                             worker=self.worker, _progress=self._progress_sink())
-        stop: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.cancels.running[job_id] = stop
+        context = None
+        if "job" in handler.wants:
+            context = JobContext(id=job_id, method=handler.name, attempt=attempt,
+                                 deadline=deadline, worker=self.worker,
+                                 _progress=self._progress_sink())
+        stopper = Stopper()
+        self.cancels.running[job_id] = stopper
         slots, slot = self.setup.slots, self.setup.slot
         if handler.time_limit is not None:
             grace_ms = int((handler.time_limit + self.setup.settings.kill_grace) * 1000)
@@ -140,7 +143,7 @@ class Dispatcher:
         started = time.perf_counter()
         try:
             outcome = await run_handler(
-                handler, handler.arguments(params, self.setup.cache, context), stop,
+                handler, handler.arguments(params, self.setup.cache, context), stopper,
                 self.executor, self.setup.settings.max_result_bytes)
         finally:
             self.cancels.running.pop(job_id, None)

@@ -21,10 +21,25 @@ class Outcome:
     must_exit: bool = False  # the handler may still run: replace this process after the reply
 
 
+class Stopper:
+    """Stops a running handler: a cancel, or its hard time limit (a timer, not a second task)."""
+
+    def __init__(self) -> None:
+        self.reason: ErrorCode | None = None
+        self._work: asyncio.Future[Any] | None = None
+
+    def stop(self, reason: ErrorCode) -> bool:
+        if self.reason is not None or self._work is None or self._work.done():
+            return False
+        self.reason = reason
+        self._work.cancel()
+        return True
+
+
 async def run_handler(
     handler: Handler,
     arguments: dict[str, Any],
-    stop: asyncio.Future[str],
+    stopper: Stopper,
     executor: Executor,
     max_result_bytes: int,
 ) -> Outcome:
@@ -35,21 +50,26 @@ async def run_handler(
     else:
         # A thread keeps the loop (and the AMQP heartbeats) running during CPU-bound work.
         work = loop.run_in_executor(executor, functools.partial(handler.func, **arguments))
-    done, _ = await asyncio.wait(
-        {work, stop}, timeout=handler.time_limit, return_when=asyncio.FIRST_COMPLETED
-    )
-    if work not in done:
-        work.cancel()
-        if stop in done:
+    stopper._work = work
+    timer = None
+    if handler.time_limit is not None:
+        timer = loop.call_later(handler.time_limit, stopper.stop, ErrorCode.TIME_LIMIT)
+    try:
+        result = await work
+    except asyncio.CancelledError:
+        if stopper.reason is None:
+            raise  # we are being cancelled ourselves, not the handler
+        if stopper.reason is ErrorCode.CANCELLED:
             return failure(ErrorCode.CANCELLED, "the job was cancelled while running",
                            must_exit=True)
         return failure(ErrorCode.TIME_LIMIT,
                        f"{handler.name} ran past its time limit of {handler.time_limit} s",
                        must_exit=True)
-    try:
-        result = work.result()
     except Exception as exc:  # the handler's failure is the caller's answer, not ours
         return failure(ErrorCode.WORKER_ERROR, f"{type(exc).__name__}: {exc}")
+    finally:
+        if timer is not None:
+            timer.cancel()
     return encode_result(result, max_result_bytes)
 
 

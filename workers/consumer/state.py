@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol import ErrorCode
 from rpcfleet.settings import WorkerSettings
+from workers.consumer.outcome import Stopper
 from workers.memory import CacheInfo
 from workers.pool import Pool
 from workers.slots import SlotTable
@@ -45,19 +46,16 @@ class Cancels:
     """Cancelled job ids, and the stop signals of the jobs running here."""
 
     ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    running: dict[str, asyncio.Future[str]] = field(default_factory=dict)
+    running: dict[str, Stopper] = field(default_factory=dict)
 
-    def add(self, job_id: str) -> asyncio.Future[str] | None:
-        """Remember a cancel; returns the stop signal of the job if it runs here now."""
+    def add(self, job_id: str) -> bool:
+        """Remember a cancel; True when the job was running here and is being stopped."""
         self.ids[job_id] = None
         self.ids.move_to_end(job_id)
         while len(self.ids) > CANCELS_REMEMBERED:
             self.ids.popitem(last=False)
-        stop = self.running.get(job_id)
-        if stop is not None and not stop.done():
-            stop.set_result("cancelled")
-            return stop
-        return None
+        stopper = self.running.get(job_id)
+        return stopper is not None and stopper.stop(ErrorCode.CANCELLED)
 
     def __contains__(self, job_id: object) -> bool:
         return job_id in self.ids

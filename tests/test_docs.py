@@ -1,0 +1,33 @@
+"""The README stays true to the code: every setting is documented, the commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from rpcfleet.cli import COMMANDS
+from rpcfleet.settings import GatewaySettings, WorkerSettings
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_readme_settings_table() -> None:
+    table = README.split("<!-- settings-table -->")[1].split("<!-- /settings-table -->")[0]
+    documented = set(re.findall(r"`RPCFLEET_([A-Z_]+)`", table))
+    fields = {name.upper() for name in (*GatewaySettings.model_fields,
+                                        *WorkerSettings.model_fields)}
+    assert fields - documented == set(), "settings missing from the README"
+    assert documented - fields == set(), "the README documents settings that do not exist"
+
+
+def test_the_readme_commands_go_through_the_bootstrap_script_and_ci_calls_the_test_one() -> None:
+    assert "./run up" in README and "./run test" in README
+    assert (REPO / "run").stat().st_mode & 0o111
+    assert "./run test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_every_cli_command_the_readme_names_exists() -> None:
+    named = set(re.findall(r"rpcfleet (\w+)", README)) & {"up", "broker", "gateway", "worker",
+                                                         "workers", "prefetch", "jobs"}
+    assert named <= set(COMMANDS)

@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from pamqp.commands import Basic as _Basic
 
 from protocol import DeadReason, ErrorCode, codec, names
 from protocol.clock import now_ms
@@ -29,6 +30,10 @@ from workers.context import JobContext
 from workers.handlers import InvalidParams
 
 log = logging.getLogger("rpcfleet.worker")
+
+
+class ReplyNotConfirmed(RuntimeError):
+    """The broker did not ack a reply: the request stays unacked, to be redelivered."""
 
 JobEventSink = Callable[[str, str, dict[str, Any]], None]
 
@@ -175,12 +180,15 @@ class Dispatcher:
             self.counters.failed += 1
         if not message.reply_to:
             return
-        reply = outgoing.reply_message(message, outcome.body, self.worker, attempt)
+        properties = outgoing.reply_properties(message, self.worker, attempt)
         sent = time.perf_counter()
+        channel = await self.channel.get_underlay_channel()
         # Direct reply-to returns a mandatory reply even while the requester receives it:
-        # publish without mandatory; the confirm says the broker took it.
-        await self.channel.default_exchange.publish(
-            reply, routing_key=message.reply_to, mandatory=False)
+        # publish without mandatory; the confirm (awaited here) says the broker took it.
+        confirm = await channel.basic_publish(outcome.body, routing_key=message.reply_to,
+                                              properties=properties, mandatory=False)
+        if not isinstance(confirm, _Basic.Ack):
+            raise ReplyNotConfirmed(f"reply to {message.correlation_id} got {confirm!r}")
         self.measure.observe_round_trip(time.perf_counter() - sent)
 
     async def _reply_and_ack(self, message: AbstractIncomingMessage, outcome: Outcome,

@@ -6,25 +6,26 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+from pamqp.commands import Basic as _Basic
 
 from protocol import names
 from protocol.clock import now_ms
 from protocol.requests import read_deadline
 
 
-def reply_message(request: AbstractIncomingMessage, body: bytes, worker: str,
-                  attempt: int) -> aio_pika.Message:
+def reply_properties(request: AbstractIncomingMessage, worker: str,
+                     attempt: int) -> _Basic.Properties:
+    """Properties of a reply, built at the AMQP level: the hot path skips aio-pika's Message."""
     durable = names.is_durable_reply_to(request.reply_to)
-    return aio_pika.Message(
-        body,
+    return _Basic.Properties(
         content_type=names.CONTENT_TYPE,
         correlation_id=request.correlation_id,
         message_id=request.correlation_id,
-        type=request.type,
+        message_type=request.type,
         headers={names.HEADER_WORKER: worker, names.HEADER_ATTEMPT: attempt},
         # Job replies wait in a durable queue for a gateway: persist them. Sync replies go
         # straight to a live requester (direct reply-to): persisting them would only cost.
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT if durable else None,
+        delivery_mode=2 if durable else 1,
     )
 
 

@@ -1,15 +1,35 @@
-"""`rpcfleet gateway`: not built yet."""
+"""`rpcfleet gateway`: the HTTP gateway under uvicorn, each process with its own connection."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
-HELP = "gateway (not built yet)"
+HELP = "run the HTTP gateway: rpcfleet gateway --port 8000 --workers N"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.add_argument("--host", help="bind address (default 127.0.0.1 without API keys, "
+                                       "else 0.0.0.0; env RPCFLEET_HOST)")
+    parser.add_argument("--port", type=int, help="port (default 8000; env RPCFLEET_PORT)")
+    parser.add_argument("--workers", type=int, help="gateway processes (env RPCFLEET_WORKERS)")
+    parser.add_argument("--amqp-url", help="broker URL (env RPCFLEET_AMQP_URL)")
+    parser.add_argument("--log-level", default="info")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("rpcfleet gateway: not built yet")
+    import uvicorn
+
+    from rpcfleet.settings import GatewaySettings
+
+    overrides = {key: value for key, value in {
+        "host": args.host, "port": args.port, "workers": args.workers,
+        "amqp_url": args.amqp_url}.items() if value is not None}
+    settings = GatewaySettings(**overrides)
+    # Each uvicorn worker builds its app from the environment: hand the overrides down.
+    for key, value in overrides.items():
+        os.environ[f"RPCFLEET_{key.upper()}"] = str(value)
+    uvicorn.run("gateway.app:app_from_env", factory=True, host=settings.bind_host(),
+                port=settings.port, workers=settings.workers, log_level=args.log_level,
+                access_log=False, loop="auto", http="auto", timeout_graceful_shutdown=10)
+    return 0

@@ -1,0 +1,1 @@
+"""The gateway's AMQP side: one robust connection per process, the RPC client over it."""

@@ -1,0 +1,101 @@
+"""One robust AMQP connection per gateway process, opened in the lifespan, retried until the
+broker answers (the gateway starts, and says it is not ready, while the broker is down)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from protocol import names
+from rpcfleet.settings import GatewaySettings
+
+log = logging.getLogger("rpcfleet.gateway")
+
+OnConnected = Callable[["BrokerLink"], Awaitable[None]]
+
+
+class BrokerLink:
+    """The connection, a confirming channel for calls, and a plain one for fleet traffic."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.connection: AbstractRobustConnection | None = None
+        self.channel: AbstractRobustChannel | None = None  # confirms; direct reply-to lives here
+        self.plain: AbstractRobustChannel | None = None  # events, control, stats
+        self.connected = asyncio.Event()
+        self._on_connected: list[OnConnected] = []
+        self._on_lost: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def up(self) -> bool:
+        return (self.connection is not None and not self.connection.is_closed
+                and self.channel is not None and not self.channel.is_closed)
+
+    def when_connected(self, callback: OnConnected) -> None:
+        """Run once connected (the topology and consumers survive reconnects on their own)."""
+        self._on_connected.append(callback)
+
+    def when_lost(self, callback: Callable[[], None]) -> None:
+        self._on_lost.append(callback)
+
+    async def __aenter__(self) -> BrokerLink:
+        self._task = asyncio.create_task(self._connect())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                await self.connection.close()
+
+    async def _connect(self) -> None:
+        # Back off up to 5 s between attempts: a broker that comes up is noticed quickly.
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential_jitter(initial=0.2, max=5),
+            retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPError,
+                                           asyncio.TimeoutError, ConnectionError)),
+        ):
+            with attempt:
+                await self._open()
+        for callback in self._on_connected:
+            await callback(self)
+        self.connected.set()
+        log.info("gateway connected to the broker")
+
+    async def _open(self) -> None:
+        connection = await aio_pika.connect_robust(
+            self.settings.amqp_url, heartbeat=self.settings.heartbeat, timeout=10,
+            client_properties={"connection_name": "rpcfleet-gateway"})
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            plain = await connection.channel(publisher_confirms=False)
+            await declare_exchanges(channel)
+        except BaseException:
+            await connection.close()
+            raise
+        connection.close_callbacks.add(self._lost)
+        channel.close_callbacks.add(self._lost)
+        self.connection, self.channel, self.plain = connection, channel, plain
+
+    def _lost(self, *args: Any) -> None:
+        for callback in self._on_lost:
+            callback()
+
+
+async def declare_exchanges(channel: AbstractRobustChannel) -> None:
+    direct, topic = aio_pika.ExchangeType.DIRECT, aio_pika.ExchangeType.TOPIC
+    await channel.declare_exchange(names.EXCHANGE, direct, durable=True)
+    await channel.declare_exchange(names.DEAD_LETTER_EXCHANGE, direct, durable=True)
+    await channel.declare_exchange(names.EVENTS_EXCHANGE, topic, durable=True)
+    await channel.declare_exchange(names.CONTROL_EXCHANGE, topic, durable=True)

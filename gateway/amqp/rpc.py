@@ -1,0 +1,118 @@
+"""Synchronous calls over AMQP: a table from correlation id to future (SPEC: sync calls).
+
+Publish with `mandatory` and publisher confirms: the broker's return means no pool serves the
+method (404 at once, no waiting for a timeout), a nack or a confirm that does not come means
+overloaded (503 quickly, never a hang). Replies arrive on direct reply-to, consumed no-ack on the
+publishing channel; a reply that matches nothing (late, stray) is counted and dropped; every
+pending call fails fast when the channel closes; every call is bounded by its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage
+from pamqp.commands import Basic
+
+from gateway.amqp.link import BrokerLink
+from gateway.errors import DeadlineExceeded, Overloaded, UnknownMethod
+from gateway.metrics import Metrics
+from protocol import names
+from protocol.clock import now_ms
+
+log = logging.getLogger("rpcfleet.gateway")
+
+
+class BrokerLost(ConnectionError):
+    """The channel closed while calls were waiting for replies."""
+
+
+class RpcClient:
+    def __init__(self, link: BrokerLink, metrics: Metrics, publish_timeout: float) -> None:
+        self.link = link
+        self.metrics = metrics
+        self.publish_timeout = publish_timeout
+        self.pending: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
+        self.consuming = False
+        link.when_connected(self._start)
+        link.when_lost(self._fail_pending)
+
+    @property
+    def ready(self) -> bool:
+        return self.consuming and self.link.up
+
+    async def _start(self, link: BrokerLink) -> None:
+        assert link.channel is not None
+        queue = await link.channel.get_queue(names.DIRECT_REPLY_TO, ensure=False)
+        # A robust queue re-consumes after a reconnect by itself.
+        await queue.consume(self._on_reply, no_ack=True)
+        self.consuming = True
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self.pending.pop(message.correlation_id or "", None)
+        if future is None or future.done():
+            self.metrics.late_replies.inc()
+            return
+        future.set_result(message)
+
+    def _fail_pending(self) -> None:
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(BrokerLost("the broker connection closed"))
+
+    async def call(self, method: str, body: bytes, deadline_ms: int,
+                   priority: int = names.SYNC_PRIORITY) -> tuple[str, AbstractIncomingMessage]:
+        """Publish a call and wait for its reply; raises the gateway's errors."""
+        if not self.ready or self.link.channel is None:
+            raise Overloaded("the broker is unreachable")
+        call_id = os.urandom(16).hex()
+        remaining_ms = deadline_ms - now_ms()
+        if remaining_ms <= 0:
+            raise DeadlineExceeded("the deadline passed before the call was sent", call_id=call_id)
+        properties = Basic.Properties(
+            content_type=names.CONTENT_TYPE, correlation_id=call_id, message_id=call_id,
+            message_type=method, reply_to=names.DIRECT_REPLY_TO, priority=priority,
+            expiration=str(remaining_ms), delivery_mode=1,
+            headers={names.HEADER_DEADLINE: deadline_ms, names.HEADER_ATTEMPT: 1})
+        future: asyncio.Future[AbstractIncomingMessage] = (
+            asyncio.get_running_loop().create_future())
+        self.pending[call_id] = future
+        try:
+            await self._publish(method, body, properties, call_id, remaining_ms)
+            try:
+                async with asyncio.timeout(max(deadline_ms - now_ms(), 0) / 1000):
+                    return call_id, await future
+            except TimeoutError:
+                raise DeadlineExceeded(f"no reply from {method} before the deadline",
+                                       call_id=call_id) from None
+            except BrokerLost as exc:
+                raise Overloaded(str(exc), call_id=call_id) from None
+        finally:
+            self.pending.pop(call_id, None)
+
+    async def _publish(self, method: str, body: bytes, properties: Basic.Properties,
+                       call_id: str, remaining_ms: int) -> None:
+        assert self.link.channel is not None
+        timeout = min(self.publish_timeout, remaining_ms / 1000)
+        try:
+            async with asyncio.timeout(timeout):
+                channel = await self.link.channel.get_underlay_channel()
+                confirm = await channel.basic_publish(
+                    body, exchange=names.EXCHANGE, routing_key=method, properties=properties,
+                    mandatory=True)
+        except aiormq.exceptions.DeliveryError:
+            self.metrics.publish_nacks.inc()
+            raise Overloaded("the queue refused the call (it is full)", call_id=call_id) from None
+        except TimeoutError:
+            raise Overloaded("the broker did not confirm the call in time (down or blocked)",
+                             call_id=call_id) from None
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            raise Overloaded(f"the broker is unreachable: {type(exc).__name__}",
+                             call_id=call_id) from None
+        if not isinstance(confirm, Basic.Ack):
+            self.metrics.publish_returns.inc()
+            raise UnknownMethod(f"no pool serves the method {method!r}", call_id=call_id)

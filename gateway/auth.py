@@ -1,0 +1,76 @@
+"""API keys (SPEC: Auth): `Authorization: Bearer <key>`; admin keys are valid everywhere.
+
+With no keys configured, routes are open (the gateway then warns and binds 127.0.0.1).
+The fleet page also takes the key from the `rpcfleet_key` cookie its sign-in form sets, since a
+browser cannot add a bearer header to a page load.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from gateway.errors import Forbidden, Unauthorized
+from rpcfleet.settings import GatewaySettings
+
+UI_COOKIE = "rpcfleet_key"
+
+
+def _matches(candidate: str, keys: list[str]) -> bool:
+    # Compare against every key, in constant time each: no early exit reveals which matched.
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(candidate.encode(), key.encode())
+    return found
+
+
+class Auth:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.api_keys = list(settings.api_keys)
+        self.admin_keys = list(settings.admin_keys)
+
+    @property
+    def open(self) -> bool:
+        return not self.api_keys and not self.admin_keys
+
+    @staticmethod
+    def _presented(request: Request, cookie: bool = False) -> str | None:
+        header = request.headers.get("authorization", "")
+        if header[:7].lower() == "bearer ":
+            return header[7:].strip()
+        if cookie:
+            return request.cookies.get(UI_COOKIE)
+        return None
+
+    def check_caller(self, request: Request) -> None:
+        if not self.api_keys and not self.admin_keys:
+            return
+        key = self._presented(request)
+        if key is None:
+            raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+        if not (_matches(key, self.api_keys) or _matches(key, self.admin_keys)):
+            raise Unauthorized("unknown API key")
+
+    def check_admin(self, request: Request, cookie: bool = False) -> None:
+        if not self.admin_keys:
+            self.check_caller(request)  # no admin keys: admin routes are as open as the rest
+            return
+        key = self._presented(request, cookie)
+        if key is None:
+            raise Unauthorized("an admin key is required: Authorization: Bearer <key>")
+        if _matches(key, self.admin_keys):
+            return
+        if _matches(key, self.api_keys):
+            raise Forbidden("this key may call methods but not administer the fleet")
+        raise Unauthorized("unknown API key")
+
+    # FastAPI dependencies
+    async def require_caller(self, request: Request) -> None:
+        self.check_caller(request)
+
+    async def require_admin(self, request: Request) -> None:
+        self.check_admin(request)
+
+    async def require_admin_page(self, request: Request) -> None:
+        self.check_admin(request, cookie=True)

@@ -1,0 +1,103 @@
+"""The gateway's exceptions, one rooted tree, mapped to HTTP in one handler (`error_response`).
+
+    GatewayError(code, message, status)
+    ├── BadRequest ........................ 422 invalid_params
+    ├── NotFound .......................... 404 not_found
+    ├── UnknownMethod ..................... 404 unknown_method   (the broker returned the call)
+    ├── Conflict .......................... 409 conflict
+    ├── DeadlineExceeded (+TimeoutError) .. 504 deadline_exceeded
+    ├── Unavailable ....................... 503 + Retry-After
+    │   ├── Overloaded .................... overloaded (nack, broker down or blocked)
+    │   └── NoWorkers ..................... no_workers
+    ├── PayloadTooLarge ................... 413 payload_too_large
+    ├── Unauthorized / Forbidden .......... 401 / 403
+    └── RemoteError ....................... the worker's own code (worker_error, time_limit, ...)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol import HTTP_STATUS, ErrorCode, codec
+
+
+class GatewayError(Exception):
+    code: ErrorCode = ErrorCode.WORKER_ERROR
+
+    def __init__(self, message: str, *, call_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.call_id = call_id
+
+    @property
+    def status(self) -> int:
+        return HTTP_STATUS.get(self.code, 500)
+
+    def headers(self, retry_after: int) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(GatewayError):
+    code = ErrorCode.INVALID_PARAMS
+
+
+class NotFound(GatewayError):
+    code = ErrorCode.NOT_FOUND
+
+
+class UnknownMethod(GatewayError):
+    code = ErrorCode.UNKNOWN_METHOD
+
+
+class Conflict(GatewayError):
+    code = ErrorCode.CONFLICT
+
+
+class DeadlineExceeded(GatewayError, TimeoutError):
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class Unavailable(GatewayError):
+    def headers(self, retry_after: int) -> dict[str, str]:
+        return {"Retry-After": str(retry_after)}
+
+
+class Overloaded(Unavailable):
+    code = ErrorCode.OVERLOADED
+
+
+class NoWorkers(Unavailable):
+    code = ErrorCode.NO_WORKERS
+
+
+class PayloadTooLarge(GatewayError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class Unauthorized(GatewayError):
+    code = ErrorCode.UNAUTHORIZED
+
+    def headers(self, retry_after: int) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(GatewayError):
+    code = ErrorCode.FORBIDDEN
+
+
+class RemoteError(GatewayError):
+    """A worker's failure reply, carrying its code."""
+
+    def __init__(self, code: str, message: str, *, call_id: str | None = None) -> None:
+        super().__init__(message, call_id=call_id)
+        try:
+            self.code = ErrorCode(code)
+        except ValueError:
+            self.code = ErrorCode.WORKER_ERROR
+
+
+def error_body(code: str, message: str, call_id: str | None = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if call_id:
+        error["id"] = call_id
+    return codec.dumps({"error": error})

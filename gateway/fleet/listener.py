@@ -1,0 +1,49 @@
+"""Each gateway process reads rpcfleet.events through its own exclusive queue: worker beats feed
+the fleet view; job events go to whoever subscribed (the jobs service)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from gateway.amqp.link import BrokerLink
+from gateway.fleet.view import FleetView
+from protocol import WorkerEntry, names
+
+log = logging.getLogger("rpcfleet.gateway")
+
+JobEventHandler = Callable[[str, bytes], Awaitable[None]]  # (routing key, body)
+NewConsumerHandler = Callable[[WorkerEntry], Awaitable[None]]
+
+
+class EventListener:
+    def __init__(self, link: BrokerLink, view: FleetView) -> None:
+        self.view = view
+        self.job_handlers: list[JobEventHandler] = []
+        self.new_consumer_handlers: list[NewConsumerHandler] = []
+        link.when_connected(self._start)
+
+    async def _start(self, link: BrokerLink) -> None:
+        assert link.plain is not None
+        queue = await link.plain.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(names.EVENTS_EXCHANGE, routing_key="worker.#")
+        await queue.bind(names.EVENTS_EXCHANGE, routing_key="job.#")
+        await queue.consume(self._on_event, no_ack=True)
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        key = message.routing_key or ""
+        if key.startswith("worker."):
+            try:
+                entry = WorkerEntry.model_validate_json(message.body)
+            except ValidationError as exc:
+                log.warning("ignoring a malformed beat on %s: %s", key, exc)
+                return
+            if self.view.update(entry):
+                for on_new in self.new_consumer_handlers:
+                    await on_new(entry)
+        elif key.startswith("job."):
+            for handler in self.job_handlers:
+                await handler(key, message.body)

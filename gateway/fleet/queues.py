@@ -1,0 +1,64 @@
+"""Depth and consumers of each pool queue, polled with passive declares on a plain channel
+(a robust channel caches DeclareOk and would show stale counts)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import aiormq
+
+from gateway.amqp.link import BrokerLink
+from gateway.fleet.view import FleetView
+from protocol import names
+
+log = logging.getLogger("rpcfleet.gateway")
+
+POLL_S = 2.0  # the fleet page refreshes every 2 s: fresher numbers would not be seen
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    messages: int
+    consumers: int
+
+
+class QueueStats:
+    def __init__(self, link: BrokerLink, view: FleetView) -> None:
+        self.link = link
+        self.view = view
+        self._counts: dict[str, QueueCounts] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def snapshot(self) -> dict[str, QueueCounts]:
+        return dict(self._counts)
+
+    async def __aenter__(self) -> QueueStats:
+        self._task = asyncio.create_task(self._poll())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _poll(self) -> None:
+        await self.link.connected.wait()
+        channel: aiormq.abc.AbstractChannel | None = None
+        while True:
+            for pool in self.view.pools():
+                try:
+                    if channel is None or channel.is_closed:
+                        assert self.link.connection is not None
+                        robust = await self.link.connection.channel(publisher_confirms=False)
+                        channel = await robust.get_underlay_channel()
+                    ok = await channel.queue_declare(names.pool_queue(pool), passive=True)
+                    self._counts[pool] = QueueCounts(int(ok.message_count or 0),
+                                                     int(ok.consumer_count or 0))
+                except Exception as exc:  # a missing queue closes the channel: reopen next time
+                    log.debug("queue stats of %s unavailable: %s", pool, exc)
+                    channel = None
+            await asyncio.sleep(POLL_S)

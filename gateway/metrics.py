@@ -1,0 +1,80 @@
+"""Prometheus metrics of one gateway process, in a registry of its own (no global state).
+With several gateway processes, each serves its own numbers at /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gateway.fleet.queues import QueueStats
+    from gateway.fleet.view import FleetView
+
+# Sync calls span sub-millisecond echoes to minutes-long handlers.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+                   60, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.calls = Counter("rpcfleet_calls", "Sync calls by method and outcome code",
+                             ["method", "code"], registry=r)
+        self.latency = Histogram("rpcfleet_call_seconds", "Sync call latency", ["method"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("rpcfleet_calls_in_flight", "Sync calls waiting for a reply",
+                               registry=r)
+        self.late_replies = Counter("rpcfleet_late_replies",
+                                    "Replies that matched no waiting call", registry=r)
+        self.publish_nacks = Counter("rpcfleet_publish_nacks",
+                                     "Publishes the broker refused (queue full)", registry=r)
+        self.publish_returns = Counter("rpcfleet_publish_returns",
+                                       "Publishes the broker returned (no pool)", registry=r)
+        self.jobs = Counter("rpcfleet_jobs", "Jobs by method and final status",
+                            ["method", "status"], registry=r)
+
+    def watch_fleet(self, view: FleetView, queues: QueueStats) -> None:
+        self.registry.register(FleetCollector(view, queues))
+
+
+class FleetCollector(Collector):
+    """The fleet as this process sees it, computed at scrape time."""
+
+    def __init__(self, view: FleetView, queues: QueueStats) -> None:
+        self.view = view
+        self.queues = queues
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["worker", "pool"]
+        families = {
+            "prefetch": GaugeMetricFamily("rpcfleet_worker_prefetch", "Prefetch in force",
+                                          labels=labels),
+            "in_flight": GaugeMetricFamily("rpcfleet_worker_in_flight", "Deliveries held",
+                                           labels=labels),
+            "processed": GaugeMetricFamily("rpcfleet_worker_processed",
+                                           "Messages answered since start", labels=labels),
+            "failed": GaugeMetricFamily("rpcfleet_worker_failed",
+                                        "Failed answers since start", labels=labels),
+            "pss_bytes": GaugeMetricFamily("rpcfleet_worker_pss_bytes",
+                                           "Proportional set size", labels=labels),
+        }
+        for entry in self.view.workers():
+            for field, family in families.items():
+                value = getattr(entry, field)
+                if value is not None:
+                    family.add_metric([entry.id, entry.pool], float(value))
+        yield from families.values()
+        depth = GaugeMetricFamily("rpcfleet_queue_messages", "Messages ready in a pool queue",
+                                  labels=["pool"])
+        consumers = GaugeMetricFamily("rpcfleet_queue_consumers", "Consumers of a pool queue",
+                                      labels=["pool"])
+        for pool, stats in self.queues.snapshot().items():
+            depth.add_metric([pool], stats.messages)
+            consumers.add_metric([pool], stats.consumers)
+        yield depth
+        yield consumers

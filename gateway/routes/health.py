@@ -1,0 +1,34 @@
+"""Liveness, readiness and metrics: open routes (lock them at the network edge)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.errors import error_body
+from gateway.routes.deps import services
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: broker connected and reply consumer up",
+            responses={503: {"description": "not ready"}})
+async def readyz(request: Request) -> Response:
+    found = services(request)
+    if found.rpc.ready:
+        return Response(b'{"status":"ready"}', media_type="application/json")
+    reason = "the broker is not connected" if not found.link.up else "no reply consumer"
+    return Response(error_body("overloaded", f"not ready: {reason}"), status_code=503,
+                    media_type="application/json",
+                    headers={"Retry-After": str(found.settings.retry_after)})
+
+
+@router.get("/metrics", summary="Prometheus metrics of this gateway process")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(services(request).metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,47 @@
+"""What one gateway process holds while it runs, built in the lifespan and passed to routes
+through `request.app.state.services` (no module-level globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from gateway.amqp.link import BrokerLink
+from gateway.amqp.rpc import RpcClient
+from gateway.auth import Auth
+from gateway.fleet.listener import EventListener
+from gateway.fleet.queues import QueueStats
+from gateway.fleet.view import FleetView
+from gateway.metrics import Metrics
+from rpcfleet.settings import GatewaySettings
+
+
+@dataclass
+class Services:
+    settings: GatewaySettings
+    auth: Auth
+    metrics: Metrics
+    link: BrokerLink
+    rpc: RpcClient
+    view: FleetView
+    events: EventListener
+    queues: QueueStats
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. the jobs service
+
+    @classmethod
+    def build(cls, settings: GatewaySettings) -> Services:
+        metrics = Metrics()
+        link = BrokerLink(settings)
+        view = FleetView()
+        queues = QueueStats(link, view)
+        metrics.watch_fleet(view, queues)
+        return cls(settings=settings, auth=Auth(settings), metrics=metrics, link=link,
+                   rpc=RpcClient(link, metrics, settings.publish_timeout), view=view,
+                   events=EventListener(link, view), queues=queues)
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found

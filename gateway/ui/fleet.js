@@ -1,0 +1,132 @@
+// The fleet page: polls the gateway's admin API and sets prefetch live. No build step.
+"use strict";
+
+const REFRESH_MS = 2000; // the fleet changes within 2 s of a prefetch command: show it as fast
+const key = sessionStorage.getItem("rpcfleet-key") || cookie("rpcfleet_key");
+
+function cookie(name) {
+  const found = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
+  return found ? decodeURIComponent(found.split("=")[1]) : null;
+}
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (key) headers["Authorization"] = "Bearer " + key;
+  const response = await fetch(path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = (data && data.error) || { code: response.status, message: response.statusText };
+    throw new Error(error.code + ": " + error.message);
+  }
+  return data;
+}
+
+function mib(bytes) {
+  return typeof bytes === "number" ? (bytes / 1048576).toFixed(0) + " MiB" : "–";
+}
+
+function cell(row, text, numeric) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (numeric) td.className = "num";
+  return td;
+}
+
+function prefetchControl(row, path, label) {
+  const form = document.getElementById("prefetch-control").content.firstElementChild
+    .cloneNode(true);
+  form.dataset.target = label;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const raw = form.elements.prefetch.value.trim();
+    const value = raw === "auto" ? "auto" : Number(raw);
+    try {
+      await api("PUT", path, { prefetch: value });
+      setStatus("prefetch " + raw + " sent to " + label);
+      form.reset();
+      refresh();
+    } catch (error) {
+      setStatus(error.message, true);
+    }
+  });
+  row.insertCell().appendChild(form);
+}
+
+function setStatus(text, isError) {
+  const status = document.getElementById("status");
+  status.textContent = text;
+  status.className = isError ? "error" : "muted";
+}
+
+function render(workers, pools) {
+  const poolBody = document.querySelector("#pools tbody");
+  poolBody.replaceChildren();
+  for (const pool of pools) {
+    const row = poolBody.insertRow();
+    row.dataset.pool = pool.pool;
+    cell(row, pool.pool);
+    cell(row, pool.methods.join(", "));
+    cell(row, pool.queue_depth ?? "–", true);
+    cell(row, pool.consumers ?? "–", true);
+    cell(row, pool.workers, true);
+    cell(row, pool.prefetch.join(", "));
+    prefetchControl(row, "/v1/pools/" + encodeURIComponent(pool.pool) + "/prefetch",
+      "pool " + pool.pool);
+  }
+  const workerBody = document.querySelector("#workers tbody");
+  workerBody.replaceChildren();
+  for (const w of workers) {
+    const row = workerBody.insertRow();
+    row.dataset.worker = w.id;
+    cell(row, w.id);
+    cell(row, w.pid, true);
+    cell(row, w.prefetch + (w.prefetch_mode === "auto" ? " (auto)" : ""), true)
+      .className = "num prefetch-value";
+    cell(row, w.in_flight, true);
+    cell(row, w.processed, true);
+    cell(row, w.failed, true);
+    cell(row, mib(w.pss_bytes), true);
+    cell(row, mib(w.cache_bytes) + (w.cache_shape ? " · " + w.cache_shape : ""));
+    cell(row, w.last_seen);
+    prefetchControl(row, "/v1/workers/" + encodeURIComponent(w.id) + "/prefetch", w.id);
+  }
+}
+
+function summarise(workers, stats) {
+  const pools = new Map();
+  for (const entry of stats) {
+    pools.set(entry.pool, { ...entry, workers: 0, prefetch: [] });
+  }
+  for (const w of workers) {
+    if (!pools.has(w.pool)) {
+      pools.set(w.pool, { pool: w.pool, methods: w.methods, queue_depth: null,
+        consumers: null, workers: 0, prefetch: [] });
+    }
+    const pool = pools.get(w.pool);
+    pool.workers += 1;
+    const shown = w.prefetch_mode === "auto" ? "auto" : String(w.prefetch);
+    if (!pool.prefetch.includes(shown)) pool.prefetch.push(shown);
+  }
+  return [...pools.values()].sort((a, b) => a.pool.localeCompare(b.pool));
+}
+
+async function refresh() {
+  try {
+    const [workers, stats] = await Promise.all([api("GET", "/v1/workers"),
+      api("GET", "/v1/pools")]);
+    render(workers, summarise(workers, stats));
+    const focused = document.activeElement && document.activeElement.tagName === "INPUT";
+    if (!focused) setStatus(workers.length + " workers · updated " +
+      new Date().toLocaleTimeString());
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+refresh();
+setInterval(() => {
+  // Do not rebuild the tables under someone typing a prefetch value.
+  if (!(document.activeElement && document.activeElement.tagName === "INPUT")) refresh();
+}, REFRESH_MS);

@@ -46,6 +46,7 @@ class Result:
     p99_ms: float
     errors: int
     cpu_per_1000: float
+    cpu_split: str  # per component: gateway / worker / broker
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -145,11 +146,12 @@ def main() -> None:
             for name, (url, pids) in targets.items():
                 wrk(url, concurrency, 2, script)  # warm-up
                 watched = pids + ([broker_pid] if name != "ceiling" else [])
-                before = cpu_seconds(watched)
+                before = [cpu_seconds([pid]) for pid in watched]
                 rps, p50, p99, errors, total = wrk(url, concurrency, args.seconds, script)
-                cpu = cpu_seconds(watched) - before
-                results.append(Result(name, concurrency, rps, p50, p99, errors,
-                                      cpu / max(total, 1) * 1000))
+                spent = [cpu_seconds([pid]) - b for pid, b in zip(watched, before, strict=True)]
+                per_call = [s / max(total, 1) * 1000 for s in spent]
+                results.append(Result(name, concurrency, rps, p50, p99, errors, sum(per_call),
+                                      " / ".join(f"{c:.2f}" for c in per_call)))
                 print(f"  {name:9} c={concurrency:<3} {rps:8.0f} req/s", flush=True)
                 time.sleep(0.5)  # let queues settle between runs
     print_table(results)
@@ -158,13 +160,13 @@ def main() -> None:
 def print_table(results: list[Result]) -> None:
     by = {(r.target, r.concurrency): r for r in results}
     print("\n| target | c | req/s | p50 ms | p99 ms | errors | CPU s / 1,000 calls "
-          "| rpcfleet ÷ this (req/s) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| gateway / worker / broker | rpcfleet ÷ this (req/s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ours = by.get(("rpcfleet", r.concurrency))
         ratio = f"{ours.rps / r.rps:.2f}x" if ours and r.target != "rpcfleet" else ""
         print(f"| {r.target} | {r.concurrency} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-              f"| {r.errors} | {r.cpu_per_1000:.2f} | {ratio} |")
+              f"| {r.errors} | {r.cpu_per_1000:.2f} | {r.cpu_split} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from gateway.errors import GatewayError, error_body
+from gateway.fastpath import RpcFastPath
 from gateway.limits import BodyLimit
 from gateway.routes import fleet, health, rpc, ui
 from gateway.services import Services
@@ -102,6 +104,11 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
         app.add_exception_handler(kind, handler)
 
 
-def app_from_env() -> FastAPI:
+def with_fast_path(app: FastAPI) -> ASGIApp:
+    """The app behind the sync-call fast path (see gateway.fastpath)."""
+    return RpcFastPath(app, app.state.services)
+
+
+def app_from_env() -> ASGIApp:
     """uvicorn factory: each gateway worker process builds its own app from the environment."""
-    return create_app(GatewaySettings())
+    return with_fast_path(create_app(GatewaySettings()))

@@ -17,6 +17,12 @@ from rpcfleet.settings import GatewaySettings
 UI_COOKIE = "rpcfleet_key"
 
 
+def bearer(header: str | None) -> str | None:
+    if header and header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
 def _matches(candidate: str, keys: list[str]) -> bool:
     # Compare against every key, in constant time each: no early exit reveals which matched.
     found = False
@@ -36,17 +42,17 @@ class Auth:
 
     @staticmethod
     def _presented(request: Request, cookie: bool = False) -> str | None:
-        header = request.headers.get("authorization", "")
-        if header[:7].lower() == "bearer ":
-            return header[7:].strip()
-        if cookie:
+        key = bearer(request.headers.get("authorization"))
+        if key is None and cookie:
             return request.cookies.get(UI_COOKIE)
-        return None
+        return key
 
     def check_caller(self, request: Request) -> None:
+        self.check_caller_key(self._presented(request))
+
+    def check_caller_key(self, key: str | None) -> None:
         if not self.api_keys and not self.admin_keys:
             return
-        key = self._presented(request)
         if key is None:
             raise Unauthorized("an API key is required: Authorization: Bearer <key>")
         if not (_matches(key, self.api_keys) or _matches(key, self.admin_keys)):

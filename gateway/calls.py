@@ -1,0 +1,61 @@
+"""One sync call, from params bytes to response bytes: shared by the fast path and the route."""
+
+from __future__ import annotations
+
+import time
+
+from gateway.errors import BadRequest, GatewayError, NoWorkers, RemoteError
+from gateway.services import Services
+from protocol import codec
+from protocol.clock import now_ms
+
+
+def check_params(body: bytes) -> None:
+    """The body must be a JSON object: checked here so a bad one never reaches a worker."""
+    try:
+        params = codec.loads(body) if body else None
+    except ValueError:
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(params, dict):
+        raise BadRequest("the body must be a JSON object of params")
+
+
+def parse_timeout(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"timeout must be a number of seconds, not {raw!r}") from None
+    if not value > 0:
+        raise BadRequest("timeout must be greater than 0")
+    return value
+
+
+async def perform_call(found: Services, method: str, body: bytes,
+                       timeout: float | None) -> bytes:
+    """Forward the params as they came; answer `{"id", "result"}` bytes or raise."""
+    settings, metrics = found.settings, found.metrics
+    started = time.perf_counter()
+    code = "ok"
+    metrics.in_flight.inc()
+    try:
+        check_params(body)
+        seconds = min(timeout or settings.rpc_timeout_default, settings.rpc_timeout_max)
+        pool = found.view.pool_of(method)
+        if pool is not None and not found.view.has_live_worker(pool):
+            raise NoWorkers(f"pool {pool} has no live consumer")
+        call_id, reply = await found.rpc.call(method, body, now_ms() + int(seconds * 1000))
+        decoded = codec.loads(reply.body)
+        if decoded.get("ok"):
+            return codec.dumps({"id": call_id, "result": decoded.get("result")})
+        error = decoded.get("error") or {}
+        raise RemoteError(str(error.get("code", "worker_error")),
+                          str(error.get("message", "the worker failed")), call_id=call_id)
+    except GatewayError as exc:
+        code = exc.code
+        raise
+    finally:
+        metrics.in_flight.dec()
+        metrics.calls.labels(method, code).inc()
+        metrics.latency.labels(method).observe(time.perf_counter() - started)

@@ -14,7 +14,7 @@ import logging
 import os
 
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from gateway.amqp.link import BrokerLink
@@ -35,7 +35,7 @@ class RpcClient:
         self.link = link
         self.metrics = metrics
         self.publish_timeout = publish_timeout
-        self.pending: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
+        self.pending: dict[str, asyncio.Future[DeliveredMessage]] = {}
         self.consuming = False
         link.when_connected(self._start)
         link.when_lost(self._fail_pending)
@@ -45,27 +45,37 @@ class RpcClient:
         return self.consuming and self.link.up
 
     async def _start(self, link: BrokerLink) -> None:
-        assert link.channel is not None
-        queue = await link.channel.get_queue(names.DIRECT_REPLY_TO, ensure=False)
-        # A robust queue re-consumes after a reconnect by itself.
-        await queue.consume(self._on_reply, no_ack=True)
+        assert link.connection is not None
+        link.connection.reconnect_callbacks.add(self._consume)
+        await self._consume()
+
+    async def _consume(self, *args: object) -> None:
+        """Consume direct reply-to on the publishing channel, again after every reconnect.
+
+        At the AMQP level on purpose: a robust queue would try to redeclare the pseudo-queue
+        when it restores, and publishing with reply_to before consuming is refused.
+        """
+        assert self.link.channel is not None
+        channel = await self.link.channel.get_underlay_channel()
+        await channel.basic_consume(names.DIRECT_REPLY_TO, self._on_reply, no_ack=True)
         self.consuming = True
 
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        future = self.pending.pop(message.correlation_id or "", None)
+    async def _on_reply(self, message: DeliveredMessage) -> None:
+        future = self.pending.pop(message.header.properties.correlation_id or "", None)
         if future is None or future.done():
             self.metrics.late_replies.inc()
             return
         future.set_result(message)
 
     def _fail_pending(self) -> None:
+        self.consuming = False
         pending, self.pending = self.pending, {}
         for future in pending.values():
             if not future.done():
                 future.set_exception(BrokerLost("the broker connection closed"))
 
     async def call(self, method: str, body: bytes, deadline_ms: int,
-                   priority: int = names.SYNC_PRIORITY) -> tuple[str, AbstractIncomingMessage]:
+                   priority: int = names.SYNC_PRIORITY) -> tuple[str, DeliveredMessage]:
         """Publish a call and wait for its reply; raises the gateway's errors."""
         if not self.ready or self.link.channel is None:
             raise Overloaded("the broker is unreachable")
@@ -78,8 +88,7 @@ class RpcClient:
             message_type=method, reply_to=names.DIRECT_REPLY_TO, priority=priority,
             expiration=str(remaining_ms), delivery_mode=1,
             headers={names.HEADER_DEADLINE: deadline_ms, names.HEADER_ATTEMPT: 1})
-        future: asyncio.Future[AbstractIncomingMessage] = (
-            asyncio.get_running_loop().create_future())
+        future: asyncio.Future[DeliveredMessage] = asyncio.get_running_loop().create_future()
         self.pending[call_id] = future
         try:
             await self._publish(method, body, properties, call_id, remaining_ms)

@@ -1,0 +1,151 @@
+"""The gateway's edges: keys, body limits, readiness, concurrency across processes, docs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import httpx
+
+from rpcfleet.broker import LocalBroker, free_port
+from tests.support.fleet import StartWorker, worker_factory
+from tests.support.gateway import StartGateway, gateway_factory, wait_for_workers, wait_ready
+from tests.support.waiting import wait_for
+
+
+def _code(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
+
+
+def test_api_keys_guard_calls_and_admin_keys_guard_the_fleet(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway(api_keys="caller-key", admin_keys="admin-key")
+    caller = {"Authorization": "Bearer caller-key"}
+    admin = {"Authorization": "Bearer admin-key"}
+    with gateway.client() as http:
+        assert _code(http.post("/v1/rpc/echo", json={})) == (401, "unauthorized")
+        wrong = http.post("/v1/rpc/echo", json={}, headers={"Authorization": "Bearer nope"})
+        assert _code(wrong) == (401, "unauthorized")
+        assert http.post("/v1/rpc/echo", json={"a": 1}, headers=caller).status_code == 200
+        assert http.post("/v1/rpc/echo", json={"a": 1}, headers=admin).status_code == 200
+        assert _code(http.get("/v1/workers", headers=caller)) == (403, "forbidden")
+        assert _code(http.get("/v1/workers")) == (401, "unauthorized")
+        assert http.get("/v1/workers", headers=admin).status_code == 200
+        assert _code(http.get("/ui", headers=caller)) == (403, "forbidden")
+        for open_route in ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"):
+            assert http.get(open_route).status_code == 200, open_route
+
+
+def test_bodies_over_the_limit_are_refused_with_or_without_content_length(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway(max_body_bytes=1000)
+    big = b'{"pad": "' + b"x" * 2000 + b'"}'
+
+    def chunked() -> object:
+        yield big[:600]
+        yield big[600:]
+
+    with gateway.client() as http:
+        declared = http.post("/v1/rpc/echo", content=big,
+                             headers={"content-type": "application/json"})
+        streamed = http.post("/v1/rpc/echo", content=chunked())  # type: ignore[arg-type]
+        fits = http.post("/v1/rpc/echo", json={"pad": "x" * 100})
+        prefetch = http.put("/v1/pools/basic/prefetch", content=big)
+    assert "content-length" not in {k.lower() for k in streamed.request.headers}
+    assert _code(declared) == (413, "payload_too_large")
+    assert _code(streamed) == (413, "payload_too_large")
+    assert _code(prefetch) == (413, "payload_too_large")
+    assert fits.status_code == 200
+
+
+def test_a_thousand_concurrent_calls_across_two_gateway_processes_each_get_their_own_reply(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker(processes=2, prefetch=20)
+    gateway = start_gateway(workers=2)
+
+    async def burst() -> list[tuple[int, object]]:
+        limits = httpx.Limits(max_connections=200)
+        async with gateway.async_client(limits=limits) as http:
+            async def one(i: int) -> tuple[int, object]:
+                response = await http.post("/v1/rpc/echo", json={"i": i, "tag": f"call-{i}"})
+                assert response.status_code == 200, response.text
+                return i, response.json()["result"]
+
+            return await asyncio.gather(*(one(i) for i in range(1000)))
+
+    answers = asyncio.run(burst())
+    assert len(answers) == 1000
+    assert all(result == {"i": i, "tag": f"call-{i}"} for i, result in answers)
+
+
+def test_readiness_flips_when_the_broker_stops_and_comes_back(tmp_path: Path) -> None:
+    node = LocalBroker(directory=tmp_path / "rabbit", port=free_port(), name="flip")
+    node.start()
+    try:
+        gateways = gateway_factory(node.amqp_url, tmp_path)
+        start = next(gateways)
+        workers = worker_factory(node.amqp_url, tmp_path)
+        next(workers)(beat_interval=1)
+        gateway = start()
+        with gateway.client() as http:
+            assert http.post("/v1/rpc/echo", json={"x": 1}).status_code == 200
+            node.stop_app()
+            wait_ready(gateway, status=503)
+            down = http.post("/v1/rpc/echo", json={"x": 2})
+            assert _code(down) == (503, "overloaded")
+            node.start_app()
+            wait_ready(gateway, timeout=60)
+            last: list[httpx.Response] = []
+
+            def succeeds() -> bool:
+                last.append(http.post("/v1/rpc/echo?timeout=2", json={"x": 3}))
+                return last[-1].status_code == 200
+
+            try:
+                wait_for(succeeds, timeout=60, what="calls to succeed after the broker is back")
+            except AssertionError:
+                raise AssertionError(f"{last[-1].text}\n{gateway.proc.output()[-3000:]}\n"
+                                     f"{(tmp_path / 'worker-0.log').read_text()[-3000:]}")
+        for factory in (gateways, workers):
+            next(factory, None)
+    finally:
+        node.stop()
+
+
+def test_metrics_count_calls_and_show_the_fleet(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    with gateway.client() as http:
+        http.post("/v1/rpc/echo", json={})
+        http.post("/v1/rpc/boom", json={})
+        text = wait_for(lambda: _metrics_with_queue(http), what="queue stats in /metrics")
+    assert 'rpcfleet_calls_total{code="ok",method="echo"} 1.0' in text
+    assert 'rpcfleet_calls_total{code="worker_error",method="boom"} 1.0' in text
+    assert "rpcfleet_call_seconds_bucket" in text
+    assert 'rpcfleet_worker_prefetch{pool="basic",worker="' in text
+    assert 'rpcfleet_queue_consumers{pool="basic"} 1.0' in text
+
+
+def _metrics_with_queue(http: httpx.Client) -> str | None:
+    text = http.get("/metrics").text
+    return text if "rpcfleet_queue_consumers{" in text else None
+
+
+def test_without_keys_the_gateway_binds_loopback_and_warns(
+    start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway()
+    wait_for(lambda: "every route is open" in gateway.proc.output(), what="the warning")
+    assert "127.0.0.1" in gateway.proc.output()
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        assert probe.connect_ex(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1]))) == 0

@@ -1,0 +1,181 @@
+"""Sync calls end to end: real uvicorn over HTTP, a real broker, real worker processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from protocol import names
+from tests.support.amqp_client import amqp_client
+from tests.support.fleet import StartWorker
+from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.rabbit import Vhost
+from tests.support.waiting import wait_for
+
+
+def _error(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
+
+
+def test_a_call_returns_the_methods_result_with_its_id(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    with gateway.client() as http:
+        response = http.post("/v1/rpc/greet", json={"name": "ada", "times": 2})
+    assert response.status_code == 200
+    assert response.json()["result"] == "hello ada hello ada"
+    assert len(response.json()["id"]) == 32
+
+
+def test_every_error_a_sync_call_can_meet_has_its_code_and_status(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker(max_result_bytes=1000)
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    with gateway.client() as http:
+        cases = {
+            "not json": http.post("/v1/rpc/echo", content=b"{oops"),
+            "not an object": http.post("/v1/rpc/echo", json=[1, 2]),
+            "bad params": http.post("/v1/rpc/greet", json={"times": "x"}),
+            "unknown method": http.post("/v1/rpc/no_such_method", json={}),
+            "unknown route": http.get("/v1/nothing"),
+            "wrong verb": http.get("/v1/rpc/echo"),
+            "handler raised": http.post("/v1/rpc/boom", json={"why": "because"}),
+            "result too large": http.post("/v1/rpc/big", json={"size": 5000}),
+            "bad timeout": http.post("/v1/rpc/echo?timeout=soon", json={}),
+        }
+        started = time.monotonic()
+        late = http.post("/v1/rpc/sleep?timeout=0.5", json={"seconds": 3})
+        waited = time.monotonic() - started
+    assert _error(cases["not json"]) == (422, "invalid_params")
+    assert _error(cases["not an object"]) == (422, "invalid_params")
+    assert _error(cases["bad params"]) == (422, "invalid_params")
+    assert _error(cases["unknown method"]) == (404, "unknown_method")
+    assert _error(cases["unknown route"]) == (404, "not_found")
+    assert _error(cases["wrong verb"]) == (405, "method_not_allowed")
+    assert _error(cases["handler raised"]) == (500, "worker_error")
+    assert cases["handler raised"].json()["error"]["message"] == "RuntimeError: boom: because"
+    assert _error(cases["result too large"]) == (500, "result_too_large")
+    assert _error(cases["bad timeout"]) == (422, "invalid_params")
+    assert _error(late) == (504, "deadline_exceeded")
+    assert 0.4 < waited < 2.0
+    assert "id" in late.json()["error"]
+
+
+def test_a_time_limit_is_a_500_time_limit(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker("tests.pools.limits:pool", pool="limits")
+    gateway = start_gateway()
+    with gateway.client() as http:
+        response = http.post("/v1/rpc/slow", json={"seconds": 30})
+    assert _error(response) == (500, "time_limit")
+
+
+def test_a_pool_with_no_live_consumer_answers_no_workers_at_once(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    worker = start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    worker.stop()
+    wait_for_workers(gateway, 0)  # three missed beats
+    with gateway.client() as http:
+        started = time.monotonic()
+        response = http.post("/v1/rpc/echo?timeout=20", json={})
+    assert _error(response) == (503, "no_workers")
+    assert response.headers["retry-after"] == "1"
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_full_queue_refuses_the_publish_and_the_call_is_overloaded(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    vhost.management("PUT", f"/api/policies/{vhost.name}/small", {
+        "pattern": r"^rpcfleet\.pool\.basic$", "apply-to": "queues",
+        "definition": {"max-length": 1, "overflow": "reject-publish"}})
+    start_worker()
+    gateway = start_gateway()
+    marker = tmp_path / "started"
+    with gateway.client() as http, httpx.Client(base_url=gateway.url, timeout=30) as other:
+        import threading
+
+        busy = threading.Thread(target=http.post, args=("/v1/rpc/sleep",),
+                                kwargs={"json": {"seconds": 3, "marker": str(marker)}})
+        busy.start()
+        wait_for(marker.exists, what="the worker to be busy")
+        filler = threading.Thread(target=other.post, args=("/v1/rpc/echo",),
+                                  kwargs={"json": {"fill": 1}})
+        filler.start()
+        wait_for(lambda: vhost.queue_counts("rpcfleet.pool.basic")[0] == 1,
+                 what="the queue to be full")
+        with httpx.Client(base_url=gateway.url, timeout=30) as third:
+            started = time.monotonic()
+            refused = third.post("/v1/rpc/echo", json={"one": "too many"})
+            took = time.monotonic() - started
+        busy.join()
+        filler.join()
+    assert _error(refused) == (503, "overloaded")
+    assert refused.headers["retry-after"] == "1"
+    assert took < 1.0
+
+
+def test_an_unreachable_broker_answers_overloaded_quickly_never_a_hang(
+    start_gateway: StartGateway
+) -> None:
+    from rpcfleet.broker import free_port
+
+    gateway = start_gateway(amqp=f"amqp://guest:guest@127.0.0.1:{free_port()}/", ready=False)
+    with gateway.client() as http:
+        wait_for(lambda: _health(http) == 200, what="the gateway to serve /healthz")
+        started = time.monotonic()
+        response = http.post("/v1/rpc/echo", json={})
+        ready = http.get("/readyz")
+    assert _error(response) == (503, "overloaded")
+    assert time.monotonic() - started < 1.0
+    assert _error(ready) == (503, "overloaded")
+
+
+def _health(http: httpx.Client) -> int:
+    try:
+        return http.get("/healthz").status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_a_call_whose_deadline_passes_while_queued_never_runs(
+    amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    busy_marker, late_marker = tmp_path / "busy", tmp_path / "late"
+    import threading
+
+    with gateway.client() as http:
+        busy = threading.Thread(target=http.post, args=("/v1/rpc/sleep",),
+                                kwargs={"json": {"seconds": 2, "marker": str(busy_marker)}})
+        busy.start()
+        wait_for(busy_marker.exists, what="the worker to be busy")
+        with httpx.Client(base_url=gateway.url, timeout=30) as other:
+            late = other.post("/v1/rpc/sleep?timeout=0.5",
+                              json={"seconds": 0, "marker": str(late_marker)})
+        busy.join()
+    assert _error(late) == (504, "deadline_exceeded")
+
+    async def dead_letter() -> list[object]:
+        async with amqp_client(amqp_url) as client:
+            return list(await client.drain_queue(names.dead_queue("basic"), expect=1))
+
+    import asyncio
+
+    dead = asyncio.run(dead_letter())
+    headers = dead[0].headers  # type: ignore[attr-defined]
+    # Expired at the queue's head by the broker (x-death) or caught by the consumer's check.
+    reason = headers.get(names.HEADER_DEAD_REASON) or headers["x-death"][0]["reason"]
+    assert reason == "expired"
+    assert not late_marker.exists()  # never ran

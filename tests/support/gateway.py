@@ -1,0 +1,85 @@
+"""Start real `rpcfleet gateway` processes (uvicorn over HTTP) for end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rpcfleet.broker import free_port
+from tests.support.processes import RPCFLEET, Proc, child_env
+
+
+@dataclass
+class Gateway:
+    proc: Proc
+    url: str
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def async_client(self, **kwargs: object) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+
+StartGateway = Callable[..., Gateway]
+
+
+def wait_ready(gateway: Gateway, timeout: float = 30.0, status: int = 200) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if not gateway.proc.alive():
+            raise AssertionError(f"gateway exited:\n{gateway.proc.output()}")
+        try:
+            last = httpx.get(f"{gateway.url}/readyz", timeout=2).status_code
+            if last == status:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"/readyz never answered {status} (last: {last})\n"
+                         f"{gateway.proc.output()}")
+
+
+def gateway_factory(amqp_url: str, tmp_path: Path) -> Iterator[StartGateway]:
+    started: list[Gateway] = []
+
+    def start(*, workers: int = 1, ready: bool = True, amqp: str | None = None,
+              **settings: object) -> Gateway:
+        port = free_port()
+        settings.setdefault("state_dir", tmp_path / f"gateway-{len(started)}")
+        env = child_env(amqp or amqp_url, **settings)
+        argv = [*RPCFLEET, "gateway", "--port", str(port), "--workers", str(workers)]
+        proc = Proc(argv, env, tmp_path / f"gateway-{len(started)}.log")
+        gateway = Gateway(proc, f"http://127.0.0.1:{port}")
+        started.append(gateway)
+        if ready:
+            wait_ready(gateway)
+        return gateway
+
+    yield start
+    for gateway in reversed(started):
+        gateway.proc.stop()
+
+
+@pytest.fixture
+def start_gateway(amqp_url: str, tmp_path: Path) -> Iterator[StartGateway]:
+    yield from gateway_factory(amqp_url, tmp_path)
+
+
+def wait_for_workers(gateway: Gateway, count: int, timeout: float = 20.0,
+                     headers: dict[str, str] | None = None) -> list[dict[str, object]]:
+    """Until the gateway's fleet view shows `count` workers (beats arrived)."""
+    deadline = time.monotonic() + timeout
+    entries: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        entries = httpx.get(f"{gateway.url}/v1/workers", headers=headers, timeout=5).json()
+        if len(entries) == count:
+            return entries
+        time.sleep(0.05)
+    raise AssertionError(f"the fleet view shows {len(entries)} workers, not {count}")

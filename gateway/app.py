@@ -17,8 +17,9 @@ from starlette.types import ASGIApp
 
 from gateway.errors import GatewayError, error_body
 from gateway.fastpath import RpcFastPath
+from gateway.jobs import jobs_extension
 from gateway.limits import BodyLimit
-from gateway.routes import fleet, health, rpc, ui
+from gateway.routes import fleet, health, jobs, rpc, ui
 from gateway.services import Services
 from rpcfleet.settings import GatewaySettings
 
@@ -55,17 +56,13 @@ def create_app(settings: GatewaySettings,
     app = FastAPI(title="rpcfleet", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for router in (rpc.router, fleet.router, health.router, ui.router):
+    for router in (rpc.router, jobs.router, fleet.router, health.router, ui.router):
         app.include_router(router)
     install_error_handlers(app, settings.retry_after)
     return app
 
 
 def default_extensions() -> tuple[Extension, ...]:
-    try:
-        from gateway.jobs.extension import jobs_extension
-    except ImportError:  # the jobs service is optional while it is being built
-        return ()
     return (jobs_extension,)
 
 

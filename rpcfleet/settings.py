@@ -66,6 +66,9 @@ class GatewaySettings(CommonSettings):
     callback_window: float = Field(default=24 * 3600.0, gt=0)
     callback_attempt_timeout: float = Field(default=10.0, gt=0)
     callback_concurrency: int = Field(default=16, ge=1)
+    # Retry n waits a random 0..min(backoff * 2^n, backoff_max) s: spread, and capped at 5 min.
+    callback_backoff: float = Field(default=1.0, gt=0)
+    callback_backoff_max: float = Field(default=300.0, gt=0)
     job_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     job_timeout_default: float | None = None
 

@@ -106,22 +106,35 @@ class RpcClient:
     async def _publish(self, method: str, body: bytes, properties: Basic.Properties,
                        call_id: str, remaining_ms: int) -> None:
         assert self.link.channel is not None
-        timeout = min(self.publish_timeout, remaining_ms / 1000)
-        try:
-            async with asyncio.timeout(timeout):
-                channel = await self.link.channel.get_underlay_channel()
-                confirm = await channel.basic_publish(
-                    body, exchange=names.EXCHANGE, routing_key=method, properties=properties,
-                    mandatory=True)
-        except aiormq.exceptions.DeliveryError:
-            self.metrics.publish_nacks.inc()
-            raise Overloaded("the queue refused the call (it is full)", call_id=call_id) from None
-        except TimeoutError:
-            raise Overloaded("the broker did not confirm the call in time (down or blocked)",
-                             call_id=call_id) from None
-        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-            raise Overloaded(f"the broker is unreachable: {type(exc).__name__}",
-                             call_id=call_id) from None
-        if not isinstance(confirm, Basic.Ack):
-            self.metrics.publish_returns.inc()
-            raise UnknownMethod(f"no pool serves the method {method!r}", call_id=call_id)
+        await publish_confirmed(self.link, self.metrics, method, body, properties, call_id,
+                                min(self.publish_timeout, remaining_ms / 1000))
+
+
+async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, body: bytes,
+                            properties: Basic.Properties, call_id: str, timeout: float) -> None:
+    """Publish a request `mandatory` and wait for the broker's confirm, within `timeout`.
+
+    Returned (no queue bound for the method) → UnknownMethod; nacked (queue full under
+    reject-publish), not confirmed in time (broker down or blocked) or no connection →
+    Overloaded. Never a hang.
+    """
+    if link.channel is None or not link.up:
+        raise Overloaded("the broker is unreachable", call_id=call_id)
+    try:
+        async with asyncio.timeout(timeout):
+            channel = await link.channel.get_underlay_channel()
+            confirm = await channel.basic_publish(
+                body, exchange=names.EXCHANGE, routing_key=method, properties=properties,
+                mandatory=True)
+    except aiormq.exceptions.DeliveryError:
+        metrics.publish_nacks.inc()
+        raise Overloaded("the queue refused the request (it is full)", call_id=call_id) from None
+    except TimeoutError:
+        raise Overloaded("the broker did not confirm the request in time (down or blocked)",
+                         call_id=call_id) from None
+    except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        raise Overloaded(f"the broker is unreachable: {type(exc).__name__}",
+                         call_id=call_id) from None
+    if not isinstance(confirm, Basic.Ack):
+        metrics.publish_returns.inc()
+        raise UnknownMethod(f"no pool serves the method {method!r}", call_id=call_id)

@@ -33,6 +33,7 @@ log = logging.getLogger("rpcfleet.worker")
 
 EXIT_DRAINED = 0
 EXIT_REPLACE = 75  # abandoned a handler (time limit, cancel): the supervisor forks a fresh one
+CANCEL_TIMEOUT_S = 5.0  # a healthy broker confirms a basic.cancel in milliseconds
 AUTO_REVIEW_S = 2.0  # how often prefetch=auto reconsiders its value
 
 
@@ -95,7 +96,11 @@ class Consumer:
         await self._drain()
 
     async def _drain(self) -> None:
-        await self.subscription.stop()
+        try:  # with the broker gone the cancel cannot be confirmed: do not wait for it forever
+            async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                await self.subscription.stop()
+        except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:
+            log.warning("could not cancel the subscription cleanly: %r", exc)
         if self._exit_code == EXIT_REPLACE:
             return  # an abandoned handler may hold a thread forever: leave at once
         if not await self.in_flight.idle(self.settings.drain_timeout):

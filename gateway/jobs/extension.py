@@ -1,0 +1,52 @@
+"""Wires jobs into the gateway: the store, the callback dispatcher, the service, the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.jobs.service import JobService
+from gateway.services import Services
+from gateway.store import JobStore, SqliteJobStore
+from gateway.webhooks import CallbackDispatcher, Signer, UrlGuard
+from protocol import now_ms
+
+log = logging.getLogger("rpcfleet.jobs")
+
+PURGE_EVERY_S = 600  # finished jobs past retention go in batches; no need to hurry
+
+
+@asynccontextmanager
+async def jobs_extension(app: FastAPI, services: Services) -> AsyncIterator[None]:
+    settings = services.settings
+    signer = Signer(settings.callback_secret) if settings.callback_secret else None
+    guard = UrlGuard(settings.callback_allow_hosts)
+    async with AsyncExitStack() as stack:
+        store = SqliteJobStore(settings.state_dir / "jobs.sqlite3")
+        stack.push_async_callback(store.close)
+        dispatcher = None
+        if signer is not None:
+            dispatcher = await stack.enter_async_context(
+                CallbackDispatcher(store, signer, guard, settings))
+        service = JobService(settings, services.link, services.view, services.metrics, store,
+                             dispatcher, signer, guard)
+        services.events.job_handlers.append(service.on_job_event)
+        services.events.new_consumer_handlers.append(service.replay_cancels)
+        services.extras["jobs"] = service
+        purge = asyncio.create_task(_purge(store, settings.job_retention))
+        stack.callback(purge.cancel)
+        yield
+
+
+async def _purge(store: JobStore, retention_s: float) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            removed = await store.purge(now_ms() - int(retention_s * 1000))
+            if removed:
+                log.info("purged %s finished jobs past retention", removed)
+        await asyncio.sleep(PURGE_EVERY_S)

@@ -1,0 +1,70 @@
+"""What the gateway needs from a job store. States only move forward; a terminal one is final;
+a finish that changes nothing says so (a redelivered reply is harmless)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from protocol import ErrorBody, Job, JobStatus
+
+
+class IdempotencyConflict(ValueError):
+    """The Idempotency-Key was used before with another body."""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    method: str
+    created_ms: int
+    priority: int = 0
+    deadline_ms: int | None = None
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    body_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One callback delivery: `id` is the webhook-id, the same on every attempt."""
+
+    id: str
+    job_id: str
+    url: str
+    attempts: int
+    finished_ms: int  # when the job ended: the retry window counts from here
+
+
+class JobStore(Protocol):
+    async def create(self, job: NewJob) -> tuple[Job, bool]:
+        """The new job (True), or the existing one for a repeated Idempotency-Key (False)."""
+        ...
+
+    async def delete(self, job_id: str) -> None: ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def started(self, job_id: str, worker: str | None, attempt: int,
+                      at_ms: int) -> bool: ...
+
+    async def progress(self, job_id: str, fraction: float, note: str) -> bool: ...
+
+    async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
+                     at_ms: int, worker: str | None = None) -> bool: ...
+
+    async def cancel_queued(self, job_id: str, at_ms: int) -> bool: ...
+
+    async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]: ...
+
+    async def cancel_seen(self, job_id: str) -> None: ...
+
+    async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+        ...
+
+    async def delivery_outcome(self, delivery_id: str, *, delivered: bool, error: str | None,
+                               retry_at_ms: int | None) -> None: ...
+
+    async def purge(self, finished_before_ms: int) -> int: ...
+
+    async def close(self) -> None: ...

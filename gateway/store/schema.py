@@ -1,0 +1,56 @@
+"""SQLite schema of the job store (WAL: one writer at a time, readers never blocked)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    method TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    progress TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
+    created_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    finished_ms INTEGER,
+    priority INTEGER NOT NULL DEFAULT 0,
+    deadline_ms INTEGER,
+    callback_url TEXT,
+    idempotency_key TEXT UNIQUE,
+    body_hash TEXT,
+    cancel_pending INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_ms);
+CREATE INDEX IF NOT EXISTS jobs_cancel_pending ON jobs (cancel_pending) WHERE cancel_pending = 1;
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_ms INTEGER NOT NULL,
+    lease_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    finished_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);
+"""
+
+# Several gateway processes share the file: wait for the writer instead of failing at once.
+BUSY_TIMEOUT_MS = 10_000
+
+
+def connect(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    connection.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the file; the
+    # broker still holds every reply until we ack it, after the commit.
+    connection.execute("PRAGMA synchronous = NORMAL")
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.executescript(SCHEMA)
+    return connection

@@ -1,0 +1,193 @@
+"""The embedded job store: SQLite in WAL mode, shared by the gateway processes of one host.
+
+Every call runs in one dedicated thread per store (the event loop never blocks on the file);
+read-modify-write steps take `BEGIN IMMEDIATE`, so two processes never interleave them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.store.base import Delivery, IdempotencyConflict, NewJob
+from gateway.store.schema import connect
+from protocol import CallbackInfo, ErrorBody, Job, JobStatus, Progress, codec, rfc3339
+
+T = TypeVar("T")
+COLUMNS = ("id, method, status, result, error, progress, attempts, worker, created_ms, "
+           "started_ms, finished_ms, callback_url")
+
+
+class SqliteJobStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = connect(str(path))
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="jobstore")
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    async def close(self) -> None:
+        await self._run(self._db.close)
+        self._thread.shutdown(wait=True)
+
+    # -- jobs ---------------------------------------------------------------------------------
+    async def create(self, job: NewJob) -> tuple[Job, bool]:
+        return await self._run(self._create, job)
+
+    def _create(self, job: NewJob) -> tuple[Job, bool]:
+        with self._write() as db:
+            if job.idempotency_key is not None:
+                row = db.execute("SELECT id, body_hash FROM jobs WHERE idempotency_key = ?",
+                                 (job.idempotency_key,)).fetchone()
+                if row is not None:
+                    if row[1] != job.body_hash:
+                        raise IdempotencyConflict(
+                            "this Idempotency-Key was used with another body")
+                    existing = self._get(row[0])
+                    assert existing is not None
+                    return existing, False
+            db.execute(
+                "INSERT INTO jobs (id, method, status, created_ms, priority, deadline_ms, "
+                "callback_url, idempotency_key, body_hash) VALUES (?,?,?,?,?,?,?,?,?)",
+                (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
+                 job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash))
+        created = self._get(job.id)
+        assert created is not None
+        return created, True
+
+    async def delete(self, job_id: str) -> None:
+        await self._run(self._exec, "DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
+        return self._db.execute(sql, args).rowcount
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._run(self._get, job_id)
+
+    def _get(self, job_id: str) -> Job | None:
+        row = self._db.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        outbox = self._db.execute("SELECT state, attempts, last_error FROM outbox "
+                                  "WHERE job_id = ?", (job_id,)).fetchone()
+        return _job(row, outbox)
+
+    async def started(self, job_id: str, worker: str | None, attempt: int, at_ms: int) -> bool:
+        # attempts counts starts; only a queued or running job can (re)start.
+        return await self._run(self._exec,
+            "UPDATE jobs SET status = 'running', worker = ?, attempts = MAX(attempts, ?), "
+            "started_ms = ? WHERE id = ? AND status IN ('queued', 'running') "
+            "AND attempts < ?", (worker, attempt, at_ms, job_id, attempt)) > 0
+
+    async def progress(self, job_id: str, fraction: float, note: str) -> bool:
+        body = codec.dumps({"fraction": fraction, "note": note}).decode()
+        return await self._run(self._exec,
+            "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running'",
+            (body, job_id)) > 0
+
+    async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
+                     at_ms: int, worker: str | None = None) -> bool:
+        return await self._run(self._finish, job_id, status, result, error, at_ms, worker)
+
+    def _finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
+                at_ms: int, worker: str | None) -> bool:
+        with self._write() as db:
+            row = db.execute("SELECT status, callback_url FROM jobs WHERE id = ?",
+                             (job_id,)).fetchone()
+            if row is None:
+                return False
+            if JobStatus(row[0]).terminal:
+                if row[0] == JobStatus.CANCELLED:  # the worker saw the cancel: stop replaying it
+                    db.execute("UPDATE jobs SET cancel_pending = 0 WHERE id = ?", (job_id,))
+                return False
+            db.execute(
+                "UPDATE jobs SET status = ?, result = ?, error = ?, finished_ms = ?, "
+                "worker = COALESCE(?, worker) WHERE id = ?",
+                (status, codec.dumps(result).decode() if result is not None else None,
+                 error.model_dump_json() if error is not None else None, at_ms, worker, job_id))
+            if row[1]:
+                db.execute("INSERT OR IGNORE INTO outbox (id, job_id, url, next_ms, finished_ms)"
+                           " VALUES (?,?,?,?,?)",
+                           ("msg_" + uuid.uuid4().hex, job_id, row[1], at_ms, at_ms))
+            return True
+
+    async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
+        """A queued job becomes cancelled now; its cancel is replayed until a worker sees it."""
+        changed = await self.finish(job_id, JobStatus.CANCELLED, None,
+                                    ErrorBody(code="cancelled", message="cancelled while queued"),
+                                    at_ms)
+        if changed:
+            await self._run(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ?",
+                            (job_id,))
+        return changed
+
+    async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]:
+        rows = await self._run(lambda: self._db.execute(
+            "SELECT id, method FROM jobs WHERE cancel_pending = 1 AND finished_ms >= ?",
+            (since_ms,)).fetchall())
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def cancel_seen(self, job_id: str) -> None:
+        await self._run(self._exec, "UPDATE jobs SET cancel_pending = 0 WHERE id = ?", (job_id,))
+
+    async def purge(self, finished_before_ms: int) -> int:
+        return await self._run(self._exec, "DELETE FROM jobs WHERE finished_ms < ?",
+                               (finished_before_ms,))
+
+    # -- outbox -------------------------------------------------------------------------------
+    async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+        return await self._run(self._claim, now_ms, limit, lease_ms)
+
+    def _claim(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, job_id, url, attempts, finished_ms FROM outbox WHERE state = "
+                "'pending' AND next_ms <= ? AND lease_ms <= ? ORDER BY next_ms LIMIT ?",
+                (now_ms, now_ms, limit)).fetchall()
+            for row in rows:  # leased: another process skips it until the lease ends
+                db.execute("UPDATE outbox SET lease_ms = ? WHERE id = ?",
+                           (now_ms + lease_ms, row[0]))
+        return [Delivery(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    async def delivery_outcome(self, delivery_id: str, *, delivered: bool, error: str | None,
+                               retry_at_ms: int | None) -> None:
+        state = "delivered" if delivered else ("pending" if retry_at_ms is not None else "failed")
+        await self._run(self._exec,
+            "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
+            "next_ms = COALESCE(?, next_ms), lease_ms = 0 WHERE id = ?",
+            (state, error, retry_at_ms, delivery_id))
+
+
+def _job(row: tuple[Any, ...], outbox: tuple[Any, ...] | None) -> Job:
+    (job_id, method, status, result, error, progress, attempts, worker, created, started,
+     finished, callback_url) = row
+    callback = None
+    if callback_url:
+        state, tries, last_error = outbox if outbox is not None else ("pending", 0, None)
+        callback = CallbackInfo(url=callback_url, state=state, attempts=tries,
+                                last_error=last_error)
+    return Job(
+        id=job_id, method=method, status=JobStatus(status),
+        result=codec.loads(result) if result is not None else None,
+        error=ErrorBody.model_validate_json(error) if error else None,
+        progress=Progress.model_validate_json(progress) if progress else None,
+        attempts=attempts, worker=worker, created_at=rfc3339(created),
+        started_at=rfc3339(started) if started else None,
+        finished_at=rfc3339(finished) if finished else None, callback=callback)

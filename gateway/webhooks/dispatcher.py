@@ -1,0 +1,108 @@
+"""Sends callbacks from the store's outbox: claims due deliveries under a lease (so two gateway
+processes never send one at once, and a dead process's deliveries resume elsewhere or after a
+restart), sends them concurrently, records each outcome, schedules retries with jittered
+exponential backoff until the window ends. Never holds an AMQP delivery while doing so."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+from tenacity import RetryCallState, wait_random_exponential
+
+from gateway.store import Delivery, JobStore
+from gateway.webhooks.sender import send
+from gateway.webhooks.signing import Signer
+from gateway.webhooks.urls import UrlGuard
+from protocol import codec, now_ms
+from rpcfleet.settings import GatewaySettings
+
+log = logging.getLogger("rpcfleet.callbacks")
+
+POLL_S = 0.5  # a retry falls due without a notification: look at the outbox this often
+LEASE_MS = 120_000  # > attempt timeout: a lease outlives its attempt, never the process
+CLAIM_BATCH = 64
+
+
+class CallbackDispatcher:
+    def __init__(self, store: JobStore, signer: Signer, guard: UrlGuard,
+                 settings: GatewaySettings) -> None:
+        self.store = store
+        self.signer = signer
+        self.guard = guard
+        self.settings = settings
+        # Full jitter: retries of many failed receivers spread out instead of stampeding.
+        self.backoff = wait_random_exponential(multiplier=settings.callback_backoff,
+                                               max=settings.callback_backoff_max)
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.callback_concurrency)
+        self._task: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def __aenter__(self) -> CallbackDispatcher:
+        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        await self._client.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                due = await self.store.claim_deliveries(now_ms(), CLAIM_BATCH, LEASE_MS)
+            except Exception:
+                log.exception("could not read the outbox")
+                due = []
+            for delivery in due:
+                await self._slots.acquire()  # a slow receiver holds one slot, not the loop
+                task = asyncio.create_task(self._deliver(delivery))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+            if len(due) < CLAIM_BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_S)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        try:
+            job = await self.store.get(delivery.job_id)
+            if job is None:
+                return
+            attempt = delivery.attempts + 1
+            body = codec.dumps(job.model_dump(mode="json"))
+            result = await send(self._client, self.guard, self.signer, delivery.url,
+                                delivery.id, job.id, attempt, body,
+                                self.settings.callback_attempt_timeout)
+            retry_at = None
+            if not result.delivered and result.retry:
+                retry_at = now_ms() + int(self._delay(attempt) * 1000)
+                window_ends = delivery.finished_ms + int(self.settings.callback_window * 1000)
+                if retry_at > window_ends:
+                    retry_at = None
+            await self.store.delivery_outcome(delivery.id, delivered=result.delivered,
+                                              error=result.error, retry_at_ms=retry_at)
+            if not result.delivered:
+                log.warning("callback %s for job %s, attempt %s: %s%s", delivery.id, job.id,
+                            attempt, result.error, "" if retry_at else " (giving up)")
+        except Exception:
+            log.exception("callback %s failed unexpectedly; its lease will expire", delivery.id)
+        finally:
+            self._slots.release()
+
+    def _delay(self, attempt: int) -> float:
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        return float(self.backoff(state))

@@ -1,0 +1,95 @@
+"""SSRF guard for callback URLs: http(s) only, and no address that is loopback, private,
+link-local, reserved, multicast or otherwise not global — IPv4-mapped / 6to4 / Teredo / NAT64
+IPv6 forms and numeric IPv4 spellings (2130706433, 0x7f.1, 127.1) included, since the check
+is made on what the name resolves to. Listed hosts are allowed anyway. The check runs at submit
+and again at send time, and the sender connects to the address that was checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class CallbackUrlRefused(ValueError):
+    """The callback URL may not be used."""
+
+
+@dataclass(frozen=True)
+class CheckedUrl:
+    url: str
+    scheme: str
+    host: str
+    port: int
+    address: str  # the checked IP the sender connects to
+    target: str  # path + query
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _embedded(ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+              ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            found.append(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            found.append(ip.sixtofour)
+        if ip.teredo is not None:
+            found.extend(ip.teredo)
+        if ip in NAT64:
+            found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def forbidden(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return any(not candidate.is_global or candidate.is_multicast
+               for candidate in _embedded(ip))
+
+
+class UrlGuard:
+    def __init__(self, allow_hosts: list[str], resolver: Resolver = system_resolver) -> None:
+        self.allow = {h.lower() for h in allow_hosts}
+        self.resolver = resolver
+
+    async def check(self, url: str) -> CheckedUrl:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise CallbackUrlRefused(f"callback_url is not a valid URL: {exc}") from None
+        if parts.scheme not in ("http", "https"):
+            raise CallbackUrlRefused("callback_url must be http or https")
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise CallbackUrlRefused("callback_url has no host")
+        port = port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = await self.resolver(host, port)
+        except OSError as exc:
+            raise CallbackUrlRefused(f"callback_url host {host!r} does not resolve: {exc}"
+                                     ) from None
+        if not addresses:
+            raise CallbackUrlRefused(f"callback_url host {host!r} has no address")
+        allowed = host in self.allow or f"{host}:{port}" in self.allow
+        if not allowed:
+            bad = [a for a in addresses if forbidden(a)]
+            if bad:
+                raise CallbackUrlRefused(
+                    f"callback_url resolves to a non-public address ({bad[0]}); list the host "
+                    "in RPCFLEET_CALLBACK_ALLOW_HOSTS to allow it")
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        return CheckedUrl(url, parts.scheme, host, port, addresses[0], target)

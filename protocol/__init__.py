@@ -10,6 +10,7 @@ from protocol.fleet import (
     Cancel,
     JobEvent,
     PrefetchValue,
+    Replayed,
     SetPrefetch,
     WorkerEntry,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "JobSubmission",
     "PrefetchValue",
     "Progress",
+    "Replayed",
     "Reply",
     "Request",
     "SetPrefetch",

@@ -44,8 +44,15 @@ class Cancel(BaseModel):
     job_id: str
 
 
-ControlCommand = Annotated[SetPrefetch | Cancel, Field(discriminator="op")]
-CONTROL_ADAPTER: TypeAdapter[SetPrefetch | Cancel] = TypeAdapter(ControlCommand)
+class Replayed(BaseModel):
+    """Sent by a gateway to a new consumer after the cancels it may not know (an extension:
+    a consumer that ignores it merely waits its replay grace before consuming)."""
+
+    op: Literal["replayed"] = "replayed"
+
+
+ControlCommand = Annotated[SetPrefetch | Cancel | Replayed, Field(discriminator="op")]
+CONTROL_ADAPTER: TypeAdapter[SetPrefetch | Cancel | Replayed] = TypeAdapter(ControlCommand)
 
 
 class JobEvent(BaseModel):

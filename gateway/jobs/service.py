@@ -33,6 +33,7 @@ from protocol import (
     JobEvent,
     JobStatus,
     JobSubmission,
+    Replayed,
     WorkerEntry,
     codec,
     names,
@@ -156,17 +157,21 @@ class JobService:
         if key is None:
             pool = self.view.pool_of(method)
             key = names.control_pool_key(pool) if pool else names.CONTROL_ALL
+        await self._control(Cancel(job_id=job_id), key)
+
+    async def _control(self, command: Cancel | Replayed, key: str) -> None:
         if self.link.plain is None:
             return  # not connected: replayed to consumers when they announce themselves
         exchange = await self.link.plain.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
-        await exchange.publish(aio_pika.Message(codec.dumps(Cancel(job_id=job_id))),
-                               routing_key=key)
+        await exchange.publish(aio_pika.Message(codec.dumps(command)), routing_key=key)
 
     async def replay_cancels(self, entry: WorkerEntry) -> None:
         """A consumer that started later learns of cancels of jobs that may still be queued."""
+        key = names.control_worker_key(entry.id)
         for job_id, method in await self.store.pending_cancels(now_ms() - CANCEL_REPLAY_MS):
             if method in entry.methods:
-                await self._send_cancel(job_id, method, names.control_worker_key(entry.id))
+                await self._send_cancel(job_id, method, key)
+        await self._control(Replayed(), key)
 
     # -- outcomes -----------------------------------------------------------------------------
     async def _consume(self, link: BrokerLink) -> None:

@@ -111,7 +111,8 @@ def test_readiness_flips_when_the_broker_stops_and_comes_back(tmp_path: Path) ->
                 wait_for(succeeds, timeout=60, what="calls to succeed after the broker is back")
             except AssertionError:
                 raise AssertionError(f"{last[-1].text}\n{gateway.proc.output()[-3000:]}\n"
-                                     f"{(tmp_path / 'worker-0.log').read_text()[-3000:]}")
+                                     f"{(tmp_path / 'worker-0.log').read_text()[-3000:]}"
+                                     ) from None
         for factory in (gateways, workers):
             next(factory, None)
     finally:

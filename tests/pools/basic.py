@@ -72,3 +72,15 @@ def unserialisable(params: dict[str, object]) -> object:
 @pool.method
 def big(params: dict[str, int]) -> str:
     return "x" * int(params.get("size", 0))
+
+
+@pool.method
+def staged(params: dict[str, object], job: JobContext) -> dict[str, object]:
+    """Reports half-way progress, then waits for the test to release it (a file appears)."""
+    job.progress(0.5, "half way")
+    release = str(params["release"])
+    deadline = time.monotonic() + 30
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job.progress(1.0, "done")
+    return {"released": os.path.exists(release)}

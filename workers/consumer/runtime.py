@@ -19,7 +19,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from protocol import CONTROL_ADAPTER, Cancel, SetPrefetch, codec, names
+from protocol import CONTROL_ADAPTER, Cancel, Replayed, SetPrefetch, codec, names
 from protocol.clock import now_ms
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
@@ -33,6 +33,7 @@ log = logging.getLogger("rpcfleet.worker")
 
 EXIT_DRAINED = 0
 EXIT_REPLACE = 75  # abandoned a handler (time limit, cancel): the supervisor forks a fresh one
+REPLAY_GRACE_S = 1.0  # a gateway answers a first beat in milliseconds; none up costs 1 s once
 CANCEL_TIMEOUT_S = 5.0  # a healthy broker confirms a basic.cancel in milliseconds
 AUTO_REVIEW_S = 2.0  # how often prefetch=auto reconsiders its value
 
@@ -46,6 +47,7 @@ class Consumer:
         self.counters = Counters()
         self.measure = AutoPrefetch(self.settings.concurrency)
         self._stop = asyncio.Event()
+        self._replayed = asyncio.Event()
         self._exit_code = EXIT_DRAINED
         self._tasks: set[asyncio.Task[None]] = set()
         stored, auto = setup.slots.prefetch(setup.slot)
@@ -85,6 +87,11 @@ class Consumer:
         self.subscription = Subscription(channel, topology.queue, self._on_message,
                                          self.in_flight)
         await self._listen_control(connection, topology)
+        # Announce ourselves first: gateways replay the cancels of jobs that may still be
+        # queued, and we take no message before they arrive (or the grace ends: no gateway).
+        await self._beat()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._replayed.wait(), REPLAY_GRACE_S)
         await self.subscription.start(self.prefetch)
         self._remember_prefetch()
         self._spawn(self._beat_loop())
@@ -142,6 +149,8 @@ class Consumer:
                                        "cancelled")
         elif isinstance(command, SetPrefetch):
             self._spawn(self._apply_prefetch(command))
+        elif isinstance(command, Replayed):
+            self._replayed.set()
 
     async def _apply_prefetch(self, command: SetPrefetch) -> None:
         if command.prefetch == "auto":
@@ -194,8 +203,8 @@ class Consumer:
 
     async def _beat_loop(self) -> None:
         while True:
-            await self._beat()
             await asyncio.sleep(self.settings.beat_interval)
+            await self._beat()
 
     # -- lifecycle helpers --------------------------------------------------------------------
     def _request_replacement(self) -> None:

@@ -1,0 +1,66 @@
+"""The fleet page in headless Chromium: it lists the workers, and a prefetch set there changes
+the fleet. It also leaves a screenshot to look at (tests/artifacts/fleet-page.png)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from tests.support.fleet import StartWorker
+from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.waiting import wait_for
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The flags a headless Chromium needs as root on a machine with a closed network.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: ./run test installs it (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+def test_the_fleet_page_lists_workers_and_sets_prefetch_live(
+    browser: Browser, start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker(processes=2)
+    gateway = start_gateway(admin_keys="boss", api_keys="caller")
+    admin = {"Authorization": "Bearer boss"}
+    entries = wait_for_workers(gateway, 2, headers=admin)
+    page = browser.new_page(viewport={"width": 1400, "height": 700})
+    denied = page.goto(f"{gateway.url}/ui")
+    assert denied is not None and denied.status == 401
+    page.goto(f"{gateway.url}/ui/login")
+    page.fill("#key", "boss")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#workers tbody tr[data-worker]")
+    rows = page.locator("#workers tbody tr[data-worker]")
+    assert rows.count() == 2
+    assert {rows.nth(i).get_attribute("data-worker") for i in range(2)} == {
+        e["id"] for e in entries}
+    assert page.locator("#pools tbody tr[data-pool=basic]").count() == 1
+
+    pool_form = page.locator("#pools tr[data-pool=basic] form.prefetch")
+    pool_form.locator("input").fill("3")
+    pool_form.locator("button").click()
+    with gateway.client(headers=admin) as http:
+        wait_for(lambda: {w["prefetch"] for w in http.get("/v1/workers").json()} == {3},
+                 what="the fleet to apply prefetch 3")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#workers .prefetch-value')]"
+        ".every(td => td.textContent.trim() === '3')", timeout=10_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "fleet-page.png"), full_page=True)
+    assert (ARTIFACTS / "fleet-page.png").stat().st_size > 10_000
+    page.close()

@@ -1,0 +1,106 @@
+"""Operators see the fleet and tune it live: /v1/workers, prefetch commands, the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.support.fleet import StartWorker
+from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.processes import REPO
+from tests.support.waiting import wait_for
+
+
+def _prefetches(http: httpx.Client) -> dict[str, int]:
+    return {w["id"]: w["prefetch"] for w in http.get("/v1/workers").json()}
+
+
+def test_workers_lists_one_entry_per_consumer_with_its_memory_and_cache(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    supervisor = start_worker(processes=2)
+    gateway = start_gateway()
+    entries = wait_for_workers(gateway, 2)
+    assert [e["slot"] for e in entries] == [0, 1]
+    for entry in entries:
+        assert entry["id"] == f"{entry['host']}:basic:{entry['slot']}"
+        assert entry["pid"] != supervisor.pid  # the supervisor is not listed
+        assert entry["pss_bytes"] > 0 and entry["cache_bytes"] >= 1024 * 1024
+        assert "echo" in entry["methods"] and entry["prefetch"] == 1
+        assert entry["concurrency"] == 1 and entry["in_flight"] == 0
+
+
+def test_a_pool_prefetch_change_shows_in_the_fleet_within_2s_and_a_worker_one_alone(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway()  # first: with 30 s beats it must hear the workers' first beat
+    start_worker(processes=2, beat_interval=30)  # only the immediate beat can show it in time
+    entries = wait_for_workers(gateway, 2)
+    with gateway.client() as http:
+        started = time.monotonic()
+        assert http.put("/v1/pools/basic/prefetch", json={"prefetch": 5}).status_code == 202
+        wait_for(lambda: set(_prefetches(http).values()) == {5}, timeout=2, interval=0.02,
+                 what="prefetch 5 everywhere")
+        took = time.monotonic() - started
+        one = entries[1]["id"]
+        assert http.put(f"/v1/workers/{one}/prefetch", json={"prefetch": 2}).status_code == 202
+        wait_for(lambda: _prefetches(http)[one] == 2, timeout=2, interval=0.02,
+                 what="prefetch 2 on one worker")
+        others = {k: v for k, v in _prefetches(http).items() if k != one}
+        bad = [http.put("/v1/pools/basic/prefetch", json={"prefetch": v}) for v in
+               (0, 1001, "lots", None)]
+        ghost_pool = http.put("/v1/pools/ghost/prefetch", json={"prefetch": 2})
+        ghost_worker = http.put("/v1/workers/nobody/prefetch", json={"prefetch": 2})
+    assert took < 2.0
+    assert set(others.values()) == {5}
+    assert all((r.status_code, r.json()["error"]["code"]) == (422, "invalid_params") for r in bad)
+    assert ghost_pool.status_code == 404 and ghost_worker.status_code == 404
+
+
+def test_a_replaced_process_keeps_its_slots_prefetch_and_a_silent_worker_leaves_the_view(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker(processes=1)
+    gateway = start_gateway()
+    before = wait_for_workers(gateway, 1)[0]
+    with gateway.client() as http:
+        http.put("/v1/pools/basic/prefetch", json={"prefetch": 7})
+        wait_for(lambda: _prefetches(http)[before["id"]] == 7, what="prefetch 7")
+        os.kill(before["pid"], signal.SIGKILL)
+        after = wait_for(lambda: [w for w in http.get("/v1/workers").json()
+                                  if w["pid"] != before["pid"]], timeout=20,
+                         what="the replacement's beat")[0]
+        assert after["id"] == before["id"] and after["prefetch"] == 7
+        os.kill(after["pid"], signal.SIGSTOP)  # alive but silent: no more beats
+        try:
+            wait_for(lambda: http.get("/v1/workers").json() == [], timeout=10,
+                     what="the silent worker to leave the view")
+        finally:
+            os.kill(after["pid"], signal.SIGCONT)
+
+
+def test_the_cli_lists_workers_and_sets_prefetch(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker(processes=1)
+    gateway = start_gateway(admin_keys="boss")
+    wait_for_workers(gateway, 1, headers={"Authorization": "Bearer boss"})
+    cli = [sys.executable, "-m", "rpcfleet.cli"]
+    env = {**os.environ, "RPCFLEET_GATEWAY_URL": gateway.url, "RPCFLEET_ADMIN_KEY": "boss"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], env=env, cwd=REPO, capture_output=True, text=True,
+                              timeout=30)
+
+    listed = run("workers")
+    changed = run("prefetch", "basic", "4")
+    refused = run("prefetch", "basic", "0")
+    wait_for(lambda: " 4 " in run("workers").stdout, what="the new prefetch in the table")
+    assert listed.returncode == 0 and ":basic:0" in listed.stdout and "prefetch" in listed.stdout
+    assert changed.returncode == 0 and "prefetch 4 sent to pool basic" in changed.stdout
+    assert refused.returncode == 1 and "invalid_params" in refused.stdout

@@ -1,0 +1,52 @@
+"""The SSRF guard: every spelling of a non-public address is refused, at submit and at send."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.webhooks import CallbackUrlRefused, UrlGuard
+from gateway.webhooks.urls import system_resolver
+
+REFUSED = [
+    "http://127.0.0.1/", "http://localhost/", "http://[::1]/", "http://0.0.0.0/",
+    "http://10.1.2.3/", "http://172.16.0.1/", "http://192.168.1.1/", "http://169.254.169.254/",
+    "http://100.64.0.1/", "http://[fe80::1]/", "http://[fc00::1]/", "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:10.0.0.1]/", "http://[2002:7f00:1::]/", "http://[64:ff9b::a00:1]/",
+    "http://224.0.0.1/", "http://2130706433/", "http://0x7f.1/", "http://017700000001/",
+    "http://127.1/", "ftp://example.com/", "file:///etc/passwd", "http:///path",
+    "http://[::1]:8080/", "javascript:alert(1)",
+]
+
+
+async def public(host: str, port: int) -> list[str]:
+    return ["93.184.215.14"]
+
+
+@pytest.mark.parametrize("url", REFUSED)
+async def test_non_public_addresses_and_schemes_are_refused(url: str) -> None:
+    with pytest.raises(CallbackUrlRefused):
+        await UrlGuard([]).check(url)
+
+
+async def test_a_listed_host_is_allowed_and_the_checked_address_is_kept() -> None:
+    checked = await UrlGuard(["127.0.0.1"]).check("http://127.0.0.1:9999/hook?x=1")
+    assert (checked.address, checked.port, checked.target) == ("127.0.0.1", 9999, "/hook?x=1")
+    with pytest.raises(CallbackUrlRefused):
+        await UrlGuard(["127.0.0.1:1"]).check("http://127.0.0.1:9999/hook")
+
+
+async def test_a_name_that_resolves_to_a_private_address_later_is_refused_at_send_time() -> None:
+    answers = iter([["93.184.215.14"], ["10.0.0.5"]])
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        return next(answers)
+
+    guard = UrlGuard([], resolver=rebinding)
+    assert (await guard.check("https://hooks.example/x")).address == "93.184.215.14"
+    with pytest.raises(CallbackUrlRefused):
+        await guard.check("https://hooks.example/x")  # the check the sender makes again
+
+
+async def test_the_system_resolver_reads_numeric_spellings_like_the_kernel_does() -> None:
+    assert await system_resolver("2130706433", 80) == ["127.0.0.1"]
+    assert await UrlGuard([], resolver=public).check("https://hooks.example/x")

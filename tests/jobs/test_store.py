@@ -1,0 +1,76 @@
+"""The job store as a unit: a real SQLite file, two stores on it as two gateway processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.store import IdempotencyConflict, NewJob, SqliteJobStore
+from protocol import ErrorBody, JobStatus
+
+
+def _job(job_id: str, **extra: object) -> NewJob:
+    return NewJob(id=job_id, method="echo", created_ms=1_000, **extra)  # type: ignore[arg-type]
+
+
+async def test_states_only_move_forward_and_a_terminal_state_is_final(tmp_path: Path) -> None:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    await store.create(_job("a"))
+    assert await store.started("a", "w:p:0", 1, 2_000)
+    assert await store.finish("a", JobStatus.SUCCEEDED, {"ok": 1}, None, 3_000)
+    assert not await store.started("a", "w:p:1", 2, 4_000)  # a late start changes nothing
+    assert not await store.finish("a", JobStatus.FAILED, None,  # a redelivered reply neither
+                                  ErrorBody(code="worker_error", message="x"), 5_000)
+    job = await store.get("a")
+    assert job is not None and job.status is JobStatus.SUCCEEDED and job.result == {"ok": 1}
+    assert job.attempts == 1 and job.worker == "w:p:0"
+    assert job.finished_at == "1970-01-01T00:00:03.000Z"
+    await store.close()
+
+
+async def test_an_idempotency_key_maps_one_body_to_one_job(tmp_path: Path) -> None:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    first, created = await store.create(_job("a", idempotency_key="k", body_hash="h1"))
+    again, created_again = await store.create(_job("b", idempotency_key="k", body_hash="h1"))
+    with pytest.raises(IdempotencyConflict):
+        await store.create(_job("c", idempotency_key="k", body_hash="h2"))
+    assert created and not created_again and again.id == first.id == "a"
+    assert await store.get("b") is None
+    await store.close()
+
+
+async def test_two_stores_on_one_file_share_jobs_and_never_claim_one_delivery_twice(
+    tmp_path: Path
+) -> None:
+    one = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    two = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    for i in range(20):
+        await one.create(_job(f"j{i}", callback_url="https://example.com/hook"))
+        await one.finish(f"j{i}", JobStatus.SUCCEEDED, i, None, 2_000)
+    seen = await two.get("j7")
+    assert seen is not None and seen.callback is not None and seen.callback.state == "pending"
+    claimed_one = await one.claim_deliveries(3_000, 12, lease_ms=60_000)
+    claimed_two = await two.claim_deliveries(3_000, 12, lease_ms=60_000)
+    ids_one = {d.id for d in claimed_one}
+    ids_two = {d.id for d in claimed_two}
+    assert len(ids_one) == 12 and len(ids_two) == 8 and not ids_one & ids_two
+    # A lease that ran out (its process died) lets another process resume the delivery.
+    resumed = await two.claim_deliveries(3_000 + 60_001, 100, lease_ms=60_000)
+    assert {d.id for d in resumed} == ids_one | ids_two
+    await one.delivery_outcome(resumed[0].id, delivered=True, error=None, retry_at_ms=None)
+    job = await two.get(resumed[0].job_id)
+    assert job is not None and job.callback is not None
+    assert job.callback.state == "delivered" and job.callback.attempts == 1
+    await one.close()
+    await two.close()
+
+
+async def test_finished_jobs_past_retention_are_purged(tmp_path: Path) -> None:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    await store.create(_job("old"))
+    await store.finish("old", JobStatus.SUCCEEDED, None, None, 1_000)
+    await store.create(_job("running"))
+    assert await store.purge(finished_before_ms=5_000) == 1
+    assert await store.get("old") is None and await store.get("running") is not None
+    await store.close()

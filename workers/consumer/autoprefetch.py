@@ -15,6 +15,7 @@ AUTO_MIN = 1
 AUTO_MAX = 256  # beyond this a consumer hoards work other consumers could do
 HEADROOM = 2.0  # round trips vary by 2x on a loaded host: cover the slow ones
 SMOOTHING = 0.2  # EWMA weight of a new sample: settles within ~10 messages
+NEGLIGIBLE = 0.1  # idle share of a cycle below which another held message buys nothing
 MIN_SAMPLES = 20  # decide on measurements, not the first message
 
 
@@ -37,7 +38,8 @@ class AutoPrefetch:
             return None
         handler = max(self.handler_s, 1e-5)
         wanted = self.concurrency * (1 + HEADROOM * self.round_trip_s / handler)
-        return max(AUTO_MIN, min(AUTO_MAX, math.ceil(wanted)))
+        # A round trip under a tenth of a handler is not worth a message held from others.
+        return max(AUTO_MIN, min(AUTO_MAX, math.ceil(wanted - NEGLIGIBLE)))
 
 
 def _ewma(previous: float | None, sample: float) -> float:

@@ -57,5 +57,4 @@ async def perform_call(found: Services, method: str, body: bytes,
         raise
     finally:
         metrics.in_flight.dec()
-        metrics.calls.labels(method, code).inc()
-        metrics.latency.labels(method).observe(time.perf_counter() - started)
+        metrics.observe_call(method, code, time.perf_counter() - started)

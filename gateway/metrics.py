@@ -35,8 +35,18 @@ class Metrics:
                                      "Publishes the broker refused (queue full)", registry=r)
         self.publish_returns = Counter("rpcfleet_publish_returns",
                                        "Publishes the broker returned (no pool)", registry=r)
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.jobs = Counter("rpcfleet_jobs", "Jobs by method and final status",
                             ["method", "status"], registry=r)
+
+    def observe_call(self, method: str, code: str, seconds: float) -> None:
+        """Count one call; label children are cached (labels() validates and locks each time)."""
+        children = self._children.get((method, code))
+        if children is None:
+            children = (self.calls.labels(method, code), self.latency.labels(method))
+            self._children[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def watch_fleet(self, view: FleetView, queues: QueueStats) -> None:
         self.registry.register(FleetCollector(view, queues))

@@ -13,6 +13,7 @@ import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from gateway import tasks
 from protocol import names
 from rpcfleet.settings import GatewaySettings
 
@@ -51,10 +52,7 @@ class BrokerLink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await tasks.stop(self._task)
         if self.connection is not None:
             with contextlib.suppress(Exception):
                 await self.connection.close()

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 import aiormq
 
+from gateway import tasks
 from gateway.amqp.link import BrokerLink
 from gateway.fleet.view import FleetView
 from protocol import names
@@ -40,10 +40,7 @@ class QueueStats:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await tasks.stop(self._task)
 
     async def _poll(self) -> None:
         await self.link.connected.wait()

@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from gateway import tasks
 from gateway.jobs.service import JobService
 from gateway.services import Services
 from gateway.store import JobStore, SqliteJobStore
@@ -38,8 +39,8 @@ async def jobs_extension(app: FastAPI, services: Services) -> AsyncIterator[None
         services.events.job_handlers.append(service.on_job_event)
         services.events.new_consumer_handlers.append(service.replay_cancels)
         services.extras["jobs"] = service
-        purge = asyncio.create_task(_purge(store, settings.job_retention))
-        stack.callback(purge.cancel)
+        stack.push_async_callback(tasks.stop,
+                                  asyncio.create_task(_purge(store, settings.job_retention)))
         yield
 
 

@@ -12,6 +12,7 @@ import logging
 import httpx
 from tenacity import RetryCallState, wait_random_exponential
 
+from gateway import tasks
 from gateway.store import Delivery, JobStore
 from gateway.webhooks.sender import send
 from gateway.webhooks.signing import Signer
@@ -50,10 +51,7 @@ class CallbackDispatcher:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await tasks.stop(self._task)
         for task in list(self._sending):
             task.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)

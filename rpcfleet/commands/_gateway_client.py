@@ -23,6 +23,20 @@ def request(args: argparse.Namespace, method: str, path: str, body: Any = None) 
                          timeout=10)
 
 
+def call(args: argparse.Namespace, command: str, method: str, path: str, expected: int,
+         body: Any = None) -> httpx.Response | None:
+    """The response when it has the expected status; otherwise say why and return None."""
+    try:
+        response = request(args, method, path, body)
+    except httpx.HTTPError as exc:
+        print(f"rpcfleet {command}: cannot reach {args.gateway}: {exc}")
+        return None
+    if response.status_code != expected:
+        print(f"rpcfleet {command}: {error_text(response)}")
+        return None
+    return response
+
+
 def error_text(response: httpx.Response) -> str:
     try:
         error = response.json()["error"]

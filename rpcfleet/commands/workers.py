@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import httpx
-
-from rpcfleet.commands._gateway_client import add_gateway_arguments, error_text, request
+from rpcfleet.commands._gateway_client import add_gateway_arguments, call
 
 HELP = "list the consumer processes of the fleet"
 COLUMNS = ("id", "pid", "prefetch", "concurrency", "in_flight", "processed", "failed", "pss",
@@ -35,13 +33,8 @@ def rows(entries: list[dict[str, object]]) -> list[tuple[str, ...]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        response = request(args, "GET", "/v1/workers")
-    except httpx.HTTPError as exc:
-        print(f"rpcfleet workers: cannot reach {args.gateway}: {exc}")
-        return 1
-    if response.status_code != 200:
-        print(f"rpcfleet workers: {error_text(response)}")
+    response = call(args, "workers", "GET", "/v1/workers", 200)
+    if response is None:
         return 1
     entries = response.json()
     if args.json:

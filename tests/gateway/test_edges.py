@@ -10,12 +10,14 @@ import httpx
 
 from rpcfleet.broker import LocalBroker, free_port
 from tests.support.fleet import StartWorker, worker_factory
-from tests.support.gateway import StartGateway, gateway_factory, wait_for_workers, wait_ready
+from tests.support.gateway import (
+    StartGateway,
+    error_code,
+    gateway_factory,
+    wait_for_workers,
+    wait_ready,
+)
 from tests.support.waiting import wait_for
-
-
-def _code(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]["code"]
 
 
 def test_api_keys_guard_calls_and_admin_keys_guard_the_fleet(
@@ -26,15 +28,15 @@ def test_api_keys_guard_calls_and_admin_keys_guard_the_fleet(
     caller = {"Authorization": "Bearer caller-key"}
     admin = {"Authorization": "Bearer admin-key"}
     with gateway.client() as http:
-        assert _code(http.post("/v1/rpc/echo", json={})) == (401, "unauthorized")
+        assert error_code(http.post("/v1/rpc/echo", json={})) == (401, "unauthorized")
         wrong = http.post("/v1/rpc/echo", json={}, headers={"Authorization": "Bearer nope"})
-        assert _code(wrong) == (401, "unauthorized")
+        assert error_code(wrong) == (401, "unauthorized")
         assert http.post("/v1/rpc/echo", json={"a": 1}, headers=caller).status_code == 200
         assert http.post("/v1/rpc/echo", json={"a": 1}, headers=admin).status_code == 200
-        assert _code(http.get("/v1/workers", headers=caller)) == (403, "forbidden")
-        assert _code(http.get("/v1/workers")) == (401, "unauthorized")
+        assert error_code(http.get("/v1/workers", headers=caller)) == (403, "forbidden")
+        assert error_code(http.get("/v1/workers")) == (401, "unauthorized")
         assert http.get("/v1/workers", headers=admin).status_code == 200
-        assert _code(http.get("/ui", headers=caller)) == (403, "forbidden")
+        assert error_code(http.get("/ui", headers=caller)) == (403, "forbidden")
         for open_route in ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"):
             assert http.get(open_route).status_code == 200, open_route
 
@@ -57,9 +59,9 @@ def test_bodies_over_the_limit_are_refused_with_or_without_content_length(
         fits = http.post("/v1/rpc/echo", json={"pad": "x" * 100})
         prefetch = http.put("/v1/pools/basic/prefetch", content=big)
     assert "content-length" not in {k.lower() for k in streamed.request.headers}
-    assert _code(declared) == (413, "payload_too_large")
-    assert _code(streamed) == (413, "payload_too_large")
-    assert _code(prefetch) == (413, "payload_too_large")
+    assert error_code(declared) == (413, "payload_too_large")
+    assert error_code(streamed) == (413, "payload_too_large")
+    assert error_code(prefetch) == (413, "payload_too_large")
     assert fits.status_code == 200
 
 
@@ -98,7 +100,7 @@ def test_readiness_flips_when_the_broker_stops_and_comes_back(tmp_path: Path) ->
             node.stop_app()
             wait_ready(gateway, status=503)
             down = http.post("/v1/rpc/echo", json={"x": 2})
-            assert _code(down) == (503, "overloaded")
+            assert error_code(down) == (503, "overloaded")
             node.start_app()
             wait_ready(gateway, timeout=60)
             last: list[httpx.Response] = []

@@ -10,13 +10,9 @@ import httpx
 from protocol import names
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.gateway import StartGateway, error_code, wait_for_workers
 from tests.support.rabbit import Vhost
 from tests.support.waiting import wait_for
-
-
-def _error(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]["code"]
 
 
 def test_a_call_returns_the_methods_result_with_its_id(
@@ -52,17 +48,17 @@ def test_every_error_a_sync_call_can_meet_has_its_code_and_status(
         started = time.monotonic()
         late = http.post("/v1/rpc/sleep?timeout=0.5", json={"seconds": 3})
         waited = time.monotonic() - started
-    assert _error(cases["not json"]) == (422, "invalid_params")
-    assert _error(cases["not an object"]) == (422, "invalid_params")
-    assert _error(cases["bad params"]) == (422, "invalid_params")
-    assert _error(cases["unknown method"]) == (404, "unknown_method")
-    assert _error(cases["unknown route"]) == (404, "not_found")
-    assert _error(cases["wrong verb"]) == (405, "method_not_allowed")
-    assert _error(cases["handler raised"]) == (500, "worker_error")
+    assert error_code(cases["not json"]) == (422, "invalid_params")
+    assert error_code(cases["not an object"]) == (422, "invalid_params")
+    assert error_code(cases["bad params"]) == (422, "invalid_params")
+    assert error_code(cases["unknown method"]) == (404, "unknown_method")
+    assert error_code(cases["unknown route"]) == (404, "not_found")
+    assert error_code(cases["wrong verb"]) == (405, "method_not_allowed")
+    assert error_code(cases["handler raised"]) == (500, "worker_error")
     assert cases["handler raised"].json()["error"]["message"] == "RuntimeError: boom: because"
-    assert _error(cases["result too large"]) == (500, "result_too_large")
-    assert _error(cases["bad timeout"]) == (422, "invalid_params")
-    assert _error(late) == (504, "deadline_exceeded")
+    assert error_code(cases["result too large"]) == (500, "result_too_large")
+    assert error_code(cases["bad timeout"]) == (422, "invalid_params")
+    assert error_code(late) == (504, "deadline_exceeded")
     assert 0.4 < waited < 2.0
     assert "id" in late.json()["error"]
 
@@ -74,7 +70,7 @@ def test_a_time_limit_is_a_500_time_limit(
     gateway = start_gateway()
     with gateway.client() as http:
         response = http.post("/v1/rpc/slow", json={"seconds": 30})
-    assert _error(response) == (500, "time_limit")
+    assert error_code(response) == (500, "time_limit")
 
 
 def test_a_pool_with_no_live_consumer_answers_no_workers_at_once(
@@ -88,7 +84,7 @@ def test_a_pool_with_no_live_consumer_answers_no_workers_at_once(
     with gateway.client() as http:
         started = time.monotonic()
         response = http.post("/v1/rpc/echo?timeout=20", json={})
-    assert _error(response) == (503, "no_workers")
+    assert error_code(response) == (503, "no_workers")
     assert response.headers["retry-after"] == "1"
     assert time.monotonic() - started < 1.0
 
@@ -120,7 +116,7 @@ def test_a_full_queue_refuses_the_publish_and_the_call_is_overloaded(
             took = time.monotonic() - started
         busy.join()
         filler.join()
-    assert _error(refused) == (503, "overloaded")
+    assert error_code(refused) == (503, "overloaded")
     assert refused.headers["retry-after"] == "1"
     assert took < 1.0
 
@@ -136,9 +132,9 @@ def test_an_unreachable_broker_answers_overloaded_quickly_never_a_hang(
         started = time.monotonic()
         response = http.post("/v1/rpc/echo", json={})
         ready = http.get("/readyz")
-    assert _error(response) == (503, "overloaded")
+    assert error_code(response) == (503, "overloaded")
     assert time.monotonic() - started < 1.0
-    assert _error(ready) == (503, "overloaded")
+    assert error_code(ready) == (503, "overloaded")
 
 
 def _health(http: httpx.Client) -> int:
@@ -165,7 +161,7 @@ def test_a_call_whose_deadline_passes_while_queued_never_runs(
             late = other.post("/v1/rpc/sleep?timeout=0.5",
                               json={"seconds": 0, "marker": str(late_marker)})
         busy.join()
-    assert _error(late) == (504, "deadline_exceeded")
+    assert error_code(late) == (504, "deadline_exceeded")
 
     async def dead_letter() -> list[object]:
         async with amqp_client(amqp_url) as client:

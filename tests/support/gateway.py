@@ -29,6 +29,11 @@ class Gateway:
 StartGateway = Callable[..., Gateway]
 
 
+def error_code(response: httpx.Response) -> tuple[int, str]:
+    """(HTTP status, error code) of an error answer."""
+    return response.status_code, response.json()["error"]["code"]
+
+
 def wait_ready(gateway: Gateway, timeout: float = 30.0, status: int = 200) -> None:
     deadline = time.monotonic() + timeout
     last: object = None

@@ -194,7 +194,7 @@ class Dispatcher:
     async def _reply_and_ack(self, message: AbstractIncomingMessage, outcome: Outcome,
                              attempt: int) -> None:
         await self._reply(message, outcome, attempt)
-        await message.ack()
+        await message.ack()  # aio-pika marks it processed: a later reject cannot double-settle
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: DeadReason,
                            detail: str, ack: bool = True) -> None:

@@ -1,0 +1,75 @@
+"""Cancelling jobs: queued ones never run, running ones stop without a cache reload."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.fleet import StartWorker
+from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.jobs import fetch_job, submit, until
+from tests.support.waiting import wait_for
+
+
+def test_a_cancelled_queued_job_never_runs(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    busy, queued = tmp_path / "busy", tmp_path / "queued"
+    with gateway.client() as http:
+        blocker = submit(http, "sleep", {"seconds": 1.5, "marker": str(busy)}).json()["id"]
+        wait_for(busy.exists, what="the worker to be busy")
+        victim = submit(http, "sleep", {"seconds": 0, "marker": str(queued)}).json()["id"]
+        cancel = http.delete(f"/v1/jobs/{victim}")
+        after = submit(http, "echo", {"after": True}).json()["id"]
+        until(http, blocker, "succeeded")
+        until(http, after, "succeeded")  # FIFO: the cancelled one was taken before this
+        again = http.delete(f"/v1/jobs/{victim}")
+    assert cancel.status_code == 202 and cancel.json()["status"] == "cancelled"
+    assert not queued.exists()
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "conflict")
+
+
+def test_a_running_job_is_cancelled_within_seconds_without_reloading_the_cache(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    marker = tmp_path / "started"
+    with gateway.client() as http:
+        before = http.post("/v1/rpc/whoami", json={}).json()["result"]
+        job_id = submit(http, "sleep", {"seconds": 60, "marker": str(marker)}).json()["id"]
+        wait_for(lambda: fetch_job(http, job_id)["status"] == "running", what="the job to run")
+        assert http.delete(f"/v1/jobs/{job_id}").status_code == 202
+        job = until(http, job_id, "cancelled", timeout=10)
+        after = wait_for(lambda: _whoami(http), timeout=20, what="the replacement consumer")
+    assert job["error"]["code"] == "cancelled"
+    assert after["pid"] != before["pid"]  # the consumer exited and was replaced
+    assert (after["loaded_by"], after["loaded_at"]) == (before["loaded_by"], before["loaded_at"])
+
+
+def _whoami(http: httpx.Client) -> dict[str, Any] | None:
+    response = http.post("/v1/rpc/whoami?timeout=2", json={})
+    return response.json()["result"] if response.status_code == 200 else None
+
+
+def test_a_new_consumer_learns_of_cancels_sent_before_it_started(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    gateway = start_gateway()
+    marker = tmp_path / "ran"
+    first = start_worker()  # declares the queue, then goes away
+    wait_for_workers(gateway, 1)
+    first.stop()
+    with gateway.client() as http:
+        job_id = submit(http, "sleep", {"seconds": 0, "marker": str(marker)}).json()["id"]
+        assert http.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+        start_worker()
+        check = submit(http, "echo", {}).json()["id"]
+        until(http, check, "succeeded")
+    assert not marker.exists()
+    assert os.environ.get("RPCFLEET_AMQP_URL") is None  # settings came from the fixtures only

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel
 from pamqp.commands import Basic as _Basic
 
 from protocol import DeadReason, ErrorCode, codec, names
@@ -23,6 +23,7 @@ from protocol.clock import now_ms
 from protocol.requests import read_attempt, read_deadline
 from workers.consumer import outgoing
 from workers.consumer.autoprefetch import AutoPrefetch
+from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome, Stopper, failure, run_handler
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.topology import PoolTopology
@@ -63,11 +64,11 @@ class Dispatcher:
         self.worker = setup.worker_id
         self.semaphore = asyncio.Semaphore(setup.settings.concurrency)
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: Delivery) -> None:
         async with self.semaphore:
             await self._handle(message)
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, message: Delivery) -> None:
         job_id = message.correlation_id
         if not job_id:
             await self._dead_letter(message, DeadReason.MALFORMED, "no correlation_id")
@@ -128,7 +129,7 @@ class Dispatcher:
             return
         await self._run(message, handler, params, attempt, deadline)
 
-    async def _run(self, message: AbstractIncomingMessage, handler: Any, params: Any,
+    async def _run(self, message: Delivery, handler: Any, params: Any,
                    attempt: int, deadline: int | None) -> None:
         job_id = str(message.correlation_id)
         is_job = names.is_durable_reply_to(message.reply_to)
@@ -173,7 +174,7 @@ class Dispatcher:
     def _buried(self, job_id: str) -> str | None:
         return self.setup.slots.tombstone(job_id)
 
-    async def _reply(self, message: AbstractIncomingMessage, outcome: Outcome,
+    async def _reply(self, message: Delivery, outcome: Outcome,
                      attempt: int) -> None:
         self.counters.processed += 1
         if not outcome.ok:
@@ -191,12 +192,12 @@ class Dispatcher:
             raise ReplyNotConfirmed(f"reply to {message.correlation_id} got {confirm!r}")
         self.measure.observe_round_trip(time.perf_counter() - sent)
 
-    async def _reply_and_ack(self, message: AbstractIncomingMessage, outcome: Outcome,
+    async def _reply_and_ack(self, message: Delivery, outcome: Outcome,
                              attempt: int) -> None:
         await self._reply(message, outcome, attempt)
         await message.ack()  # aio-pika marks it processed: a later reject cannot double-settle
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, reason: DeadReason,
+    async def _dead_letter(self, message: Delivery, reason: DeadReason,
                            detail: str, ack: bool = True) -> None:
         log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
         copy = outgoing.dead_letter_message(message, self.setup.pool.name, reason, detail)

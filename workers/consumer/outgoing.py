@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
 from pamqp.commands import Basic as _Basic
 
 from protocol import names
 from protocol.clock import now_ms
 from protocol.requests import read_deadline
+from workers.consumer.delivery import Delivery
 
 
-def reply_properties(request: AbstractIncomingMessage, worker: str,
+def reply_properties(request: Delivery, worker: str,
                      attempt: int) -> _Basic.Properties:
     """Properties of a reply, built at the AMQP level: the hot path skips aio-pika's Message."""
     durable = names.is_durable_reply_to(request.reply_to)
@@ -29,7 +29,7 @@ def reply_properties(request: AbstractIncomingMessage, worker: str,
     )
 
 
-def _copy(request: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+def _copy(request: Delivery, headers: dict[str, Any]) -> aio_pika.Message:
     deadline = read_deadline(request.headers)
     expiration = None
     if deadline is not None:
@@ -48,7 +48,7 @@ def _copy(request: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika
     )
 
 
-def dead_letter_message(request: AbstractIncomingMessage, pool: str, reason: str,
+def dead_letter_message(request: Delivery, pool: str, reason: str,
                         detail: str) -> aio_pika.Message:
     """A copy for `rpcfleet.dlx` carrying why (basic.reject cannot add headers)."""
     headers = dict(request.headers or {})
@@ -60,7 +60,7 @@ def dead_letter_message(request: AbstractIncomingMessage, pool: str, reason: str
     return message
 
 
-def retry_message(request: AbstractIncomingMessage, attempt: int) -> aio_pika.Message:
+def retry_message(request: Delivery, attempt: int) -> aio_pika.Message:
     headers = dict(request.headers or {})
     headers[names.HEADER_ATTEMPT] = attempt
     return _copy(request, headers)

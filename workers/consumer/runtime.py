@@ -23,6 +23,7 @@ from protocol import CONTROL_ADAPTER, Cancel, Replayed, SetPrefetch, codec, name
 from protocol.clock import now_ms
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
+from workers.consumer.delivery import Delivery
 from workers.consumer.dispatch import Dispatcher
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.subscription import Subscription
@@ -84,7 +85,7 @@ class Consumer:
         self.dispatcher = Dispatcher(
             self.setup, channel, topology, executor, self.cancels, self.counters,
             self._job_event, self._request_replacement, self.measure)
-        self.subscription = Subscription(channel, topology.queue, self._on_message,
+        self.subscription = Subscription(connection, channel, topology.queue, self._on_message,
                                          self.in_flight)
         await self._listen_control(connection, topology)
         # Announce ourselves first: gateways replay the cancels of jobs that may still be
@@ -114,7 +115,7 @@ class Consumer:
             log.warning("drain timed out with %s deliveries held; the broker will redeliver them",
                         self.in_flight.count)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Delivery) -> None:
         self.in_flight.enter()
         try:
             await self.dispatcher.handle(message)

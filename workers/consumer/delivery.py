@@ -1,0 +1,62 @@
+"""One delivery as the dispatcher sees it: a thin, lazy view over aiormq's DeliveredMessage.
+
+The hot path skips aio-pika's IncomingMessage (which copies every property up front) and its
+extra task per delivery; acks go to the very channel the delivery came on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
+
+
+class Delivery:
+    __slots__ = ("_props", "body", "channel", "delivery_tag", "redelivered")
+
+    def __init__(self, raw: DeliveredMessage) -> None:
+        assert isinstance(raw.delivery, Basic.Deliver)
+        self._props = raw.header.properties
+        self.body: bytes = raw.body
+        self.channel = raw.channel
+        self.delivery_tag: int = raw.delivery.delivery_tag or 0
+        self.redelivered = bool(raw.delivery.redelivered)
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self._props.correlation_id
+
+    @property
+    def message_id(self) -> str | None:
+        return self._props.message_id
+
+    @property
+    def type(self) -> str | None:
+        return self._props.message_type
+
+    @property
+    def reply_to(self) -> str | None:
+        return self._props.reply_to
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return self._props.headers or {}
+
+    @property
+    def priority(self) -> int | None:
+        return self._props.priority
+
+    @property
+    def delivery_mode(self) -> int | None:
+        return self._props.delivery_mode
+
+    @property
+    def content_type(self) -> str | None:
+        return self._props.content_type
+
+    async def ack(self) -> None:
+        await self.channel.basic_ack(self.delivery_tag)
+
+    async def reject(self, requeue: bool = False) -> None:
+        await self.channel.basic_reject(self.delivery_tag, requeue=requeue)

@@ -10,7 +10,7 @@ import httpx
 
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
-from tests.support.jobs import fetch_job, submit, until
+from tests.support.jobs import fetch_job, occupy, submit, until
 from tests.support.waiting import wait_for
 
 
@@ -21,8 +21,7 @@ def test_a_cancelled_queued_job_never_runs(
     gateway = start_gateway()
     busy, queued = tmp_path / "busy", tmp_path / "queued"
     with gateway.client() as http:
-        blocker = submit(http, "sleep", {"seconds": 1.5, "marker": str(busy)}).json()["id"]
-        wait_for(busy.exists, what="the worker to be busy")
+        blocker = occupy(http, busy)
         victim = submit(http, "sleep", {"seconds": 0, "marker": str(queued)}).json()["id"]
         cancel = http.delete(f"/v1/jobs/{victim}")
         after = submit(http, "echo", {"after": True}).json()["id"]

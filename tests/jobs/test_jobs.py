@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway
-from tests.support.jobs import fetch_job, submit, until
+from tests.support.jobs import fetch_job, occupy, submit, until
 from tests.support.waiting import wait_for
 
 
@@ -125,8 +125,7 @@ def test_a_job_that_waits_past_its_timeout_in_the_queue_expires(
     gateway = start_gateway()
     busy, late = tmp_path / "busy", tmp_path / "late"
     with gateway.client() as http:
-        submit(http, "sleep", {"seconds": 1.5, "marker": str(busy)})
-        wait_for(busy.exists, what="the worker to be busy")
+        occupy(http, busy)
         job_id = submit(http, "sleep", {"seconds": 0, "marker": str(late)},
                          timeout=0.3).json()["id"]
         job = until(http, job_id, "expired", timeout=20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,3 +37,10 @@ def callback_gateway(start_gateway: StartGateway, **settings: object
                       ) -> Gateway:
     return start_gateway(callback_secret=SECRET, callback_allow_hosts="127.0.0.1",
                          callback_backoff=0.05, callback_backoff_max=0.2, **settings)
+
+
+def occupy(http: httpx.Client, marker: Path, seconds: float = 1.5) -> str:
+    """Keep the only consumer busy with a job; returns once it has started."""
+    job_id: str = submit(http, "sleep", {"seconds": seconds, "marker": str(marker)}).json()["id"]
+    wait_for(marker.exists, what="the worker to be busy")
+    return job_id

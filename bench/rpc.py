@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--gateway-workers", type=int, default=1)
+    parser.add_argument("--prefetch", type=int, default=1, help="rpcfleet worker prefetch")
     parser.add_argument("--only", nargs="+", default=["rpcfleet", "ceiling", "tutorial"])
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -118,7 +119,7 @@ def main() -> None:
             port = free_port()
             worker = stack.enter_context(process(
                 [*RPCFLEET, "worker", "examples.vectors:pool", "--processes", "1",
-                 "--prefetch", "1"], env, logs / "worker.log"))
+                 "--prefetch", str(args.prefetch)], env, logs / "worker.log"))
             gateway = stack.enter_context(process(
                 [*RPCFLEET, "gateway", "--port", str(port), "--workers",
                  str(args.gateway_workers)], env, logs / "gateway.log"))

@@ -109,3 +109,20 @@ def test_callback_urls_to_private_addresses_or_without_a_secret_are_refused_atsu
         assert (answer.status_code, answer.json()["error"]["code"]) == (422, "invalid_params"), url
     assert no_secret.status_code == 422
     assert "RPCFLEET_CALLBACK_SECRET" in no_secret.json()["error"]["message"]
+
+
+def test_a_slow_receiver_does_not_hold_up_other_callbacks(
+    start_worker: StartWorker, start_gateway: StartGateway, receiver: Receiver
+) -> None:
+    receiver.slow_paths["/slow"] = 5.0
+    start_worker()
+    gateway = callback_gateway(start_gateway, callback_attempt_timeout=20)
+    with gateway.client() as http:
+        slow = submit(http, "echo", {"n": 1}, callback_url=receiver.url + "/slow").json()["id"]
+        until(http, slow, "succeeded")
+        fast = submit(http, "echo", {"n": 2}, callback_url=receiver.url + "/fast").json()["id"]
+        wait_for(lambda: [r for r in receiver.requests if r.path == "/fast"], timeout=4,
+                 what="the fast receiver's callback while the slow one stalls")
+        pending = fetch_job(http, slow)["callback"]["state"]
+    assert pending == "pending"  # the slow delivery is still in flight
+    assert fast and not [r for r in receiver.requests if r.path == "/slow"]

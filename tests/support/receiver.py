@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,7 @@ class Receiver:
     url: str
     requests: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # answered in order, then 204
+    slow_paths: dict[str, float] = field(default_factory=dict)  # path -> seconds to stall
 
     def next_status(self) -> int:
         return self.statuses.pop(0) if self.statuses else 204
@@ -36,6 +38,9 @@ def receiver() -> Iterator[Receiver]:
             length = int(self.headers.get("content-length", 0))
             body = self.rfile.read(length)
             target = box[0]
+            stall = target.slow_paths.get(self.path)
+            if stall:
+                time.sleep(stall)  # a slow receiver, as seen from the sender
             target.requests.append(Received(self.path, {k.lower(): v for k, v in
                                                         self.headers.items()}, body))
             status = target.next_status()

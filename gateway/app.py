@@ -74,7 +74,8 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
 
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return respond(exc.status, exc.code, exc.message, exc.call_id, exc.headers(retry_after))
+        return Response(exc.body(), status_code=exc.status, media_type="application/json",
+                        headers=exc.headers(retry_after))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

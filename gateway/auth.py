@@ -70,13 +70,3 @@ class Auth:
         if _matches(key, self.api_keys):
             raise Forbidden("this key may call methods but not administer the fleet")
         raise Unauthorized("unknown API key")
-
-    # FastAPI dependencies
-    async def require_caller(self, request: Request) -> None:
-        self.check_caller(request)
-
-    async def require_admin(self, request: Request) -> None:
-        self.check_admin(request)
-
-    async def require_admin_page(self, request: Request) -> None:
-        self.check_admin(request, cookie=True)

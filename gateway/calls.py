@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from gateway.errors import BadRequest, GatewayError, NoWorkers, RemoteError
 from gateway.services import Services
@@ -10,14 +11,15 @@ from protocol import codec
 from protocol.clock import now_ms
 
 
-def check_params(body: bytes) -> None:
-    """The body must be a JSON object: checked here so a bad one never reaches a worker."""
+def json_object(body: bytes, shape: str) -> dict[str, Any]:
+    """Parse a body that must be a JSON object (`shape` says which, in the error)."""
     try:
-        params = codec.loads(body) if body else None
+        value = codec.loads(body) if body else None
     except ValueError:
         raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(params, dict):
-        raise BadRequest("the body must be a JSON object of params")
+    if not isinstance(value, dict):
+        raise BadRequest(f"the body must be a JSON object: {shape}")
+    return value
 
 
 def parse_timeout(raw: str | None) -> float | None:
@@ -40,7 +42,7 @@ async def perform_call(found: Services, method: str, body: bytes,
     code = "ok"
     metrics.in_flight.inc()
     try:
-        check_params(body)
+        json_object(body, "the method's params")  # a bad one never reaches a worker
         seconds = min(timeout or settings.rpc_timeout_default, settings.rpc_timeout_max)
         pool = found.view.pool_of(method)
         if pool is not None and not found.view.has_live_worker(pool):

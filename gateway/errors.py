@@ -36,6 +36,9 @@ class GatewayError(Exception):
     def headers(self, retry_after: int) -> dict[str, str]:
         return {}
 
+    def body(self) -> bytes:
+        return error_body(self.code, self.message, self.call_id)
+
 
 class BadRequest(GatewayError):
     code = ErrorCode.INVALID_PARAMS

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth import bearer
 from gateway.calls import parse_timeout, perform_call
-from gateway.errors import GatewayError, PayloadTooLarge, error_body
+from gateway.errors import GatewayError, PayloadTooLarge
 from gateway.services import Services
 
 PREFIX = "/v1/rpc/"
@@ -49,7 +49,7 @@ class RpcFastPath:
             payload = await perform_call(found, method, body, timeout)
             status, extra = 200, []
         except GatewayError as exc:
-            payload = error_body(exc.code, exc.message, exc.call_id)
+            payload = exc.body()
             status = exc.status
             extra = [(k.lower().encode(), v.encode())
                      for k, v in exc.headers(found.settings.retry_after).items()]

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from protocol import names
 from protocol.replies import ErrorBody
 
 
@@ -71,5 +72,5 @@ class JobSubmission(BaseModel):
 
     params: dict[str, Any] = Field(default_factory=dict)
     callback_url: str | None = None
-    priority: int = Field(default=0, ge=0, le=9)
+    priority: int = Field(default=0, ge=0, le=names.JOB_PRIORITY_MAX)
     timeout: float | None = Field(default=None, gt=0, description="seconds the job may wait queued")

@@ -21,10 +21,6 @@ class Reply(BaseModel):
     error: ErrorBody | None = None
 
     @classmethod
-    def success(cls, result: Any) -> Reply:
-        return cls(ok=True, result=result)
-
-    @classmethod
     def failure(cls, code: ErrorCode | str, message: str) -> Reply:
         return cls(ok=False, error=ErrorBody(code=str(code), message=message))
 

@@ -5,7 +5,7 @@ The AMQP client of each side turns a `Request` into its library's message; nothi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from protocol import names
@@ -13,29 +13,29 @@ from protocol import names
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    job_id: str
-    method: str
-    body: bytes  # the params JSON object
+    """Properties of a request message; its body is the params JSON object."""
+
+    job_id: str  # message_id = correlation_id
+    method: str  # type, and the routing key
     reply_to: str | None
     deadline_ms: int | None  # epoch ms; None: no deadline
     priority: int = 0
     persistent: bool = False
     attempt: int = 1
-    extra_headers: dict[str, Any] = field(default_factory=dict)
 
     def headers(self) -> dict[str, Any]:
-        headers: dict[str, Any] = {names.HEADER_ATTEMPT: self.attempt, **self.extra_headers}
+        headers: dict[str, Any] = {names.HEADER_ATTEMPT: self.attempt}
         if self.deadline_ms is not None:
             headers[names.HEADER_DEADLINE] = self.deadline_ms
         return headers
 
-    def expiration_seconds(self, now_ms: int) -> float | None:
-        """Time to the deadline for the message's `expiration` (aio-pika takes seconds)."""
+    def expiration_ms(self, now_ms: int) -> int | None:
+        """Milliseconds to the deadline, for the message's `expiration`."""
         if self.deadline_ms is None:
             return None
-        # The broker refuses an expiration of 0 ms as "already expired" only at the head;
-        # keep at least 1 ms so the message is still published and the consumer decides.
-        return max(self.deadline_ms - now_ms, 1) / 1000
+        # An expiration of 0 ms may be dropped at once: keep 1 ms so the message is published
+        # and the consumer's deadline check decides.
+        return max(self.deadline_ms - now_ms, 1)
 
 
 def read_attempt(headers: dict[str, Any] | None) -> int:

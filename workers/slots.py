@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import time
 from collections.abc import Iterator
 
 JOB_ID_BYTES = 64
@@ -31,7 +30,6 @@ class _Slot(ctypes.Structure):
         ("pid", ctypes.c_int32),
         ("prefetch", ctypes.c_int32),  # 0: not set yet, use the configured default
         ("prefetch_auto", ctypes.c_int32),
-        ("alive_ms", ctypes.c_int64),  # last time the consumer's event loop ticked
         ("running", _Running * RUNNING_PER_SLOT),
     ]
 
@@ -41,10 +39,6 @@ class _Tombstone(ctypes.Structure):
         ("job_id", ctypes.c_char * JOB_ID_BYTES),
         ("reason", ctypes.c_char * 16),
     ]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class SlotTable:
@@ -77,13 +71,9 @@ class SlotTable:
     def set_pid(self, slot: int, pid: int) -> None:
         entry = self._slots[slot]
         entry.pid = pid
-        entry.alive_ms = _now_ms()
         self._where = {key: i for key, i in self._where.items() if key[0] != slot}
         for running in entry.running:
             running.hard_deadline_ms = 0
-
-    def tick(self, slot: int) -> None:
-        self._slots[slot].alive_ms = _now_ms()
 
     def track(self, slot: int, job_id: str, hard_deadline_ms: int, reason: str) -> bool:
         """Record a job the supervisor must kill for if it is still running past the deadline."""

@@ -20,7 +20,7 @@ from pamqp.commands import Basic
 from gateway.amqp.link import BrokerLink
 from gateway.errors import DeadlineExceeded, Overloaded, UnknownMethod
 from gateway.metrics import Metrics
-from protocol import names
+from protocol import Request, names
 from protocol.clock import now_ms
 
 log = logging.getLogger("rpcfleet.gateway")
@@ -83,11 +83,8 @@ class RpcClient:
         remaining_ms = deadline_ms - now_ms()
         if remaining_ms <= 0:
             raise DeadlineExceeded("the deadline passed before the call was sent", call_id=call_id)
-        properties = Basic.Properties(
-            content_type=names.CONTENT_TYPE, correlation_id=call_id, message_id=call_id,
-            message_type=method, reply_to=names.DIRECT_REPLY_TO, priority=priority,
-            expiration=str(remaining_ms), delivery_mode=1,
-            headers={names.HEADER_DEADLINE: deadline_ms, names.HEADER_ATTEMPT: 1})
+        properties = request_properties(Request(call_id, method, names.DIRECT_REPLY_TO,
+                                                deadline_ms, priority=priority))
         future: asyncio.Future[DeliveredMessage] = asyncio.get_running_loop().create_future()
         self.pending[call_id] = future
         try:
@@ -108,6 +105,17 @@ class RpcClient:
         assert self.link.channel is not None
         await publish_confirmed(self.link, self.metrics, method, body, properties, call_id,
                                 min(self.publish_timeout, remaining_ms / 1000))
+
+
+def request_properties(request: Request) -> Basic.Properties:
+    """The AMQP properties of a request, built once for sync calls and jobs alike."""
+    expiration = request.expiration_ms(now_ms())
+    return Basic.Properties(
+        content_type=names.CONTENT_TYPE, correlation_id=request.job_id,
+        message_id=request.job_id, message_type=request.method, reply_to=request.reply_to,
+        priority=request.priority, delivery_mode=2 if request.persistent else 1,
+        expiration=str(expiration) if expiration is not None else None,
+        headers=request.headers())
 
 
 async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, body: bytes,

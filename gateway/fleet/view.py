@@ -21,7 +21,6 @@ class FleetView:
         self._seen: dict[str, _Seen] = {}
         self._method_pool: dict[str, str] = {}  # every method ever announced, kept after death
         self._pool_methods: dict[str, list[str]] = {}
-        self._new_pid_callbacks: list[object] = []
 
     def update(self, entry: WorkerEntry) -> bool:
         """Record a beat; True when it comes from a process not seen before (a new consumer)."""

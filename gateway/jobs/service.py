@@ -15,10 +15,10 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
-from pamqp.commands import Basic
 
 from gateway.amqp.link import BrokerLink
-from gateway.amqp.rpc import publish_confirmed
+from gateway.amqp.rpc import publish_confirmed, request_properties
+from gateway.calls import json_object
 from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
@@ -34,6 +34,7 @@ from protocol import (
     JobStatus,
     JobSubmission,
     Replayed,
+    Request,
     WorkerEntry,
     codec,
     names,
@@ -65,12 +66,7 @@ class JobService:
     # -- submit -------------------------------------------------------------------------------
     async def submit(self, method: str, raw: bytes, idempotency_key: str | None
                      ) -> tuple[Job, bool]:
-        try:
-            data = codec.loads(raw)
-        except ValueError:
-            raise BadRequest("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise BadRequest('the body must be a JSON object: {"params": {...}, ...}')
+        data = json_object(raw, '{"params": {...}, ...}')
         try:
             submission = JobSubmission.model_validate(data)
         except ValueError as exc:
@@ -105,15 +101,9 @@ class JobService:
         return stored, True
 
     async def _publish(self, job: NewJob, params: bytes) -> None:
-        headers: dict[str, Any] = {names.HEADER_ATTEMPT: 1}
-        expiration = None
-        if job.deadline_ms is not None:
-            headers[names.HEADER_DEADLINE] = job.deadline_ms
-            expiration = str(max(job.deadline_ms - now_ms(), 1))
-        properties = Basic.Properties(
-            content_type=names.CONTENT_TYPE, correlation_id=job.id, message_id=job.id,
-            message_type=job.method, reply_to=names.REPLIES_QUEUE, priority=job.priority,
-            delivery_mode=2, expiration=expiration, headers=headers)
+        properties = request_properties(Request(job.id, job.method, names.REPLIES_QUEUE,
+                                                job.deadline_ms, priority=job.priority,
+                                                persistent=True))
         await publish_confirmed(self.link, self.metrics, job.method, params, properties, job.id,
                                 self.settings.publish_timeout)
 

@@ -6,8 +6,9 @@ extra task per delivery; acks go to the very channel the delivery came on.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import aiormq
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
@@ -19,7 +20,7 @@ class Delivery:
         assert isinstance(raw.delivery, Basic.Deliver)
         self._props = raw.header.properties
         self.body: bytes = raw.body
-        self.channel = raw.channel
+        self.channel = cast(aiormq.Channel, raw.channel)  # the concrete one: publish(wait=)
         self.delivery_tag: int = raw.delivery.delivery_tag or 0
         self.redelivered = bool(raw.delivery.redelivered)
 
@@ -56,7 +57,8 @@ class Delivery:
         return self._props.content_type
 
     async def ack(self) -> None:
-        await self.channel.basic_ack(self.delivery_tag)
+        # Queued behind every frame sent before it on this channel; nothing to wait for.
+        await self.channel.basic_ack(self.delivery_tag, wait=False)
 
     async def reject(self, requeue: bool = False) -> None:
         await self.channel.basic_reject(self.delivery_tag, requeue=requeue)

@@ -2,8 +2,10 @@
 
 malformed → dead-letter · redelivered → republish with attempt + 1 (or dead-letter past the
 maximum) · killed before → answer, not run again · cancelled → answer · past its deadline →
-dead-letter `expired` · invalid params → answer · run → reply, confirmed → ack.
-A message is acked only after whatever replaces it (reply, copy, retry) is confirmed.
+dead-letter `expired` · invalid params → answer · run → reply → ack.
+A message is acked only after the broker has taken whatever replaces it (reply, copy, retry):
+confirmed on the confirming channel, or, for a sync reply, published ahead of the ack on the
+request's own channel (see `_reply`).
 """
 
 from __future__ import annotations
@@ -176,16 +178,30 @@ class Dispatcher:
 
     async def _reply(self, message: Delivery, outcome: Outcome,
                      attempt: int) -> None:
+        """Publish the reply; once this returns, an ack of the request may follow.
+
+        A job's reply is its only record: persistent, to a durable queue, and confirmed by the
+        broker before the request is acked. A sync reply is transient and goes to direct
+        reply-to, whose confirm says only that the broker has read the publish. It goes on the
+        request's own (unconfirmed) channel instead, ahead of the ack: the broker handles a
+        channel's frames in order, so it takes the ack only after it has routed the reply.
+        That is the same guarantee, one broker round trip sooner per message.
+        """
         self.counters.processed += 1
         if not outcome.ok:
             self.counters.failed += 1
         if not message.reply_to:
             return
         properties = outgoing.reply_properties(message, self.worker, attempt)
+        if not names.is_durable_reply_to(message.reply_to):
+            # mandatory=False: direct reply-to returns a mandatory reply even while the
+            # requester receives it.
+            await message.channel.basic_publish(
+                outcome.body, routing_key=message.reply_to, properties=properties,
+                mandatory=False, wait=False)
+            return
         sent = time.perf_counter()
         channel = await self.channel.get_underlay_channel()
-        # Direct reply-to returns a mandatory reply even while the requester receives it:
-        # publish without mandatory; the confirm (awaited here) says the broker took it.
         confirm = await channel.basic_publish(outcome.body, routing_key=message.reply_to,
                                               properties=properties, mandatory=False)
         if not isinstance(confirm, _Basic.Ack):
@@ -195,7 +211,7 @@ class Dispatcher:
     async def _reply_and_ack(self, message: Delivery, outcome: Outcome,
                              attempt: int) -> None:
         await self._reply(message, outcome, attempt)
-        await message.ack()  # aio-pika marks it processed: a later reject cannot double-settle
+        await message.ack()
 
     async def _dead_letter(self, message: Delivery, reason: DeadReason,
                            detail: str, ack: bool = True) -> None:

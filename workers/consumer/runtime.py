@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -75,17 +76,21 @@ class Consumer:
 
     async def _serve(self, connection: AbstractRobustConnection,
                      executor: ThreadPoolExecutor) -> None:
-        channel = await connection.channel(publisher_confirms=True)
-        # Events and beats are fire-and-forget: a channel without confirms keeps them cheap.
+        # Three channels: `confirmed` for what must be confirmed before a request is acked (job
+        # replies, dead-letter copies, retries); `work` for the subscription, its acks and the
+        # sync replies that travel ahead of them (see Dispatcher._reply); events and beats are
+        # fire-and-forget.
+        confirmed = await connection.channel(publisher_confirms=True)
+        work = await connection.channel(publisher_confirms=False)
         self._events_channel = await connection.channel(publisher_confirms=False)
-        topology = await declare_pool(channel, self.setup.pool.name, self.setup.pool.methods,
+        topology = await declare_pool(confirmed, self.setup.pool.name, self.setup.pool.methods,
                                       self.settings.queue_type)
         self.topology = topology
         self._events = await self._events_channel.get_exchange(names.EVENTS_EXCHANGE)
         self.dispatcher = Dispatcher(
-            self.setup, channel, topology, executor, self.cancels, self.counters,
+            self.setup, confirmed, topology, executor, self.cancels, self.counters,
             self._job_event, self._request_replacement, self.measure)
-        self.subscription = Subscription(connection, channel, topology.queue, self._on_message,
+        self.subscription = Subscription(connection, work, topology.queue, self._on_message,
                                          self.in_flight)
         await self._listen_control(connection, topology)
         # Announce ourselves first: gateways replay the cancels of jobs that may still be
@@ -178,6 +183,7 @@ class Consumer:
     async def _auto_loop(self) -> None:
         while self.auto:
             await asyncio.sleep(AUTO_REVIEW_S)
+            await self._measure_round_trip()
             wanted = self.measure.suggest()
             # Re-subscribing costs a drain: only move for a change worth it (> 25 %).
             if self.auto and wanted and abs(wanted - self.prefetch) > 0.25 * self.prefetch:
@@ -195,6 +201,22 @@ class Consumer:
             await self._events.publish(message, routing_key=key)
         except Exception as exc:  # an event lost to a reconnect is not worth failing a job
             log.warning("could not publish event %s: %s", key, exc)
+
+    async def _measure_round_trip(self) -> None:
+        """One broker round trip for prefetch=auto: a beat published on the confirming channel.
+
+        Sync replies are not confirmed (they travel ahead of the ack), so they time nothing."""
+        entry = worker_entry(self.setup, self.prefetch, self.auto, self.in_flight.count,
+                             self.counters)
+        message = aio_pika.Message(codec.dumps(entry), content_type=names.CONTENT_TYPE)
+        sent = time.perf_counter()
+        try:
+            await self.topology.events.publish(
+                message, routing_key=names.beat_key(self.setup.pool.name, self.setup.slot))
+        except Exception as exc:  # no sample this time; the loop tries again
+            log.warning("could not measure a broker round trip: %s", exc)
+            return
+        self.measure.observe_round_trip(time.perf_counter() - sent)
 
     async def _beat(self) -> None:
         entry = worker_entry(self.setup, self.prefetch, self.auto, self.in_flight.count,

@@ -1,6 +1,7 @@
 """Sync RPC throughput: rpcfleet's gateway vs. the HTTP ceiling and a tutorial-style gateway.
 
     python -m bench.rpc [--seconds 10] [--concurrency 1 16 64] [--gateway-workers 1]
+                        [--prefetch 1] [--only rpcfleet tutorial] [--profile SECONDS]
 
 One private broker; every component in its own process; `wrk` (Debian package) as the load
 generator, POSTing a ~200-byte JSON body. For each concurrency it reports requests/s, p50, p99,
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import profiling
 from bench.harness import RPCFLEET, children, env_with, private_broker, process, wait_until
 from rpcfleet.broker import free_port
 
@@ -101,6 +103,9 @@ def main() -> None:
     parser.add_argument("--gateway-workers", type=int, default=1)
     parser.add_argument("--prefetch", type=int, default=1, help="rpcfleet worker prefetch")
     parser.add_argument("--only", nargs="+", default=["rpcfleet", "ceiling", "tutorial"])
+    parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
+                        help="then sample rpcfleet's gateway and worker with py-spy under load "
+                             "at the highest concurrency and print where their CPU goes")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench.rpc needs wrk: apt-get install -y wrk")
@@ -125,6 +130,7 @@ def main() -> None:
                  str(args.gateway_workers)], env, logs / "gateway.log"))
             url = f"http://127.0.0.1:{port}/v1/rpc/echo"
             targets["rpcfleet"] = (url, [gateway.pid, worker.pid])
+            profiled = {"gateway": gateway.pid, "worker": worker.pid}
         if "ceiling" in args.only:
             port = free_port()
             plain = stack.enter_context(process(
@@ -155,7 +161,21 @@ def main() -> None:
                                       " / ".join(f"{c:.2f}" for c in per_call)))
                 print(f"  {name:9} c={concurrency:<3} {rps:8.0f} req/s", flush=True)
                 time.sleep(0.5)  # let queues settle between runs
+        if args.profile and "rpcfleet" in targets:
+            profile(targets["rpcfleet"][0], profiled, max(args.concurrency), args.profile,
+                    script)
     print_table(results)
+
+
+def profile(url: str, pids: dict[str, int], concurrency: int, seconds: int,
+            script: Path) -> None:
+    """Sample the serving processes (uvicorn's worker or the consumer, not their parents)."""
+    serving = {name: (children(pid) or [pid])[0] for name, pid in pids.items()}
+    recordings = {name: profiling.Recording(pid, seconds) for name, pid in serving.items()}
+    wrk(url, concurrency, seconds + 2, script)
+    for name, recording in recordings.items():
+        profiling.report(f"rpcfleet {name} (pid {serving[name]}), c={concurrency}",
+                         recording.counts())
 
 
 def print_table(results: list[Result]) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from protocol import ErrorCode
+import pytest
+from pamqp.commands import Basic
+
+from protocol import ErrorCode, names
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
+from tests.support.rabbit import Vhost
+from tests.support.waiting import wait_for
+from workers.consumer.wire import body_frames, reply_then_ack
 
 
 async def test_a_request_is_answered_with_its_result_and_the_worker_id(
@@ -73,3 +79,33 @@ async def test_an_unknown_method_with_a_reply_to_gets_unknown_method(
         answer = await client.call("nope", {})
     assert answer.reply.error is not None
     assert answer.reply.error.code == ErrorCode.UNKNOWN_METHOD
+
+
+async def test_a_reply_larger_than_one_frame_arrives_whole_and_its_request_is_acked(
+    vhost: Vhost, start_worker: StartWorker
+) -> None:
+    start_worker()
+    size = 3 * 131072 + 17  # over three frames of the broker's default frame_max
+    async with amqp_client(vhost.amqp_url) as client:
+        answers = [await client.call("big", {"size": n}) for n in (size, 0, 10)]
+    assert [a.reply.result for a in answers] == ["x" * size, "", "x" * 10]
+    # Each reply went out with the ack of its request behind it: nothing stays unacked.
+    wait_for(lambda: vhost.queue_counts(names.pool_queue("basic")) == (0, 0, 1),
+             what="every request acked")
+
+
+async def test_reply_then_ack_refuses_a_confirming_channel(vhost: Vhost) -> None:
+    async with amqp_client(vhost.amqp_url) as client:  # its channel confirms publishes
+        raw = await client.channel.get_underlay_channel()
+        with pytest.raises(ValueError, match="without publisher confirms"):
+            await reply_then_ack(raw, body=b"{}", reply_to="amq.rabbitmq.reply-to.x",
+                                 properties=Basic.Properties(), delivery_tag=1)
+
+
+def test_a_body_is_cut_to_the_frame_size_and_an_empty_one_sends_no_frame() -> None:
+    body = bytes(range(256)) * 10
+    frames = body_frames(body, 1000)
+    assert [len(f.value) for f in frames] == [1000, 1000, 560]
+    assert b"".join(f.value for f in frames) == body
+    assert body_frames(b"", 1000) == []
+    assert len(body_frames(b"x" * 1000, 1000)) == 1

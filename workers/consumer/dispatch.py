@@ -4,8 +4,8 @@ malformed → dead-letter · redelivered → republish with attempt + 1 (or dead
 maximum) · killed before → answer, not run again · cancelled → answer · past its deadline →
 dead-letter `expired` · invalid params → answer · run → reply → ack.
 A message is acked only after the broker has taken whatever replaces it (reply, copy, retry):
-confirmed on the confirming channel, or, for a sync reply, published ahead of the ack on the
-request's own channel (see `_reply`).
+confirmed on the confirming channel, or, for a sync reply, written ahead of the ack on the
+request's own channel (see `workers.consumer.wire`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pamqp.commands import Basic as _Basic
 from protocol import DeadReason, ErrorCode, codec, names
 from protocol.clock import now_ms
 from protocol.requests import read_attempt, read_deadline
-from workers.consumer import outgoing
+from workers.consumer import outgoing, wire
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome, Stopper, failure, run_handler
@@ -176,30 +176,13 @@ class Dispatcher:
     def _buried(self, job_id: str) -> str | None:
         return self.setup.slots.tombstone(job_id)
 
-    async def _reply(self, message: Delivery, outcome: Outcome,
-                     attempt: int) -> None:
-        """Publish the reply; once this returns, an ack of the request may follow.
-
-        A job's reply is its only record: persistent, to a durable queue, and confirmed by the
-        broker before the request is acked. A sync reply is transient and goes to direct
-        reply-to, whose confirm says only that the broker has read the publish. It goes on the
-        request's own (unconfirmed) channel instead, ahead of the ack: the broker handles a
-        channel's frames in order, so it takes the ack only after it has routed the reply.
-        That is the same guarantee, one broker round trip sooner per message.
-        """
-        self.counters.processed += 1
-        if not outcome.ok:
-            self.counters.failed += 1
+    async def _reply(self, message: Delivery, outcome: Outcome, attempt: int) -> None:
+        """Publish a job's reply and wait for the broker's confirm: it is the job's only record
+        (persistent, to a durable queue), so the request is acked only after it."""
+        self._count(outcome)
         if not message.reply_to:
             return
         properties = outgoing.reply_properties(message, self.worker, attempt)
-        if not names.is_durable_reply_to(message.reply_to):
-            # mandatory=False: direct reply-to returns a mandatory reply even while the
-            # requester receives it.
-            await message.channel.basic_publish(
-                outcome.body, routing_key=message.reply_to, properties=properties,
-                mandatory=False, wait=False)
-            return
         sent = time.perf_counter()
         channel = await self.channel.get_underlay_channel()
         confirm = await channel.basic_publish(outcome.body, routing_key=message.reply_to,
@@ -210,8 +193,21 @@ class Dispatcher:
 
     async def _reply_and_ack(self, message: Delivery, outcome: Outcome,
                              attempt: int) -> None:
+        if message.reply_to and not names.is_durable_reply_to(message.reply_to):
+            # A sync reply: transient, to direct reply-to, in one write with the ack after it.
+            self._count(outcome)
+            await wire.reply_then_ack(
+                message.channel, body=outcome.body, reply_to=message.reply_to,
+                properties=outgoing.reply_properties(message, self.worker, attempt),
+                delivery_tag=message.delivery_tag)
+            return
         await self._reply(message, outcome, attempt)
         await message.ack()
+
+    def _count(self, outcome: Outcome) -> None:
+        self.counters.processed += 1
+        if not outcome.ok:
+            self.counters.failed += 1
 
     async def _dead_letter(self, message: Delivery, reason: DeadReason,
                            detail: str, ack: bool = True) -> None:

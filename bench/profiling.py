@@ -32,7 +32,8 @@ GROUPS: list[tuple[str, str]] = [
     (r"(?:^|/)uvloop/", "uvloop"),
     (r"(?:^|/)(gateway|workers|protocol|rpcfleet|examples)/", "rpcfleet's own code"),
 ]
-LOOP = "event loop, in C (uvloop: polling, sockets, callbacks)"
+LOOP = "event loop, in C (uvloop: polling, socket reads, callbacks)"
+WRITES = "socket writes (the kernel's loopback TCP send, under StreamWriter.write)"
 FRAME = re.compile(r"\((?P<file>[^:()]+):\d+\)$")
 
 
@@ -89,6 +90,8 @@ def group_of(frames: list[str]) -> str:
     path = match.group("file") if match else innermost
     if re.search(r"(?:^|/)asyncio/(runners|base_events)\.py", path) or "run_forever" in innermost:
         return LOOP  # only the loop's entry frame is on the stack: uvloop's C code runs
+    if innermost.startswith("StreamWriter.write "):
+        return WRITES  # aiormq's writer: uvloop sends at once, so this is the system call
     return next((name for pattern, name in GROUPS if re.search(pattern, path)), "other Python")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -97,7 +99,18 @@ def test_readiness_flips_when_the_broker_stops_and_comes_back(tmp_path: Path) ->
         gateway = start()
         with gateway.client() as http:
             assert http.post("/v1/rpc/echo", json={"x": 1}).status_code == 200
+            marker = tmp_path / "running"
+            pending: list[httpx.Response] = []
+            caller = threading.Thread(target=lambda: pending.append(http.post(
+                "/v1/rpc/sleep?timeout=30", json={"seconds": 10, "marker": str(marker)})))
+            caller.start()
+            wait_for(marker.exists, what="the call to be running")
+            stopped = time.monotonic()
             node.stop_app()
+            caller.join(timeout=30)
+            # The call waiting for its reply fails as the channel closes, not at its deadline.
+            assert error_code(pending[0]) == (503, "overloaded")
+            assert time.monotonic() - stopped < 8  # stop_app itself takes a few seconds
             wait_ready(gateway, status=503)
             down = http.post("/v1/rpc/echo", json={"x": 2})
             assert error_code(down) == (503, "overloaded")
@@ -141,6 +154,30 @@ def test_metrics_count_calls_and_show_the_fleet(
 def _metrics_with_queue(http: httpx.Client) -> str | None:
     text = http.get("/metrics").text
     return text if "rpcfleet_queue_consumers{" in text else None
+
+
+def test_a_reply_after_the_deadline_is_counted_late_and_dropped(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    marker = tmp_path / "ran"
+    with gateway.client() as http:
+        late = http.post("/v1/rpc/sleep?timeout=0.5", json={"seconds": 1.5, "marker": str(marker)})
+        assert error_code(late) == (504, "deadline_exceeded")
+        assert marker.exists()  # it started in time, so it runs to the end and replies late
+        text = wait_for(lambda: _metric_line(http, "rpcfleet_late_replies_total"),
+                        what="the late reply to be counted")
+        after = http.post("/v1/rpc/echo", json={"next": 1})
+    assert text == "rpcfleet_late_replies_total 1.0"
+    assert after.json()["result"] == {"next": 1}  # the late reply went to nobody else
+
+
+def _metric_line(http: httpx.Client, name: str) -> str | None:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(name + " ") and not line.endswith(" 0.0"):
+            return line
+    return None
 
 
 def test_without_keys_the_gateway_binds_loopback_and_warns(

@@ -40,6 +40,13 @@ def test_the_stack_has_a_pinned_rabbitmq_a_gateway_and_the_example_pool(
     assert "healthcheck" in services["rabbitmq"]
 
 
+def test_the_broker_keeps_its_data_across_recreation(compose: dict[str, Any]) -> None:
+    broker = compose["services"]["rabbitmq"]
+    assert broker["hostname"]  # RabbitMQ's data folder is named after the host
+    volume = next(v for v in broker["volumes"] if v.endswith(":/var/lib/rabbitmq"))
+    assert volume.split(":")[0] in compose["volumes"]
+
+
 def test_services_start_after_the_broker_is_healthy(compose: dict[str, Any]) -> None:
     for name in ("gateway", "workers"):
         depends = compose["services"][name]["depends_on"]

@@ -11,6 +11,7 @@ from protocol import names
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, error_code, wait_for_workers
+from tests.support.jobs import occupy, submit, until
 from tests.support.rabbit import Vhost
 from tests.support.waiting import wait_for
 
@@ -207,3 +208,40 @@ def test_a_blocked_broker_answers_overloaded_within_the_publish_timeout(
 
 def _memory_alarm(vhost: Vhost) -> bool:
     return "memory" in vhost.broker.ctl("eval", "rabbit_alarm:get_alarms().")
+
+
+def test_a_sync_call_overtakes_a_backlog_of_jobs(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    start_worker()  # one consumer, prefetch 1
+    gateway = start_gateway()
+    log = tmp_path / "order"
+    with gateway.client() as http:
+        occupy(http, tmp_path / "busy", seconds=1.5)
+        jobs = [submit(http, "record", {"tag": f"job-{i}", "log": str(log)}, priority=9)
+                .json()["id"] for i in range(3)]
+        wait_for(lambda: vhost.queue_counts(names.pool_queue("basic"))[0] == 3,
+                 what="the jobs to wait in the queue")
+        sync = http.post("/v1/rpc/record", json={"tag": "sync", "log": str(log)})
+        for job_id in jobs:
+            until(http, job_id, "succeeded")
+    assert sync.json()["result"] == "sync"
+    assert log.read_text().split() == ["sync", "job-0", "job-1", "job-2"]
+
+
+def test_the_timeout_has_a_default_and_a_maximum_from_the_settings(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway(rpc_timeout_default=0.5, rpc_timeout_max=1)
+    with gateway.client() as http:
+        timings = []
+        for query in ("", "?timeout=60", "?timeout=0.2"):
+            started = time.monotonic()
+            response = http.post(f"/v1/rpc/sleep{query}", json={"seconds": 2})
+            timings.append(time.monotonic() - started)
+            assert error_code(response) == (504, "deadline_exceeded")
+    default, capped, asked = timings
+    assert 0.4 < default < 1.4  # RPCFLEET_RPC_TIMEOUT_DEFAULT
+    assert 0.9 < capped < 1.9  # ?timeout=60 held to RPCFLEET_RPC_TIMEOUT_MAX
+    assert 0.1 < asked < 1.1

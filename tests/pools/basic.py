@@ -39,6 +39,14 @@ def boom(params: dict[str, object]) -> None:
 
 
 @pool.method
+def record(params: dict[str, str]) -> str:
+    """Appends its tag to a log file: the order in which the consumer ran the calls."""
+    with open(params["log"], "a") as log:
+        log.write(params["tag"] + "\n")
+    return params["tag"]
+
+
+@pool.method
 def whoami(cache: dict[str, object]) -> dict[str, object]:
     return {"pid": os.getpid(), "cache_id": id(cache), "loaded_by": cache["loaded_by"],
             "loaded_at": cache["loaded_at"]}

@@ -39,14 +39,18 @@ async def jobs_extension(app: FastAPI, services: Services) -> AsyncIterator[None
         services.events.job_handlers.append(service.on_job_event)
         services.events.new_consumer_handlers.append(service.replay_cancels)
         services.extras["jobs"] = service
-        stack.push_async_callback(tasks.stop,
-                                  asyncio.create_task(_purge(store, settings.job_retention)))
+        stack.push_async_callback(
+            tasks.stop, asyncio.create_task(_housekeeping(store, service, settings.job_retention)))
         yield
 
 
-async def _purge(store: JobStore, retention_s: float) -> None:
+async def _housekeeping(store: JobStore, service: JobService, retention_s: float) -> None:
     while True:
         with contextlib.suppress(Exception):
+            abandoned = await service.abandon_unpublished()
+            if abandoned:
+                log.warning("%s jobs never reached the broker (a gateway stopped while "
+                            "submitting them): marked failed", abandoned)
             removed = await store.purge(now_ms() - int(retention_s * 1000))
             if removed:
                 log.info("purged %s finished jobs past retention", removed)

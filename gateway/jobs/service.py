@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import os
+from dataclasses import replace
 from typing import Any
 
 import aio_pika
@@ -19,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import publish_confirmed, request_properties
 from gateway.calls import json_object
-from gateway.errors import BadRequest, Conflict, NotFound
+from gateway.errors import BadRequest, Conflict, NotFound, Overloaded
 from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
 from gateway.jobs.outcomes import from_dead_letter, from_reply
@@ -46,6 +47,12 @@ log = logging.getLogger("rpcfleet.jobs")
 
 REPLY_PREFETCH = 64  # each outcome is one small SQLite write: batch the broker round trips
 CANCEL_REPLAY_MS = 24 * 3600 * 1000  # a queued job's cancel is replayed for a day at most
+ABANDON_AFTER_MS = 3600 * 1000  # an Idempotency-Key retry within an hour still publishes it
+
+
+def body_hash(method: str, raw: bytes) -> str:
+    """What one Idempotency-Key is bound to: the method and the exact body."""
+    return hashlib.sha256(method.encode() + b"\0" + raw).hexdigest()
 
 
 class JobService:
@@ -85,20 +92,39 @@ class JobService:
             priority=submission.priority,
             deadline_ms=created + int(timeout * 1000) if timeout else None,
             callback_url=submission.callback_url, idempotency_key=idempotency_key,
-            body_hash=hashlib.sha256(method.encode() + b"\0" + raw).hexdigest()
-            if idempotency_key else None)
+            body_hash=body_hash(method, raw) if idempotency_key else None,
+            publish_lease_ms=created + self._publish_lease_ms)
         try:
             stored, is_new = await self.store.create(job)
         except IdempotencyConflict as exc:
             raise BadRequest(str(exc)) from None
-        if not is_new:
-            return stored, False
-        try:
-            await self._publish(job, codec.dumps(submission.params))
-        except BaseException:
-            await self.store.delete(job.id)  # never published: the job never existed
-            raise
-        return stored, True
+        params = codec.dumps(submission.params)
+        if is_new:
+            try:
+                await self._publish(job, params)
+            except BaseException:
+                await self.store.delete(job.id)  # never published: the job never existed
+                raise
+            return stored, True
+        claim = await self.store.claim_publish(stored.id, created, self._publish_lease_ms)
+        if claim == "held":
+            raise Overloaded("the same submission is being published by another request",
+                             call_id=stored.id)
+        if claim == "claimed":
+            # The same key and body again, for a job whose request the broker never confirmed:
+            # its submitter stopped or failed mid-way, so no caller was told 202. Publish it now,
+            # under the original id.
+            try:
+                await self._publish(replace(job, id=stored.id), params)
+            except BaseException:
+                await self.store.release_publish(stored.id)
+                raise
+        return stored, False
+
+    @property
+    def _publish_lease_ms(self) -> int:
+        """How long a submitter owns the publish: past its publish timeout, it has given up."""
+        return int(self.settings.publish_timeout * 2000)
 
     async def _publish(self, job: NewJob, params: bytes) -> None:
         properties = request_properties(Request(job.id, job.method, names.REPLIES_QUEUE,
@@ -106,6 +132,13 @@ class JobService:
                                                 persistent=True))
         await publish_confirmed(self.link, self.metrics, job.method, params, properties, job.id,
                                 self.settings.publish_timeout)
+        await self.store.mark_published(job.id)
+
+    async def abandon_unpublished(self) -> int:
+        """Fail queued jobs whose requests never reached the broker and nobody resubmitted
+        (their submitter stopped mid-way, and no caller was given their id)."""
+        now = now_ms()
+        return await self.store.abandon_unpublished(now - ABANDON_AFTER_MS, now)
 
     # -- follow -------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job:

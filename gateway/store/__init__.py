@@ -1,6 +1,8 @@
 """The job store: jobs, idempotency keys and the callback outbox, behind one small interface."""
 
-from gateway.store.base import Delivery, IdempotencyConflict, JobStore, NewJob
+from gateway.store.base import Delivery, IdempotencyConflict, JobStore, NewJob, PublishClaim
 from gateway.store.sqlite import SqliteJobStore
 
-__all__ = ["Delivery", "IdempotencyConflict", "JobStore", "NewJob", "SqliteJobStore"]
+__all__ = [
+    "Delivery", "IdempotencyConflict", "JobStore", "NewJob", "PublishClaim", "SqliteJobStore",
+]

@@ -4,9 +4,13 @@ a finish that changes nothing says so (a redelivered reply is harmless)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from protocol import ErrorBody, Job, JobStatus
+
+# Of a job's request: "claimed" (publish it now), "held" (its submitter is still publishing it),
+# "done" (confirmed by the broker, or the job has moved on).
+PublishClaim = Literal["claimed", "held", "done"]
 
 
 class IdempotencyConflict(ValueError):
@@ -23,6 +27,7 @@ class NewJob:
     callback_url: str | None = None
     idempotency_key: str | None = None
     body_hash: str | None = None
+    publish_lease_ms: int = 0  # the submitter owns the publish of its request until then
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,23 @@ class JobStore(Protocol):
         ...
 
     async def delete(self, job_id: str) -> None: ...
+
+    async def mark_published(self, job_id: str) -> None:
+        """The broker confirmed the job's request."""
+        ...
+
+    async def claim_publish(self, job_id: str, now_ms: int, lease_ms: int) -> PublishClaim:
+        """Take over the publish of a queued job whose request was never confirmed (its
+        submitter stopped or failed mid-way) once the submitter's lease has passed."""
+        ...
+
+    async def release_publish(self, job_id: str) -> None:
+        """A publish failed: the next submission of the same key may claim it at once."""
+        ...
+
+    async def abandon_unpublished(self, leased_before_ms: int, at_ms: int) -> int:
+        """Fail the queued jobs whose requests were never confirmed and that nobody retried."""
+        ...
 
     async def get(self, job_id: str) -> Job | None: ...
 

@@ -22,10 +22,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     callback_url TEXT,
     idempotency_key TEXT UNIQUE,
     body_hash TEXT,
-    cancel_pending INTEGER NOT NULL DEFAULT 0
+    cancel_pending INTEGER NOT NULL DEFAULT 0,
+    published INTEGER NOT NULL DEFAULT 1,  -- 0: its request was not confirmed by the broker yet
+    publish_lease_ms INTEGER NOT NULL DEFAULT 0  -- who publishes it owns it until then
 );
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_ms);
 CREATE INDEX IF NOT EXISTS jobs_cancel_pending ON jobs (cancel_pending) WHERE cancel_pending = 1;
+CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (publish_lease_ms) WHERE published = 0;
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
@@ -40,6 +43,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);
 """
 
+# Columns added after the first release: (table, column, definition) for files made before.
+ADDED_COLUMNS = [
+    ("jobs", "published", "INTEGER NOT NULL DEFAULT 1"),
+    ("jobs", "publish_lease_ms", "INTEGER NOT NULL DEFAULT 0"),
+]
+
 # Several gateway processes share the file: wait for the writer instead of failing at once.
 BUSY_TIMEOUT_MS = 10_000
 
@@ -52,5 +61,20 @@ def connect(path: str) -> sqlite3.Connection:
     # broker still holds every reply until we ack it, after the commit.
     connection.execute("PRAGMA synchronous = NORMAL")
     connection.execute("PRAGMA foreign_keys = ON")
+    migrate(connection)
     connection.executescript(SCHEMA)
     return connection
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Bring a file made by an earlier version up to SCHEMA (new files get it whole)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, definition in ADDED_COLUMNS:
+            present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+            if present and column not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

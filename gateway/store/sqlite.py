@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.store.base import Delivery, IdempotencyConflict, NewJob
+from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.schema import connect
 from protocol import CallbackInfo, ErrorBody, Job, JobStatus, Progress, codec, rfc3339
 
@@ -65,15 +65,47 @@ class SqliteJobStore:
                     return existing, False
             db.execute(
                 "INSERT INTO jobs (id, method, status, created_ms, priority, deadline_ms, "
-                "callback_url, idempotency_key, body_hash) VALUES (?,?,?,?,?,?,?,?,?)",
+                "callback_url, idempotency_key, body_hash, published, publish_lease_ms) "
+                "VALUES (?,?,?,?,?,?,?,?,?,0,?)",
                 (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
-                 job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash))
+                 job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
+                 job.publish_lease_ms))
         created = self._get(job.id)
         assert created is not None
         return created, True
 
     async def delete(self, job_id: str) -> None:
         await self._run(self._exec, "DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    async def mark_published(self, job_id: str) -> None:
+        await self._run(self._exec, "UPDATE jobs SET published = 1 WHERE id = ?", (job_id,))
+
+    async def claim_publish(self, job_id: str, now_ms: int, lease_ms: int) -> PublishClaim:
+        return await self._run(self._claim_publish, job_id, now_ms, lease_ms)
+
+    def _claim_publish(self, job_id: str, now_ms: int, lease_ms: int) -> PublishClaim:
+        with self._write() as db:
+            row = db.execute("SELECT published, status, publish_lease_ms FROM jobs WHERE id = ?",
+                             (job_id,)).fetchone()
+            if row is None or row[0] or row[1] != JobStatus.QUEUED:
+                return "done"
+            if row[2] > now_ms:
+                return "held"
+            db.execute("UPDATE jobs SET publish_lease_ms = ? WHERE id = ?",
+                       (now_ms + lease_ms, job_id))
+            return "claimed"
+
+    async def release_publish(self, job_id: str) -> None:
+        await self._run(self._exec, "UPDATE jobs SET publish_lease_ms = 0 WHERE id = ? "
+                        "AND published = 0", (job_id,))
+
+    async def abandon_unpublished(self, leased_before_ms: int, at_ms: int) -> int:
+        error = ErrorBody(code="overloaded", message="its request never reached the broker: "
+                          "the gateway stopped while submitting it")
+        return await self._run(self._exec,
+            "UPDATE jobs SET status = 'failed', error = ?, finished_ms = ?, published = 1 "
+            "WHERE published = 0 AND status = 'queued' AND publish_lease_ms < ?",
+            (error.model_dump_json(), at_ms, leased_before_ms))
 
     def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
         return self._db.execute(sql, args).rowcount

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+from gateway.jobs.service import body_hash
+from gateway.store import NewJob, SqliteJobStore
+from protocol import now_ms
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway
 from tests.support.jobs import fetch_job, occupy, submit, until
@@ -131,3 +135,30 @@ def test_a_job_that_waits_past_its_timeout_in_the_queue_expires(
         job = until(http, job_id, "expired", timeout=20)
     assert not late.exists()
     assert job["error"]["code"] == "expired"
+
+
+def test_a_submission_cut_off_before_its_publish_runs_when_submitted_again(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    # A gateway stopped between storing a job and the broker's confirm of its request: the
+    # row is there, the message never was, and the caller saw no 202. It retries, same key.
+    raw = json.dumps({"params": {"name": "ada"}}).encode()
+    state = tmp_path / "gateway-0"  # where start_gateway keeps the first gateway's store
+    store = SqliteJobStore(state / "jobs.sqlite3")
+    now = now_ms()
+    asyncio.run(store.create(NewJob(
+        id="cut0ff" + "0" * 26, method="greet", created_ms=now - 60_000,
+        idempotency_key="order-7", body_hash=body_hash("greet", raw),
+        publish_lease_ms=now - 30_000)))
+    asyncio.run(store.close())
+    start_worker()
+    gateway = start_gateway(state_dir=state)
+    with gateway.client() as http:
+        again = http.post("/v1/jobs/greet", content=raw, headers={
+            "Idempotency-Key": "order-7", "Content-Type": "application/json"})
+        assert again.status_code == 202 and again.json()["id"] == "cut0ff" + "0" * 26
+        done = until(http, again.json()["id"], "succeeded")
+        once_more = http.post("/v1/jobs/greet", content=raw, headers={
+            "Idempotency-Key": "order-7", "Content-Type": "application/json"})
+    assert done["result"] == "hello ada" and done["attempts"] == 1
+    assert once_more.json()["status"] == "succeeded"  # published once: not sent again

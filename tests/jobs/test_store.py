@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -73,4 +74,56 @@ async def test_finished_jobs_past_retention_are_purged(tmp_path: Path) -> None:
     await store.create(_job("running"))
     assert await store.purge(finished_before_ms=5_000) == 1
     assert await store.get("old") is None and await store.get("running") is not None
+    await store.close()
+
+
+async def test_a_request_never_confirmed_is_claimed_by_one_resubmission_after_its_lease(
+    tmp_path: Path
+) -> None:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    await store.create(_job("a", publish_lease_ms=5_000))  # its submitter owns it until 5 s
+    assert await store.claim_publish("a", 4_000, lease_ms=1_000) == "held"
+    assert await store.claim_publish("a", 6_000, lease_ms=1_000) == "claimed"
+    assert await store.claim_publish("a", 6_500, lease_ms=1_000) == "held"  # one at a time
+    await store.release_publish("a")  # that publish failed: the next may try at once
+    assert await store.claim_publish("a", 6_600, lease_ms=1_000) == "claimed"
+    await store.mark_published("a")
+    assert await store.claim_publish("a", 9_000, lease_ms=1_000) == "done"
+    assert await store.claim_publish("missing", 9_000, lease_ms=1_000) == "done"
+    await store.close()
+
+
+async def test_unpublished_jobs_nobody_resubmitted_are_failed_the_rest_left_alone(
+    tmp_path: Path
+) -> None:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    for job_id, lease in (("orphan", 5_000), ("published", 5_000), ("recent", 50_000)):
+        await store.create(_job(job_id, publish_lease_ms=lease))
+    await store.mark_published("published")
+    assert await store.abandon_unpublished(leased_before_ms=10_000, at_ms=11_000) == 1
+    jobs = {job_id: await store.get(job_id) for job_id in ("orphan", "published", "recent")}
+    statuses = {job_id: job.status for job_id, job in jobs.items() if job is not None}
+    orphan = jobs["orphan"]
+    assert statuses == {"orphan": JobStatus.FAILED, "published": JobStatus.QUEUED,
+                        "recent": JobStatus.QUEUED}
+    assert orphan is not None and orphan.error is not None
+    assert orphan.error.code == "overloaded" and "never reached the broker" in orphan.error.message
+    await store.close()
+
+
+async def test_a_store_file_from_before_publish_claims_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, method TEXT NOT NULL, status TEXT NOT NULL, "
+        "result TEXT, error TEXT, progress TEXT, attempts INTEGER NOT NULL DEFAULT 0, worker "
+        "TEXT, created_ms INTEGER NOT NULL, started_ms INTEGER, finished_ms INTEGER, priority "
+        "INTEGER NOT NULL DEFAULT 0, deadline_ms INTEGER, callback_url TEXT, idempotency_key "
+        "TEXT UNIQUE, body_hash TEXT, cancel_pending INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO jobs (id, method, status, created_ms) VALUES ('old', 'echo', 'queued', 1);")
+    old.close()
+    store = SqliteJobStore(path)
+    assert await store.claim_publish("old", 9_000, lease_ms=1_000) == "done"  # was published
+    await store.create(_job("new", publish_lease_ms=5_000))
+    assert await store.claim_publish("new", 6_000, lease_ms=1_000) == "claimed"
     await store.close()

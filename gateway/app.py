@@ -47,6 +47,7 @@ def create_app(settings: GatewaySettings,
             log.warning("no RPCFLEET_API_KEYS / RPCFLEET_ADMIN_KEYS: every route is open; "
                         "keep this gateway on 127.0.0.1 or set keys")
         async with AsyncExitStack() as stack:
+            stack.callback(services.metrics.close)
             await stack.enter_async_context(services.link)
             await stack.enter_async_context(services.queues)
             for extension in extensions:

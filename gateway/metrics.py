@@ -1,12 +1,18 @@
-"""Prometheus metrics of one gateway process, in a registry of its own (no global state).
-With several gateway processes, each serves its own numbers at /metrics."""
+"""Prometheus metrics of a gateway, in a registry of its own (no global state).
+
+One process: the numbers live in memory. Several processes (`rpcfleet gateway --workers N`): the
+command points `PROMETHEUS_MULTIPROC_DIR` at a fresh directory before uvicorn starts them, each
+process writes its numbers to files there (prometheus-client's multiprocess mode), and /metrics,
+whichever process answers it, serves the sum. The fleet's gauges come from the answering process's
+view, which every process keeps alike."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -19,16 +25,31 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
                    60, 300)
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_directory() -> str | None:
+    """The multiprocess directory in force, if any (read once by prometheus-client at import)."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.shared = shared_directory()
+        # What /metrics serves: this registry, or with several processes, their files summed.
+        self.exposition = r
+        if self.shared is not None:
+            self.exposition = CollectorRegistry()
+            multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                self.exposition, path=self.shared)
         self.calls = Counter("rpcfleet_calls", "Sync calls by method and outcome code",
                              ["method", "code"], registry=r)
         self.latency = Histogram("rpcfleet_call_seconds", "Sync call latency", ["method"],
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.in_flight = Gauge("rpcfleet_calls_in_flight", "Sync calls waiting for a reply",
-                               registry=r)
+                               multiprocess_mode="livesum", registry=r)
         self.late_replies = Counter("rpcfleet_late_replies",
                                     "Replies that matched no waiting call", registry=r)
         self.publish_nacks = Counter("rpcfleet_publish_nacks",
@@ -49,7 +70,13 @@ class Metrics:
         children[1].observe(seconds)
 
     def watch_fleet(self, view: FleetView, queues: QueueStats) -> None:
-        self.registry.register(FleetCollector(view, queues))
+        self.exposition.register(FleetCollector(view, queues))
+
+    def close(self) -> None:
+        """This process stops: drop its share of the live gauges (its counters stay counted)."""
+        if self.shared is not None:
+            multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
+                os.getpid(), path=self.shared)
 
 
 class FleetCollector(Collector):

@@ -28,7 +28,7 @@ async def readyz(request: Request) -> Response:
                     headers={"Retry-After": str(found.settings.retry_after)})
 
 
-@router.get("/metrics", summary="Prometheus metrics of this gateway process")
+@router.get("/metrics", summary="Prometheus metrics of the gateway (all its processes)")
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(services(request).metrics.registry),
+    return Response(generate_latest(services(request).metrics.exposition),
                     media_type=CONTENT_TYPE_LATEST)

@@ -86,6 +86,12 @@ def test_a_thousand_concurrent_calls_across_two_gateway_processes_each_get_their
     answers = asyncio.run(burst())
     assert len(answers) == 1000
     assert all(result == {"i": i, "tag": f"call-{i}"} for i, result in answers)
+    # /metrics sums both processes, whichever of them answers the scrape.
+    for _ in range(4):
+        with gateway.client() as http:  # a new connection each time
+            text = http.get("/metrics").text
+        assert 'rpcfleet_calls_total{code="ok",method="echo"} 1000.0' in text
+        assert "rpcfleet_calls_in_flight 0.0" in text
 
 
 def test_readiness_flips_when_the_broker_stops_and_comes_back(tmp_path: Path) -> None:

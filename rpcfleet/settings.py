@@ -4,10 +4,12 @@ point and passed down. CLI options override the environment where they fit."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from protocol.queues import QueueType
 
 
 def _split_csv(value: Any) -> Any:
@@ -29,7 +31,7 @@ class CommonSettings(BaseSettings):
     # Fleet announcements: a worker missing 3 beats (15 s) leaves the fleet view.
     beat_interval: float = Field(default=5.0, gt=0)
     state_dir: Path = Path(".rpcfleet")
-    queue_type: Literal["classic", "quorum"] = "classic"
+    queue_type: QueueType = "classic"
     max_attempts: int = Field(default=3, ge=1)
     max_result_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
 

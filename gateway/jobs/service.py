@@ -41,6 +41,7 @@ from protocol import (
     names,
     now_ms,
 )
+from protocol.queues import durable_queue_arguments
 from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.jobs")
@@ -201,8 +202,9 @@ class JobService:
         assert link.connection is not None
         channel = await link.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=REPLY_PREFETCH)
-        replies = await channel.declare_queue(names.REPLIES_QUEUE, durable=True)
-        dead = await channel.declare_queue(names.DEAD_EVENTS_QUEUE, durable=True)
+        shared = durable_queue_arguments(self.settings.queue_type)
+        replies = await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
+        dead = await channel.declare_queue(names.DEAD_EVENTS_QUEUE, durable=True, arguments=shared)
         await replies.consume(self._on_reply)
         await dead.consume(self._on_dead_letter)
 

@@ -4,12 +4,12 @@ everywhere: a queue redeclared with other arguments closes the channel (406)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from protocol import names
+from protocol.queues import QueueType, durable_queue_arguments, pool_queue_arguments
 
 
 @dataclass
@@ -19,18 +19,6 @@ class PoolTopology:
     events: AbstractExchange
     control: AbstractExchange
     queue: AbstractQueue
-
-
-def pool_queue_arguments(pool: str, queue_type: Literal["classic", "quorum"]) -> dict[str, Any]:
-    arguments: dict[str, Any] = {
-        "x-dead-letter-exchange": names.DEAD_LETTER_EXCHANGE,
-        "x-dead-letter-routing-key": pool,
-    }
-    if queue_type == "quorum":
-        arguments["x-queue-type"] = "quorum"  # no priorities on quorum queues (3.10)
-    else:
-        arguments["x-max-priority"] = names.MAX_PRIORITY
-    return arguments
 
 
 async def declare_shared_exchanges(
@@ -48,7 +36,7 @@ async def declare_pool(
     channel: AbstractChannel,
     pool: str,
     methods: list[str],
-    queue_type: Literal["classic", "quorum"],
+    queue_type: QueueType,
 ) -> PoolTopology:
     requests, dead, events, control = await declare_shared_exchanges(channel)
     queue = await channel.declare_queue(
@@ -56,10 +44,13 @@ async def declare_pool(
     )
     for method in methods:
         await queue.bind(requests, routing_key=method)
-    dead_queue = await channel.declare_queue(names.dead_queue(pool), durable=True)
+    shared = durable_queue_arguments(queue_type)
+    dead_queue = await channel.declare_queue(names.dead_queue(pool), durable=True,
+                                             arguments=shared)
     await dead_queue.bind(dead, routing_key=pool)
-    dead_events = await channel.declare_queue(names.DEAD_EVENTS_QUEUE, durable=True)
+    dead_events = await channel.declare_queue(names.DEAD_EVENTS_QUEUE, durable=True,
+                                              arguments=shared)
     await dead_events.bind(dead, routing_key=pool)
     # Replies of jobs must never be dropped for want of a queue, even before a gateway starts.
-    await channel.declare_queue(names.REPLIES_QUEUE, durable=True)
+    await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
     return PoolTopology(requests, dead, events, control, queue)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from rpcfleet.broker import LocalBroker, free_port
 from tests.support.fleet import StartWorker, worker_factory
@@ -195,3 +197,26 @@ def test_without_keys_the_gateway_binds_loopback_and_warns(
     with socket.socket() as probe:
         probe.settimeout(1)
         assert probe.connect_ex(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1]))) == 0
+
+
+def test_sigterm_lets_a_call_in_flight_finish_then_the_gateway_exits(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    marker = tmp_path / "running"
+    answers: list[httpx.Response] = []
+    with gateway.client() as http:
+        caller = threading.Thread(target=lambda: answers.append(http.post(
+            "/v1/rpc/sleep", json={"seconds": 1.5, "marker": str(marker)})))
+        caller.start()
+        wait_for(marker.exists, what="the call to be running")
+        gateway.proc.signal(signal.SIGTERM)  # a rolling deploy stops this gateway
+        caller.join(timeout=30)
+    assert answers[0].status_code == 200, answers[0].text
+    assert answers[0].json()["result"]["attempt"] == 1
+    # uvicorn re-raises the signal once it has shut down cleanly: the exit reads as SIGTERM.
+    assert gateway.proc.wait(timeout=20) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in gateway.proc.output()
+    with pytest.raises(httpx.ConnectError):  # no new calls once it has stopped
+        httpx.post(f"{gateway.url}/v1/rpc/echo", json={}, timeout=2)

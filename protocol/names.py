@@ -15,6 +15,8 @@ HEADER_ATTEMPT = "x-rpcfleet-attempt"  # 1 for the first start
 HEADER_WORKER = "x-rpcfleet-worker"  # on replies: the consumer's worker id
 HEADER_DEAD_REASON = "x-rpcfleet-dead-reason"  # on dead letters
 HEADER_POOL = "x-rpcfleet-pool"  # on dead letters: the pool whose queue held it
+HEADER_DEAD_DETAIL = "x-rpcfleet-dead-detail"  # on dead letters: what went wrong, for people
+HEADER_DEAD_AT = "x-rpcfleet-dead-at"  # on dead letters: epoch ms
 
 CONTENT_TYPE = "application/json"
 MAX_PRIORITY = 10  # x-max-priority of classic pool queues
@@ -50,6 +52,11 @@ def control_pool_key(pool: str) -> str:
 
 def control_worker_key(worker: str) -> str:
     return f"worker.{worker}"
+
+
+def is_direct_reply_to(reply_to: str | None) -> bool:
+    """A sync call's reply address (the broker hands out `amq.rabbitmq.reply-to.<token>`)."""
+    return reply_to is not None and reply_to.startswith(DIRECT_REPLY_TO)
 
 
 def is_durable_reply_to(reply_to: str | None) -> bool:

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("up", "broker", "gateway", "worker", "workers", "prefetch")
+COMMANDS = ("up", "broker", "gateway", "worker", "workers", "prefetch", "dead")
 
 
 def build_parser() -> argparse.ArgumentParser:

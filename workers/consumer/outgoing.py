@@ -54,7 +54,8 @@ def dead_letter_message(request: Delivery, pool: str, reason: str,
     headers = dict(request.headers or {})
     headers[names.HEADER_DEAD_REASON] = reason
     headers[names.HEADER_POOL] = pool
-    headers["x-rpcfleet-dead-detail"] = detail[:500]
+    headers[names.HEADER_DEAD_DETAIL] = detail[:500]
+    headers[names.HEADER_DEAD_AT] = now_ms()
     message = _copy(request, headers)
     message.expiration = None  # kept for inspection and replay, not to expire again
     return message

@@ -1,0 +1,107 @@
+"""`rpcfleet dead POOL`: dead letters are listed without being removed, and replayed or purged
+only when asked, each only once the broker has what replaces it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+from protocol import names, replies
+from protocol.clock import now_ms
+from protocol.dead import DeadLetter, Waiter, replay_headers
+from tests.support.amqp_client import amqp_client
+from tests.support.fleet import StartWorker
+from tests.support.processes import REPO, RPCFLEET, child_env
+from tests.support.rabbit import Vhost
+from tests.support.waiting import async_wait_for
+
+DEAD = names.dead_queue("basic")
+
+
+def dead_cli(amqp_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RPCFLEET, "dead", "basic", *args], env=child_env(amqp_url),
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+async def test_dead_letters_are_listed_untouched_then_replayed_or_purged_when_asked(
+    vhost: Vhost, start_worker: StartWorker
+) -> None:
+    start_worker()
+    async with amqp_client(vhost.amqp_url) as client:
+        own = await client.channel.declare_queue("client-replies", exclusive=True)
+        malformed = await client.send("echo", body=b"{not json", reply_to=None)
+        busy = await client.send("sleep", {"seconds": 1.5})
+        # Both wait behind the busy consumer past their deadlines: dead-lettered `expired`.
+        late = await client.send("echo", {"late": True}, deadline_ms=now_ms() + 300,
+                                 reply_to=own.name)
+        sync_late = await client.send("echo", {"sync": True}, deadline_ms=now_ms() + 300)
+        assert (await client.answer(busy)).reply.ok
+        await async_wait_for(lambda: asyncio.to_thread(lambda: vhost.queue_counts(DEAD)[0] == 3),
+                             what="three dead letters")
+
+        listing = await asyncio.to_thread(dead_cli, vhost.amqp_url, "--json")
+        assert listing.returncode == 0, listing.stderr
+        letters = {letter["id"]: letter for letter in json.loads(listing.stdout)}
+        assert {i: (x["reason"], x["waiter"]) for i, x in letters.items()} == {
+            malformed: ("malformed", "none"), late: ("expired", "queue"),
+            sync_late: ("expired", "sync")}
+        assert letters[late]["detail"] == "deadline passed while queued"
+        assert letters[late]["dead_at_ms"] <= now_ms()
+        table = await asyncio.to_thread(dead_cli, vhost.amqp_url)
+        assert table.stdout.splitlines()[0].split() == [
+            "id", "method", "reason", "attempt", "waiter", "age", "bytes", "detail"]
+        assert "3 dead letters in rpcfleet.dead.basic" in table.stdout
+        assert vhost.queue_counts(DEAD)[0] == 3  # looking removed nothing
+
+        replay = await asyncio.to_thread(dead_cli, vhost.amqp_url, "--replay", "--timeout", "30")
+        assert replay.returncode == 1  # two could not be replayed, and say why
+        assert f"replayed {late} (echo)" in replay.stdout
+        assert f"kept {malformed} (echo): malformed" in replay.stdout
+        assert f"kept {sync_late} (echo): a sync call" in replay.stdout
+        reply = await own.get(timeout=10)  # the replayed request ran, afresh
+        assert replies.decode(reply.body).result == {"late": True}
+        assert reply.headers[names.HEADER_ATTEMPT] == 1
+        assert vhost.queue_counts(DEAD)[0] == 2
+
+        purge = await asyncio.to_thread(dead_cli, vhost.amqp_url, "--purge", "--reason",
+                                        "malformed")
+        assert purge.returncode == 0, purge.stdout
+        assert f"purged {malformed}" in purge.stdout
+        left = json.loads((await asyncio.to_thread(dead_cli, vhost.amqp_url, "--json")).stdout)
+        assert [letter["id"] for letter in left] == [sync_late]
+
+
+def test_a_missing_pool_is_a_clear_error_not_a_traceback(vhost: Vhost) -> None:
+    result = dead_cli(vhost.amqp_url, "--json")  # no worker ever declared pool basic here
+    assert result.returncode == 1
+    assert "rpcfleet.dead.basic" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_dead_letter_says_who_waits_and_whether_it_can_be_replayed() -> None:
+    def letter(reply_to: str | None, reason: str = "expired") -> DeadLetter:
+        return DeadLetter.read(correlation_id="j1", method="echo", reply_to=reply_to,
+                               headers={names.HEADER_DEAD_REASON: reason}, size=2)
+
+    assert letter("amq.rabbitmq.reply-to.g1AAAA").waiter is Waiter.SYNC
+    assert letter(names.REPLIES_QUEUE).waiter is Waiter.JOB
+    assert letter("my-replies").waiter is Waiter.QUEUE
+    assert letter(None).waiter is Waiter.NONE
+    assert letter("my-replies").replay_refusal() is None
+    assert letter(None, "max_attempts").replay_refusal() is None
+    assert "final" in str(letter(names.REPLIES_QUEUE).replay_refusal())
+    assert "malformed" in str(letter("my-replies", "malformed").replay_refusal())
+
+
+def test_a_message_the_broker_dead_lettered_reads_its_reason_from_x_death() -> None:
+    letter = DeadLetter.read(correlation_id="j1", method="echo", reply_to=None,
+                             headers={"x-death": [{"reason": "expired", "count": 1}]}, size=0)
+    assert letter.reason == "broker:expired"
+
+
+def test_a_replay_starts_afresh_with_no_trace_of_its_death() -> None:
+    dead = {names.HEADER_ATTEMPT: 3, names.HEADER_DEADLINE: 1, names.HEADER_DEAD_REASON: "x",
+            names.HEADER_DEAD_DETAIL: "y", names.HEADER_DEAD_AT: 2, names.HEADER_POOL: "basic",
+            "x-death": [], "x-custom": "kept"}
+    assert replay_headers(dead, None) == {names.HEADER_ATTEMPT: 1, "x-custom": "kept"}
+    assert replay_headers(dead, 99)[names.HEADER_DEADLINE] == 99

@@ -110,8 +110,12 @@ class FleetCollector(Collector):
                                   labels=["pool"])
         consumers = GaugeMetricFamily("rpcfleet_queue_consumers", "Consumers of a pool queue",
                                       labels=["pool"])
+        dead = GaugeMetricFamily("rpcfleet_dead_letters", "Messages in a pool's dead-letter queue",
+                                 labels=["pool"])
         for pool, stats in self.queues.snapshot().items():
             depth.add_metric([pool], stats.messages)
             consumers.add_metric([pool], stats.consumers)
+            dead.add_metric([pool], stats.dead_letters)
         yield depth
         yield consumers
+        yield dead

@@ -1,5 +1,5 @@
-"""Depth and consumers of each pool queue, polled with passive declares on a plain channel
-(a robust channel caches DeclareOk and would show stale counts)."""
+"""Depth and consumers of each pool queue, and its dead letters, polled with passive declares on a
+plain channel (a robust channel caches DeclareOk and would show stale counts)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ POLL_S = 2.0  # the fleet page refreshes every 2 s: fresher numbers would not be
 class QueueCounts:
     messages: int
     consumers: int
+    dead_letters: int  # messages in rpcfleet.dead.{pool}
 
 
 class QueueStats:
@@ -53,8 +54,10 @@ class QueueStats:
                         robust = await self.link.connection.channel(publisher_confirms=False)
                         channel = await robust.get_underlay_channel()
                     ok = await channel.queue_declare(names.pool_queue(pool), passive=True)
+                    dead = await channel.queue_declare(names.dead_queue(pool), passive=True)
                     self._counts[pool] = QueueCounts(int(ok.message_count or 0),
-                                                     int(ok.consumer_count or 0))
+                                                     int(ok.consumer_count or 0),
+                                                     int(dead.message_count or 0))
                 except Exception as exc:  # a missing queue closes the channel: reopen next time
                     log.debug("queue stats of %s unavailable: %s", pool, exc)
                     channel = None

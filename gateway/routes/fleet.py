@@ -24,6 +24,8 @@ class PoolInfo(BaseModel):
     methods: list[str]
     queue_depth: int | None
     consumers: int | None
+    dead_letters: int | None = Field(
+        description="messages in rpcfleet.dead.{pool} (see `rpcfleet dead POOL`)")
 
 
 @router.get("/v1/workers", response_model=list[WorkerEntry],
@@ -41,7 +43,8 @@ async def pools(request: Request) -> list[PoolInfo]:
     counts = found.queues.snapshot()
     return [PoolInfo(pool=pool, methods=methods,
                      queue_depth=counts[pool].messages if pool in counts else None,
-                     consumers=counts[pool].consumers if pool in counts else None)
+                     consumers=counts[pool].consumers if pool in counts else None,
+                     dead_letters=counts[pool].dead_letters if pool in counts else None)
             for pool, methods in sorted(found.view.pools().items())]
 
 

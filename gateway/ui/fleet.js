@@ -70,6 +70,7 @@ function render(workers, pools) {
     cell(row, pool.methods.join(", "));
     cell(row, pool.queue_depth ?? "–", true);
     cell(row, pool.consumers ?? "–", true);
+    cell(row, pool.dead_letters ?? "–", true);
     cell(row, pool.workers, true);
     cell(row, pool.prefetch.join(", "));
     prefetchControl(row, "/v1/pools/" + encodeURIComponent(pool.pool) + "/prefetch",
@@ -102,7 +103,7 @@ function summarise(workers, stats) {
   for (const w of workers) {
     if (!pools.has(w.pool)) {
       pools.set(w.pool, { pool: w.pool, methods: w.methods, queue_depth: null,
-        consumers: null, workers: 0, prefetch: [] });
+        consumers: null, dead_letters: null, workers: 0, prefetch: [] });
     }
     const pool = pools.get(w.pool);
     pool.workers += 1;

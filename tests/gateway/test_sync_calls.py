@@ -162,7 +162,11 @@ def test_a_call_whose_deadline_passes_while_queued_never_runs(
             late = other.post("/v1/rpc/sleep?timeout=0.5",
                               json={"seconds": 0, "marker": str(late_marker)})
         busy.join()
-    assert error_code(late) == (504, "deadline_exceeded")
+        assert error_code(late) == (504, "deadline_exceeded")
+        # Operators see it: the pool's dead letters in /v1/pools and /metrics.
+        wait_for(lambda: http.get("/v1/pools").json()[0]["dead_letters"] == 1,
+                 what="the dead letter counted in /v1/pools")
+        assert 'rpcfleet_dead_letters{pool="basic"} 1.0' in http.get("/metrics").text
 
     async def dead_letter() -> list[object]:
         async with amqp_client(amqp_url) as client:

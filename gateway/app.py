@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
+from gateway import openapi
 from gateway.errors import GatewayError, error_body
 from gateway.fastpath import RpcFastPath
 from gateway.jobs import jobs_extension
@@ -60,6 +61,7 @@ def create_app(settings: GatewaySettings,
     for router in (rpc.router, jobs.router, fleet.router, health.router, ui.router):
         app.include_router(router)
     install_error_handlers(app, settings.retry_after)
+    openapi.install(app, services.view)
     return app
 
 

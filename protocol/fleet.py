@@ -12,8 +12,20 @@ PREFETCH_MAX = 1000  # a consumer holding more than this is a queue, not a worke
 PrefetchValue = Annotated[int, Field(ge=PREFETCH_MIN, le=PREFETCH_MAX)] | Literal["auto"]
 
 
+class MethodDoc(BaseModel):
+    """What a method takes and gives, for the gateway's API docs: JSON Schemas whose references
+    point into `defs`, named `{pool}.{Model}` (OpenAPI components)."""
+
+    summary: str | None = None
+    description: str | None = None
+    params: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    result: dict[str, Any] | None = None
+    defs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    time_limit: float | None = None
+
+
 class WorkerEntry(BaseModel):
-    """One consumer process as its beat announces it (and /v1/workers lists it)."""
+    """One consumer process as its beat announces it (and /v1/workers lists it, without `docs`)."""
 
     id: str
     pool: str
@@ -32,6 +44,7 @@ class WorkerEntry(BaseModel):
     cache_shape: str | None = None
     last_seen: str
     beat_interval: float = 5.0
+    docs: dict[str, MethodDoc] | None = None  # an extension: per method, for the API docs
 
 
 class SetPrefetch(BaseModel):

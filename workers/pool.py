@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from protocol import MethodDoc
 from workers.handlers import Handler
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,6 +32,7 @@ class Pool:
         self.cache_factory = cache
         self.time_limit = time_limit  # default hard limit of its methods (seconds)
         self.handlers: dict[str, Handler] = {}
+        self._docs: dict[str, MethodDoc] | None = None
 
     @overload
     def method(self, func: F) -> F: ...
@@ -62,6 +64,15 @@ class Pool:
     @property
     def methods(self) -> list[str]:
         return sorted(self.handlers)
+
+    def docs(self) -> dict[str, MethodDoc]:
+        """Per method, what the gateway's API docs show (computed once)."""
+        if self._docs is None:
+            from workers.docs import method_doc
+
+            self._docs = {name: method_doc(self.name, self.handlers[name])
+                          for name in self.methods}
+        return self._docs
 
     def load_cache(self) -> Any:
         return self.cache_factory() if self.cache_factory is not None else None

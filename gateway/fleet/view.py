@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from protocol import WorkerEntry
+from protocol import MethodDoc, WorkerEntry
 
 MISSED_BEATS = 3  # one lost beat is noise; three is a worker that is gone
 
@@ -21,6 +21,7 @@ class FleetView:
         self._seen: dict[str, _Seen] = {}
         self._method_pool: dict[str, str] = {}  # every method ever announced, kept after death
         self._pool_methods: dict[str, list[str]] = {}
+        self._pool_docs: dict[str, dict[str, MethodDoc]] = {}  # the latest a pool announced
 
     def update(self, entry: WorkerEntry) -> bool:
         """Record a beat; True when it comes from a process not seen before (a new consumer)."""
@@ -29,6 +30,8 @@ class FleetView:
         for method in entry.methods:
             self._method_pool[method] = entry.pool
         self._pool_methods[entry.pool] = entry.methods
+        if entry.docs is not None:
+            self._pool_docs[entry.pool] = entry.docs
         return previous is None or previous.entry.pid != entry.pid
 
     def _alive(self, seen: _Seen, now: float) -> bool:
@@ -53,3 +56,7 @@ class FleetView:
     def pools(self) -> dict[str, list[str]]:
         """Every pool ever announced, with its methods."""
         return dict(self._pool_methods)
+
+    def docs(self) -> dict[str, dict[str, MethodDoc]]:
+        """Per pool, per method, what its workers announced for the API docs."""
+        return dict(self._pool_docs)

@@ -32,7 +32,7 @@ class PoolInfo(BaseModel):
             summary="One entry per consumer process, from their beats")
 async def workers(request: Request) -> Response:
     entries = services(request).view.workers()
-    return Response(codec.dumps([e.model_dump(mode="json") for e in entries]),
+    return Response(codec.dumps([e.model_dump(mode="json", exclude={"docs"}) for e in entries]),
                     media_type="application/json")
 
 

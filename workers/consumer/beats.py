@@ -31,4 +31,5 @@ def worker_entry(setup: ConsumerSetup, prefetch: int, auto: bool, in_flight: int
         cache_shape=setup.cache_info.shape,
         last_seen=rfc3339(now_ms()),
         beat_interval=setup.settings.beat_interval,
+        docs=setup.pool.docs(),
     )

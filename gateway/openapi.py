@@ -1,0 +1,85 @@
+"""The API docs (/docs, /openapi.json): the routes, plus one operation per method the fleet has
+announced, with the params and result schemas its workers derived from their type hints, so each
+method reads like a plain endpoint. Rebuilt on each request of the document: workers come and go."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from gateway.fleet.view import FleetView
+from protocol import MethodDoc
+
+CALL_PATH = "/v1/rpc/{method}"
+JOB_PATH = "/v1/jobs/{method}"
+
+
+def install(app: FastAPI, view: FleetView) -> None:
+    base: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not base:
+            base.update(get_openapi(title=app.title, version=app.version,
+                                    description=app.description, routes=app.routes))
+        return with_methods(base, view.docs())
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def with_methods(base: dict[str, Any], docs: dict[str, dict[str, MethodDoc]]) -> dict[str, Any]:
+    """The document `base` with an operation per announced method (pure: `base` is not changed)."""
+    spec = copy.deepcopy(base)
+    paths: dict[str, Any] = spec["paths"]
+    generic_call, generic_job = paths[CALL_PATH]["post"], paths[JOB_PATH]["post"]
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for pool, methods in sorted(docs.items()):
+        for method, doc in sorted(methods.items()):
+            schemas.update(doc.defs)
+            paths[CALL_PATH.replace("{method}", method)] = {
+                "post": _call(generic_call, pool, method, doc)}
+            paths[JOB_PATH.replace("{method}", method)] = {
+                "post": _job(generic_job, pool, method, doc)}
+    return spec
+
+
+def _call(generic: dict[str, Any], pool: str, method: str, doc: MethodDoc) -> dict[str, Any]:
+    result = {"type": "object", "required": ["id", "result"],
+              "properties": {"id": {"type": "string"}, "result": doc.result or {}}}
+    return _specialise(generic, pool, method, doc, "call", doc.summary or f"Call {method}",
+                       lambda body: {"schema": doc.params},
+                       {"description": "the method's result",
+                        "content": {"application/json": {"schema": result}}})
+
+
+def _job(generic: dict[str, Any], pool: str, method: str, doc: MethodDoc) -> dict[str, Any]:
+    def body(generic_body: dict[str, Any]) -> dict[str, Any]:
+        schema = copy.deepcopy(generic_body["schema"])
+        schema["properties"]["params"] = doc.params
+        return {"schema": schema}
+
+    return _specialise(generic, pool, method, doc, "submit", f"Submit {method} as a job",
+                       body, None)
+
+
+def _specialise(generic: dict[str, Any], pool: str, method: str, doc: MethodDoc, verb: str,
+                summary: str, body: Callable[[dict[str, Any]], dict[str, Any]],
+                ok: dict[str, Any] | None) -> dict[str, Any]:
+    operation = copy.deepcopy(generic)
+    operation["operationId"] = re.sub(r"[^A-Za-z0-9_]", "_", f"{verb}_{pool}_{method}")
+    operation["tags"] = [f"pool {pool}"]
+    operation["summary"] = summary
+    notes = [doc.description] if doc.description else []
+    notes.append(f"Served by pool `{pool}`"
+                 + (f"; hard time limit {doc.time_limit:g} s." if doc.time_limit else "."))
+    operation["description"] = "\n\n".join(notes)
+    operation["parameters"] = [p for p in operation.get("parameters", []) if p.get("in") != "path"]
+    content = operation["requestBody"]["content"]
+    content["application/json"] = body(content["application/json"])
+    if ok is not None:
+        operation["responses"]["200"] = ok
+    return operation

@@ -46,6 +46,11 @@ class WorkerSettings(CommonSettings):
     # Seconds a draining consumer waits for in-flight work on SIGTERM before giving up.
     drain_timeout: float = Field(default=30.0, gt=0)
     cap_native_threads: bool = True
+    # Recycling: a consumer drains and is replaced by a fresh fork (no cache reload) after this
+    # many messages, or once its private memory (pages not shared with the supervisor) passes
+    # this many MiB. None: never.
+    max_messages: int | None = Field(default=None, ge=1)
+    max_private_mb: int | None = Field(default=None, ge=1)
     # False: each consumer builds its own cache after fork (caches that hold threads, sockets or
     # locks cannot cross a fork); costs one cache per process and a reload on every replacement.
     preload: bool = True

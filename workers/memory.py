@@ -20,6 +20,20 @@ def pss_bytes(pid: int | str = "self") -> int | None:
     return None
 
 
+def private_bytes(pid: int | str = "self") -> int | None:
+    """Pages only this process holds (USS): what it no longer shares with the supervisor."""
+    total, found = 0, False
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1]) * 1024
+                    found = True
+    except OSError:
+        return None
+    return total if found else None
+
+
 @dataclass(frozen=True)
 class CacheInfo:
     bytes: int | None

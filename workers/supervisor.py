@@ -17,6 +17,7 @@ import time
 from types import FrameType
 
 from rpcfleet.settings import WorkerSettings
+from workers.consumer.recycle import EXIT_RECYCLE
 from workers.consumer.state import ConsumerSetup
 from workers.memory import CacheInfo, describe
 from workers.pool import Pool
@@ -87,8 +88,11 @@ class Supervisor:
             slot = self.children.pop(pid, None)
             if slot is None or self._stopping:
                 continue
-            log.warning("slot %s: consumer pid %s exited (%s); forking a replacement", slot, pid,
-                        _describe_status(status))
+            if os.waitstatus_to_exitcode(status) == EXIT_RECYCLE:
+                log.info("slot %s: consumer pid %s recycled; forking a fresh one", slot, pid)
+            else:
+                log.warning("slot %s: consumer pid %s exited (%s); forking a replacement", slot,
+                            pid, _describe_status(status))
             wait = RESPAWN_BACKOFF_S - (time.monotonic() - self._last_fork.get(slot, 0.0))
             if wait > 0:
                 time.sleep(wait)

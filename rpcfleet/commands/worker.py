@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat", type=int, help="AMQP heartbeat seconds (RPCFLEET_HEARTBEAT)")
     parser.add_argument("--queue-type", choices=["classic", "quorum"])
     parser.add_argument("--app-dir", default=".", help="folder to import MODULE from (default .)")
+    parser.add_argument("--max-messages", type=int, metavar="N",
+                        help="recycle a consumer after N messages (env RPCFLEET_MAX_MESSAGES)")
+    parser.add_argument("--max-private-mb", type=int, metavar="MB",
+                        help="recycle a consumer whose private memory passes MB "
+                             "(env RPCFLEET_MAX_PRIVATE_MB)")
     parser.add_argument("--no-preload", action="store_true",
                         help="build the cache in each consumer instead of once before forking")
     parser.add_argument("--no-cap-threads", action="store_true",
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         "processes": args.processes, "prefetch": args.prefetch,
         "concurrency": args.concurrency, "amqp_url": args.amqp_url,
         "heartbeat": args.heartbeat, "queue_type": args.queue_type,
+        "max_messages": args.max_messages, "max_private_mb": args.max_private_mb,
     }.items() if value is not None}
     if args.no_preload:
         overrides["preload"] = False

@@ -92,3 +92,13 @@ def staged(params: dict[str, object], job: JobContext) -> dict[str, object]:
         time.sleep(0.02)
     job.progress(1.0, "done")
     return {"released": os.path.exists(release)}
+
+
+_held: list[bytearray] = []  # what `hold` keeps: a handler that leaks, on purpose
+
+
+@pool.method
+def hold(params: dict[str, int]) -> dict[str, int]:
+    """Keeps `mb` MiB of freshly written memory for the life of the process."""
+    _held.append(bytearray(b"x" * (int(params.get("mb", 1)) * 1048576)))
+    return {"pid": os.getpid(), "held_mb": sum(len(block) for block in _held) // 1048576}

@@ -26,10 +26,12 @@ from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
 from workers.consumer.delivery import Delivery
 from workers.consumer.dispatch import Dispatcher
+from workers.consumer.recycle import EXIT_RECYCLE, Recycling
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.subscription import Subscription
 from workers.consumer.topology import PoolTopology, declare_pool
 from workers.consumer.tracker import InFlight
+from workers.memory import private_bytes
 
 log = logging.getLogger("rpcfleet.worker")
 
@@ -52,6 +54,10 @@ class Consumer:
         self._replayed = asyncio.Event()
         self._exit_code = EXIT_DRAINED
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handled = 0
+        max_private = self.settings.max_private_mb
+        self.recycling = Recycling(self.settings.max_messages,
+                                   max_private * 1048576 if max_private else None)
         stored, auto = setup.slots.prefetch(setup.slot)
         self.prefetch = stored or self.settings.prefetch  # a replacement keeps its slot's value
         self.auto = auto
@@ -131,6 +137,8 @@ class Consumer:
                 await message.reject(requeue=False)
         finally:
             self.in_flight.leave()
+            self._handled += 1
+            self._consider_recycling(memory=False)
 
     # -- control ------------------------------------------------------------------------------
     async def _listen_control(self, connection: AbstractRobustConnection,
@@ -227,9 +235,20 @@ class Consumer:
     async def _beat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.beat_interval)
+            self._consider_recycling(memory=self.recycling.watches_memory)
             await self._beat()
 
     # -- lifecycle helpers --------------------------------------------------------------------
+    def _consider_recycling(self, memory: bool) -> None:
+        """Past a message or memory limit: drain, then exit for a fresh fork of the slot."""
+        if self._stop.is_set():
+            return
+        reason = self.recycling.reason(self._handled, private_bytes() if memory else None)
+        if reason is not None:
+            log.info("consumer %s recycles: %s", self.setup.worker_id, reason)
+            self._exit_code = EXIT_RECYCLE
+            self._stop.set()
+
     def _request_replacement(self) -> None:
         self._exit_code = EXIT_REPLACE
         self._stop.set()

@@ -1,0 +1,50 @@
+"""A consumer past its message or private-memory limit drains and hands its slot to a fresh fork
+of the preloaded cache: nothing is lost, nothing is reloaded."""
+
+from __future__ import annotations
+
+from tests.support.amqp_client import amqp_client
+from tests.support.fleet import StartWorker
+from tests.support.waiting import async_wait_for
+from workers.consumer.recycle import Recycling
+
+
+async def test_after_max_messages_the_consumer_is_replaced_without_losing_a_message(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    supervisor = start_worker(max_messages=3)
+    async with amqp_client(amqp_url) as client:
+        answers = [await client.call("whoami", {}, timeout=20) for _ in range(7)]
+    pids = [answer.reply.result["pid"] for answer in answers]
+    assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4] == pids[5] != pids[6]
+    assert all(answer.attempt == 1 for answer in answers)  # drained, not redelivered
+    results = [answer.reply.result for answer in answers]
+    assert {r["loaded_by"] for r in results} == {supervisor.pid}  # the same preloaded cache
+    assert len({r["loaded_at"] for r in results}) == 1
+    assert "recycled; forking a fresh one" in supervisor.output()
+
+
+async def test_past_its_private_memory_limit_a_consumer_is_recycled_at_its_next_beat(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    supervisor = start_worker(max_private_mb=150, beat_interval=0.5)
+    async with amqp_client(amqp_url) as client:
+        first = (await client.call("hold", {"mb": 10})).reply.result
+        assert first["held_mb"] == 10  # under the limit: kept
+        leaky = (await client.call("hold", {"mb": 200})).reply.result
+        assert leaky["pid"] == first["pid"]
+
+        async def fresh_pid() -> bool:
+            answer = await client.call("hold", {"mb": 1}, timeout=20)
+            return answer.reply.result["pid"] != first["pid"]
+
+        await async_wait_for(fresh_pid, timeout=20, what="a fresh consumer")
+    assert "private memory" in supervisor.output()
+
+
+def test_recycling_reasons() -> None:
+    limits = Recycling(max_messages=100, max_private_bytes=50 * 1048576)
+    assert limits.reason(99, 10 * 1048576) is None
+    assert "100 messages" in str(limits.reason(100, None))
+    assert "private memory 60 MiB" in str(limits.reason(1, 60 * 1048576))
+    assert Recycling(None, None).reason(10**9, 10**12) is None

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gateway.amqp.rpc import CallerGone
 from gateway.errors import BadRequest, GatewayError, NoWorkers, RemoteError
 from gateway.services import Services
 from protocol import codec
 from protocol.clock import now_ms
+
+CLIENT_CLOSED = "client_closed"  # the metrics' code of a call whose caller hung up (nginx's 499)
 
 
 def json_object(body: bytes, shape: str) -> dict[str, Any]:
@@ -35,8 +38,9 @@ def parse_timeout(raw: str | None) -> float | None:
 
 
 async def perform_call(found: Services, method: str, body: bytes,
-                       timeout: float | None) -> bytes:
-    """Forward the params as they came; answer `{"id", "result"}` bytes or raise."""
+                       timeout: float | None, call_id: str | None = None) -> bytes:
+    """Forward the params as they came; answer `{"id", "result"}` bytes or raise (CallerGone
+    when the caller hung up: `found.rpc.abandon(call_id, ...)`)."""
     settings, metrics = found.settings, found.metrics
     started = time.perf_counter()
     code = "ok"
@@ -47,7 +51,8 @@ async def perform_call(found: Services, method: str, body: bytes,
         pool = found.view.pool_of(method)
         if pool is not None and not found.view.has_live_worker(pool):
             raise NoWorkers(f"pool {pool} has no live consumer")
-        call_id, reply = await found.rpc.call(method, body, now_ms() + int(seconds * 1000))
+        call_id, reply = await found.rpc.call(method, body, now_ms() + int(seconds * 1000),
+                                              call_id=call_id)
         decoded = codec.loads(reply.body)
         if decoded.get("ok"):
             return codec.dumps({"id": call_id, "result": decoded.get("result")})
@@ -56,6 +61,9 @@ async def perform_call(found: Services, method: str, body: bytes,
                           str(error.get("message", "the worker failed")), call_id=call_id)
     except GatewayError as exc:
         code = exc.code
+        raise
+    except CallerGone:
+        code = CLIENT_CLOSED
         raise
     finally:
         metrics.in_flight.dec()

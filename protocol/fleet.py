@@ -55,6 +55,9 @@ class SetPrefetch(BaseModel):
 class Cancel(BaseModel):
     op: Literal["cancel"] = "cancel"
     job_id: str
+    # An extension for sync calls whose caller hung up: skip the request if it is still queued,
+    # let it finish if it runs (stopping it would cost the consumer a replacement).
+    queued_only: bool = False
 
 
 class Replayed(BaseModel):

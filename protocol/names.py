@@ -54,6 +54,11 @@ def control_worker_key(worker: str) -> str:
     return f"worker.{worker}"
 
 
+def control_key_for(pool: str | None) -> str:
+    """Where a command about one request goes: its pool's consumers, or all when unknown."""
+    return control_pool_key(pool) if pool else CONTROL_ALL
+
+
 def is_direct_reply_to(reply_to: str | None) -> bool:
     """A sync call's reply address (the broker hands out `amq.rabbitmq.reply-to.<token>`)."""
     return reply_to is not None and reply_to.startswith(DIRECT_REPLY_TO)

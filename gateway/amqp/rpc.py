@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import OrderedDict
 
+import aio_pika
 import aiormq
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
@@ -20,7 +22,7 @@ from pamqp.commands import Basic
 from gateway.amqp.link import BrokerLink
 from gateway.errors import DeadlineExceeded, Overloaded, UnknownMethod
 from gateway.metrics import Metrics
-from protocol import Request, names
+from protocol import Cancel, Request, codec, names
 from protocol.clock import now_ms
 
 log = logging.getLogger("rpcfleet.gateway")
@@ -30,13 +32,22 @@ class BrokerLost(ConnectionError):
     """The channel closed while calls were waiting for replies."""
 
 
+class CallerGone(Exception):
+    """The HTTP caller hung up before the reply came: nobody is left to answer."""
+
+
+ABANDONED_REMEMBERED = 10_000  # replies of abandoned calls are expected, not "late"
+
+
 class RpcClient:
     def __init__(self, link: BrokerLink, metrics: Metrics, publish_timeout: float) -> None:
         self.link = link
         self.metrics = metrics
         self.publish_timeout = publish_timeout
         self.pending: dict[str, asyncio.Future[DeliveredMessage]] = {}
+        self.abandoned: OrderedDict[str, None] = OrderedDict()
         self.consuming = False
+        self._background: set[asyncio.Task[None]] = set()
         link.when_connected(self._start)
         link.when_lost(self._fail_pending)
 
@@ -61,9 +72,13 @@ class RpcClient:
         self.consuming = True
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
-        future = self.pending.pop(message.header.properties.correlation_id or "", None)
+        call_id = message.header.properties.correlation_id or ""
+        future = self.pending.pop(call_id, None)
         if future is None or future.done():
-            self.metrics.late_replies.inc()
+            if call_id in self.abandoned:  # expected: its caller hung up
+                del self.abandoned[call_id]
+            else:
+                self.metrics.late_replies.inc()
             return
         future.set_result(message)
 
@@ -75,11 +90,13 @@ class RpcClient:
                 future.set_exception(BrokerLost("the broker connection closed"))
 
     async def call(self, method: str, body: bytes, deadline_ms: int,
-                   priority: int = names.SYNC_PRIORITY) -> tuple[str, DeliveredMessage]:
-        """Publish a call and wait for its reply; raises the gateway's errors."""
+                   priority: int = names.SYNC_PRIORITY,
+                   call_id: str | None = None) -> tuple[str, DeliveredMessage]:
+        """Publish a call and wait for its reply; raises the gateway's errors, or CallerGone
+        once `abandon(call_id)` was called."""
         if not self.ready or self.link.channel is None:
             raise Overloaded("the broker is unreachable")
-        call_id = os.urandom(16).hex()
+        call_id = call_id or new_call_id()
         remaining_ms = deadline_ms - now_ms()
         if remaining_ms <= 0:
             raise DeadlineExceeded("the deadline passed before the call was sent", call_id=call_id)
@@ -100,11 +117,40 @@ class RpcClient:
         finally:
             self.pending.pop(call_id, None)
 
+    def abandon(self, call_id: str, control_key: str) -> None:
+        """The caller hung up: stop waiting, and have the request skipped if it is still queued
+        (a running one finishes: stopping it would cost its consumer a replacement)."""
+        future = self.pending.pop(call_id, None)
+        if future is None or future.done():
+            return
+        future.set_exception(CallerGone(call_id))
+        self.abandoned[call_id] = None
+        while len(self.abandoned) > ABANDONED_REMEMBERED:
+            self.abandoned.popitem(last=False)
+        task = asyncio.ensure_future(self._cancel_queued(call_id, control_key))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _cancel_queued(self, call_id: str, control_key: str) -> None:
+        if self.link.plain is None:
+            return
+        command = codec.dumps(Cancel(job_id=call_id, queued_only=True))
+        try:
+            exchange = await self.link.plain.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
+            await exchange.publish(aio_pika.Message(command, content_type=names.CONTENT_TYPE),
+                                   routing_key=control_key)
+        except Exception as exc:  # best effort: the request's deadline still bounds it
+            log.warning("could not cancel abandoned call %s: %s", call_id, exc)
+
     async def _publish(self, method: str, body: bytes, properties: Basic.Properties,
                        call_id: str, remaining_ms: int) -> None:
         assert self.link.channel is not None
         await publish_confirmed(self.link, self.metrics, method, body, properties, call_id,
                                 min(self.publish_timeout, remaining_ms / 1000))
+
+
+def new_call_id() -> str:
+    return os.urandom(16).hex()
 
 
 def request_properties(request: Request) -> Basic.Properties:

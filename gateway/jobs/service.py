@@ -179,8 +179,7 @@ class JobService:
 
     async def _send_cancel(self, job_id: str, method: str, key: str | None = None) -> None:
         if key is None:
-            pool = self.view.pool_of(method)
-            key = names.control_pool_key(pool) if pool else names.CONTROL_ALL
+            key = names.control_key_for(self.view.pool_of(method))
         await self._control(Cancel(job_id=job_id), key)
 
     async def _control(self, command: Cancel | Replayed, key: str) -> None:

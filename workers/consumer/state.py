@@ -48,13 +48,14 @@ class Cancels:
     ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
     running: dict[str, Stopper] = field(default_factory=dict)
 
-    def add(self, job_id: str) -> bool:
-        """Remember a cancel; True when the job was running here and is being stopped."""
+    def add(self, job_id: str, stop_running: bool = True) -> bool:
+        """Remember a cancel; True when the job was running here and is being stopped
+        (`stop_running=False`: a running one finishes, only a queued one is skipped)."""
         self.ids[job_id] = None
         self.ids.move_to_end(job_id)
         while len(self.ids) > CANCELS_REMEMBERED:
             self.ids.popitem(last=False)
-        stopper = self.running.get(job_id)
+        stopper = self.running.get(job_id) if stop_running else None
         return stopper is not None and stopper.stop(ErrorCode.CANCELLED)
 
     def __contains__(self, job_id: object) -> bool:

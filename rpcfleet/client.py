@@ -1,0 +1,210 @@
+"""A Python client of the gateway's HTTP API (httpx): calls, jobs, typed errors, Retry-After.
+
+    from rpcfleet.client import Client, RpcfleetError
+
+    with Client("http://gateway:8000", api_key="...") as fleet:
+        hits = fleet.call("nearest", {"vector_of": 42, "k": 3}, timeout=5)
+        job = fleet.submit("reindex", {"steps": 5})
+        done = fleet.wait(job["id"], timeout=60)
+
+`AsyncClient` is the same with `await`. With `retries=N`, a 503 (`overloaded`, `no_workers`) is
+tried again after its `Retry-After`, up to N times. A job submission always carries an
+`Idempotency-Key` (one of its own unless given), so a retried submission never makes a second job;
+a retried sync call may run twice if the broker failed while it was running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from protocol import TERMINAL
+
+POLL_MAX_S = 1.0  # waiting for a job polls from 50 ms, doubling up to this
+
+
+class RpcfleetError(Exception):
+    """An error answer of the gateway: its code (SPEC: errors), HTTP status and message."""
+
+    def __init__(self, status: int, code: str, message: str, call_id: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(f"{code} ({status}): {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.call_id = call_id
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 503
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    body: Any = None
+    query: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
+
+
+def _call(method: str, params: dict[str, Any] | None, timeout: float | None) -> _Request:
+    query = {"timeout": f"{timeout:g}"} if timeout is not None else None
+    return _Request("POST", f"/v1/rpc/{method}", params or {}, query)
+
+
+def _submit(method: str, params: dict[str, Any] | None, callback_url: str | None,
+            priority: int | None, timeout: float | None, idempotency_key: str | None
+            ) -> _Request:
+    body: dict[str, Any] = {"params": params or {}}
+    for key, value in (("callback_url", callback_url), ("priority", priority),
+                       ("timeout", timeout)):
+        if value is not None:
+            body[key] = value
+    return _Request("POST", f"/v1/jobs/{method}", body,
+                    headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex})
+
+
+def _checked(response: httpx.Response) -> Any:
+    """The JSON of a success, or the gateway's error raised as RpcfleetError."""
+    if response.status_code < 400:
+        return response.json()
+    try:
+        error = response.json()["error"]
+        code, message, call_id = str(error["code"]), str(error["message"]), error.get("id")
+    except (ValueError, KeyError, TypeError):
+        code, message, call_id = "http_error", response.text[:200], None
+    retry_after = response.headers.get("retry-after")
+    raise RpcfleetError(response.status_code, code, message, call_id,
+                        float(retry_after) if retry_after else None)
+
+
+def _retry_wait(state: RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome is not None else None
+    return getattr(error, "retry_after", None) or 1.0
+
+
+def _retry_policy(retries: int) -> dict[str, Any]:
+    return {"stop": stop_after_attempt(retries + 1), "wait": _retry_wait, "reraise": True,
+            "retry": retry_if_exception(lambda e: isinstance(e, RpcfleetError) and e.retryable)}
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class Client:
+    def __init__(self, url: str, *, api_key: str | None = None, retries: int = 0,
+                 http_timeout: float = 330.0) -> None:
+        self.retries = retries
+        self.http = httpx.Client(base_url=url, headers=_headers(api_key), timeout=http_timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, method: str, params: dict[str, Any] | None = None, *,
+             timeout: float | None = None) -> Any:
+        """Call a method and wait for its result (`timeout`: the call's deadline, seconds)."""
+        return self._send(_call(method, params, timeout))["result"]
+
+    def submit(self, method: str, params: dict[str, Any] | None = None, *,
+               callback_url: str | None = None, priority: int | None = None,
+               timeout: float | None = None, idempotency_key: str | None = None
+               ) -> dict[str, Any]:
+        """Submit a job: the job object, status `queued` (202)."""
+        job: dict[str, Any] = self._send(_submit(method, params, callback_url, priority,
+                                                 timeout, idempotency_key))
+        return job
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._send(_Request("GET", f"/v1/jobs/{job_id}"))
+        return found
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._send(_Request("DELETE", f"/v1/jobs/{job_id}"))
+        return found
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """The job once it has ended; TimeoutError if it has not within `timeout` seconds."""
+        deadline, pause = time.monotonic() + timeout, 0.05
+        while (job := self.job(job_id))["status"] not in TERMINAL:
+            if time.monotonic() + pause > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
+            time.sleep(pause)
+            pause = min(pause * 2, POLL_MAX_S)
+        return job
+
+    def _send(self, request: _Request) -> Any:
+        for attempt in Retrying(**_retry_policy(self.retries)):
+            with attempt:
+                return _checked(self.http.request(
+                    request.method, request.path, json=request.body, params=request.query,
+                    headers=request.headers))
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+class AsyncClient:
+    def __init__(self, url: str, *, api_key: str | None = None, retries: int = 0,
+                 http_timeout: float = 330.0) -> None:
+        self.retries = retries
+        self.http = httpx.AsyncClient(base_url=url, headers=_headers(api_key),
+                                      timeout=http_timeout)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def call(self, method: str, params: dict[str, Any] | None = None, *,
+                   timeout: float | None = None) -> Any:
+        return (await self._send(_call(method, params, timeout)))["result"]
+
+    async def submit(self, method: str, params: dict[str, Any] | None = None, *,
+                     callback_url: str | None = None, priority: int | None = None,
+                     timeout: float | None = None, idempotency_key: str | None = None
+                     ) -> dict[str, Any]:
+        job: dict[str, Any] = await self._send(_submit(method, params, callback_url, priority,
+                                                       timeout, idempotency_key))
+        return job
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._send(_Request("GET", f"/v1/jobs/{job_id}"))
+        return found
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._send(_Request("DELETE", f"/v1/jobs/{job_id}"))
+        return found
+
+    async def wait(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline, pause = time.monotonic() + timeout, 0.05
+        while (job := await self.job(job_id))["status"] not in TERMINAL:
+            if time.monotonic() + pause > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, POLL_MAX_S)
+        return job
+
+    async def _send(self, request: _Request) -> Any:
+        async for attempt in AsyncRetrying(**_retry_policy(self.retries)):
+            with attempt:
+                return _checked(await self.http.request(
+                    request.method, request.path, json=request.body, params=request.query,
+                    headers=request.headers))
+        raise AssertionError("unreachable: tenacity re-raises the last error")

@@ -16,6 +16,18 @@ def durable_queue_arguments(queue_type: QueueType) -> dict[str, Any]:
     return {"x-queue-type": "quorum"} if queue_type == "quorum" else {}
 
 
+QUORUM_NORMAL_PRIORITY_MAX = 4  # RabbitMQ 4.x quorum queues: 0-4 normal, 5 and above high
+
+
+def job_message_priority(priority: int, queue_type: QueueType) -> int:
+    """The AMQP priority of a job. Classic queues order all of 0-9 below sync calls (10);
+    quorum queues of RabbitMQ 4.x know two levels only, so jobs stay in the normal one and sync
+    calls keep overtaking them (3.10's quorum queues ignore priorities)."""
+    if queue_type == "quorum":
+        return min(priority, QUORUM_NORMAL_PRIORITY_MAX)
+    return priority
+
+
 def pool_queue_arguments(pool: str, queue_type: QueueType) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "x-dead-letter-exchange": names.DEAD_LETTER_EXCHANGE,

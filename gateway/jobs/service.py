@@ -41,7 +41,7 @@ from protocol import (
     names,
     now_ms,
 )
-from protocol.queues import durable_queue_arguments
+from protocol.queues import durable_queue_arguments, job_message_priority
 from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.jobs")
@@ -129,8 +129,9 @@ class JobService:
 
     async def _publish(self, job: NewJob, params: bytes) -> None:
         properties = request_properties(Request(job.id, job.method, names.REPLIES_QUEUE,
-                                                job.deadline_ms, priority=job.priority,
-                                                persistent=True))
+                                                job.deadline_ms, persistent=True,
+                                                priority=job_message_priority(
+                                                    job.priority, self.settings.queue_type)))
         await publish_confirmed(self.link, self.metrics, job.method, params, properties, job.id,
                                 self.settings.publish_timeout)
         await self.store.mark_published(job.id)

@@ -7,6 +7,8 @@ import os
 import signal
 from pathlib import Path
 
+from protocol import names
+from protocol.queues import QUORUM_NORMAL_PRIORITY_MAX, job_message_priority
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway
 from tests.support.jobs import submit, until
@@ -52,3 +54,9 @@ def test_with_quorum_queues_calls_jobs_expiry_and_redelivery_work(
         job = until(http, expiring.json()["id"], "expired", timeout=20)
         assert job["error"]["code"] == "expired"
         assert not late.exists()
+
+
+def test_on_quorum_queues_jobs_stay_below_the_priority_of_sync_calls() -> None:
+    assert [job_message_priority(p, "quorum") for p in range(10)] == [0, 1, 2, 3, 4, 4, 4, 4, 4, 4]
+    assert [job_message_priority(p, "classic") for p in range(10)] == list(range(10))
+    assert names.SYNC_PRIORITY > QUORUM_NORMAL_PRIORITY_MAX

@@ -28,6 +28,7 @@ class _Running(ctypes.Structure):
 class _Slot(ctypes.Structure):
     _fields_ = [
         ("pid", ctypes.c_int32),
+        ("serving", ctypes.c_int32),  # the pid of the consumer once it takes messages
         ("prefetch", ctypes.c_int32),  # 0: not set yet, use the configured default
         ("prefetch_auto", ctypes.c_int32),
         ("running", _Running * RUNNING_PER_SLOT),
@@ -71,9 +72,20 @@ class SlotTable:
     def set_pid(self, slot: int, pid: int) -> None:
         entry = self._slots[slot]
         entry.pid = pid
+        entry.serving = 0
         self._where = {key: i for key, i in self._where.items() if key[0] != slot}
         for running in entry.running:
             running.hard_deadline_ms = 0
+
+    def set_serving(self, slot: int, pid: int) -> None:
+        self._slots[slot].serving = pid
+
+    def pid(self, slot: int) -> int:
+        return int(self._slots[slot].pid)
+
+    def serving(self, slot: int) -> int:
+        """The pid of the slot's consumer once it has subscribed; 0 before."""
+        return int(self._slots[slot].serving)
 
     def track(self, slot: int, job_id: str, hard_deadline_ms: int, reason: str) -> bool:
         """Record a job the supervisor must kill for if it is still running past the deadline."""

@@ -1,5 +1,9 @@
 """The supervisor: loads the cache ONCE, forks the consumers that share it, replaces the dead.
 
+New handler code without a cache reload: on SIGHUP (or, with `--reload`, when the pool's module
+file changes) it imports the module again and replaces the consumers one at a time, each once the
+one before it serves again, so at most one consumer's capacity is away at any moment.
+
 It runs no event loop and holds no AMQP connection (a forked loop leaks its signal wakeup fd into
 the children). Its only other duty is the backstop: a consumer still running a job past its hard
 deadline (time limit or cancel + grace) gets SIGKILL, and the job gets a tombstone so whichever
@@ -19,6 +23,7 @@ from types import FrameType
 from rpcfleet.settings import WorkerSettings
 from workers.consumer.recycle import EXIT_RECYCLE
 from workers.consumer.state import ConsumerSetup
+from workers.loader import module_file, reload_pool
 from workers.memory import CacheInfo, describe
 from workers.pool import Pool
 from workers.process import run_in_child
@@ -32,8 +37,14 @@ SHUTDOWN_GRACE_S = 10.0  # beyond the consumers' drain timeout, before SIGKILL
 
 
 class Supervisor:
-    def __init__(self, pool: Pool, settings: WorkerSettings, host: str | None = None) -> None:
+    def __init__(self, pool: Pool, settings: WorkerSettings, host: str | None = None,
+                 target: str | None = None, watch: bool = False) -> None:
         self.pool = pool
+        self.target = target  # MODULE:POOL, to import again on SIGHUP
+        self._reload_requested = False
+        self._watched = _mtime(module_file(target)) if watch and target else None
+        self._rolling: list[int] = []  # slots still to replace with the new code
+        self._replacing: tuple[int, int] | None = None  # (slot, old pid) being replaced
         self.settings = settings
         self.host = host or socket.gethostname()
         self.slots = SlotTable(settings.processes)
@@ -54,6 +65,7 @@ class Supervisor:
         gc.freeze()  # the collector's own writes would unshare pages after fork
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
         for slot in self.slots.slots():
             self._fork(slot, cache, info)
         try:
@@ -78,6 +90,7 @@ class Supervisor:
         while not self._stopping:
             self._reap(cache, info)
             self._backstop()
+            self._reload_step()
             time.sleep(WATCH_INTERVAL_S)
 
     def _reap(self, cache: object, info: CacheInfo) -> None:
@@ -90,6 +103,9 @@ class Supervisor:
                 continue
             if os.waitstatus_to_exitcode(status) == EXIT_RECYCLE:
                 log.info("slot %s: consumer pid %s recycled; forking a fresh one", slot, pid)
+            elif self._replacing is not None and self._replacing[1] == pid:
+                log.info("slot %s: consumer pid %s drained; forking one with the new code",
+                         slot, pid)
             else:
                 log.warning("slot %s: consumer pid %s exited (%s); forking a replacement", slot,
                             pid, _describe_status(status))
@@ -111,6 +127,55 @@ class Supervisor:
             for job_id, _ in overdue:
                 self.slots.untrack(slot, job_id)
             os.kill(pid, signal.SIGKILL)
+
+    # -- new code, same cache ------------------------------------------------------------------
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        self._reload_requested = True
+
+    def _reload_step(self) -> None:
+        if self._watched is not None and self.target is not None:
+            mtime = _mtime(module_file(self.target))
+            if mtime != self._watched:
+                self._watched = mtime
+                self._reload_requested = True
+        if self._reload_requested:
+            self._reload_requested = False
+            self._reload()
+        self._roll()
+
+    def _reload(self) -> None:
+        if self.target is None:
+            log.warning("reload asked, but this supervisor was not given its MODULE:POOL")
+            return
+        try:
+            pool = reload_pool(self.target)
+        except Exception:  # a typo in new code must not take down a serving pool
+            log.exception("reloading %s failed; the consumers keep the code they run", self.target)
+            return
+        if pool.name != self.pool.name:
+            log.error("reloaded %s names pool %r, not %r: not applied", self.target, pool.name,
+                      self.pool.name)
+            return
+        self.pool = pool
+        self._rolling = list(self.slots.slots())
+        log.info("reloaded %s (methods: %s); replacing %s consumers one at a time, same cache",
+                 self.target, ", ".join(pool.methods), len(self._rolling))
+
+    def _roll(self) -> None:
+        """Replace the next consumer once the previous replacement serves."""
+        if self._replacing is not None:
+            slot, old_pid = self._replacing
+            pid = self.slots.pid(slot)
+            if pid == old_pid or self.slots.serving(slot) != pid:
+                return  # still draining, or its replacement is not taking messages yet
+            self._replacing = None
+        while self._rolling and self._replacing is None:
+            slot = self._rolling.pop(0)
+            pid = self.slots.pid(slot)
+            if pid in self.children:
+                self._replacing = (slot, pid)
+                _signal(pid, signal.SIGTERM)  # drains, exits; _reap forks the new code
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         del frame
@@ -140,6 +205,13 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _mtime(path: str | None) -> float | None:
+    try:
+        return os.stat(path).st_mtime if path else None
+    except OSError:
+        return None
 
 
 def _describe_status(status: int) -> str:

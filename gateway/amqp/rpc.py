@@ -138,7 +138,7 @@ class RpcClient:
         try:
             exchange = await self.link.plain.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
             await exchange.publish(aio_pika.Message(command, content_type=names.CONTENT_TYPE),
-                                   routing_key=control_key)
+                                   routing_key=control_key, mandatory=False)
         except Exception as exc:  # best effort: the request's deadline still bounds it
             log.warning("could not cancel abandoned call %s: %s", call_id, exc)
 

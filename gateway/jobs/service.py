@@ -187,7 +187,9 @@ class JobService:
         if self.link.plain is None:
             return  # not connected: replayed to consumers when they announce themselves
         exchange = await self.link.plain.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
-        await exchange.publish(aio_pika.Message(codec.dumps(command)), routing_key=key)
+        # Not mandatory: a command nobody listens to is moot, not an error (no Basic.Return).
+        await exchange.publish(aio_pika.Message(codec.dumps(command)), routing_key=key,
+                               mandatory=False)
 
     async def replay_cancels(self, entry: WorkerEntry) -> None:
         """A consumer that started later learns of cancels of jobs that may still be queued."""
@@ -241,7 +243,8 @@ class JobService:
             return
         exchange = await self.link.plain.get_exchange(names.EVENTS_EXCHANGE, ensure=False)
         await exchange.publish(aio_pika.Message(codec.dumps(event)),
-                               routing_key=names.job_event_key(event.job_id, event.kind))
+                               routing_key=names.job_event_key(event.job_id, event.kind),
+                               mandatory=False)
 
     async def on_job_event(self, key: str, body: bytes) -> None:
         """job.{id}.started / .progress from workers; .finished from gateways."""

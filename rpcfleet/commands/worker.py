@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-private-mb", type=int, metavar="MB",
                         help="recycle a consumer whose private memory passes MB "
                              "(env RPCFLEET_MAX_PRIVATE_MB)")
+    parser.add_argument("--reload", action="store_true",
+                        help="development: when the pool's module file changes, import it again "
+                             "and replace the consumers one at a time, keeping the cache "
+                             "(SIGHUP does the same at any time)")
     parser.add_argument("--no-preload", action="store_true",
                         help="build the cache in each consumer instead of once before forking")
     parser.add_argument("--no-cap-threads", action="store_true",
@@ -60,4 +64,4 @@ def run(args: argparse.Namespace) -> int:
     except PoolNotFound as exc:
         print(f"rpcfleet worker: {exc}")
         return 2
-    return Supervisor(pool, settings).run()
+    return Supervisor(pool, settings, target=args.target, watch=args.reload).run()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Coroutine
@@ -106,11 +107,12 @@ class Consumer:
             await asyncio.wait_for(self._replayed.wait(), REPLAY_GRACE_S)
         await self.subscription.start(self.prefetch)
         self._remember_prefetch()
+        self.setup.slots.set_serving(self.setup.slot, os.getpid())
         self._spawn(self._beat_loop())
         if self.auto:
             self._spawn(self._auto_loop())
         log.info("consumer %s (pid %s) serving %s at prefetch %s", self.setup.worker_id,
-                 __import__("os").getpid(), ", ".join(self.setup.pool.methods), self.prefetch)
+                 os.getpid(), ", ".join(self.setup.pool.methods), self.prefetch)
         await self._stop.wait()
         await self._drain()
 
@@ -206,7 +208,8 @@ class Consumer:
     async def _publish_event(self, key: str, body: bytes) -> None:
         message = aio_pika.Message(body, content_type=names.CONTENT_TYPE)
         try:
-            await self._events.publish(message, routing_key=key)
+            # Not mandatory: with no gateway listening an event is moot (no Basic.Return).
+            await self._events.publish(message, routing_key=key, mandatory=False)
         except Exception as exc:  # an event lost to a reconnect is not worth failing a job
             log.warning("could not publish event %s: %s", key, exc)
 
@@ -220,7 +223,8 @@ class Consumer:
         sent = time.perf_counter()
         try:
             await self.topology.events.publish(
-                message, routing_key=names.beat_key(self.setup.pool.name, self.setup.slot))
+                message, routing_key=names.beat_key(self.setup.pool.name, self.setup.slot),
+                mandatory=False)
         except Exception as exc:  # no sample this time; the loop tries again
             log.warning("could not measure a broker round trip: %s", exc)
             return

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway.amqp.rpc import CallerGone
 from gateway.errors import BadRequest, GatewayError, NoWorkers, RemoteError
 from gateway.services import Services
-from protocol import codec
+from protocol import codec, names
 from protocol.clock import now_ms
 
 CLIENT_CLOSED = "client_closed"  # the metrics' code of a call whose caller hung up (nginx's 499)
@@ -37,8 +38,14 @@ def parse_timeout(raw: str | None) -> float | None:
     return value
 
 
-async def perform_call(found: Services, method: str, body: bytes,
-                       timeout: float | None, call_id: str | None = None) -> bytes:
+def trace_context(header: Callable[[str], str | None]) -> dict[str, str] | None:
+    """The caller's W3C trace context (traceparent, tracestate), to travel with its request."""
+    found = {name: value for name in names.TRACE_HEADERS if (value := header(name)) is not None}
+    return found or None
+
+
+async def perform_call(found: Services, method: str, body: bytes, timeout: float | None,
+                       call_id: str | None = None, trace: dict[str, str] | None = None) -> bytes:
     """Forward the params as they came; answer `{"id", "result"}` bytes or raise (CallerGone
     when the caller hung up: `found.rpc.abandon(call_id, ...)`)."""
     settings, metrics = found.settings, found.metrics
@@ -52,7 +59,7 @@ async def perform_call(found: Services, method: str, body: bytes,
         if pool is not None and not found.view.has_live_worker(pool):
             raise NoWorkers(f"pool {pool} has no live consumer")
         call_id, reply = await found.rpc.call(method, body, now_ms() + int(seconds * 1000),
-                                              call_id=call_id)
+                                              call_id=call_id, trace=trace)
         decoded = codec.loads(reply.body)
         if decoded.get("ok"):
             return codec.dumps({"id": call_id, "result": decoded.get("result")})

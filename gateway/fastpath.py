@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.amqp import CallerGone, new_call_id
 from gateway.auth import bearer
-from gateway.calls import parse_timeout, perform_call
+from gateway.calls import parse_timeout, perform_call, trace_context
 from gateway.errors import GatewayError, PayloadTooLarge
 from gateway.services import Services
 from protocol import names
@@ -51,7 +51,8 @@ class RpcFastPath:
             if scope["query_string"]:
                 values = parse_qs(scope["query_string"].decode()).get("timeout")
                 timeout = parse_timeout(values[-1] if values else None)
-            payload = await self._answer(method, body, timeout, receive)
+            trace = trace_context(lambda name: _text(headers.get(name.encode())))
+            payload = await self._answer(method, body, timeout, receive, trace)
             status, extra = 200, []
         except CallerGone:
             return  # nobody to answer; its request is skipped if still queued
@@ -67,7 +68,7 @@ class RpcFastPath:
 
 
     async def _answer(self, method: str, body: bytes, timeout: float | None,
-                      receive: Receive) -> bytes:
+                      receive: Receive, trace: dict[str, str] | None) -> bytes:
         """The call, abandoned if the caller hangs up first. With the body read, the server's
         next message for this request is its disconnect; listening for it costs about 10 % of
         the gateway's CPU per call, so it starts only once a call has waited `WATCH_AFTER_S`
@@ -87,7 +88,7 @@ class RpcFastPath:
 
         timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start_watching)
         try:
-            return await perform_call(self.services, method, body, timeout, call_id)
+            return await perform_call(self.services, method, body, timeout, call_id, trace)
         finally:
             timer.cancel()
             for task in watch:

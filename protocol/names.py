@@ -18,6 +18,9 @@ HEADER_POOL = "x-rpcfleet-pool"  # on dead letters: the pool whose queue held it
 HEADER_DEAD_DETAIL = "x-rpcfleet-dead-detail"  # on dead letters: what went wrong, for people
 HEADER_DEAD_AT = "x-rpcfleet-dead-at"  # on dead letters: epoch ms
 
+# W3C Trace Context: taken from the HTTP request, carried as AMQP headers of the same names.
+TRACE_HEADERS = ("traceparent", "tracestate")
+
 CONTENT_TYPE = "application/json"
 MAX_PRIORITY = 10  # x-max-priority of classic pool queues
 SYNC_PRIORITY = 10  # sync calls overtake every job (jobs use 0-9)

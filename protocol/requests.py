@@ -22,11 +22,14 @@ class Request:
     priority: int = 0
     persistent: bool = False
     attempt: int = 1
+    trace: dict[str, str] | None = None  # W3C trace context of the caller, if any
 
     def headers(self) -> dict[str, Any]:
         headers: dict[str, Any] = {names.HEADER_ATTEMPT: self.attempt}
         if self.deadline_ms is not None:
             headers[names.HEADER_DEADLINE] = self.deadline_ms
+        if self.trace:
+            headers.update(self.trace)
         return headers
 
     def expiration_ms(self, now_ms: int) -> int | None:
@@ -44,6 +47,12 @@ def read_attempt(headers: dict[str, Any] | None) -> int:
         return max(int(value), 1)
     except (TypeError, ValueError):
         return 1
+
+
+def read_trace(headers: dict[str, Any] | None) -> dict[str, str]:
+    """The W3C trace context a request carries (empty when its caller sent none)."""
+    found = headers or {}
+    return {name: str(found[name]) for name in names.TRACE_HEADERS if name in found}
 
 
 def read_deadline(headers: dict[str, Any] | None) -> int | None:

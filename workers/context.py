@@ -18,6 +18,9 @@ class JobContext:
     deadline: int | None
     worker: str
     _progress: ProgressSink | None = field(default=None, repr=False)
+    # The caller's W3C trace context (`traceparent`, `tracestate`) when it sent one: continue the
+    # trace with e.g. OpenTelemetry's `TraceContextTextMapPropagator().extract(job.trace)`.
+    trace: dict[str, str] = field(default_factory=dict)
 
     def progress(self, fraction: float, note: str = "") -> None:
         """Report progress (0..1); safe from sync handlers (threads) and async ones alike."""

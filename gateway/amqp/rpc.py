@@ -90,8 +90,8 @@ class RpcClient:
                 future.set_exception(BrokerLost("the broker connection closed"))
 
     async def call(self, method: str, body: bytes, deadline_ms: int,
-                   priority: int = names.SYNC_PRIORITY,
-                   call_id: str | None = None) -> tuple[str, DeliveredMessage]:
+                   priority: int = names.SYNC_PRIORITY, call_id: str | None = None,
+                   trace: dict[str, str] | None = None) -> tuple[str, DeliveredMessage]:
         """Publish a call and wait for its reply; raises the gateway's errors, or CallerGone
         once `abandon(call_id)` was called."""
         if not self.ready or self.link.channel is None:
@@ -101,7 +101,7 @@ class RpcClient:
         if remaining_ms <= 0:
             raise DeadlineExceeded("the deadline passed before the call was sent", call_id=call_id)
         properties = request_properties(Request(call_id, method, names.DIRECT_REPLY_TO,
-                                                deadline_ms, priority=priority))
+                                                deadline_ms, priority=priority, trace=trace))
         future: asyncio.Future[DeliveredMessage] = asyncio.get_running_loop().create_future()
         self.pending[call_id] = future
         try:

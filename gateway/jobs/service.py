@@ -72,8 +72,8 @@ class JobService:
         link.when_connected(self._consume)
 
     # -- submit -------------------------------------------------------------------------------
-    async def submit(self, method: str, raw: bytes, idempotency_key: str | None
-                     ) -> tuple[Job, bool]:
+    async def submit(self, method: str, raw: bytes, idempotency_key: str | None,
+                     trace: dict[str, str] | None = None) -> tuple[Job, bool]:
         data = json_object(raw, '{"params": {...}, ...}')
         try:
             submission = JobSubmission.model_validate(data)
@@ -102,7 +102,7 @@ class JobService:
         params = codec.dumps(submission.params)
         if is_new:
             try:
-                await self._publish(job, params)
+                await self._publish(job, params, trace)
             except BaseException:
                 await self.store.delete(job.id)  # never published: the job never existed
                 raise
@@ -116,7 +116,7 @@ class JobService:
             # its submitter stopped or failed mid-way, so no caller was told 202. Publish it now,
             # under the original id.
             try:
-                await self._publish(replace(job, id=stored.id), params)
+                await self._publish(replace(job, id=stored.id), params, trace)
             except BaseException:
                 await self.store.release_publish(stored.id)
                 raise
@@ -127,9 +127,10 @@ class JobService:
         """How long a submitter owns the publish: past its publish timeout, it has given up."""
         return int(self.settings.publish_timeout * 2000)
 
-    async def _publish(self, job: NewJob, params: bytes) -> None:
+    async def _publish(self, job: NewJob, params: bytes,
+                       trace: dict[str, str] | None = None) -> None:
         properties = request_properties(Request(job.id, job.method, names.REPLIES_QUEUE,
-                                                job.deadline_ms, persistent=True,
+                                                job.deadline_ms, persistent=True, trace=trace,
                                                 priority=job_message_priority(
                                                     job.priority, self.settings.queue_type)))
         await publish_confirmed(self.link, self.metrics, job.method, params, properties, job.id,

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
+from gateway.calls import trace_context
 from gateway.jobs.service import JobService
 from gateway.routes.deps import require_caller, services
 from protocol import Job, JobSubmission, codec
@@ -47,7 +48,8 @@ async def submit(method: str, request: Request,
                  idempotency_key: str | None = Header(None, max_length=255),
                  prefer: str | None = Header(None, description="wait=N (RFC 7240)")) -> Response:
     service = jobs(request)
-    job, _ = await service.submit(method, await request.body(), idempotency_key)
+    job, _ = await service.submit(method, await request.body(), idempotency_key,
+                                  trace_context(request.headers.get))
     headers = {"Location": str(request.url_for("get_job", job_id=job.id))}
     wait = PREFER_WAIT.search(prefer or "")
     if wait:

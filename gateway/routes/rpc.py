@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from gateway.calls import perform_call
+from gateway.calls import perform_call, trace_context
 from gateway.routes.deps import require_caller, services
 
 router = APIRouter(tags=["calls"])
@@ -38,5 +38,6 @@ async def call(
     timeout: float | None = Query(None, gt=0, description="seconds to wait for the reply; "
                                   "default and maximum come from the settings"),
 ) -> Response:
-    return Response(await perform_call(services(request), method, await request.body(), timeout),
-                    media_type="application/json")
+    trace = trace_context(request.headers.get)
+    return Response(await perform_call(services(request), method, await request.body(), timeout,
+                                       trace=trace), media_type="application/json")

@@ -290,3 +290,17 @@ def test_a_queued_call_whose_caller_hangs_up_is_skipped_and_a_running_one_finish
         metrics = http.get("/metrics").text
     assert 'rpcfleet_calls_total{code="client_closed",method="sleep"} 2.0' in metrics
     assert "rpcfleet_late_replies_total 0.0" in metrics  # their answers were expected
+
+
+def test_the_callers_trace_context_reaches_the_handler_of_calls_and_jobs(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    context = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+               "tracestate": "rojo=00f067aa0ba902b7"}
+    with gateway.client() as http:
+        assert http.post("/v1/rpc/trace", json={}, headers=context).json()["result"] == context
+        assert http.post("/v1/rpc/trace", json={}).json()["result"] == {}
+        job_id = submit(http, "trace", {}, headers=context).json()["id"]
+        assert until(http, job_id, "succeeded")["result"] == context

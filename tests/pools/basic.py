@@ -102,3 +102,9 @@ def hold(params: dict[str, int]) -> dict[str, int]:
     """Keeps `mb` MiB of freshly written memory for the life of the process."""
     _held.append(bytearray(b"x" * (int(params.get("mb", 1)) * 1048576)))
     return {"pid": os.getpid(), "held_mb": sum(len(block) for block in _held) // 1048576}
+
+
+@pool.method
+def trace(job: JobContext) -> dict[str, str]:
+    """The caller's trace context, as the handler sees it."""
+    return job.trace

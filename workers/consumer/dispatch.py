@@ -22,7 +22,7 @@ from pamqp.commands import Basic as _Basic
 
 from protocol import DeadReason, ErrorCode, codec, names
 from protocol.clock import now_ms
-from protocol.requests import read_attempt, read_deadline
+from protocol.requests import read_attempt, read_deadline, read_trace
 from workers.consumer import outgoing, wire
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.delivery import Delivery
@@ -141,7 +141,8 @@ class Dispatcher:
         if "job" in handler.wants:
             context = JobContext(id=job_id, method=handler.name, attempt=attempt,
                                  deadline=deadline, worker=self.worker,
-                                 _progress=self._progress_sink())
+                                 _progress=self._progress_sink(),
+                                 trace=read_trace(message.headers))
         stopper = Stopper()
         self.cancels.running[job_id] = stopper
         slots, slot = self.setup.slots, self.setup.slot

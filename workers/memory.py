@@ -10,23 +10,21 @@ from typing import Any
 
 def pss_bytes(pid: int | str = "self") -> int | None:
     """Proportional set size: shared pages count once across the processes sharing them."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            for line in rollup:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _rollup(pid, "Pss:")
 
 
 def private_bytes(pid: int | str = "self") -> int | None:
     """Pages only this process holds (USS): what it no longer shares with the supervisor."""
+    return _rollup(pid, "Private_Clean:", "Private_Dirty:")
+
+
+def _rollup(pid: int | str, *fields: str) -> int | None:
+    """The sum of these fields of /proc/PID/smaps_rollup, in bytes; None when unreadable."""
     total, found = 0, False
     try:
         with open(f"/proc/{pid}/smaps_rollup") as rollup:
             for line in rollup:
-                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                if line.startswith(fields):
                     total += int(line.split()[1]) * 1024
                     found = True
     except OSError:

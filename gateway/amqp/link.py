@@ -11,10 +11,11 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from gateway import tasks
-from protocol import names
+from protocol import codec, names
 from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.gateway")
@@ -43,6 +44,18 @@ class BrokerLink:
     def when_connected(self, callback: OnConnected) -> None:
         """Run once connected (the topology and consumers survive reconnects on their own)."""
         self._on_connected.append(callback)
+
+    async def send_control(self, command: BaseModel, key: str) -> bool:
+        """A command to the consumers bound to `key` on rpcfleet.control, on the plain channel;
+        False when not connected. Not mandatory: a command nobody listens to is moot, not an
+        error (and no Basic.Return to log)."""
+        if self.plain is None:
+            return False
+        exchange = await self.plain.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
+        await exchange.publish(aio_pika.Message(codec.dumps(command),
+                                                content_type=names.CONTENT_TYPE),
+                               routing_key=key, mandatory=False)
+        return True
 
     def when_lost(self, callback: Callable[[], None]) -> None:
         self._on_lost.append(callback)

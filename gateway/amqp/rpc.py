@@ -14,7 +14,6 @@ import logging
 import os
 from collections import OrderedDict
 
-import aio_pika
 import aiormq
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
@@ -22,7 +21,7 @@ from pamqp.commands import Basic
 from gateway.amqp.link import BrokerLink
 from gateway.errors import DeadlineExceeded, Overloaded, UnknownMethod
 from gateway.metrics import Metrics
-from protocol import Cancel, Request, codec, names
+from protocol import Cancel, Request, names
 from protocol.clock import now_ms
 
 log = logging.getLogger("rpcfleet.gateway")
@@ -132,13 +131,8 @@ class RpcClient:
         task.add_done_callback(self._background.discard)
 
     async def _cancel_queued(self, call_id: str, control_key: str) -> None:
-        if self.link.plain is None:
-            return
-        command = codec.dumps(Cancel(job_id=call_id, queued_only=True))
         try:
-            exchange = await self.link.plain.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
-            await exchange.publish(aio_pika.Message(command, content_type=names.CONTENT_TYPE),
-                                   routing_key=control_key, mandatory=False)
+            await self.link.send_control(Cancel(job_id=call_id, queued_only=True), control_key)
         except Exception as exc:  # best effort: the request's deadline still bounds it
             log.warning("could not cancel abandoned call %s: %s", call_id, exc)
 

@@ -182,15 +182,8 @@ class JobService:
     async def _send_cancel(self, job_id: str, method: str, key: str | None = None) -> None:
         if key is None:
             key = names.control_key_for(self.view.pool_of(method))
-        await self._control(Cancel(job_id=job_id), key)
-
-    async def _control(self, command: Cancel | Replayed, key: str) -> None:
-        if self.link.plain is None:
-            return  # not connected: replayed to consumers when they announce themselves
-        exchange = await self.link.plain.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
-        # Not mandatory: a command nobody listens to is moot, not an error (no Basic.Return).
-        await exchange.publish(aio_pika.Message(codec.dumps(command)), routing_key=key,
-                               mandatory=False)
+        # Not connected: cancels are replayed to consumers when they announce themselves.
+        await self.link.send_control(Cancel(job_id=job_id), key)
 
     async def replay_cancels(self, entry: WorkerEntry) -> None:
         """A consumer that started later learns of cancels of jobs that may still be queued."""
@@ -198,7 +191,7 @@ class JobService:
         for job_id, method in await self.store.pending_cancels(now_ms() - CANCEL_REPLAY_MS):
             if method in entry.methods:
                 await self._send_cancel(job_id, method, key)
-        await self._control(Replayed(), key)
+        await self.link.send_control(Replayed(), key)
 
     # -- outcomes -----------------------------------------------------------------------------
     async def _consume(self, link: BrokerLink) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from gateway.errors import NotFound, Overloaded
+from gateway.fleet.queues import QueueCounts
 from gateway.routes.deps import require_admin, services
 from protocol import PrefetchValue, SetPrefetch, WorkerEntry, codec, names
 
@@ -41,11 +42,16 @@ async def workers(request: Request) -> Response:
 async def pools(request: Request) -> list[PoolInfo]:
     found = services(request)
     counts = found.queues.snapshot()
-    return [PoolInfo(pool=pool, methods=methods,
-                     queue_depth=counts[pool].messages if pool in counts else None,
-                     consumers=counts[pool].consumers if pool in counts else None,
-                     dead_letters=counts[pool].dead_letters if pool in counts else None)
+    return [_pool_info(pool, methods, counts.get(pool))
             for pool, methods in sorted(found.view.pools().items())]
+
+
+def _pool_info(pool: str, methods: list[str], counts: QueueCounts | None) -> PoolInfo:
+    if counts is None:  # not polled yet
+        return PoolInfo(pool=pool, methods=methods, queue_depth=None, consumers=None,
+                        dead_letters=None)
+    return PoolInfo(pool=pool, methods=methods, queue_depth=counts.messages,
+                    consumers=counts.consumers, dead_letters=counts.dead_letters)
 
 
 async def _send(request: Request, key: str, body: PrefetchBody) -> dict[str, Any]:

@@ -41,7 +41,7 @@ class DeadLetter:
     def read(cls, *, correlation_id: str | None, method: str | None, reply_to: str | None,
              headers: dict[str, Any] | None, size: int) -> DeadLetter:
         found = headers or {}
-        reason, detail = _reason(found)
+        reason, detail = dead_reason(found)
         dead_at = found.get(names.HEADER_DEAD_AT)
         return cls(id=correlation_id, method=method, reason=reason, detail=detail,
                    attempt=read_attempt(found), size=size, waiter=_waiter(reply_to),
@@ -71,7 +71,9 @@ def replay_headers(headers: dict[str, Any] | None, deadline_ms: int | None) -> d
     return fresh
 
 
-def _reason(headers: dict[str, Any]) -> tuple[str, str]:
+def dead_reason(headers: dict[str, Any]) -> tuple[str, str]:
+    """Why a message was dead-lettered, and a detail: our header, else the broker's x-death
+    (as `broker:<reason>`)."""
     reason = headers.get(names.HEADER_DEAD_REASON)
     if reason is not None:
         return str(reason), str(headers.get(names.HEADER_DEAD_DETAIL, ""))

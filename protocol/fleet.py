@@ -37,6 +37,10 @@ class WorkerEntry(BaseModel):
     prefetch_mode: Literal["fixed", "auto"] = "fixed"
     concurrency: int
     in_flight: int
+    # An extension: False while its subscription is down (a channel the broker closed, being
+    # restored; not yet started): such a worker is listed but not serving.
+    consuming: bool = True
+    leaving: bool = False  # an extension: its last beat, on a graceful stop (SIGTERM, SIGINT)
     processed: int
     failed: int
     pss_bytes: int | None

@@ -13,6 +13,8 @@ import asyncio
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Coroutine
+from typing import Any
 
 import aiormq
 from aiormq.abc import DeliveredMessage
@@ -36,6 +38,7 @@ class CallerGone(Exception):
 
 
 ABANDONED_REMEMBERED = 10_000  # replies of abandoned calls are expected, not "late"
+RESTORE_RETRY_S = 0.5  # between attempts to consume replies again on a reopened channel
 
 
 class RpcClient:
@@ -47,20 +50,43 @@ class RpcClient:
         self.abandoned: OrderedDict[str, None] = OrderedDict()
         self.consuming = False
         self._background: set[asyncio.Task[None]] = set()
+        self._raw: aiormq.abc.AbstractChannel | None = None
+        self._consume_lock = asyncio.Lock()
         link.when_connected(self._start)
         link.when_lost(self._fail_pending)
 
     @property
     def ready(self) -> bool:
-        return self.consuming and self.link.up
+        """The reply consumer is up on a live channel (what /readyz reports)."""
+        return (self.consuming and self.link.up and self._raw is not None
+                and not self._raw.is_closed)
 
     async def _start(self, link: BrokerLink) -> None:
-        assert link.connection is not None
-        link.connection.reconnect_callbacks.add(self._consume)
+        assert link.channel is not None
+        # The robust channel reopens by itself after the broker closed it (a 406) and after a
+        # reconnect, and fires reopen_callbacks in both cases (the connection's
+        # reconnect_callbacks fire only for the second): consume again from there, once.
+        link.channel.reopen_callbacks.add(self._reopened)
         await self._consume()
 
-    async def _consume(self, *args: object) -> None:
-        """Consume direct reply-to on the publishing channel, again after every reconnect.
+    def _reopened(self, *args: object) -> None:
+        self._spawn(self._restore())
+
+    async def _restore(self) -> None:
+        while not self.ready and self.link.channel is not None:
+            try:
+                async with self._consume_lock:
+                    if self.ready:
+                        return
+                    await self._consume()
+                log.warning("the reply channel was reopened: reply consumer restored")
+                return
+            except Exception as exc:  # the channel went again meanwhile: its reopen retries
+                log.warning("could not consume replies again yet: %r", exc)
+                await asyncio.sleep(RESTORE_RETRY_S)
+
+    async def _consume(self) -> None:
+        """Consume direct reply-to on the publishing channel.
 
         At the AMQP level on purpose: a robust queue would try to redeclare the pseudo-queue
         when it restores, and publishing with reply_to before consuming is refused.
@@ -68,7 +94,13 @@ class RpcClient:
         assert self.link.channel is not None
         channel = await self.link.channel.get_underlay_channel()
         await channel.basic_consume(names.DIRECT_REPLY_TO, self._on_reply, no_ack=True)
+        self._raw = channel
         self.consuming = True
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
         call_id = message.header.properties.correlation_id or ""
@@ -126,9 +158,7 @@ class RpcClient:
         self.abandoned[call_id] = None
         while len(self.abandoned) > ABANDONED_REMEMBERED:
             self.abandoned.popitem(last=False)
-        task = asyncio.ensure_future(self._cancel_queued(call_id, control_key))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self._cancel_queued(call_id, control_key))
 
     async def _cancel_queued(self, call_id: str, control_key: str) -> None:
         try:

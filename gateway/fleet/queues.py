@@ -16,7 +16,9 @@ from protocol import names
 
 log = logging.getLogger("rpcfleet.gateway")
 
-POLL_S = 2.0  # the fleet page refreshes every 2 s: fresher numbers would not be seen
+# Calls learn that a pool lost its last consumer from this poll (SPEC 1.1: within about 1 s);
+# two passive declares per pool per poll cost the broker little.
+POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class QueueStats:
                     self._counts[pool] = QueueCounts(int(ok.message_count or 0),
                                                      int(ok.consumer_count or 0),
                                                      int(dead.message_count or 0))
+                    self.view.observe_consumers(pool, int(ok.consumer_count or 0))
                 except Exception as exc:  # a missing queue closes the channel: reopen next time
                     log.debug("queue stats of %s unavailable: %s", pool, exc)
                     channel = None

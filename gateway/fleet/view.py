@@ -1,4 +1,13 @@
-"""The live fleet: worker entries from beats, dropped after three missed beats."""
+"""The live fleet: worker entries from beats, dropped after three missed beats or at once when a
+worker says it is leaving (a graceful stop).
+
+Whether a pool can serve a call now (SPEC 1.1, knowing a pool is empty) combines the beats with
+the broker's consumer count, polled by `gateway.fleet.queues`: a pool is empty when none of its
+workers beats, when all of them left, or when the broker has shown no consumer on its queue for
+`ZERO_GRACE_S` while no worker says it is restoring its subscription. A re-subscription (a
+prefetch change takes milliseconds; a channel the broker closed, a second or two) therefore never
+makes a pool look empty.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +17,15 @@ from dataclasses import dataclass
 from protocol import MethodDoc, WorkerEntry
 
 MISSED_BEATS = 3  # one lost beat is noise; three is a worker that is gone
+ZERO_GRACE_S = 1.0  # a count of 0 seen by two polls this far apart: not a re-subscription blip
+RESTORE_GRACE_S = 10.0  # a worker restoring its subscription keeps its pool "serving" this long
 
 
 @dataclass
 class _Seen:
     entry: WorkerEntry
     at: float  # monotonic
+    idle_since: float | None = None  # when its beats started saying "not consuming"
 
 
 class FleetView:
@@ -22,11 +34,20 @@ class FleetView:
         self._method_pool: dict[str, str] = {}  # every method ever announced, kept after death
         self._pool_methods: dict[str, list[str]] = {}
         self._pool_docs: dict[str, dict[str, MethodDoc]] = {}  # the latest a pool announced
+        self._zero_since: dict[str, float] = {}  # pools whose queue the broker shows unconsumed
 
     def update(self, entry: WorkerEntry) -> bool:
         """Record a beat; True when it comes from a process not seen before (a new consumer)."""
         previous = self._seen.get(entry.id)
-        self._seen[entry.id] = _Seen(entry, time.monotonic())
+        now = time.monotonic()
+        if entry.leaving:
+            self._seen.pop(entry.id, None)
+            return False
+        idle_since = None
+        if not entry.consuming:
+            kept = previous.idle_since if previous is not None else None
+            idle_since = kept if kept is not None else now
+        self._seen[entry.id] = _Seen(entry, now, idle_since)
         for method in entry.methods:
             self._method_pool[method] = entry.pool
         self._pool_methods[entry.pool] = entry.methods
@@ -49,9 +70,24 @@ class FleetView:
     def pool_of(self, method: str) -> str | None:
         return self._method_pool.get(method)
 
+    def observe_consumers(self, pool: str, consumers: int) -> None:
+        """The broker's live consumer count of the pool's queue."""
+        if consumers > 0:
+            self._zero_since.pop(pool, None)
+        else:
+            self._zero_since.setdefault(pool, time.monotonic())
+
     def has_live_worker(self, pool: str) -> bool:
         now = time.monotonic()
-        return any(s.entry.pool == pool and self._alive(s, now) for s in self._seen.values())
+        live = [s for s in self._seen.values() if s.entry.pool == pool and self._alive(s, now)]
+        restoring = any(s.idle_since is not None and now - s.idle_since < RESTORE_GRACE_S
+                        for s in live)
+        serving = [s for s in live if s.entry.consuming]
+        if not serving and not restoring:
+            return False
+        zero_since = self._zero_since.get(pool)
+        broker_empty = zero_since is not None and now - zero_since >= ZERO_GRACE_S
+        return restoring or not broker_empty
 
     def pools(self) -> dict[str, list[str]]:
         """Every pool ever announced, with its methods."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from protocol import ErrorBody, ErrorCode, JobStatus, names, replies
+from protocol.dead import dead_reason
 
 
 def from_reply(body: bytes) -> tuple[JobStatus, Any, ErrorBody | None]:
@@ -16,19 +18,30 @@ def from_reply(body: bytes) -> tuple[JobStatus, Any, ErrorBody | None]:
     return final.get(error.code, JobStatus.FAILED), None, error  # type: ignore[call-overload]
 
 
-def dead_reason(headers: dict[str, Any]) -> str:
-    reason = headers.get(names.HEADER_DEAD_REASON)
-    if reason:
-        return str(reason)
-    deaths = headers.get("x-death") or []
-    if deaths and isinstance(deaths[0], dict):
-        return str(deaths[0].get("reason", "rejected"))
-    return "rejected"
+@dataclass(frozen=True)
+class ReplyFacts:
+    """The bookkeeping a worker's reply carries (SPEC 1.1): the job object takes it from here
+    even when the started/progress events were lost."""
+
+    worker: str | None
+    attempt: int | None
+    started_ms: int | None
+    finished_ms: int | None
+
+
+def reply_facts(headers: dict[str, Any]) -> ReplyFacts:
+    def number(name: str) -> int | None:
+        value = headers.get(name)
+        return int(value) if isinstance(value, int | float) and value > 0 else None
+
+    worker = headers.get(names.HEADER_WORKER)
+    return ReplyFacts(str(worker) if worker else None, number(names.HEADER_ATTEMPT),
+                      number(names.HEADER_STARTED_AT), number(names.HEADER_FINISHED_AT))
 
 
 def from_dead_letter(headers: dict[str, Any]) -> tuple[JobStatus, ErrorBody]:
-    reason = dead_reason(headers)
-    if reason == "expired":
+    reason, _ = dead_reason(headers)
+    if reason in ("expired", "broker:expired"):
         return JobStatus.EXPIRED, ErrorBody(code=ErrorCode.EXPIRED,
                                             message="the job waited in the queue past its timeout")
     if reason == "max_attempts":

@@ -23,7 +23,7 @@ from gateway.calls import json_object
 from gateway.errors import BadRequest, Conflict, NotFound, Overloaded
 from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
-from gateway.jobs.outcomes import from_dead_letter, from_reply
+from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts
 from gateway.metrics import Metrics
 from gateway.store import IdempotencyConflict, JobStore, NewJob
 from gateway.webhooks import CallbackDispatcher, CallbackUrlRefused, Signer, UrlGuard
@@ -207,8 +207,10 @@ class JobService:
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         job_id = message.correlation_id or ""
         status, result, error = from_reply(message.body)
-        worker = (message.headers or {}).get(names.HEADER_WORKER)
-        await self._record(job_id, status, result, error, str(worker) if worker else None)
+        facts = reply_facts(message.headers or {})
+        await self._record(job_id, status, result, error, facts.worker,
+                           at_ms=facts.finished_ms or now_ms(), attempt=facts.attempt,
+                           started_ms=facts.started_ms)
         if status is JobStatus.CANCELLED:
             await self.store.cancel_seen(job_id)
         await message.ack()  # only once the outcome is stored
@@ -220,8 +222,10 @@ class JobService:
         await message.ack()  # sync calls' dead letters concern no job
 
     async def _record(self, job_id: str, status: JobStatus, result: Any,
-                      error: ErrorBody | None, worker: str | None) -> None:
-        changed = await self.store.finish(job_id, status, result, error, now_ms(), worker)
+                      error: ErrorBody | None, worker: str | None, *, at_ms: int | None = None,
+                      attempt: int | None = None, started_ms: int | None = None) -> None:
+        changed = await self.store.finish(job_id, status, result, error, at_ms or now_ms(),
+                                          worker, attempt, started_ms)
         if not changed:
             return  # a redelivered reply, or a job already final: nothing changes
         job = await self.store.get(job_id)

@@ -135,11 +135,14 @@ class SqliteJobStore:
             (body, job_id)) > 0
 
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
-                     at_ms: int, worker: str | None = None) -> bool:
-        return await self._run(self._finish, job_id, status, result, error, at_ms, worker)
+                     at_ms: int, worker: str | None = None, attempt: int | None = None,
+                     started_ms: int | None = None) -> bool:
+        return await self._run(self._finish, job_id, status, result, error, at_ms, worker,
+                               attempt, started_ms)
 
     def _finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
-                at_ms: int, worker: str | None) -> bool:
+                at_ms: int, worker: str | None, attempt: int | None,
+                started_ms: int | None) -> bool:
         with self._write() as db:
             row = db.execute("SELECT status, callback_url FROM jobs WHERE id = ?",
                              (job_id,)).fetchone()
@@ -150,10 +153,13 @@ class SqliteJobStore:
                     db.execute("UPDATE jobs SET cancel_pending = 0 WHERE id = ?", (job_id,))
                 return False
             db.execute(
+                # The reply's own bookkeeping wins over what events said (they may be lost).
                 "UPDATE jobs SET status = ?, result = ?, error = ?, finished_ms = ?, "
-                "worker = COALESCE(?, worker) WHERE id = ?",
+                "worker = COALESCE(?, worker), attempts = MAX(attempts, COALESCE(?, 0)), "
+                "started_ms = COALESCE(?, started_ms) WHERE id = ?",
                 (status, codec.dumps(result).decode() if result is not None else None,
-                 error.model_dump_json() if error is not None else None, at_ms, worker, job_id))
+                 error.model_dump_json() if error is not None else None, at_ms, worker,
+                 attempt, started_ms, job_id))
             if row[1]:
                 db.execute("INSERT OR IGNORE INTO outbox (id, job_id, url, next_ms, finished_ms)"
                            " VALUES (?,?,?,?,?)",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import time
 
 from pydantic import BaseModel
@@ -108,3 +110,24 @@ def hold(params: dict[str, int]) -> dict[str, int]:
 def trace(job: JobContext) -> dict[str, str]:
     """The caller's trace context, as the handler sees it."""
     return job.trace
+
+
+@pool.method
+def die(params: dict[str, object]) -> None:
+    """A poison request: it kills the consumer that runs it, every time."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pool.method
+def exits(params: dict[str, object]) -> None:
+    raise SystemExit(3)
+
+
+@pool.method
+async def interrupts(params: dict[str, object]) -> None:
+    raise KeyboardInterrupt("from a handler")
+
+
+@pool.method
+async def self_cancel(params: dict[str, object]) -> None:
+    raise asyncio.CancelledError("from a handler")

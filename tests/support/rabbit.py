@@ -66,3 +66,26 @@ def create_vhost(broker: LocalBroker) -> Vhost:
 
 def delete_vhost(vhost: Vhost) -> None:
     _management(vhost.broker, "DELETE", f"/api/vhosts/{vhost.name}")
+
+
+
+def close_channels(vhost: Vhost, connection_name: str = "") -> int:
+    """Have the broker close the vhost's channels (of connections whose name starts with
+    `connection_name`) as it does for a double ack: 406 PRECONDITION_FAILED, connection kept.
+    Returns how many it closed."""
+    expr = (
+        "Name = fun(C) -> Props = proplists:get_value(client_properties, "
+        "rabbit_networking:connection_info(C, [client_properties]), []), "
+        'case lists:keyfind(<<"connection_name">>, 1, Props) of '
+        '{_, _, N} -> binary_to_list(N); false -> "" end end, '
+        "Chs = [P || P <- rabbit_channel:list_local(), "
+        "[{vhost, V}, {connection, C}] <- [rabbit_channel:info(P, [vhost, connection])], "
+        f'V =:= <<"{vhost.name}">>, lists:prefix("{connection_name}", Name(C))], '
+        "[rabbit_channel:do(P, {'basic.ack', 987654321, false}) || P <- Chs], length(Chs)."
+    )
+    return int(vhost.broker.ctl("eval", expr).strip())
+
+
+def set_broker_env(vhost: Vhost, key: str, value: int) -> None:
+    """Change a `rabbit` application setting at run time (channels read some when they open)."""
+    vhost.broker.ctl("eval", f"application:set_env(rabbit, {key}, {value}).")

@@ -12,7 +12,7 @@ from workers.memory import pss_bytes
 
 
 def worker_entry(setup: ConsumerSetup, prefetch: int, auto: bool, in_flight: int,
-                 counters: Counters) -> WorkerEntry:
+                 counters: Counters, consuming: bool) -> WorkerEntry:
     return WorkerEntry(
         id=setup.worker_id,
         pool=setup.pool.name,
@@ -24,6 +24,7 @@ def worker_entry(setup: ConsumerSetup, prefetch: int, auto: bool, in_flight: int
         prefetch_mode="auto" if auto else "fixed",
         concurrency=setup.settings.concurrency,
         in_flight=in_flight,
+        consuming=consuming,
         processed=counters.processed,
         failed=counters.failed,
         pss_bytes=pss_bytes(),

@@ -13,8 +13,12 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 
+class AlreadySettled(RuntimeError):
+    """A second ack or reject of one delivery: the broker would close the channel for it."""
+
+
 class Delivery:
-    __slots__ = ("_props", "body", "channel", "delivery_tag", "redelivered")
+    __slots__ = ("_props", "body", "channel", "delivery_tag", "redelivered", "settled")
 
     def __init__(self, raw: DeliveredMessage) -> None:
         assert isinstance(raw.delivery, Basic.Deliver)
@@ -23,6 +27,7 @@ class Delivery:
         self.channel = cast(aiormq.Channel, raw.channel)  # the concrete one: publish(wait=)
         self.delivery_tag: int = raw.delivery.delivery_tag or 0
         self.redelivered = bool(raw.delivery.redelivered)
+        self.settled = False
 
     @property
     def correlation_id(self) -> str | None:
@@ -56,9 +61,18 @@ class Delivery:
     def content_type(self) -> str | None:
         return self._props.content_type
 
+    def settling(self) -> None:
+        """Claim the one settlement of this delivery; a second claim raises."""
+        if self.settled:
+            raise AlreadySettled(f"delivery {self.delivery_tag} ({self.correlation_id}) was "
+                                 "already acked or rejected")
+        self.settled = True
+
     async def ack(self) -> None:
+        self.settling()
         # Queued behind every frame sent before it on this channel; nothing to wait for.
         await self.channel.basic_ack(self.delivery_tag, wait=False)
 
     async def reject(self, requeue: bool = False) -> None:
+        self.settling()
         await self.channel.basic_reject(self.delivery_tag, requeue=requeue)

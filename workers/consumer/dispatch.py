@@ -1,11 +1,16 @@
-"""What a consumer does with one delivery (SPEC: worker semantics), in order:
+"""What a consumer does with one delivery (SPEC: worker semantics): decide, maybe run, settle.
 
-malformed → dead-letter · redelivered → republish with attempt + 1 (or dead-letter past the
-maximum) · killed before → answer, not run again · cancelled → answer · past its deadline →
-dead-letter `expired` · invalid params → answer · run → reply → ack.
-A message is acked only after the broker has taken whatever replaces it (reply, copy, retry):
-confirmed on the confirming channel, or, for a sync reply, written ahead of the ack on the
-request's own channel (see `workers.consumer.wire`).
+`decide` looks at the delivery and the consumer's state and returns a `Run` or a `Settle`;
+running a handler turns a `Run` into a `Settle` carrying its reply. `settle` is the one place a
+delivery leaves: the copies that replace it (a dead letter, a retry) and a job's reply are
+confirmed by the broker first, then the delivery is acked exactly once (a sync reply travels
+ahead of the ack in one write on the request's own channel, see `workers.consumer.wire`).
+`Delivery` itself refuses a second settlement, so a double ack (which closes the channel with
+PRECONDITION_FAILED) cannot be written.
+
+The order of `decide`: malformed → dead-letter · redelivered → republish with attempt + 1 (or
+dead-letter and answer past the maximum) · killed before → answer, not run again · cancelled →
+answer · past its deadline → dead-letter `expired` · invalid params → answer · run.
 """
 
 from __future__ import annotations
@@ -13,12 +18,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
+import aiormq
 from aio_pika.abc import AbstractChannel
 from pamqp.commands import Basic as _Basic
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from protocol import DeadReason, ErrorCode, codec, names
 from protocol.clock import now_ms
@@ -30,15 +44,43 @@ from workers.consumer.outcome import Outcome, Stopper, failure, run_handler
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.topology import PoolTopology
 from workers.context import JobContext
-from workers.handlers import InvalidParams
+from workers.handlers import Handler, InvalidParams
 
 log = logging.getLogger("rpcfleet.worker")
+
+# A nacked job reply (the replies queue full under reject-publish, a broker hiccup) is tried
+# again for this long before the request goes back to its queue: a handler that succeeded is
+# never recorded failed because its answer could not be stored at once.
+REPLY_RETRY_S = 30.0
+# Outcomes kept to answer a redelivery of a request this consumer already ran (its channel closed
+# before the ack): a channel's worth of deliveries is at most the prefetch, 1,000 covers it.
+OUTCOMES_REMEMBERED = 1000
 
 
 class ReplyNotConfirmed(RuntimeError):
     """The broker did not ack a reply: the request stays unacked, to be redelivered."""
 
+
 JobEventSink = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Run:
+    handler: Handler
+    params: Any
+    attempt: int
+    deadline: int | None
+
+
+@dataclass(frozen=True)
+class Settle:
+    """How a delivery leaves, in this order: a dead-letter copy, a retry copy (both confirmed),
+    the reply (to whoever asked, when anyone did), then one ack."""
+
+    attempt: int
+    reply: Outcome | None = None
+    dead: tuple[DeadReason, str] | None = None
+    retry: bool = False  # republish it as `attempt`: a redelivery, counted
 
 
 class Dispatcher:
@@ -65,82 +107,131 @@ class Dispatcher:
         self.measure = measure
         self.worker = setup.worker_id
         self.semaphore = asyncio.Semaphore(setup.settings.concurrency)
+        self.runs: dict[str, asyncio.Future[Settle]] = {}  # job id -> its handler, running here
+        self.recent: OrderedDict[str, Outcome] = OrderedDict()  # job id -> how it ended here
+        self._orphans: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: Delivery) -> None:
         async with self.semaphore:
-            await self._handle(message)
+            joined = self._join(message)
+            if joined is not None:
+                # Redelivered while (or just after) we ran it here: its channel closed under it
+                # (consumer_timeout, a 406). Answer with that run's outcome; never run it twice.
+                ran = await asyncio.shield(joined)
+                await self.settle(message, Settle(read_attempt(message.headers), reply=ran.reply))
+                return
+            decision = self.decide(message)
+            if isinstance(decision, Run):
+                decision = await self._run_owned(message, decision)
+            await self.settle(message, decision)
+            if decision.reply is not None and decision.reply.must_exit:
+                log.warning("job %s ended with %s while its handler may still run: replacing "
+                            "this process", message.correlation_id, decision.reply.code)
+                self.on_exit_request()
 
-    async def _handle(self, message: Delivery) -> None:
+    def _join(self, message: Delivery) -> asyncio.Future[Settle] | None:
+        job_id = message.correlation_id
+        if not message.redelivered or not job_id:
+            return None
+        running = self.runs.get(job_id)
+        if running is not None:
+            return running
+        outcome = self.recent.get(job_id)
+        if outcome is None:
+            return None
+        done: asyncio.Future[Settle] = asyncio.get_running_loop().create_future()
+        done.set_result(Settle(read_attempt(message.headers), reply=outcome))
+        return done
+
+    async def _run_owned(self, message: Delivery, run: Run) -> Settle:
+        """Run the handler in a task the delivery does not own: when the delivery's channel
+        closes (aiormq then cancels the delivery's task), the handler still finishes, its reply
+        is still sent, and a redelivery joins it (see `_join`) instead of running it again."""
+        job_id = str(message.correlation_id)
+        task = asyncio.ensure_future(self._run(message, run))
+        self.runs[job_id] = task
+        task.add_done_callback(lambda done: self._ran(job_id, done))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            orphan = asyncio.ensure_future(self._settle_orphan(message, task))
+            self._orphans.add(orphan)
+            orphan.add_done_callback(self._orphans.discard)
+            raise
+
+    def _ran(self, job_id: str, task: asyncio.Task[Settle]) -> None:
+        self.runs.pop(job_id, None)
+        if not task.cancelled() and task.exception() is None:
+            reply = task.result().reply
+            if reply is not None and not reply.must_exit:
+                self.recent[job_id] = reply
+                while len(self.recent) > OUTCOMES_REMEMBERED:
+                    self.recent.popitem(last=False)
+
+    async def _settle_orphan(self, message: Delivery, task: asyncio.Task[Settle]) -> None:
+        try:
+            await self.settle(message, await task)
+        except Exception as exc:  # its channel is gone: the reply went out if it could
+            log.info("%s finished after its channel closed (%r); the broker redelivers it and "
+                     "this consumer answers that with the same outcome", message.correlation_id,
+                     exc)
+
+    # -- the decision -------------------------------------------------------------------------
+    def decide(self, message: Delivery) -> Run | Settle:
         job_id = message.correlation_id
         if not job_id:
-            await self._dead_letter(message, DeadReason.MALFORMED, "no correlation_id")
-            return
+            return Settle(1, dead=(DeadReason.MALFORMED, "no correlation_id"))
         handler = self.setup.pool.handlers.get(message.type or "")
         if handler is None:
             if message.reply_to:
-                await self._reply_and_ack(message, failure(
+                return Settle(1, reply=failure(
                     ErrorCode.UNKNOWN_METHOD,
-                    f"pool {self.setup.pool.name} does not serve {message.type!r}"), 1)
-            else:
-                await self._dead_letter(message, DeadReason.MALFORMED,
-                                        f"unknown method {message.type!r} and no reply_to")
-            return
+                    f"pool {self.setup.pool.name} does not serve {message.type!r}"))
+            return Settle(1, dead=(DeadReason.MALFORMED,
+                                   f"unknown method {message.type!r} and no reply_to"))
         try:
             raw = codec.loads(message.body)
         except ValueError:
-            await self._dead_letter(message, DeadReason.MALFORMED, "body is not JSON")
-            return
+            return Settle(1, dead=(DeadReason.MALFORMED, "body is not JSON"))
 
+        maximum = self.setup.settings.max_attempts
         attempt = read_attempt(message.headers)
+        buried = self.setup.slots.tombstone(job_id)
         if message.redelivered:
             attempt += 1
-            if attempt <= self.setup.settings.max_attempts and not self._buried(job_id):
-                retry = outgoing.retry_message(message, attempt)
-                await self.channel.default_exchange.publish(
-                    retry, routing_key=names.pool_queue(self.setup.pool.name))
-                await message.ack()
-                return
-        if attempt > self.setup.settings.max_attempts:
-            await self._dead_letter(message, DeadReason.MAX_ATTEMPTS,
-                                    f"attempt {attempt} > {self.setup.settings.max_attempts}")
-            await self._reply_and_ack(message, failure(
-                ErrorCode.MAX_ATTEMPTS,
-                f"gave up after {attempt - 1} attempts (RPCFLEET_MAX_ATTEMPTS)"), attempt)
-            return
-        if attempt > 1 and (reason := self._buried(job_id)):
-            await self._reply_and_ack(message, _killed(reason, handler.time_limit), attempt)
-            return
+            if attempt <= maximum and not buried:
+                return Settle(attempt, retry=True)
+        if attempt > maximum:
+            return Settle(attempt, dead=(DeadReason.MAX_ATTEMPTS, f"attempt {attempt} > {maximum}"),
+                          reply=failure(ErrorCode.MAX_ATTEMPTS,
+                                        f"gave up after {attempt - 1} attempts "
+                                        "(RPCFLEET_MAX_ATTEMPTS)"))
+        if attempt > 1 and buried:
+            return Settle(attempt, reply=_killed(buried, handler.time_limit))
         if job_id in self.cancels:
-            await self._reply_and_ack(message, failure(
-                ErrorCode.CANCELLED, "the job was cancelled before it started"), attempt)
-            return
+            return Settle(attempt, reply=failure(ErrorCode.CANCELLED,
+                                                 "the job was cancelled before it started"))
         deadline = read_deadline(message.headers)
         if deadline is not None and deadline <= now_ms():
-            await self._dead_letter(message, DeadReason.EXPIRED, "deadline passed while queued",
-                                    ack=False)
-            if names.is_durable_reply_to(message.reply_to):
-                await self._reply(message, failure(
-                    ErrorCode.EXPIRED, "the job waited in the queue past its deadline"), attempt)
-            await message.ack()
-            return
+            # Only a job is still waited for: a sync caller gave up at its deadline.
+            expired = failure(ErrorCode.EXPIRED, "the job waited in the queue past its deadline")
+            return Settle(attempt, dead=(DeadReason.EXPIRED, "deadline passed while queued"),
+                          reply=expired if names.is_durable_reply_to(message.reply_to) else None)
         try:
             params = handler.parse_params(raw)
         except InvalidParams as exc:
-            await self._reply_and_ack(message, failure(ErrorCode.INVALID_PARAMS, str(exc)),
-                                      attempt)
-            return
-        await self._run(message, handler, params, attempt, deadline)
+            return Settle(attempt, reply=failure(ErrorCode.INVALID_PARAMS, str(exc)))
+        return Run(handler, params, attempt, deadline)
 
-    async def _run(self, message: Delivery, handler: Any, params: Any,
-                   attempt: int, deadline: int | None) -> None:
-        job_id = str(message.correlation_id)
-        is_job = names.is_durable_reply_to(message.reply_to)
-        if is_job:
-            self.job_event(job_id, "started", {"attempt": attempt})
+    # -- running ------------------------------------------------------------------------------
+    async def _run(self, message: Delivery, run: Run) -> Settle:
+        job_id, handler = str(message.correlation_id), run.handler
+        if names.is_durable_reply_to(message.reply_to):
+            self.job_event(job_id, "started", {"attempt": run.attempt})
         context = None
         if "job" in handler.wants:
-            context = JobContext(id=job_id, method=handler.name, attempt=attempt,
-                                 deadline=deadline, worker=self.worker,
+            context = JobContext(id=job_id, method=handler.name, attempt=run.attempt,
+                                 deadline=run.deadline, worker=self.worker,
                                  _progress=self._progress_sink(),
                                  trace=read_trace(message.headers))
         stopper = Stopper()
@@ -152,18 +243,14 @@ class Dispatcher:
         started = time.perf_counter()
         try:
             outcome = await run_handler(
-                handler, handler.arguments(params, self.setup.cache, context), stopper,
+                handler, handler.arguments(run.params, self.setup.cache, context), stopper,
                 self.executor, self.setup.settings.max_result_bytes)
         finally:
             self.cancels.running.pop(job_id, None)
         self.measure.observe_handler(time.perf_counter() - started)
-        await self._reply_and_ack(message, outcome, attempt)
-        if outcome.must_exit:
-            log.warning("job %s ended with %s while its handler may still run: replacing this "
-                        "process", job_id, outcome.code)
-            self.on_exit_request()
-        else:
+        if not outcome.must_exit:
             slots.untrack(slot, job_id)
+        return Settle(run.attempt, reply=outcome)
 
     def _progress_sink(self) -> Callable[[str, float, str], None]:
         loop = asyncio.get_running_loop()
@@ -174,49 +261,60 @@ class Dispatcher:
 
         return sink
 
-    def _buried(self, job_id: str) -> str | None:
-        return self.setup.slots.tombstone(job_id)
-
-    async def _reply(self, message: Delivery, outcome: Outcome, attempt: int) -> None:
-        """Publish a job's reply and wait for the broker's confirm: it is the job's only record
-        (persistent, to a durable queue), so the request is acked only after it."""
-        self._count(outcome)
-        if not message.reply_to:
-            return
-        properties = outgoing.reply_properties(message, self.worker, attempt)
-        sent = time.perf_counter()
-        channel = await self.channel.get_underlay_channel()
-        confirm = await channel.basic_publish(outcome.body, routing_key=message.reply_to,
-                                              properties=properties, mandatory=False)
-        if not isinstance(confirm, _Basic.Ack):
-            raise ReplyNotConfirmed(f"reply to {message.correlation_id} got {confirm!r}")
-        self.measure.observe_round_trip(time.perf_counter() - sent)
-
-    async def _reply_and_ack(self, message: Delivery, outcome: Outcome,
-                             attempt: int) -> None:
-        if message.reply_to and not names.is_durable_reply_to(message.reply_to):
-            # A sync reply: transient, to direct reply-to, in one write with the ack after it.
+    # -- settling: the one place a delivery leaves ----------------------------------------------
+    async def settle(self, message: Delivery, settle: Settle) -> None:
+        pool = self.setup.pool.name
+        if settle.dead is not None:
+            reason, detail = settle.dead
+            log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
+            await self.topology.dead_letters.publish(
+                outgoing.dead_letter_message(message, pool, reason, detail), routing_key=pool)
+        if settle.retry:
+            await self.channel.default_exchange.publish(
+                outgoing.retry_message(message, settle.attempt), routing_key=names.pool_queue(pool))
+        outcome = settle.reply
+        if outcome is not None:
             self._count(outcome)
-            await wire.reply_then_ack(
-                message.channel, body=outcome.body, reply_to=message.reply_to,
-                properties=outgoing.reply_properties(message, self.worker, attempt),
-                delivery_tag=message.delivery_tag)
-            return
-        await self._reply(message, outcome, attempt)
+        if outcome is not None and message.reply_to:
+            properties = outgoing.reply_properties(message, self.worker, settle.attempt, outcome)
+            if not names.is_durable_reply_to(message.reply_to):
+                # A sync reply: transient, to direct reply-to, in one write with the ack after it.
+                message.settling()
+                await wire.reply_then_ack(message.channel, body=outcome.body,
+                                          reply_to=message.reply_to, properties=properties,
+                                          delivery_tag=message.delivery_tag)
+                return
+            await self._reply_confirmed(message.reply_to, outcome.body, properties)
         await message.ack()
+
+    async def _reply_confirmed(self, reply_to: str, body: bytes,
+                               properties: _Basic.Properties) -> None:
+        """A job's reply is its only record (persistent, to a durable queue): the request is
+        acked only after the broker confirmed it; a nack is tried again with backoff."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(REPLY_RETRY_S), reraise=True,
+            wait=wait_exponential_jitter(initial=0.05, max=2),
+            retry=retry_if_exception_type(ReplyNotConfirmed),
+        ):
+            with attempt:
+                sent = time.perf_counter()
+                channel = await self.channel.get_underlay_channel()
+                try:
+                    confirm = await channel.basic_publish(body, routing_key=reply_to,
+                                                          properties=properties,
+                                                          mandatory=False)
+                except aiormq.exceptions.DeliveryError as exc:
+                    raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {exc}") \
+                        from None
+                if not isinstance(confirm, _Basic.Ack):
+                    raise ReplyNotConfirmed(f"reply to {properties.correlation_id} got "
+                                            f"{confirm!r}")
+                self.measure.observe_round_trip(time.perf_counter() - sent)
 
     def _count(self, outcome: Outcome) -> None:
         self.counters.processed += 1
         if not outcome.ok:
             self.counters.failed += 1
-
-    async def _dead_letter(self, message: Delivery, reason: DeadReason,
-                           detail: str, ack: bool = True) -> None:
-        log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
-        copy = outgoing.dead_letter_message(message, self.setup.pool.name, reason, detail)
-        await self.topology.dead_letters.publish(copy, routing_key=self.setup.pool.name)
-        if ack:
-            await message.ack()
 
 
 def _killed(reason: str, time_limit: float | None) -> Outcome:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 from protocol import ErrorCode
+from protocol.clock import now_ms
 from protocol.replies import encode_failure, encode_success
 from workers.handlers import Handler
 
@@ -19,6 +22,8 @@ class Outcome:
     ok: bool
     code: str | None = None  # error code when not ok
     must_exit: bool = False  # the handler may still run: replace this process after the reply
+    started_at: int | None = None  # epoch ms, when a handler ran
+    finished_at: int | None = None
 
 
 class Stopper:
@@ -43,10 +48,34 @@ async def run_handler(
     executor: Executor,
     max_result_bytes: int,
 ) -> Outcome:
+    started_at = now_ms()
+    outcome = await _outcome(handler, arguments, stopper, executor, max_result_bytes)
+    return dataclasses.replace(outcome, started_at=started_at, finished_at=now_ms())
+
+
+class HandlerExit(Exception):
+    """An async handler raised SystemExit or KeyboardInterrupt: its failure, not the process's."""
+
+
+async def _contained(work: Coroutine[Any, Any, Any]) -> Any:
+    # Inside the task: a SystemExit that reached the event loop would stop the consumer.
+    try:
+        return await work
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise HandlerExit(f"{type(exc).__name__}: {exc}") from None
+
+
+async def _outcome(
+    handler: Handler,
+    arguments: dict[str, Any],
+    stopper: Stopper,
+    executor: Executor,
+    max_result_bytes: int,
+) -> Outcome:
     loop = asyncio.get_running_loop()
     work: asyncio.Future[Any]
     if handler.is_async:
-        work = asyncio.ensure_future(handler.func(**arguments))
+        work = asyncio.ensure_future(_contained(handler.func(**arguments)))
     else:
         # A thread keeps the loop (and the AMQP heartbeats) running during CPU-bound work.
         work = loop.run_in_executor(executor, functools.partial(handler.func, **arguments))
@@ -57,15 +86,23 @@ async def run_handler(
     try:
         result = await work
     except asyncio.CancelledError:
-        if stopper.reason is None:
+        current = asyncio.current_task()
+        if stopper.reason is None and current is not None and current.cancelling():
             raise  # we are being cancelled ourselves, not the handler
+        if stopper.reason is None:
+            return failure(ErrorCode.WORKER_ERROR, "CancelledError: the handler was cancelled "
+                           "by its own code")
         if stopper.reason is ErrorCode.CANCELLED:
             return failure(ErrorCode.CANCELLED, "the job was cancelled while running",
                            must_exit=True)
         return failure(ErrorCode.TIME_LIMIT,
                        f"{handler.name} ran past its time limit of {handler.time_limit} s",
                        must_exit=True)
-    except Exception as exc:  # the handler's failure is the caller's answer, not ours
+    except HandlerExit as exc:
+        return failure(ErrorCode.WORKER_ERROR, str(exc))
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        # The handler's failure is the caller's answer, not ours: a SystemExit from a handler
+        # thread arrives here too, and ends its request, never the consumer.
         return failure(ErrorCode.WORKER_ERROR, f"{type(exc).__name__}: {exc}")
     finally:
         if timer is not None:

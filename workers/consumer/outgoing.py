@@ -11,18 +11,27 @@ from protocol import names
 from protocol.clock import now_ms
 from protocol.requests import read_deadline
 from workers.consumer.delivery import Delivery
+from workers.consumer.outcome import Outcome
 
 
-def reply_properties(request: Delivery, worker: str,
-                     attempt: int) -> _Basic.Properties:
-    """Properties of a reply, built at the AMQP level: the hot path skips aio-pika's Message."""
+def reply_properties(request: Delivery, worker: str, attempt: int,
+                     outcome: Outcome) -> _Basic.Properties:
+    """Properties of a reply, built at the AMQP level: the hot path skips aio-pika's Message.
+
+    They carry the bookkeeping a gateway records (SPEC 1.1, exact job bookkeeping): the attempt,
+    the worker, and when the handler started and finished (the reply's time when none ran)."""
     durable = names.is_durable_reply_to(request.reply_to)
+    finished = outcome.finished_at or now_ms()
+    headers: dict[str, Any] = {names.HEADER_WORKER: worker, names.HEADER_ATTEMPT: attempt,
+                               names.HEADER_FINISHED_AT: finished}
+    if outcome.started_at is not None:
+        headers[names.HEADER_STARTED_AT] = outcome.started_at
     return _Basic.Properties(
         content_type=names.CONTENT_TYPE,
         correlation_id=request.correlation_id,
         message_id=request.correlation_id,
         message_type=request.type,
-        headers={names.HEADER_WORKER: worker, names.HEADER_ATTEMPT: attempt},
+        headers=headers,
         # Job replies wait in a durable queue for a gateway: persist them. Sync replies go
         # straight to a live requester (direct reply-to): persisting them would only cost.
         delivery_mode=2 if durable else 1,

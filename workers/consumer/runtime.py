@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from protocol import CONTROL_ADAPTER, Cancel, Replayed, SetPrefetch, codec, names
 from protocol.clock import now_ms
@@ -41,6 +41,7 @@ EXIT_REPLACE = 75  # abandoned a handler (time limit, cancel): the supervisor fo
 REPLAY_GRACE_S = 1.0  # a gateway answers a first beat in milliseconds; none up costs 1 s once
 CANCEL_TIMEOUT_S = 5.0  # a healthy broker confirms a basic.cancel in milliseconds
 AUTO_REVIEW_S = 2.0  # how often prefetch=auto reconsiders its value
+REQUEUE_PAUSE_S = 1.0  # before handing back a delivery whose settlement the broker refused
 
 
 class Consumer:
@@ -97,8 +98,10 @@ class Consumer:
         self.dispatcher = Dispatcher(
             self.setup, confirmed, topology, executor, self.cancels, self.counters,
             self._job_event, self._request_replacement, self.measure)
-        self.subscription = Subscription(connection, work, topology.queue, self._on_message,
-                                         self.in_flight)
+        self.subscription = Subscription(
+            work, topology.queue, self._on_message, self.in_flight,
+            redeclare=lambda: self._redeclare(confirmed),
+            on_change=lambda: self._spawn(self._beat()))
         await self._listen_control(connection, topology)
         # Announce ourselves first: gateways replay the cancels of jobs that may still be
         # queued, and we take no message before they arrive (or the grace ends: no gateway).
@@ -107,6 +110,7 @@ class Consumer:
             await asyncio.wait_for(self._replayed.wait(), REPLAY_GRACE_S)
         await self.subscription.start(self.prefetch)
         self._remember_prefetch()
+        await self._beat()  # serving now: say so at once
         self.setup.slots.set_serving(self.setup.slot, os.getpid())
         self._spawn(self._beat_loop())
         if self.auto:
@@ -116,7 +120,13 @@ class Consumer:
         await self._stop.wait()
         await self._drain()
 
+    async def _redeclare(self, channel: AbstractChannel) -> None:
+        await declare_pool(channel, self.setup.pool.name, self.setup.pool.methods,
+                           self.settings.queue_type)
+
     async def _drain(self) -> None:
+        if self._exit_code == EXIT_DRAINED:  # stopping for good, not to be replaced: say so
+            await self._beat(leaving=True)
         try:  # with the broker gone the cancel cannot be confirmed: do not wait for it forever
             async with asyncio.timeout(CANCEL_TIMEOUT_S):
                 await self.subscription.stop()
@@ -133,10 +143,15 @@ class Consumer:
         try:
             await self.dispatcher.handle(message)
         except Exception:
-            log.exception("failed to process %s; dead-lettering it", message.correlation_id)
-            # Rejected without requeue, the queue's own dead-lettering keeps it in the DLQ.
-            with contextlib.suppress(Exception):
-                await message.reject(requeue=False)
+            # What replaces the delivery (a reply, a copy) was refused or its channel went. A
+            # closed channel hands the delivery back by itself; otherwise return it to the queue
+            # after a pause, rather than lose a result or spin on a broker that refuses.
+            log.exception("could not settle %s; returning it to its queue",
+                          message.correlation_id)
+            if not message.settled and not message.channel.is_closed:
+                await asyncio.sleep(REQUEUE_PAUSE_S)
+                with contextlib.suppress(Exception):
+                    await message.reject(requeue=True)
         finally:
             self.in_flight.leave()
             self._handled += 1
@@ -218,7 +233,7 @@ class Consumer:
 
         Sync replies are not confirmed (they travel ahead of the ack), so they time nothing."""
         entry = worker_entry(self.setup, self.prefetch, self.auto, self.in_flight.count,
-                             self.counters)
+                             self.counters, self._consuming())
         message = aio_pika.Message(codec.dumps(entry), content_type=names.CONTENT_TYPE)
         sent = time.perf_counter()
         try:
@@ -230,9 +245,10 @@ class Consumer:
             return
         self.measure.observe_round_trip(time.perf_counter() - sent)
 
-    async def _beat(self) -> None:
+    async def _beat(self, leaving: bool = False) -> None:
         entry = worker_entry(self.setup, self.prefetch, self.auto, self.in_flight.count,
-                             self.counters)
+                             self.counters, self._consuming() and not leaving)
+        entry.leaving = leaving
         await self._publish_event(names.beat_key(self.setup.pool.name, self.setup.slot),
                                   codec.dumps(entry))
 
@@ -241,6 +257,10 @@ class Consumer:
             await asyncio.sleep(self.settings.beat_interval)
             self._consider_recycling(memory=self.recycling.watches_memory)
             await self._beat()
+
+    def _consuming(self) -> bool:
+        subscription = getattr(self, "subscription", None)
+        return subscription is not None and subscription.consuming
 
     # -- lifecycle helpers --------------------------------------------------------------------
     def _consider_recycling(self, memory: bool) -> None:

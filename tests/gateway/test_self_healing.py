@@ -1,0 +1,71 @@
+"""The gateway heals itself: its reply consumer comes back after the broker closes its channel,
+and a pool that lost its last consumer is known at once (SPEC 1.1)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+
+from tests.support.fleet import StartWorker
+from tests.support.gateway import StartGateway, error_code, wait_for_workers, wait_ready
+from tests.support.rabbit import Vhost, close_channels
+from tests.support.waiting import wait_for
+
+
+def _readyz(url: str) -> int:
+    return httpx.get(f"{url}/readyz", timeout=5).status_code
+
+
+def test_after_the_broker_closes_the_gateways_channel_calls_are_answered_again(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    with gateway.client() as http:
+        assert http.post("/v1/rpc/echo", json={"n": 1}).status_code == 200
+        assert close_channels(vhost, "rpcfleet-gateway") >= 1  # 406, the connection stays
+        wait_for(lambda: "reply consumer restored" in gateway.proc.output(), timeout=10,
+                 what="the gateway to consume its replies again")
+        wait_ready(gateway, timeout=5)
+        answers = [http.post("/v1/rpc/echo", json={"n": n}) for n in range(5)]
+    assert [a.status_code for a in answers] == [200] * 5
+    assert [a.json()["result"] for a in answers] == [{"n": n} for n in range(5)]
+    assert gateway.proc.output().count("reply consumer restored") == 1
+
+
+def test_a_pool_whose_only_worker_stopped_answers_no_workers_at_once(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    worker = start_worker(beat_interval=5)  # beats alone would take 15 s to notice
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    with gateway.client() as http:
+        started = time.monotonic()
+        response = http.post("/v1/rpc/echo?timeout=20", json={})
+        took = time.monotonic() - started
+        assert error_code(response) == (503, "no_workers")
+        assert "retry-after" in response.headers
+    assert took < 2.0  # never the 20 s deadline
+
+
+def test_a_pool_whose_worker_was_killed_answers_no_workers_within_about_a_second(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    worker = start_worker(beat_interval=5)
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    import os
+
+    os.killpg(worker.pid, signal.SIGKILL)  # supervisor and consumer: no goodbye
+    killed = time.monotonic()
+    with gateway.client() as http:
+        def refused() -> bool:
+            return error_code(http.post("/v1/rpc/echo?timeout=1", json={})) == (503, "no_workers")
+
+        wait_for(refused, timeout=5, interval=0.1, what="no_workers")
+    assert time.monotonic() - killed < 4.0

@@ -1,0 +1,73 @@
+"""A consumer whose channel the broker closes comes back by itself, once, under its prefetch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from protocol import names, replies
+from tests.support.amqp_client import amqp_client
+from tests.support.fleet import StartWorker
+from tests.support.processes import consumer_count
+from tests.support.rabbit import Vhost, close_channels, set_broker_env
+from tests.support.waiting import wait_for
+
+DEFAULT_CONSUMER_TIMEOUT_MS = 86_400_000  # what rpcfleet.broker configures
+DEFAULT_TICK_MS = 60_000
+
+
+@pytest.fixture
+def short_consumer_timeout(vhost: Vhost) -> Iterator[None]:
+    """The broker closes a channel whose delivery stays unacked for 2 s (checked every 0.2 s)."""
+    set_broker_env(vhost, "consumer_timeout", 2000)
+    set_broker_env(vhost, "channel_tick_interval", 200)
+    try:
+        yield
+    finally:
+        set_broker_env(vhost, "consumer_timeout", DEFAULT_CONSUMER_TIMEOUT_MS)
+        set_broker_env(vhost, "channel_tick_interval", DEFAULT_TICK_MS)
+
+
+def _queue(vhost: Vhost) -> tuple[int, int, int]:
+    return vhost.queue_counts(names.pool_queue("basic"))
+
+
+async def test_a_channel_closed_by_the_broker_is_restored_once_under_the_same_prefetch(
+    amqp_url: str, vhost: Vhost, start_worker: StartWorker
+) -> None:
+    worker = start_worker(processes=1, prefetch=3)
+    async with amqp_client(amqp_url) as client:
+        before = await client.call("whoami", {})
+        assert close_channels(vhost, "rpcfleet-worker") >= 1  # as for a double ack: 406
+        wait_for(lambda: "subscription restored" in worker.output(), timeout=10,
+                 what="the worker to consume again")
+        after = await client.call("whoami", {})
+    # The same process consumes again (it was not replaced) and only once.
+    assert after.reply.result["pid"] == before.reply.result["pid"]
+    assert consumer_count(amqp_url, names.pool_queue("basic")) == 1
+    prefetch = vhost.broker.ctl("list_consumers", "-p", vhost.name, "-q", "--no-table-headers",
+                                "queue_name", "prefetch_count")
+    assert f"{names.pool_queue('basic')}\t3" in prefetch
+    assert worker.output().count("subscription restored") == 1
+
+
+async def test_a_job_longer_than_the_consumer_timeout_does_not_leave_the_worker_deaf(
+    amqp_url: str, vhost: Vhost, start_worker: StartWorker, short_consumer_timeout: None
+) -> None:
+    worker = start_worker(processes=1, prefetch=2, concurrency=2)
+    async with amqp_client(amqp_url) as client:
+        long_job = await client.send("sleep", {"seconds": 3}, reply_to=names.REPLIES_QUEUE,
+                                     persistent=True, timeout=60)
+        wait_for(lambda: "subscription restored" in worker.output(), timeout=10,
+                 what="the broker to close the channel at its consumer_timeout and the "
+                      "worker to consume again")
+        # Still serving: a quick call is answered by the same, restored consumer.
+        quick = await client.call("echo", {"still": "serving"}, timeout=10)
+        assert quick.reply.result == {"still": "serving"}
+        # The long job's own reply travels on the confirming channel, which stayed open.
+        first = (await client.drain_queue(names.REPLIES_QUEUE, expect=1, timeout=20))[0]
+    assert first.correlation_id == long_job
+    assert replies.decode(first.body).ok  # its first run answered it
+    assert first.headers[names.HEADER_ATTEMPT] == 1
+    assert consumer_count(amqp_url, names.pool_queue("basic")) == 1

@@ -1,0 +1,64 @@
+"""Every delivery is settled exactly once, whatever its handler does (SPEC: worker semantics)."""
+
+from __future__ import annotations
+
+import os
+
+from protocol import ErrorCode, names, replies
+from tests.support.amqp_client import amqp_client
+from tests.support.fleet import StartWorker
+from tests.support.processes import consumer_count
+from tests.support.waiting import wait_for
+
+
+def _reason(message: object) -> str:
+    headers = getattr(message, "headers", None) or {}
+    return str(headers.get(names.HEADER_DEAD_REASON))
+
+
+async def test_a_request_that_kills_its_consumer_every_time_ends_max_attempts_once(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    worker = start_worker(processes=1, max_attempts=3)
+    async with amqp_client(amqp_url) as client:
+        poison = await client.send("die", {}, reply_to=names.REPLIES_QUEUE, persistent=True,
+                                   timeout=60)
+        [reply] = await client.drain_queue(names.REPLIES_QUEUE, expect=1, timeout=45)
+        [dead] = await client.drain_queue(names.dead_queue("basic"), expect=1)
+        # The fleet keeps serving, on the consumer that settled the poison request.
+        alive = await client.call("whoami", {}, timeout=10)
+        assert alive.reply.ok
+        events = await client.drain_queue(names.DEAD_EVENTS_QUEUE, expect=1)
+    answer = replies.decode(reply.body)
+    assert reply.correlation_id == poison
+    assert answer.error is not None and answer.error.code == ErrorCode.MAX_ATTEMPTS
+    assert reply.headers[names.HEADER_ATTEMPT] == 4
+    assert dead.correlation_id == poison and _reason(dead) == "max_attempts"
+    assert len(events) == 1
+    # Settled once: no double ack closed the channel of the consumer that gave up on it.
+    assert "PRECONDITION_FAILED" not in worker.output()
+    assert consumer_count(amqp_url, names.pool_queue("basic")) == 1
+    assert alive.reply.result["pid"] != os.getpid()
+
+
+async def test_handlers_that_raise_systemexit_keyboardinterrupt_or_cancellederror_fail_alone(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    worker = start_worker(processes=1)
+    async with amqp_client(amqp_url) as client:
+        before = await client.call("whoami", {})
+        answers = {method: await client.call(method, {}, timeout=10)
+                   for method in ("exits", "interrupts", "self_cancel")}
+        after = await client.call("whoami", {})
+    for method, answer in answers.items():
+        assert answer.reply.error is not None, method
+        assert answer.reply.error.code == ErrorCode.WORKER_ERROR, (method, answer.reply)
+        assert answer.attempt == 1
+    assert "SystemExit" in str(answers["exits"].reply.error)
+    assert "KeyboardInterrupt" in str(answers["interrupts"].reply.error)
+    assert "CancelledError" in str(answers["self_cancel"].reply.error)
+    # The same process answered before and after: the consumer lived through all three.
+    assert before.reply.result["pid"] == after.reply.result["pid"]
+    assert worker.alive()
+    wait_for(lambda: consumer_count(amqp_url, names.pool_queue("basic")) == 1,
+             what="the consumer to stay subscribed")

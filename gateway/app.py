@@ -7,7 +7,7 @@ listener (start once connected) → queue stats → extensions (jobs) → serve 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from gateway import openapi
-from gateway.errors import GatewayError, error_body
+from gateway.browsers import BrowserGuard
+from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, render
 from gateway.fastpath import RpcFastPath
 from gateway.jobs import jobs_extension
 from gateway.limits import BodyLimit
@@ -70,44 +71,40 @@ def default_extensions() -> tuple[Extension, ...]:
 
 
 def install_error_handlers(app: FastAPI, retry_after: int) -> None:
-    def respond(status: int, code: str, message: str, call_id: str | None = None,
-                headers: dict[str, str] | None = None) -> Response:
-        return Response(error_body(code, message, call_id), status_code=status,
-                        media_type="application/json", headers=headers)
+    """Every error leaves as the JSON envelope, through `gateway.errors.render`: FastAPI's own
+    404/405/422 are mapped onto the tree first, and anything unexpected is a 500."""
 
-    async def gateway_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, GatewayError)
-        return Response(exc.body(), status_code=exc.status, media_type="application/json",
-                        headers=exc.headers(retry_after))
+    async def respond(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            exc = {404: NotFound(f"no route {request.method} {request.url.path}"),
+                   405: MethodNotAllowed(f"{request.method} is not allowed on "
+                                         f"{request.url.path}")}.get(
+                exc.status_code, BadRequest(str(exc.detail)))
+        elif isinstance(exc, RequestValidationError):
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
+                for err in exc.errors())
+            exc = BadRequest(details or "invalid request")
+        elif not isinstance(exc, GatewayError):
+            log.error("%s %s failed unexpectedly", request.method, request.url.path,
+                      exc_info=exc)
+        status, body, headers = render(exc, retry_after)
+        return Response(body, status_code=status, media_type="application/json",
+                        headers=headers)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code,
-                                                                  "invalid_params")
-        message = {404: f"no route {request.method} {request.url.path}",
-                   405: f"{request.method} is not allowed on {request.url.path}"}.get(
-            exc.status_code, str(exc.detail))
-        return respond(exc.status_code, code, message, headers=dict(exc.headers or {}))
-
-    async def validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
-            for err in exc.errors())
-        return respond(422, "invalid_params", details or "invalid request")
-
-    handlers: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
-        GatewayError: gateway_error,
-        HTTPException: http_error,
-        RequestValidationError: validation_error,
-    }
-    for kind, handler in handlers.items():
-        app.add_exception_handler(kind, handler)
+    for kind in (GatewayError, HTTPException, RequestValidationError, Exception):
+        app.add_exception_handler(kind, respond)
 
 
 def with_fast_path(app: FastAPI) -> ASGIApp:
-    """The app behind the sync-call fast path (see gateway.fastpath)."""
-    return RpcFastPath(app, app.state.services)
+    """The app behind the sync-call fast path (see gateway.fastpath), both behind the browser
+    guard of keyless gateways (see gateway.browsers)."""
+    services: Services = app.state.services
+    settings = services.settings
+    return BrowserGuard(RpcFastPath(app, services), enabled=services.auth.open,
+                        allowed_hosts=settings.allowed_hosts,
+                        allowed_origins=settings.allowed_origins,
+                        bind_host=settings.bind_host())
 
 
 def app_from_env() -> ASGIApp:

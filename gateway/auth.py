@@ -7,7 +7,9 @@ browser cannot add a bearer header to a page load.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from dataclasses import dataclass
 
 from fastapi import Request
 
@@ -31,6 +33,23 @@ def _matches(candidate: str, keys: list[str]) -> bool:
     return found
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: `owner` fingerprints the key (never the key itself) and owns the jobs it
+    submits (SPEC 1.1: who sees a job); an admin sees every job. Without keys: nobody is
+    anybody, every job is everyone's."""
+
+    owner: str | None
+    admin: bool
+
+    def may_see(self, owner: str | None) -> bool:
+        return self.admin or self.owner is None or owner == self.owner
+
+
+def fingerprint(key: str) -> str:
+    return hashlib.sha256(b"rpcfleet-owner\0" + key.encode()).hexdigest()[:32]
+
+
 class Auth:
     def __init__(self, settings: GatewaySettings) -> None:
         self.api_keys = list(settings.api_keys)
@@ -47,8 +66,12 @@ class Auth:
             return request.cookies.get(UI_COOKIE)
         return key
 
-    def check_caller(self, request: Request) -> None:
-        self.check_caller_key(self._presented(request))
+    def check_caller(self, request: Request) -> Caller:
+        key = self._presented(request)
+        self.check_caller_key(key)
+        if self.open or key is None:
+            return Caller(owner=None, admin=True)
+        return Caller(owner=fingerprint(key), admin=_matches(key, self.admin_keys))
 
     def check_caller_key(self, key: str | None) -> None:
         if not self.api_keys and not self.admin_keys:

@@ -7,12 +7,23 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.amqp.rpc import CallerGone
-from gateway.errors import BadRequest, GatewayError, NoWorkers, RemoteError
+from gateway.errors import BadRequest, GatewayError, NoWorkers, RemoteError, UnknownMethod
 from gateway.services import Services
 from protocol import codec, names
 from protocol.clock import now_ms
 
 CLIENT_CLOSED = "client_closed"  # the metrics' code of a call whose caller hung up (nginx's 499)
+UNKNOWN_METHOD_LABEL = "unknown"  # the metrics' method label of names no worker announced
+
+
+def check_method_name(method: str) -> None:
+    """At the edge: a name no pool could serve never reaches the broker (SPEC: method names)."""
+    if not names.valid_method_name(method):
+        raise UnknownMethod(f"{method[:64]!r}... is not a method name: at most "
+                            f"{names.METHOD_NAME_MAX} ASCII letters, digits, '_', '-' or '.'"
+                            if len(method) > 64 else
+                            f"{method!r} is not a method name: at most {names.METHOD_NAME_MAX} "
+                            "ASCII letters, digits, '_', '-' or '.'")
 
 
 def json_object(body: bytes, shape: str) -> dict[str, Any]:
@@ -51,11 +62,12 @@ async def perform_call(found: Services, method: str, body: bytes, timeout: float
     settings, metrics = found.settings, found.metrics
     started = time.perf_counter()
     code = "ok"
+    pool = found.view.pool_of(method)
     metrics.in_flight.inc()
     try:
+        check_method_name(method)
         json_object(body, "the method's params")  # a bad one never reaches a worker
         seconds = min(timeout or settings.rpc_timeout_default, settings.rpc_timeout_max)
-        pool = found.view.pool_of(method)
         if pool is not None and not found.view.has_live_worker(pool):
             raise NoWorkers(f"pool {pool} has no live consumer")
         call_id, reply = await found.rpc.call(method, body, now_ms() + int(seconds * 1000),
@@ -74,4 +86,6 @@ async def perform_call(found: Services, method: str, body: bytes, timeout: float
         raise
     finally:
         metrics.in_flight.dec()
-        metrics.observe_call(method, code, time.perf_counter() - started)
+        # Labels only for methods the fleet announced: a scan of random names stays one label.
+        metrics.observe_call(method if pool is not None else UNKNOWN_METHOD_LABEL, code,
+                             time.perf_counter() - started)

@@ -8,10 +8,15 @@
     ├── DeadlineExceeded (+TimeoutError) .. 504 deadline_exceeded
     ├── Unavailable ....................... 503 + Retry-After
     │   ├── Overloaded .................... overloaded (nack, broker down or blocked)
+    │   │   └── PublishUnknown ............ the publish may have reached the broker
     │   └── NoWorkers ..................... no_workers
     ├── PayloadTooLarge ................... 413 payload_too_large
     ├── Unauthorized / Forbidden .......... 401 / 403
+    ├── MethodNotAllowed .................. 405 method_not_allowed
+    ├── InternalError ..................... 500 internal_error (anything unexpected: a bug)
     └── RemoteError ....................... the worker's own code (worker_error, time_limit, ...)
+
+`render` turns any exception into the response parts, for the fast path and the app alike.
 """
 
 from __future__ import annotations
@@ -69,6 +74,12 @@ class Overloaded(Unavailable):
     code = ErrorCode.OVERLOADED
 
 
+class PublishUnknown(Overloaded):
+    """No confirm within the publish timeout, or the connection went mid-publish: the broker
+    may hold the request. A job stays (and its 503 carries its id); only a definite refusal
+    means nothing was enqueued."""
+
+
 class NoWorkers(Unavailable):
     code = ErrorCode.NO_WORKERS
 
@@ -88,6 +99,14 @@ class Forbidden(GatewayError):
     code = ErrorCode.FORBIDDEN
 
 
+class MethodNotAllowed(GatewayError):
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+
+class InternalError(GatewayError):
+    code = ErrorCode.INTERNAL_ERROR
+
+
 class RemoteError(GatewayError):
     """A worker's failure reply, carrying its code."""
 
@@ -97,6 +116,13 @@ class RemoteError(GatewayError):
             self.code = ErrorCode(code)
         except ValueError:
             self.code = ErrorCode.WORKER_ERROR
+
+
+def render(exc: BaseException, retry_after: int) -> tuple[int, bytes, dict[str, str]]:
+    """(status, JSON body, headers) of an error answer: the one renderer of the gateway."""
+    if not isinstance(exc, GatewayError):
+        exc = InternalError(f"the gateway failed: {type(exc).__name__}")
+    return exc.status, exc.body(), exc.headers(retry_after)
 
 
 def error_body(code: str, message: str, call_id: str | None = None) -> bytes:

@@ -9,6 +9,7 @@ key check, body limit, errors and metrics. Everything else goes to the FastAPI a
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,9 +18,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.amqp import CallerGone, new_call_id
 from gateway.auth import bearer
 from gateway.calls import parse_timeout, perform_call, trace_context
-from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.errors import GatewayError, render
+from gateway.limits import read_body
 from gateway.services import Services
 from protocol import names
+
+log = logging.getLogger("rpcfleet.gateway")
 
 PREFIX = "/v1/rpc/"
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -45,8 +49,8 @@ class RpcFastPath:
         try:
             headers = dict(scope["headers"])
             found.auth.check_caller_key(bearer(_text(headers.get(b"authorization"))))
-            body = await _read_body(receive, headers.get(b"content-length"),
-                                    found.settings.max_body_bytes)
+            body = await read_body(receive, headers.get(b"content-length"),
+                                   found.settings.max_body_bytes)
             timeout = None
             if scope["query_string"]:
                 values = parse_qs(scope["query_string"].decode()).get("timeout")
@@ -56,11 +60,11 @@ class RpcFastPath:
             status, extra = 200, []
         except CallerGone:
             return  # nobody to answer; its request is skipped if still queued
-        except GatewayError as exc:
-            payload = exc.body()
-            status = exc.status
-            extra = [(k.lower().encode(), v.encode())
-                     for k, v in exc.headers(found.settings.retry_after).items()]
+        except Exception as exc:
+            if not isinstance(exc, GatewayError):
+                log.exception("sync call to %r failed unexpectedly", method[:128])
+            status, payload, headers = render(exc, found.settings.retry_after)
+            extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status,
                     "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode()),
                                 *extra]})
@@ -97,23 +101,3 @@ class RpcFastPath:
 
 def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value is not None else None
-
-
-async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    too_large = PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large  # counted as it streams: chunked bodies are bounded too
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)

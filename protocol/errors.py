@@ -20,6 +20,8 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
+    # An extension: the gateway itself failed unexpectedly (a bug; never a worker's failure).
+    INTERNAL_ERROR = "internal_error"
     # Outcomes of jobs that end without a handler's answer.
     CANCELLED = "cancelled"
     EXPIRED = "expired"
@@ -41,6 +43,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.CANCELLED: 409,
     ErrorCode.EXPIRED: 504,
     ErrorCode.MAX_ATTEMPTS: 500,

@@ -41,6 +41,9 @@ class WorkerEntry(BaseModel):
     # restored; not yet started): such a worker is listed but not serving.
     consuming: bool = True
     leaving: bool = False  # an extension: its last beat, on a graceful stop (SIGTERM, SIGINT)
+    # An extension: counts the consumer's (re)subscriptions after a lost channel or connection.
+    # Gateways treat a new session like a new process and replay the pending cancels to it.
+    session: int = 0
     processed: int
     failed: int
     pss_bytes: int | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from protocol import names
 from protocol.replies import ErrorBody
@@ -67,10 +67,18 @@ class Job(BaseModel):
     callback: CallbackInfo | None = None
 
 
+# A job may wait queued 30 days at most: finite, and within AMQP's expiration (49.7 days).
+JOB_TIMEOUT_MAX_S = 30 * 86400
+
+
 class JobSubmission(BaseModel):
-    """Body of POST /v1/jobs/{method}."""
+    """Body of POST /v1/jobs/{method}. Unknown keys are refused (`{"param": ...}` is a typo
+    whose job would run with no params)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     params: dict[str, Any] = Field(default_factory=dict)
     callback_url: str | None = None
     priority: int = Field(default=0, ge=0, le=names.JOB_PRIORITY_MAX)
-    timeout: float | None = Field(default=None, gt=0, description="seconds the job may wait queued")
+    timeout: float | None = Field(default=None, gt=0, le=JOB_TIMEOUT_MAX_S, allow_inf_nan=False,
+                                  description="seconds the job may wait queued")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 EXCHANGE = "rpcfleet"  # direct, durable: requests, routing key = method name
 DEAD_LETTER_EXCHANGE = "rpcfleet.dlx"  # direct, durable: routing key = pool
 EVENTS_EXCHANGE = "rpcfleet.events"  # topic: job.{id}.{kind}, worker.{pool}.{slot}
@@ -28,6 +30,16 @@ MAX_PRIORITY = 10  # x-max-priority of classic pool queues
 SYNC_PRIORITY = 10  # sync calls overtake every job (jobs use 0-9)
 JOB_PRIORITY_MAX = 9
 CONTROL_ALL = "all"
+# AMQP caps expiration at 2^32-1 ms (about 49.7 days); a larger one closes the channel (406).
+MAX_EXPIRATION_MS = 2**32 - 1
+# A method name is a routing key and a `type` (AMQP short strings, 255 bytes at most), a metrics
+# label and a path segment: ASCII letters, digits, `_`, `-` and `.`, at most 128 of them.
+METHOD_NAME_MAX = 128
+_METHOD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
+def valid_method_name(name: str) -> bool:
+    return len(name) <= METHOD_NAME_MAX and _METHOD_NAME.fullmatch(name) is not None
 
 
 def pool_queue(pool: str) -> str:

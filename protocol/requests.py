@@ -38,7 +38,7 @@ class Request:
             return None
         # An expiration of 0 ms may be dropped at once: keep 1 ms so the message is published
         # and the consumer's deadline check decides.
-        return max(self.deadline_ms - now_ms, 1)
+        return min(max(self.deadline_ms - now_ms, 1), names.MAX_EXPIRATION_MS)
 
 
 def read_attempt(headers: dict[str, Any] | None) -> int:

@@ -63,7 +63,8 @@ class DeadLetterQueue:
             message_id=message.message_id, message_type=message.type,
             reply_to=message.reply_to, priority=message.priority,
             delivery_mode=int(message.delivery_mode),
-            expiration=str(int(timeout * 1000)) if timeout is not None else None,
+            expiration=(str(min(int(timeout * 1000), names.MAX_EXPIRATION_MS))
+                        if timeout is not None else None),
             headers=replay_headers(message.headers, deadline))
         underlay = await self.channel.get_underlay_channel()
         try:

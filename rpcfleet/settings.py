@@ -76,6 +76,10 @@ class GatewaySettings(CommonSettings):
     # Retry n waits a random 0..min(backoff * 2^n, backoff_max) s: spread, and capped at 5 min.
     callback_backoff: float = Field(default=1.0, gt=0)
     callback_backoff_max: float = Field(default=300.0, gt=0)
+    # A keyless gateway answers only these Host names (DNS rebinding) and, from browsers, only
+    # its own origin and these (CSRF). Empty: localhost, 127.0.0.1, [::1] and the bind address.
+    allowed_hosts: CsvList = Field(default_factory=list)
+    allowed_origins: CsvList = Field(default_factory=list)
     job_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     job_timeout_default: float | None = None
 

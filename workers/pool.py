@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from protocol import MethodDoc
+from protocol import MethodDoc, names
 from workers.handlers import Handler
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +53,9 @@ class Pool:
 
         def register(f: F) -> F:
             method_name = name or f.__name__
+            if not names.valid_method_name(method_name):
+                raise ValueError(f"method name {method_name!r} is not valid: at most "
+                                 f"{names.METHOD_NAME_MAX} ASCII letters, digits, '_', '-', '.'")
             if method_name in self.handlers:
                 raise ValueError(f"method {method_name!r} is registered twice in pool {self.name}")
             limit = time_limit if time_limit is not None else self.time_limit

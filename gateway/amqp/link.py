@@ -20,6 +20,7 @@ from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.gateway")
 
+RECONNECT_INTERVAL_S = 1.0
 OnConnected = Callable[["BrokerLink"], Awaitable[None]]
 
 
@@ -87,6 +88,9 @@ class BrokerLink:
     async def _open(self) -> None:
         connection = await aio_pika.connect_robust(
             self.settings.amqp_url, heartbeat=self.settings.heartbeat, timeout=10,
+            # Back within a second of the broker: before the consumers (5 s), so their new
+            # sessions find a gateway to replay the cancels stored meanwhile.
+            reconnect_interval=RECONNECT_INTERVAL_S,
             client_properties={"connection_name": "rpcfleet-gateway"})
         try:
             channel = await connection.channel(publisher_confirms=True)

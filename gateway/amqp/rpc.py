@@ -21,7 +21,7 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from gateway.amqp.link import BrokerLink
-from gateway.errors import DeadlineExceeded, Overloaded, UnknownMethod
+from gateway.errors import DeadlineExceeded, Overloaded, PublishUnknown, UnknownMethod
 from gateway.metrics import Metrics
 from protocol import Cancel, Request, names
 from protocol.clock import now_ms
@@ -193,8 +193,9 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
     """Publish a request `mandatory` and wait for the broker's confirm, within `timeout`.
 
     Returned (no queue bound for the method) → UnknownMethod; nacked (queue full under
-    reject-publish), not confirmed in time (broker down or blocked) or no connection →
-    Overloaded. Never a hang.
+    reject-publish) or no connection → Overloaded (definite: nothing was enqueued); not confirmed
+    in time (broker down or blocked) or the connection lost mid-publish → PublishUnknown (the
+    broker may hold it). Never a hang.
     """
     if link.channel is None or not link.up:
         raise Overloaded("the broker is unreachable", call_id=call_id)
@@ -208,11 +209,11 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
         metrics.publish_nacks.inc()
         raise Overloaded("the queue refused the request (it is full)", call_id=call_id) from None
     except TimeoutError:
-        raise Overloaded("the broker did not confirm the request in time (down or blocked)",
-                         call_id=call_id) from None
+        raise PublishUnknown("the broker did not confirm the request in time (down or "
+                             "blocked)", call_id=call_id) from None
     except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-        raise Overloaded(f"the broker is unreachable: {type(exc).__name__}",
-                         call_id=call_id) from None
+        raise PublishUnknown(f"the broker connection failed mid-publish: {type(exc).__name__}",
+                             call_id=call_id) from None
     if not isinstance(confirm, Basic.Ack):
         metrics.publish_returns.inc()
         raise UnknownMethod(f"no pool serves the method {method!r}", call_id=call_id)

@@ -37,7 +37,8 @@ class FleetView:
         self._zero_since: dict[str, float] = {}  # pools whose queue the broker shows unconsumed
 
     def update(self, entry: WorkerEntry) -> bool:
-        """Record a beat; True when it comes from a process not seen before (a new consumer)."""
+        """Record a beat; True when it comes from a consumer not seen before: a new process, or
+        one that subscribed again after losing its channel or connection (a new session)."""
         previous = self._seen.get(entry.id)
         now = time.monotonic()
         if entry.leaving:
@@ -53,7 +54,8 @@ class FleetView:
         self._pool_methods[entry.pool] = entry.methods
         if entry.docs is not None:
             self._pool_docs[entry.pool] = entry.docs
-        return previous is None or previous.entry.pid != entry.pid
+        return (previous is None or previous.entry.pid != entry.pid
+                or previous.entry.session != entry.session)
 
     def _alive(self, seen: _Seen, now: float) -> bool:
         return now - seen.at <= MISSED_BEATS * seen.entry.beat_interval

@@ -8,9 +8,12 @@ stores an outcome announces `job.{id}.finished`, and callbacks leave from the ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -19,8 +22,9 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import publish_confirmed, request_properties
-from gateway.calls import json_object
-from gateway.errors import BadRequest, Conflict, NotFound, Overloaded
+from gateway.auth import Caller
+from gateway.calls import check_method_name, json_object
+from gateway.errors import BadRequest, Conflict, GatewayError, NotFound, Overloaded, PublishUnknown
 from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
 from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts
@@ -46,9 +50,15 @@ from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.jobs")
 
+ANYONE = Caller(owner=None, admin=True)  # the service's own reads, and gateways without keys
+
+STORE_BACKOFF_MAX_S = 10.0  # a failing store is retried at least this often
 REPLY_PREFETCH = 64  # each outcome is one small SQLite write: batch the broker round trips
 CANCEL_REPLAY_MS = 24 * 3600 * 1000  # a queued job's cancel is replayed for a day at most
-ABANDON_AFTER_MS = 3600 * 1000  # an Idempotency-Key retry within an hour still publishes it
+# A job whose publish was never confirmed is settled this long after its submitter's lease: long
+# enough for a client's retries under its Idempotency-Key (which publish it), short enough that
+# nobody waits on a job that will never run.
+ABANDON_AFTER_MS = 5 * 60 * 1000
 
 
 def body_hash(method: str, raw: bytes) -> str:
@@ -69,11 +79,15 @@ class JobService:
         self.signer = signer
         self.guard = guard
         self.hub = JobHub()
+        self._store_failures = 0  # in a row: the backoff grows with them
+        self._background: set[asyncio.Task[None]] = set()
         link.when_connected(self._consume)
 
     # -- submit -------------------------------------------------------------------------------
     async def submit(self, method: str, raw: bytes, idempotency_key: str | None,
-                     trace: dict[str, str] | None = None) -> tuple[Job, bool]:
+                     trace: dict[str, str] | None = None,
+                     caller: Caller = ANYONE) -> tuple[Job, bool]:
+        check_method_name(method)
         data = json_object(raw, '{"params": {...}, ...}')
         try:
             submission = JobSubmission.model_validate(data)
@@ -92,9 +106,12 @@ class JobService:
             id=os.urandom(16).hex(), method=method, created_ms=created,
             priority=submission.priority,
             deadline_ms=created + int(timeout * 1000) if timeout else None,
-            callback_url=submission.callback_url, idempotency_key=idempotency_key,
+            callback_url=submission.callback_url,
+            # Scoped per key: another caller's identical Idempotency-Key is another job.
+            idempotency_key=(f"{caller.owner}:{idempotency_key}"
+                             if idempotency_key and caller.owner else idempotency_key),
             body_hash=body_hash(method, raw) if idempotency_key else None,
-            publish_lease_ms=created + self._publish_lease_ms)
+            publish_lease_ms=created + self._publish_lease_ms, owner=caller.owner)
         try:
             stored, is_new = await self.store.create(job)
         except IdempotencyConflict as exc:
@@ -103,8 +120,15 @@ class JobService:
         if is_new:
             try:
                 await self._publish(job, params, trace)
-            except BaseException:
-                await self.store.delete(job.id)  # never published: the job never existed
+            except (PublishUnknown, asyncio.CancelledError):
+                # The broker may hold it: keep the job. If it is delivered it runs and is
+                # recorded; a retry under the same Idempotency-Key returns this job; if it stays
+                # unconfirmed, the housekeeping fails and cancels it (`abandon_unpublished`).
+                raise
+            except BaseException as exc:
+                await self.store.delete(job.id)  # definitely refused: the job never existed
+                if isinstance(exc, GatewayError):
+                    exc.call_id = None  # a 503 without an id: nothing was enqueued
                 raise
             return stored, True
         claim = await self.store.claim_publish(stored.id, created, self._publish_lease_ms)
@@ -138,15 +162,24 @@ class JobService:
         await self.store.mark_published(job.id)
 
     async def abandon_unpublished(self) -> int:
-        """Fail queued jobs whose requests never reached the broker and nobody resubmitted
-        (their submitter stopped mid-way, and no caller was given their id)."""
+        """Fail queued jobs whose requests the broker never confirmed and nobody resubmitted
+        (their submitter stopped mid-way, or the confirm never came), and cancel them: if the
+        broker did take the request after all, its consumer skips it (cancels are replayed to
+        consumers that start later), so the job's record stays true."""
         now = now_ms()
-        return await self.store.abandon_unpublished(now - ABANDON_AFTER_MS, now)
+        abandoned = await self.store.abandon_unpublished(now - ABANDON_AFTER_MS, now)
+        for job_id, method in abandoned:
+            with contextlib.suppress(Exception):  # replayed to consumers that start later
+                await self._send_cancel(job_id, method)
+        return len(abandoned)
 
     # -- follow -------------------------------------------------------------------------------
-    async def get(self, job_id: str) -> Job:
+    async def get(self, job_id: str, caller: Caller = ANYONE) -> Job:
+        """The job, for whoever may see it; to anyone else it does not exist (404, the same
+        answer as for an unknown id: its existence is not revealed)."""
         job = await self.store.get(job_id)
-        if job is None:
+        if job is None or (caller.owner is not None and not caller.admin
+                           and not caller.may_see(await self.store.owner(job_id))):
             raise NotFound(f"no job {job_id!r}")
         return job
 
@@ -168,13 +201,19 @@ class JobService:
             self.hub.unfollow(job_id, event)
 
     # -- cancel -------------------------------------------------------------------------------
-    async def cancel(self, job_id: str) -> Job:
-        job = await self.get(job_id)
+    async def cancel(self, job_id: str, caller: Caller = ANYONE) -> Job:
+        job = await self.get(job_id, caller)
         if job.status.terminal:
             raise Conflict(f"job {job_id} already ended: {job.status}")
         if job.status is JobStatus.QUEUED:
             await self.store.cancel_queued(job_id, now_ms())
-        await self._send_cancel(job_id, job.method)
+        else:  # running: stopped by its consumer; kept until an outcome comes
+            await self.store.request_cancel(job_id)
+        try:
+            await self._send_cancel(job_id, job.method)
+        except Exception as exc:  # stored: replayed once the broker is back
+            log.warning("cancel of %s not sent now (%r); it is replayed when the broker is "
+                        "back", job_id, exc)
         job = await self.get(job_id)
         self.hub.notify(job_id)
         return job
@@ -184,6 +223,14 @@ class JobService:
             key = names.control_key_for(self.view.pool_of(method))
         # Not connected: cancels are replayed to consumers when they announce themselves.
         await self.link.send_control(Cancel(job_id=job_id), key)
+
+    async def replay_all_cancels(self, *args: object) -> None:
+        """After a reconnect: cancels stored while the broker was away reach every pool."""
+        try:
+            for job_id, method in await self.store.pending_cancels(now_ms() - CANCEL_REPLAY_MS):
+                await self._send_cancel(job_id, method)
+        except Exception as exc:  # the next reconnect, or new consumers, replay them again
+            log.warning("could not replay cancels: %r", exc)
 
     async def replay_cancels(self, entry: WorkerEntry) -> None:
         """A consumer that started later learns of cancels of jobs that may still be queued."""
@@ -196,13 +243,41 @@ class JobService:
     # -- outcomes -----------------------------------------------------------------------------
     async def _consume(self, link: BrokerLink) -> None:
         assert link.connection is not None
+        link.connection.reconnect_callbacks.add(self._replay_after_reconnect)
         channel = await link.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=REPLY_PREFETCH)
         shared = durable_queue_arguments(self.settings.queue_type)
         replies = await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
         dead = await channel.declare_queue(names.DEAD_EVENTS_QUEUE, durable=True, arguments=shared)
-        await replies.consume(self._on_reply)
-        await dead.consume(self._on_dead_letter)
+        await replies.consume(self._settled(self._on_reply))
+        await dead.consume(self._settled(self._on_dead_letter))
+
+    def _replay_after_reconnect(self, *args: object) -> None:
+        task = asyncio.ensure_future(self.replay_all_cancels())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _settled(self, record: Callable[[AbstractIncomingMessage], Awaitable[None]]
+                 ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        """Every outcome delivery is settled: acked once stored (by `record`), or, when the
+        store fails (locked, disk full, database down), handed back to the queue after a
+        backoff, never left unacked (64 such would stall this consumer for good)."""
+
+        async def consume(message: AbstractIncomingMessage) -> None:
+            try:
+                await record(message)
+            except Exception as exc:
+                self._store_failures += 1
+                wait = min(STORE_BACKOFF_MAX_S, 0.1 * 2 ** min(self._store_failures, 10))
+                log.warning("could not store the outcome of %s (%r); handing it back in "
+                            "%.1f s", message.correlation_id, exc, wait)
+                await asyncio.sleep(random.uniform(wait / 2, wait))
+                with contextlib.suppress(Exception):  # a closed channel hands it back anyway
+                    await message.nack(requeue=True)
+                return
+            self._store_failures = 0
+
+        return consume
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         job_id = message.correlation_id or ""

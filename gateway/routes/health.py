@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.errors import error_body
+from gateway.errors import Overloaded, render
 from gateway.routes.deps import services
 
 router = APIRouter(tags=["operations"])
@@ -23,9 +23,8 @@ async def readyz(request: Request) -> Response:
     if found.rpc.ready:
         return Response(b'{"status":"ready"}', media_type="application/json")
     reason = "the broker is not connected" if not found.link.up else "no reply consumer"
-    return Response(error_body("overloaded", f"not ready: {reason}"), status_code=503,
-                    media_type="application/json",
-                    headers={"Retry-After": str(found.settings.retry_after)})
+    status, body, headers = render(Overloaded(f"not ready: {reason}"), found.settings.retry_after)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 @router.get("/metrics", summary="Prometheus metrics of the gateway (all its processes)")

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from gateway.calls import trace_context
 from gateway.jobs.service import JobService
-from gateway.routes.deps import require_caller, services
+from gateway.routes.deps import CallerDep, require_caller, services
 from protocol import Job, JobSubmission, codec
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_caller)])
@@ -44,12 +44,13 @@ def job_body(job: Job, request: Request) -> bytes:
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": JobSubmission.model_json_schema(), "example": EXAMPLE}}}},
 )
-async def submit(method: str, request: Request,
+async def submit(method: str, request: Request, caller: CallerDep,
                  idempotency_key: str | None = Header(None, max_length=255),
-                 prefer: str | None = Header(None, description="wait=N (RFC 7240)")) -> Response:
+                 prefer: str | None = Header(None, description="wait=N (RFC 7240)")
+                 ) -> Response:
     service = jobs(request)
     job, _ = await service.submit(method, await request.body(), idempotency_key,
-                                  trace_context(request.headers.get))
+                                  trace_context(request.headers.get), caller)
     headers = {"Location": str(request.url_for("get_job", job_id=job.id))}
     wait = PREFER_WAIT.search(prefer or "")
     if wait:
@@ -64,23 +65,23 @@ async def submit(method: str, request: Request,
 
 
 @router.get("/v1/jobs/{job_id}", name="get_job", response_model=Job, summary="The job object")
-async def get_job(job_id: str, request: Request) -> Response:
-    return Response(job_body(await jobs(request).get(job_id), request),
+async def get_job(job_id: str, request: Request, caller: CallerDep) -> Response:
+    return Response(job_body(await jobs(request).get(job_id, caller), request),
                     media_type="application/json")
 
 
 @router.delete("/v1/jobs/{job_id}", status_code=202, response_model=Job,
                summary="Cancel: a queued job never runs; a running one is stopped")
-async def cancel_job(job_id: str, request: Request) -> Response:
-    job = await jobs(request).cancel(job_id)
+async def cancel_job(job_id: str, request: Request, caller: CallerDep) -> Response:
+    job = await jobs(request).cancel(job_id, caller)
     return Response(job_body(job, request), status_code=202, media_type="application/json")
 
 
 @router.get("/v1/jobs/{job_id}/events", summary="Server-Sent Events until the job ends",
             response_class=StreamingResponse)
-async def job_events(job_id: str, request: Request) -> StreamingResponse:
+async def job_events(job_id: str, request: Request, caller: CallerDep) -> StreamingResponse:
     service = jobs(request)
-    await service.get(job_id)  # 404 before the stream starts
+    await service.get(job_id, caller)  # 404 before the stream starts
     return StreamingResponse(_stream(service, job_id, request), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -28,6 +28,8 @@ class NewJob:
     idempotency_key: str | None = None
     body_hash: str | None = None
     publish_lease_ms: int = 0  # the submitter owns the publish of its request until then
+    owner: str | None = None  # fingerprint of the submitting key; it also scopes the
+    # Idempotency-Key (stored as "{owner}:{key}", so two callers never share one)
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,17 @@ class JobStore(Protocol):
         """A publish failed: the next submission of the same key may claim it at once."""
         ...
 
-    async def abandon_unpublished(self, leased_before_ms: int, at_ms: int) -> int:
-        """Fail the queued jobs whose requests were never confirmed and that nobody retried."""
+    async def abandon_unpublished(self, leased_before_ms: int,
+                                  at_ms: int) -> list[tuple[str, str]]:
+        """Fail the queued jobs whose requests were never confirmed and that nobody retried;
+        their cancels are then pending (replayed). Returns their (id, method)."""
         ...
 
     async def get(self, job_id: str) -> Job | None: ...
+
+    async def owner(self, job_id: str) -> str | None:
+        """The fingerprint of the key that submitted the job (None: unknown job, or no keys)."""
+        ...
 
     async def started(self, job_id: str, worker: str | None, attempt: int,
                       at_ms: int) -> bool: ...
@@ -80,7 +88,14 @@ class JobStore(Protocol):
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool: ...
 
-    async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]: ...
+    async def request_cancel(self, job_id: str) -> None:
+        """A running job's cancel, replayed (with the queued ones) until an outcome comes."""
+        ...
+
+    async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]:
+        """(id, method) of the cancels to replay: of jobs cancelled while queued since
+        `since_ms`, and of running jobs asked to stop."""
+        ...
 
     async def cancel_seen(self, job_id: str) -> None: ...
 

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     body_hash TEXT,
     cancel_pending INTEGER NOT NULL DEFAULT 0,
     published INTEGER NOT NULL DEFAULT 1,  -- 0: its request was not confirmed by the broker yet
-    publish_lease_ms INTEGER NOT NULL DEFAULT 0  -- who publishes it owns it until then
+    publish_lease_ms INTEGER NOT NULL DEFAULT 0,  -- who publishes it owns it until then
+    owner TEXT  -- a fingerprint of the API key that submitted it (NULL: keys not in use)
 );
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_ms);
 CREATE INDEX IF NOT EXISTS jobs_cancel_pending ON jobs (cancel_pending) WHERE cancel_pending = 1;
@@ -47,6 +48,7 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);
 ADDED_COLUMNS = [
     ("jobs", "published", "INTEGER NOT NULL DEFAULT 1"),
     ("jobs", "publish_lease_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "owner", "TEXT"),
 ]
 
 # Several gateway processes share the file: wait for the writer instead of failing at once.
@@ -57,9 +59,10 @@ def connect(path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     connection.execute("PRAGMA journal_mode = WAL")
-    # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the file; the
-    # broker still holds every reply until we ack it, after the commit.
-    connection.execute("PRAGMA synchronous = NORMAL")
+    # FULL: each commit is on disk before it returns, so an outcome is acked to the broker only
+    # once it is durable (NORMAL in WAL mode could lose the last commits to a power cut after
+    # their replies were acked: lost jobs). Costs an fsync per write (see bench/jobs.py).
+    connection.execute("PRAGMA synchronous = FULL")
     connection.execute("PRAGMA foreign_keys = ON")
     migrate(connection)
     connection.executescript(SCHEMA)

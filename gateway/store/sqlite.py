@@ -65,11 +65,11 @@ class SqliteJobStore:
                     return existing, False
             db.execute(
                 "INSERT INTO jobs (id, method, status, created_ms, priority, deadline_ms, "
-                "callback_url, idempotency_key, body_hash, published, publish_lease_ms) "
-                "VALUES (?,?,?,?,?,?,?,?,?,0,?)",
+                "callback_url, idempotency_key, body_hash, published, publish_lease_ms, owner) "
+                "VALUES (?,?,?,?,?,?,?,?,?,0,?,?)",
                 (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
                  job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
-                 job.publish_lease_ms))
+                 job.publish_lease_ms, job.owner))
         created = self._get(job.id)
         assert created is not None
         return created, True
@@ -99,13 +99,26 @@ class SqliteJobStore:
         await self._run(self._exec, "UPDATE jobs SET publish_lease_ms = 0 WHERE id = ? "
                         "AND published = 0", (job_id,))
 
-    async def abandon_unpublished(self, leased_before_ms: int, at_ms: int) -> int:
-        error = ErrorBody(code="overloaded", message="its request never reached the broker: "
-                          "the gateway stopped while submitting it")
-        return await self._run(self._exec,
-            "UPDATE jobs SET status = 'failed', error = ?, finished_ms = ?, published = 1 "
-            "WHERE published = 0 AND status = 'queued' AND publish_lease_ms < ?",
-            (error.model_dump_json(), at_ms, leased_before_ms))
+    async def abandon_unpublished(self, leased_before_ms: int,
+                                  at_ms: int) -> list[tuple[str, str]]:
+        return await self._run(self._abandon, leased_before_ms, at_ms)
+
+    def _abandon(self, leased_before_ms: int, at_ms: int) -> list[tuple[str, str]]:
+        error = ErrorBody(code="overloaded", message="the broker never confirmed its request "
+                          "(it was down, or the submitting gateway stopped)")
+        with self._write() as db:
+            rows = db.execute("SELECT id, method FROM jobs WHERE published = 0 AND status = "
+                              "'queued' AND publish_lease_ms < ?", (leased_before_ms,)).fetchall()
+            for job_id, _ in rows:
+                db.execute("UPDATE jobs SET status = 'failed', error = ?, finished_ms = ?, "
+                           "published = 1, cancel_pending = 1 WHERE id = ?",
+                           (error.model_dump_json(), at_ms, job_id))
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def owner(self, job_id: str) -> str | None:
+        row = await self._run(lambda: self._db.execute(
+            "SELECT owner FROM jobs WHERE id = ?", (job_id,)).fetchone())
+        return str(row[0]) if row is not None and row[0] is not None else None
 
     def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
         return self._db.execute(sql, args).rowcount
@@ -154,9 +167,11 @@ class SqliteJobStore:
                 return False
             db.execute(
                 # The reply's own bookkeeping wins over what events said (they may be lost).
+                # An outcome from a worker ends any cancel it was asked for (cancel_queued sets
+                # it again for a job cancelled while queued).
                 "UPDATE jobs SET status = ?, result = ?, error = ?, finished_ms = ?, "
                 "worker = COALESCE(?, worker), attempts = MAX(attempts, COALESCE(?, 0)), "
-                "started_ms = COALESCE(?, started_ms) WHERE id = ?",
+                "started_ms = COALESCE(?, started_ms), cancel_pending = 0 WHERE id = ?",
                 (status, codec.dumps(result).decode() if result is not None else None,
                  error.model_dump_json() if error is not None else None, at_ms, worker,
                  attempt, started_ms, job_id))
@@ -176,10 +191,14 @@ class SqliteJobStore:
                             (job_id,))
         return changed
 
+    async def request_cancel(self, job_id: str) -> None:
+        await self._run(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ? AND "
+                        "status = 'running'", (job_id,))
+
     async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]:
         rows = await self._run(lambda: self._db.execute(
-            "SELECT id, method FROM jobs WHERE cancel_pending = 1 AND finished_ms >= ?",
-            (since_ms,)).fetchall())
+            "SELECT id, method FROM jobs WHERE cancel_pending = 1 AND (finished_ms >= ? OR "
+            "status = 'running')", (since_ms,)).fetchall())
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def cancel_seen(self, job_id: str) -> None:

@@ -23,7 +23,9 @@ from rpcfleet.settings import GatewaySettings
 log = logging.getLogger("rpcfleet.callbacks")
 
 POLL_S = 0.5  # a retry falls due without a notification: look at the outbox this often
-LEASE_MS = 120_000  # > attempt timeout: a lease outlives its attempt, never the process
+# A lease outlives its attempt (bounded in total by the attempt timeout) by this margin, so the
+# same callback is never sent twice at once; a dead process's deliveries resume after it.
+LEASE_MARGIN_MS = 60_000
 CLAIM_BATCH = 64
 
 
@@ -37,6 +39,7 @@ class CallbackDispatcher:
         # Full jitter: retries of many failed receivers spread out instead of stampeding.
         self.backoff = wait_random_exponential(multiplier=settings.callback_backoff,
                                                max=settings.callback_backoff_max)
+        self.lease_ms = int(settings.callback_attempt_timeout * 1000) + LEASE_MARGIN_MS
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.callback_concurrency)
         self._task: asyncio.Task[None] | None = None
@@ -61,7 +64,7 @@ class CallbackDispatcher:
         while True:
             self._wake.clear()
             try:
-                due = await self.store.claim_deliveries(now_ms(), CLAIM_BATCH, LEASE_MS)
+                due = await self.store.claim_deliveries(now_ms(), CLAIM_BATCH, self.lease_ms)
             except Exception:
                 log.exception("could not read the outbox")
                 due = []

@@ -21,6 +21,14 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 class CallbackUrlRefused(ValueError):
     """The callback URL may not be used."""
 
+    transient = False  # True: the same URL may pass later (its name did not resolve now)
+
+
+class CallbackHostUnresolved(CallbackUrlRefused):
+    """The host did not resolve now: a DNS hiccup at send time is retried, not final."""
+
+    transient = True
+
 
 @dataclass(frozen=True)
 class CheckedUrl:
@@ -77,18 +85,18 @@ class UrlGuard:
         port = port or (443 if parts.scheme == "https" else 80)
         try:
             addresses = await self.resolver(host, port)
-        except OSError as exc:
-            raise CallbackUrlRefused(f"callback_url host {host!r} does not resolve: {exc}"
-                                     ) from None
+        except OSError:
+            raise CallbackHostUnresolved(f"callback_url host {host!r} does not resolve"
+                                         ) from None
         if not addresses:
-            raise CallbackUrlRefused(f"callback_url host {host!r} has no address")
+            raise CallbackHostUnresolved(f"callback_url host {host!r} has no address")
         allowed = host in self.allow or f"{host}:{port}" in self.allow
         if not allowed:
-            bad = [a for a in addresses if forbidden(a)]
-            if bad:
+            if any(forbidden(a) for a in addresses):
+                # Which address is not said: the caller must not learn internal DNS answers.
                 raise CallbackUrlRefused(
-                    f"callback_url resolves to a non-public address ({bad[0]}); list the host "
-                    "in RPCFLEET_CALLBACK_ALLOW_HOSTS to allow it")
+                    "callback_url resolves to a non-public address; list the host in "
+                    "RPCFLEET_CALLBACK_ALLOW_HOSTS to allow it")
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query

@@ -72,3 +72,43 @@ def test_a_new_consumer_learns_of_cancels_sent_before_it_started(
         until(http, check, "succeeded")
     assert not marker.exists()
     assert os.environ.get("RPCFLEET_AMQP_URL") is None  # settings came from the fixtures only
+
+
+def test_a_cancel_while_the_broker_is_down_is_stored_and_reaches_the_pool_when_it_is_back(
+    tmp_path: Path
+) -> None:
+    from rpcfleet.broker import LocalBroker, free_port
+    from tests.support.fleet import worker_factory
+    from tests.support.gateway import gateway_factory, wait_ready
+
+    node = LocalBroker(directory=tmp_path / "rabbit", port=free_port(), name="cancel-down")
+    node.start()
+    try:
+        gateways = gateway_factory(node.amqp_url, tmp_path)
+        workers = worker_factory(node.amqp_url, tmp_path)
+        next(workers)(beat_interval=1)
+        gateway = next(gateways)()
+        busy, queued = tmp_path / "busy", tmp_path / "queued"
+        with gateway.client() as http:
+            # Long enough to hold the consumer until gateway and worker are both back: while
+            # a broker stops and starts, a client may slip in and out (the victim would then
+            # race the replay; its record stays cancelled either way, see the test above).
+            blocker = occupy(http, busy, seconds=12)
+            victim = submit(http, "sleep", {"seconds": 0, "marker": str(queued)}).json()["id"]
+            node.stop_app()
+            wait_ready(gateway, status=503)
+            cancel = http.delete(f"/v1/jobs/{victim}")
+            assert cancel.status_code == 202, cancel.text
+            assert cancel.json()["status"] == "cancelled"
+            node.start_app()
+            wait_ready(gateway, timeout=60)
+            # The busy job was redelivered first; the victim, behind it, is skipped.
+            until(http, blocker, "succeeded", timeout=60)
+            after = submit(http, "echo", {"after": True}).json()["id"]
+            until(http, after, "succeeded", timeout=30)
+            assert fetch_job(http, victim)["status"] == "cancelled"
+        assert not queued.exists()  # never ran
+        for factory in (gateways, workers):
+            next(factory, None)
+    finally:
+        node.stop()

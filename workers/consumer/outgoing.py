@@ -42,7 +42,7 @@ def _copy(request: Delivery, headers: dict[str, Any]) -> aio_pika.Message:
     deadline = read_deadline(request.headers)
     expiration = None
     if deadline is not None:
-        expiration = max(deadline - now_ms(), 1) / 1000
+        expiration = min(max(deadline - now_ms(), 1), names.MAX_EXPIRATION_MS) / 1000
     return aio_pika.Message(
         request.body,
         content_type=request.content_type,

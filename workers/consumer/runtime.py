@@ -57,6 +57,7 @@ class Consumer:
         self._exit_code = EXIT_DRAINED
         self._tasks: set[asyncio.Task[None]] = set()
         self._handled = 0
+        self._session = 0
         max_private = self.settings.max_private_mb
         self.recycling = Recycling(self.settings.max_messages,
                                    max_private * 1048576 if max_private else None)
@@ -101,13 +102,10 @@ class Consumer:
         self.subscription = Subscription(
             work, topology.queue, self._on_message, self.in_flight,
             redeclare=lambda: self._redeclare(confirmed),
-            on_change=lambda: self._spawn(self._beat()))
+            on_change=lambda: self._spawn(self._beat()),
+            before_restore=self._new_session)
         await self._listen_control(connection, topology)
-        # Announce ourselves first: gateways replay the cancels of jobs that may still be
-        # queued, and we take no message before they arrive (or the grace ends: no gateway).
-        await self._beat()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._replayed.wait(), REPLAY_GRACE_S)
+        await self._learn_cancels()
         await self.subscription.start(self.prefetch)
         self._remember_prefetch()
         await self._beat()  # serving now: say so at once
@@ -119,6 +117,20 @@ class Consumer:
                  os.getpid(), ", ".join(self.setup.pool.methods), self.prefetch)
         await self._stop.wait()
         await self._drain()
+
+    async def _learn_cancels(self) -> None:
+        """Announce ourselves first: gateways replay the cancels of jobs that may still be
+        queued, and we take no message before they arrive (or the grace ends: no gateway)."""
+        self._replayed.clear()
+        await self._beat()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._replayed.wait(), REPLAY_GRACE_S)
+
+    async def _new_session(self) -> None:
+        """Before consuming again after a lost channel or connection: cancels sent while we
+        were away (our control queue too may have gone) are replayed to the new session."""
+        self._session += 1
+        await self._learn_cancels()
 
     async def _redeclare(self, channel: AbstractChannel) -> None:
         await declare_pool(channel, self.setup.pool.name, self.setup.pool.methods,
@@ -249,6 +261,7 @@ class Consumer:
         entry = worker_entry(self.setup, self.prefetch, self.auto, self.in_flight.count,
                              self.counters, self._consuming() and not leaving)
         entry.leaving = leaving
+        entry.session = self._session
         await self._publish_event(names.beat_key(self.setup.pool.name, self.setup.slot),
                                   codec.dumps(entry))
 

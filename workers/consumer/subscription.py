@@ -41,7 +41,8 @@ class Subscription:
     def __init__(self, channel: AbstractRobustChannel, queue: AbstractQueue,
                  on_message: OnMessage, in_flight: InFlight,
                  redeclare: Callable[[], Awaitable[None]],
-                 on_change: OnChange = lambda: None) -> None:
+                 on_change: OnChange = lambda: None,
+                 before_restore: Callable[[], Awaitable[None]] | None = None) -> None:
         self._channel = channel
         self._raw: RawChannel | None = None
         channel.reopen_callbacks.add(self._reopened)
@@ -50,6 +51,7 @@ class Subscription:
         self._in_flight = in_flight
         self._redeclare = redeclare  # the queue may be gone (deleted): declare it again
         self._on_change = on_change
+        self._before_restore = before_restore  # e.g. learn the cancels missed while away
         self._tag: str | None = None
         self._wanted = False  # consuming is what we should be doing (not drained, not stopped)
         self._lock = asyncio.Lock()
@@ -122,6 +124,8 @@ class Subscription:
                     await self._channel.ready()
                     if redeclare:
                         await self._redeclare()
+                    if self._before_restore is not None:
+                        await self._before_restore()
                     await self._consume(self.prefetch)
                     self.restored += 1
                 log.info("subscription restored at prefetch %s", self.prefetch)

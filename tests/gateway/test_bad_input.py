@@ -1,0 +1,95 @@
+"""Bad input gets a clear JSON error, never a plain-text 500, and grows nothing (SPEC: errors)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from gateway.app import create_app, with_fast_path
+from rpcfleet.settings import GatewaySettings
+from tests.support.fleet import StartWorker
+from tests.support.gateway import StartGateway, error_code, wait_for_workers
+
+
+def test_method_names_are_checked_at_the_edge(start_gateway: StartGateway) -> None:
+    gateway = start_gateway()
+    with gateway.client() as http:
+        answers = [
+            http.post("/v1/rpc/" + "m" * 300, json={}),
+            http.post("/v1/rpc/" + "é" * 100, json={}),
+            http.post("/v1/rpc/a%20b", json={}),
+            http.post("/v1/jobs/" + "m" * 300, json={"params": {}}),
+        ]
+    for answer in answers:
+        assert answer.headers["content-type"] == "application/json"
+        assert error_code(answer) == (404, "unknown_method"), answer.text
+        assert "not a method name" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("body", [
+    b'{"params": {}, "timeout": 1e300}',
+    b'{"params": {}, "timeout": 5184000}',  # 60 days: past AMQP's expiration limit
+    b'{"params": {}, "timeout": 1e999}',
+    b'{"params": {}, "timeout": -1}',
+    b'{"param": {"n": 1}}',  # a typo would run the job without params
+    b'{"params": {}, "priority": 99}',
+])
+def test_job_bodies_out_of_bounds_or_with_unknown_keys_are_422(
+    start_gateway: StartGateway, body: bytes
+) -> None:
+    gateway = start_gateway()
+    with gateway.client() as http:
+        answer = http.post("/v1/jobs/echo", content=body,
+                           headers={"content-type": "application/json"})
+    assert error_code(answer) == (422, "invalid_params"), answer.text
+
+
+def test_an_oversize_chunked_prefetch_body_is_413(start_gateway: StartGateway) -> None:
+    gateway = start_gateway(max_body_bytes=1000)
+    with gateway.client() as http:
+        chunks = iter([b'{"prefetch": 1, "pad": "', b"x" * 2000, b'"}'])
+        answer = http.put("/v1/pools/basic/prefetch", content=chunks)
+    assert error_code(answer) == (413, "payload_too_large")
+
+
+def test_metrics_give_unknown_methods_one_label(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    with gateway.client() as http:
+        assert http.post("/v1/rpc/echo", json={}).status_code == 200
+        for n in range(20):
+            assert http.post(f"/v1/rpc/scan_{n}", json={}).status_code == 404
+        text = http.get("/metrics").text
+    assert 'method="echo"' in text
+    assert 'rpcfleet_calls_total{code="unknown_method",method="unknown"} 20.0' in text
+    assert "scan_" not in text
+
+
+async def test_an_unexpected_failure_is_the_json_500_envelope_on_both_front_doors(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit test: a bug injected where a call is published, and a route that raises."""
+    app = create_app(GatewaySettings(amqp_url="amqp://guest:guest@127.0.0.1:1/"),
+                     extensions=())
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app.state.services.view, "has_live_worker", lambda pool: True)
+    monkeypatch.setattr(app.state.services.rpc, "call", broken)
+
+    @app.get("/v1/broken")
+    async def raises() -> None:
+        raise KeyError("a bug")
+
+    transport = httpx.ASGITransport(app=with_fast_path(app), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        fast = await http.post("/v1/rpc/echo", json={})
+        routed = await http.get("/v1/broken")
+    for answer in (fast, routed):
+        assert answer.headers["content-type"] == "application/json"
+        assert error_code(answer) == (500, "internal_error")
+        assert "a bug" not in answer.text  # what failed, not how

@@ -1,0 +1,107 @@
+"""One callback attempt against real HTTP servers on loopback: bounded in total time, reading
+little of the answer, retrying a DNS hiccup, and telling the caller nothing about internal DNS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from gateway.webhooks import CallbackUrlRefused, Signer, UrlGuard
+from gateway.webhooks.sender import send
+from tests.support.jobs import SECRET
+from tests.support.receiver import Receiver
+
+SIGNER = Signer(SECRET)
+
+
+async def _send(guard: UrlGuard, url: str, timeout: float = 5.0) -> tuple[bool, bool, str]:
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+        result = await send(client, guard, SIGNER, url, "msg_1", "job1", 1, b'{"id": "job1"}',
+                            timeout)
+    return result.delivered, result.retry, result.error or ""
+
+
+async def test_a_refusal_does_not_reveal_what_the_name_resolved_to() -> None:
+    async def internal(host: str, port: int) -> list[str]:
+        return ["10.11.12.13"]
+
+    with pytest.raises(CallbackUrlRefused) as refused:
+        await UrlGuard([], resolver=internal).check("https://hooks.example/x")
+    assert "10.11.12.13" not in str(refused.value)
+    assert "non-public" in str(refused.value)
+
+
+async def test_a_dns_failure_at_send_time_is_retried_not_final(receiver: Receiver) -> None:
+    answers: list[list[str] | None] = [None, ["127.0.0.1"]]
+
+    async def flaky(host: str, port: int) -> list[str]:
+        answer = answers.pop(0)
+        if answer is None:
+            raise OSError("temporary failure in name resolution")
+        return answer
+
+    guard = UrlGuard(["hooks.test"], resolver=flaky)
+    port = receiver.url.rsplit(":", 1)[1]
+    first = await _send(guard, f"http://hooks.test:{port}/hook")
+    second = await _send(guard, f"http://hooks.test:{port}/hook")
+    assert first[:2] == (False, True) and "does not resolve" in first[2]
+    assert second[:2] == (True, False)
+    assert len(receiver.requests) == 1
+
+
+@pytest.fixture
+async def stalling_server() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
+    """Answers per path: /trickle sends a byte every 0.2 s forever; /huge declares 100 MB,
+    sends 64 KB and stalls."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length")), 0)
+        await reader.readexactly(length)
+        try:
+            if head.startswith(b"POST /trickle"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                while True:
+                    writer.write(b"x")
+                    await writer.drain()
+                    await asyncio.sleep(0.2)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n"
+                         + b"y" * 65536)
+            await writer.drain()
+            await asyncio.sleep(30)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", {}
+    server.close()
+
+
+async def test_an_attempt_is_bounded_in_total_time_not_per_read(
+    stalling_server: tuple[str, dict[str, bytes]]
+) -> None:
+    url, _ = stalling_server
+    started = time.monotonic()
+    delivered, retry, error = await _send(UrlGuard(["127.0.0.1"]), f"{url}/trickle",
+                                          timeout=1.0)
+    took = time.monotonic() - started
+    assert (delivered, retry) == (False, True) and "timed out" in error
+    assert took < 2.0  # each byte came within any per-read timeout: only a total bound ends it
+
+
+async def test_only_a_few_kb_of_the_receivers_answer_are_read(
+    stalling_server: tuple[str, dict[str, bytes]]
+) -> None:
+    url, _ = stalling_server
+    started = time.monotonic()
+    delivered, retry, _ = await _send(UrlGuard(["127.0.0.1"]), f"{url}/huge", timeout=5.0)
+    assert (delivered, retry) == (True, False)
+    assert time.monotonic() - started < 2.0  # it did not wait for the 100 MB

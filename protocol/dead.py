@@ -89,6 +89,6 @@ def _waiter(reply_to: str | None) -> Waiter:
         return Waiter.NONE
     if names.is_direct_reply_to(reply_to):
         return Waiter.SYNC
-    if names.is_durable_reply_to(reply_to):
+    if names.is_job_reply_to(reply_to):
         return Waiter.JOB
     return Waiter.QUEUE

@@ -82,5 +82,25 @@ def is_direct_reply_to(reply_to: str | None) -> bool:
 
 
 def is_durable_reply_to(reply_to: str | None) -> bool:
-    """Replies of jobs go to the durable replies queue; direct reply-to is for sync calls."""
-    return reply_to == REPLIES_QUEUE
+    """A worker tells a job from a sync call by its `reply_to` alone (SPEC 1.1): direct reply-to
+    is a sync call (transient reply); any other queue is a job's durable reply queue
+    (persistent, confirmed reply)."""
+    return reply_to is not None and reply_to != "" and not is_direct_reply_to(reply_to)
+
+
+def is_job_reply_to(reply_to: str | None) -> bool:
+    """Replies of rpcfleet's own jobs: the shared queue, or a gateway host's own."""
+    return reply_to is not None and (reply_to == REPLIES_QUEUE
+                                     or reply_to.startswith(REPLIES_QUEUE + "."))
+
+
+def replies_queue(store_id: str) -> str:
+    """The durable queue of job replies of the gateways sharing one job store (one host with
+    SQLite): a reply always reaches a gateway that can record it."""
+    return f"{REPLIES_QUEUE}.{store_id}"
+
+
+def dead_events_queue(store_id: str) -> str:
+    """The dead-letter copies for the gateways sharing one job store: bound to rpcfleet.dlx with
+    every pool's key, so each store sees every dead letter and records its own jobs'."""
+    return f"{DEAD_EVENTS_QUEUE}.{store_id}"

@@ -31,3 +31,26 @@ def test_every_cli_command_the_readme_names_exists() -> None:
     named = set(re.findall(r"rpcfleet (\w+)", README)) & {"up", "broker", "gateway", "worker",
                                                          "workers", "prefetch", "jobs"}
     assert named <= set(COMMANDS)
+
+
+def test_the_reference_docs_link_only_inside_the_repo_and_every_link_resolves() -> None:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    assert len(pages) >= 5
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if target.startswith(("http://", "https://")):
+                continue  # an address shown as an example, not a document we depend on
+            resolved = (page.parent / target).resolve()
+            assert resolved.is_relative_to(REPO), f"{page.name} links outside the repo: {target}"
+            assert resolved.exists(), f"{page.name} links to a missing {target}"
+
+
+def test_the_error_table_of_the_api_docs_names_every_error_code() -> None:
+    from protocol import ErrorCode
+
+    api = (REPO / "docs" / "http-api.md").read_text()
+    table = api.split("## Errors")[1].split("## ")[0]
+    documented = set(re.findall(r"^\| `(\w+)`", table, re.MULTILINE))
+    documented |= set(re.findall(r"/ `(\w+)`", table))
+    job_outcomes = {ErrorCode.CANCELLED, ErrorCode.EXPIRED, ErrorCode.MAX_ATTEMPTS}
+    assert {str(code) for code in ErrorCode} - {str(c) for c in job_outcomes} <= documented

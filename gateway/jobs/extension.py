@@ -19,7 +19,9 @@ from protocol import now_ms
 
 log = logging.getLogger("rpcfleet.jobs")
 
-PURGE_EVERY_S = 600  # finished jobs past retention go in batches; no need to hurry
+# Unconfirmed jobs are settled, and finished ones past retention purged, this often: often
+# enough that an unconfirmed job is settled within minutes, rarely enough to cost nothing.
+HOUSEKEEPING_EVERY_S = 60
 
 
 @asynccontextmanager
@@ -37,7 +39,7 @@ async def jobs_extension(app: FastAPI, services: Services) -> AsyncIterator[None
         service = JobService(settings, services.link, services.view, services.metrics, store,
                              dispatcher, signer, guard)
         services.events.job_handlers.append(service.on_job_event)
-        services.events.new_consumer_handlers.append(service.replay_cancels)
+        services.events.new_consumer_handlers.append(service.on_new_consumer)
         services.extras["jobs"] = service
         stack.push_async_callback(
             tasks.stop, asyncio.create_task(_housekeeping(store, service, settings.job_retention)))
@@ -54,4 +56,4 @@ async def _housekeeping(store: JobStore, service: JobService, retention_s: float
             removed = await store.purge(now_ms() - int(retention_s * 1000))
             if removed:
                 log.info("purged %s finished jobs past retention", removed)
-        await asyncio.sleep(PURGE_EVERY_S)
+        await asyncio.sleep(HOUSEKEEPING_EVERY_S)

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import publish_confirmed, request_properties
@@ -52,6 +52,7 @@ log = logging.getLogger("rpcfleet.jobs")
 
 ANYONE = Caller(owner=None, admin=True)  # the service's own reads, and gateways without keys
 
+SHARED_HANDBACK_S = 1.0  # before handing another host's reply back to the shared queue
 STORE_BACKOFF_MAX_S = 10.0  # a failing store is retried at least this often
 REPLY_PREFETCH = 64  # each outcome is one small SQLite write: batch the broker round trips
 CANCEL_REPLAY_MS = 24 * 3600 * 1000  # a queued job's cancel is replayed for a day at most
@@ -79,6 +80,10 @@ class JobService:
         self.signer = signer
         self.guard = guard
         self.hub = JobHub()
+        self.replies_queue = names.replies_queue(store.store_id)
+        self.dead_events_queue = names.dead_events_queue(store.store_id)
+        self._dead_events: AbstractQueue | None = None
+        self._watched_pools: set[str] = set()
         self._store_failures = 0  # in a row: the backoff grows with them
         self._background: set[asyncio.Task[None]] = set()
         link.when_connected(self._consume)
@@ -153,7 +158,7 @@ class JobService:
 
     async def _publish(self, job: NewJob, params: bytes,
                        trace: dict[str, str] | None = None) -> None:
-        properties = request_properties(Request(job.id, job.method, names.REPLIES_QUEUE,
+        properties = request_properties(Request(job.id, job.method, self.replies_queue,
                                                 job.deadline_ms, persistent=True, trace=trace,
                                                 priority=job_message_priority(
                                                     job.priority, self.settings.queue_type)))
@@ -247,10 +252,34 @@ class JobService:
         channel = await link.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=REPLY_PREFETCH)
         shared = durable_queue_arguments(self.settings.queue_type)
-        replies = await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
-        dead = await channel.declare_queue(names.DEAD_EVENTS_QUEUE, durable=True, arguments=shared)
+        # This store's own queues: every job reply and dead letter that lands there is one this
+        # store can record, whatever number of gateway hosts share the broker.
+        replies = await channel.declare_queue(self.replies_queue, durable=True, arguments=shared)
+        dead = await channel.declare_queue(self.dead_events_queue, durable=True,
+                                           arguments=shared)
+        self._dead_events = dead
+        for pool in self.view.pools():
+            await self.watch_pool(pool)
+        # The shared queues of the 1.0 topology: replies of jobs submitted before a gateway had
+        # its own queue (handed back when this store does not know the job, for the host that
+        # does), and the shared dead-letter copy, which workers keep filling.
+        legacy = await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
+        legacy_dead = await channel.declare_queue(names.DEAD_EVENTS_QUEUE, durable=True,
+                                                  arguments=shared)
         await replies.consume(self._settled(self._on_reply))
         await dead.consume(self._settled(self._on_dead_letter))
+        await legacy.consume(self._settled(self._on_shared_reply))
+        await legacy_dead.consume(self._settled(self._on_dead_letter))
+
+    async def watch_pool(self, pool: str) -> None:
+        """Bind this store's dead-letter queue to a pool's key on rpcfleet.dlx (idempotent)."""
+        if self._dead_events is not None and pool not in self._watched_pools:
+            await self._dead_events.bind(names.DEAD_LETTER_EXCHANGE, routing_key=pool)
+            self._watched_pools.add(pool)
+
+    async def on_new_consumer(self, entry: WorkerEntry) -> None:
+        await self.watch_pool(entry.pool)
+        await self.replay_cancels(entry)
 
     def _replay_after_reconnect(self, *args: object) -> None:
         task = asyncio.ensure_future(self.replay_all_cancels())
@@ -290,8 +319,16 @@ class JobService:
             await self.store.cancel_seen(job_id)
         await message.ack()  # only once the outcome is stored
 
+    async def _on_shared_reply(self, message: AbstractIncomingMessage) -> None:
+        if await self.store.get(message.correlation_id or "") is None:
+            await asyncio.sleep(SHARED_HANDBACK_S)  # another host's job: let its gateway take it
+            await message.nack(requeue=True)
+            return
+        await self._on_reply(message)
+
     async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
-        if message.reply_to == names.REPLIES_QUEUE and message.correlation_id:
+        # Every store gets a copy: record the jobs this one knows (idempotently), ack the rest.
+        if names.is_job_reply_to(message.reply_to) and message.correlation_id:
             status, error = from_dead_letter(dict(message.headers or {}))
             await self._record(message.correlation_id, status, None, error, None)
         await message.ack()  # sync calls' dead letters concern no job

@@ -44,6 +44,10 @@ class Delivery:
 
 
 class JobStore(Protocol):
+    # Identifies the gateways that share this store: job replies come back on the queue named
+    # after it (`protocol.names.replies_queue`), so they reach a gateway that can record them.
+    store_id: str
+
     async def create(self, job: NewJob) -> tuple[Job, bool]:
         """The new job (True), or the existing one for a repeated Idempotency-Key (False)."""
         ...

@@ -7,7 +7,9 @@ read-modify-write steps take `BEGIN IMMEDIATE`, so two processes never interleav
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,7 @@ class SqliteJobStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = connect(str(path))
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="jobstore")
+        self.store_id = _store_id(path.with_suffix(".id"))
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
@@ -230,6 +233,24 @@ class SqliteJobStore:
             "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
             "next_ms = COALESCE(?, next_ms), lease_ms = 0 WHERE id = ?",
             (state, error, retry_at_ms, delivery_id))
+
+
+def _store_id(path: Path) -> str:
+    """This file's identity, kept next to it: the gateways sharing the file (one host) share a
+    replies queue named after it; another state dir, even on the same machine, is another
+    host. Created once; O_EXCL makes two processes starting together agree on one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        deadline = time.monotonic() + 5
+        while not (text := path.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.01)  # its creator is writing it
+        if not text:
+            raise RuntimeError(f"{path} is empty: remove it to give the store a new id") from None
+        return text
+    with os.fdopen(fd, "w") as out:
+        out.write(uuid.uuid4().hex[:16] + "\n")
+    return path.read_text().strip()
 
 
 def _job(row: tuple[Any, ...], outbox: tuple[Any, ...] | None) -> Job:

@@ -72,3 +72,25 @@ def test_a_refused_job_answers_503_without_an_id_and_leaves_nothing_behind(
     assert error_code(refused) == (503, "overloaded")
     assert "id" not in refused.json()["error"]  # definite: nothing was enqueued
     assert done["result"] == {"n": 2} and done["attempts"] == 1
+
+
+def test_a_job_whose_reply_the_broker_refuses_for_a_while_still_ends_succeeded(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    worker = start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    policy = f"/api/policies/{vhost.name}/replies-full"
+    vhost.management("PUT", policy, {"pattern": r"^rpcfleet\.replies$", "apply-to": "queues",
+                                     "definition": {"max-length": 0,
+                                                    "overflow": "reject-publish"}})
+    with gateway.client() as http:
+        job_id = submit(http, "echo", {"n": 3}).json()["id"]
+        try:
+            wait_for(lambda: "refused the reply" in worker.output(), timeout=20,
+                     what="the broker to refuse the worker's reply")
+        finally:
+            vhost.management("DELETE", policy)
+        job = until(http, job_id, "succeeded", "failed", timeout=40)
+    assert job["status"] == "succeeded" and job["result"] == {"n": 3}
+    assert job["attempts"] == 1  # retried as a reply, not run again

@@ -40,3 +40,11 @@ def quick(params: dict[str, object]) -> dict[str, object]:
 
 def pool_cache_pid() -> int:
     return os.getppid()
+
+
+@pool.method
+def nap(params: dict[str, object]) -> dict[str, object]:
+    """Sleeps well within its limit: a neighbour of a handler that gets abandoned."""
+    _mark(params)
+    time.sleep(float(params.get("seconds", 2)))  # type: ignore[arg-type]
+    return {"pid": os.getpid()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from protocol import ErrorCode, names, replies
 from tests.support.amqp_client import amqp_client
@@ -62,3 +63,34 @@ async def test_handlers_that_raise_systemexit_keyboardinterrupt_or_cancellederro
     assert worker.alive()
     wait_for(lambda: consumer_count(amqp_url, names.pool_queue("basic")) == 1,
              what="the consumer to stay subscribed")
+
+
+async def test_a_time_limit_hands_back_the_deliveries_its_consumer_held_without_an_attempt(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    start_worker("tests.pools.limits:pool", pool="limits", processes=1, prefetch=3)
+    async with amqp_client(amqp_url) as client:
+        slow = await client.send("slow", {"seconds": 30}, timeout=30)
+        held = [await client.send("quick", {}, timeout=30) for _ in range(2)]
+        limited = await client.answer(slow, timeout=20)
+        answers = [await client.answer(job_id, timeout=20) for job_id in held]
+    assert limited.reply.error is not None and limited.reply.error.code == ErrorCode.TIME_LIMIT
+    for answer in answers:
+        assert answer.reply.ok
+        assert answer.attempt == 1  # handed back as they were: no attempt counted
+
+
+async def test_a_time_limit_lets_the_other_running_handler_finish_once(
+    amqp_url: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    start_worker("tests.pools.limits:pool", pool="limits", processes=1, prefetch=2,
+                 concurrency=2)
+    marker = tmp_path / "naps"
+    async with amqp_client(amqp_url) as client:
+        slow = await client.send("slow", {"seconds": 30}, timeout=30)
+        nap = await client.send("nap", {"seconds": 2.5, "marker": str(marker)}, timeout=30)
+        limited = await client.answer(slow, timeout=20)
+        napped = await client.answer(nap, timeout=20)
+    assert limited.reply.error is not None and limited.reply.error.code == ErrorCode.TIME_LIMIT
+    assert napped.reply.ok and napped.attempt == 1
+    assert len(marker.read_text().split()) == 1  # it ran once: finished, not redelivered

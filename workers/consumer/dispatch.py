@@ -16,6 +16,7 @@ answer · past its deadline → dead-letter `expired` · invalid params → answ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -107,27 +108,69 @@ class Dispatcher:
         self.measure = measure
         self.worker = setup.worker_id
         self.semaphore = asyncio.Semaphore(setup.settings.concurrency)
+        self.handing_back = asyncio.Event()  # leaving: deliveries not started go back
         self.runs: dict[str, asyncio.Future[Settle]] = {}  # job id -> its handler, running here
         self.recent: OrderedDict[str, Outcome] = OrderedDict()  # job id -> how it ended here
         self._orphans: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: Delivery) -> None:
-        async with self.semaphore:
-            joined = self._join(message)
-            if joined is not None:
-                # Redelivered while (or just after) we ran it here: its channel closed under it
-                # (consumer_timeout, a 406). Answer with that run's outcome; never run it twice.
-                ran = await asyncio.shield(joined)
-                await self.settle(message, Settle(read_attempt(message.headers), reply=ran.reply))
-                return
-            decision = self.decide(message)
-            if isinstance(decision, Run):
-                decision = await self._run_owned(message, decision)
-            await self.settle(message, decision)
-            if decision.reply is not None and decision.reply.must_exit:
-                log.warning("job %s ended with %s while its handler may still run: replacing "
-                            "this process", message.correlation_id, decision.reply.code)
-                self.on_exit_request()
+        if not await self._take_slot():
+            # This process is leaving after abandoning a handler: give back what it has not
+            # started, as the attempt it is (a broker requeue would count one more).
+            attempt = read_attempt(message.headers) + (1 if message.redelivered else 0)
+            await self.settle(message, Settle(attempt, retry=True))
+            return
+        try:
+            await self._handle(message)
+        finally:
+            self.semaphore.release()
+
+    async def _take_slot(self) -> bool:
+        """One of the `concurrency` handler slots; False once `handing_back` is set."""
+        if self.handing_back.is_set():
+            return False
+        if not self.semaphore.locked():  # the usual case: no task, no wait
+            await self.semaphore.acquire()
+            return True
+        acquire = asyncio.ensure_future(self.semaphore.acquire())
+        leaving = asyncio.ensure_future(self.handing_back.wait())
+        try:
+            await asyncio.wait({acquire, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            leaving.cancel()
+            if not acquire.done():
+                acquire.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquire
+        if acquire.cancelled():
+            return False
+        if self.handing_back.is_set():
+            self.semaphore.release()
+            return False
+        return True
+
+    async def _handle(self, message: Delivery) -> None:
+        joined = self._join(message)
+        if joined is not None:
+            # Redelivered while (or just after) we ran it here: its channel closed under it
+            # (consumer_timeout, a 406). Answer with that run's outcome; never run it twice.
+            ran = await asyncio.shield(joined)
+            await self.settle(message, Settle(read_attempt(message.headers), reply=ran.reply))
+            return
+        decision = self.decide(message)
+        if isinstance(decision, Run):
+            decision = await self._run_owned(message, decision)
+        await self.settle(message, decision)
+        if decision.reply is not None and decision.reply.must_exit:
+            log.warning("job %s ended with %s while its handler may still run: replacing "
+                        "this process", message.correlation_id, decision.reply.code)
+            # The supervisor's backstop waits for the others this process holds to finish
+            # (the drain), then kills it if the abandoned handler keeps it alive.
+            settings = self.setup.settings
+            grace_ms = int((settings.drain_timeout + settings.kill_grace) * 1000)
+            self.setup.slots.track(self.setup.slot, str(message.correlation_id),
+                                   now_ms() + grace_ms, str(decision.reply.code))
+            self.on_exit_request()
 
     def _join(self, message: Delivery) -> asyncio.Future[Settle] | None:
         job_id = message.correlation_id
@@ -295,6 +338,9 @@ class Dispatcher:
             stop=stop_after_delay(REPLY_RETRY_S), reraise=True,
             wait=wait_exponential_jitter(initial=0.05, max=2),
             retry=retry_if_exception_type(ReplyNotConfirmed),
+            before_sleep=lambda state: log.warning(
+                "the broker refused the reply to %s (attempt %s); trying again",
+                properties.correlation_id, state.attempt_number),
         ):
             with attempt:
                 sent = time.perf_counter()

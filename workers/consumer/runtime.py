@@ -72,7 +72,10 @@ class Consumer:
         connection = await aio_pika.connect_robust(
             self.settings.amqp_url, heartbeat=self.settings.heartbeat,
             client_properties={"connection_name": f"rpcfleet-worker {self.setup.worker_id}"})
-        executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="handler")
+        # One thread more than the handlers that may run at once (the dispatcher's semaphore):
+        # a handler abandoned past its time limit or cancel keeps its thread, and the handlers
+        # this process still runs before it leaves must not queue behind it.
+        executor = ThreadPoolExecutor(self.settings.concurrency + 1, thread_name_prefix="handler")
         try:
             await self._serve(connection, executor)
         finally:
@@ -145,7 +148,15 @@ class Consumer:
         except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:
             log.warning("could not cancel the subscription cleanly: %r", exc)
         if self._exit_code == EXIT_REPLACE:
-            return  # an abandoned handler may hold a thread forever: leave at once
+            # A handler was abandoned (time limit, cancel): what this process holds besides it
+            # is neither lost nor counted again. Deliveries not started go back to the queue as
+            # the attempt they are; running ones finish. Then leave (the abandoned thread may
+            # never end: the process exits with os._exit).
+            self.dispatcher.handing_back.set()
+            if not await self.in_flight.idle(self.settings.drain_timeout):
+                log.warning("leaving with %s deliveries still running; the broker redelivers "
+                            "them", self.in_flight.count)
+            return
         if not await self.in_flight.idle(self.settings.drain_timeout):
             log.warning("drain timed out with %s deliveries held; the broker will redeliver them",
                         self.in_flight.count)

@@ -20,6 +20,7 @@ from pamqp.commands import Basic
 from protocol import names
 from protocol.clock import now_ms
 from protocol.dead import DeadLetter, replay_headers
+from rpcfleet.cluster import node_urls
 
 
 @dataclass
@@ -84,7 +85,7 @@ class DeadLetterQueue:
 @asynccontextmanager
 async def dead_letter_queue(amqp_url: str, pool: str) -> AsyncIterator[DeadLetterQueue]:
     """A session on one pool's dead letters; what it did not settle returns to the queue."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await aio_pika.connect(node_urls(amqp_url)[0])
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         yield DeadLetterQueue(channel, pool)

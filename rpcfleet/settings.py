@@ -80,6 +80,9 @@ class GatewaySettings(CommonSettings):
     # its own origin and these (CSRF). Empty: localhost, 127.0.0.1, [::1] and the bind address.
     allowed_hosts: CsvList = Field(default_factory=list)
     allowed_origins: CsvList = Field(default_factory=list)
+    # None: the embedded SQLite store in the state dir (one host). postgresql://...: the shared
+    # store, for gateways on several hosts (the `postgres` extra).
+    job_store: str | None = None
     job_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     job_timeout_default: float | None = None
 

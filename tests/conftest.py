@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rpcfleet.broker import LocalBroker, free_port
+from tests.support.postgres import PostgresServer, private_server
 from tests.support.rabbit import Vhost, create_vhost, delete_vhost
 
 
@@ -23,6 +26,21 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     node.start()
     yield node
     node.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the session (started on first use: ~3 s)."""
+    folder = Path(tempfile.mkdtemp(prefix="rpcfleet-pg-"))  # postgres must reach it
+    os.chmod(folder, 0o755)
+    yield from private_server(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dsn(postgres: PostgresServer) -> str:
+    """A fresh database of the session's server."""
+    return postgres.create_database()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from gateway import tasks
 from protocol import codec, names
+from rpcfleet.cluster import connect_cluster
 from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.gateway")
@@ -86,7 +87,7 @@ class BrokerLink:
         log.info("gateway connected to the broker")
 
     async def _open(self) -> None:
-        connection = await aio_pika.connect_robust(
+        connection = await connect_cluster(
             self.settings.amqp_url, heartbeat=self.settings.heartbeat, timeout=10,
             # Back within a second of the broker: before the consumers (5 s), so their new
             # sessions find a gateway to replay the cancels stored meanwhile.

@@ -16,6 +16,7 @@ from gateway.services import Services
 from gateway.store import JobStore, SqliteJobStore
 from gateway.webhooks import CallbackDispatcher, Signer, UrlGuard
 from protocol import now_ms
+from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.jobs")
 
@@ -30,7 +31,7 @@ async def jobs_extension(app: FastAPI, services: Services) -> AsyncIterator[None
     signer = Signer(settings.callback_secret) if settings.callback_secret else None
     guard = UrlGuard(settings.callback_allow_hosts)
     async with AsyncExitStack() as stack:
-        store = SqliteJobStore(settings.state_dir / "jobs.sqlite3")
+        store = await open_store(settings)
         stack.push_async_callback(store.close)
         dispatcher = None
         if signer is not None:
@@ -44,6 +45,21 @@ async def jobs_extension(app: FastAPI, services: Services) -> AsyncIterator[None
         stack.push_async_callback(
             tasks.stop, asyncio.create_task(_housekeeping(store, service, settings.job_retention)))
         yield
+
+
+async def open_store(settings: GatewaySettings) -> JobStore:
+    """The store the settings name: PostgreSQL (shared by every gateway host) or SQLite."""
+    dsn = settings.job_store
+    if dsn is None:
+        return SqliteJobStore(settings.state_dir / "jobs.sqlite3")
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"RPCFLEET_JOB_STORE must be a postgresql:// URL, not {dsn[:40]!r}")
+    try:
+        from gateway.store.postgres import PostgresJobStore
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise RuntimeError("RPCFLEET_JOB_STORE=postgresql://... needs the postgres extra: "
+                           "pip install 'rpcfleet[postgres]'") from exc
+    return await PostgresJobStore.open(dsn)
 
 
 async def _housekeeping(store: JobStore, service: JobService, retention_s: float) -> None:

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
+from gateway.store.rows import COLUMNS, job_from_row
 from gateway.store.schema import connect
-from protocol import CallbackInfo, ErrorBody, Job, JobStatus, Progress, codec, rfc3339
+from protocol import ErrorBody, Job, JobStatus, codec
 
 T = TypeVar("T")
-COLUMNS = ("id, method, status, result, error, progress, attempts, worker, created_ms, "
-           "started_ms, finished_ms, callback_url")
 
 
 class SqliteJobStore:
@@ -135,7 +134,7 @@ class SqliteJobStore:
             return None
         outbox = self._db.execute("SELECT state, attempts, last_error FROM outbox "
                                   "WHERE job_id = ?", (job_id,)).fetchone()
-        return _job(row, outbox)
+        return job_from_row(row, outbox)
 
     async def started(self, job_id: str, worker: str | None, attempt: int, at_ms: int) -> bool:
         # attempts counts starts; only a queued or running job can (re)start.
@@ -251,21 +250,3 @@ def _store_id(path: Path) -> str:
     with os.fdopen(fd, "w") as out:
         out.write(uuid.uuid4().hex[:16] + "\n")
     return path.read_text().strip()
-
-
-def _job(row: tuple[Any, ...], outbox: tuple[Any, ...] | None) -> Job:
-    (job_id, method, status, result, error, progress, attempts, worker, created, started,
-     finished, callback_url) = row
-    callback = None
-    if callback_url:
-        state, tries, last_error = outbox if outbox is not None else ("pending", 0, None)
-        callback = CallbackInfo(url=callback_url, state=state, attempts=tries,
-                                last_error=last_error)
-    return Job(
-        id=job_id, method=method, status=JobStatus(status),
-        result=codec.loads(result) if result is not None else None,
-        error=ErrorBody.model_validate_json(error) if error else None,
-        progress=Progress.model_validate_json(progress) if progress else None,
-        attempts=attempts, worker=worker, created_at=rfc3339(created),
-        started_at=rfc3339(started) if started else None,
-        finished_at=rfc3339(finished) if finished else None, callback=callback)

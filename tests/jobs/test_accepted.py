@@ -81,7 +81,7 @@ def test_a_job_whose_reply_the_broker_refuses_for_a_while_still_ends_succeeded(
     gateway = start_gateway()
     wait_for_workers(gateway, 1)
     policy = f"/api/policies/{vhost.name}/replies-full"
-    vhost.management("PUT", policy, {"pattern": r"^rpcfleet\.replies$", "apply-to": "queues",
+    vhost.management("PUT", policy, {"pattern": r"^rpcfleet\.replies\.", "apply-to": "queues",
                                      "definition": {"max-length": 0,
                                                     "overflow": "reject-publish"}})
     with gateway.client() as http:

@@ -51,3 +51,25 @@ def test_a_job_the_broker_dead_letters_is_recorded_by_the_host_that_took_it(
         expired = until(http_b, late, "expired", "failed", "succeeded", timeout=30)
         until(http_a, busy, "succeeded")
     assert expired["status"] == "expired"
+
+
+def test_with_the_shared_postgresql_store_any_gateway_sees_follows_and_cancels_any_job(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path, pg_dsn: str
+) -> None:
+    start_worker(processes=1)
+    a = start_gateway(state_dir=tmp_path / "host-a", job_store=pg_dsn)
+    b = start_gateway(state_dir=tmp_path / "host-b", job_store=pg_dsn)
+    for gateway in (a, b):
+        wait_for_workers(gateway, 1)
+    with a.client() as http_a, b.client() as http_b:
+        ids = [submit(http_a, "echo", {"n": n}).json()["id"] for n in range(10)]
+        done = [until(http_b, job_id, "succeeded") for job_id in ids]  # read on the other host
+        busy = occupy(http_a, tmp_path / "busy", seconds=2)
+        queued = submit(http_a, "echo", {"queued": True}).json()["id"]
+        cancelled = http_b.delete(f"/v1/jobs/{queued}")
+        with http_b.stream("GET", f"/v1/jobs/{busy}/events") as stream:
+            events = [line for line in stream.iter_lines() if line.startswith("event:")]
+        final = until(http_a, queued, "cancelled")
+    assert [job["result"] for job in done] == [{"n": n} for n in range(10)]
+    assert cancelled.status_code == 202 and final["status"] == "cancelled"
+    assert events[-1] == "event: succeeded"

@@ -1,22 +1,43 @@
-"""The job store as a unit: a real SQLite file, two stores on it as two gateway processes."""
+"""The job store as a unit, the same specification for both stores: a real SQLite file and a
+real PostgreSQL database (a private server), two stores on one as two gateway processes."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from gateway.store import IdempotencyConflict, NewJob, SqliteJobStore
+from gateway.store import IdempotencyConflict, JobStore, NewJob, SqliteJobStore
+from gateway.store.postgres import PostgresJobStore
 from protocol import ErrorBody, JobStatus
+
+StoreFactory = Callable[[], Awaitable[JobStore]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Opens a store on one shared file or database (each call: another gateway process)."""
+    if request.param == "sqlite":
+        async def sqlite() -> JobStore:
+            return SqliteJobStore(tmp_path / "jobs.sqlite3")
+
+        return sqlite
+    dsn = request.getfixturevalue("pg_dsn")
+
+    async def postgresql() -> JobStore:
+        return await PostgresJobStore.open(dsn)
+
+    return postgresql
 
 
 def _job(job_id: str, **extra: object) -> NewJob:
     return NewJob(id=job_id, method="echo", created_ms=1_000, **extra)  # type: ignore[arg-type]
 
 
-async def test_states_only_move_forward_and_a_terminal_state_is_final(tmp_path: Path) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+async def test_states_only_move_forward_and_a_terminal_state_is_final(stores: StoreFactory) -> None:
+    store = await stores()
     await store.create(_job("a"))
     assert await store.started("a", "w:p:0", 1, 2_000)
     assert await store.finish("a", JobStatus.SUCCEEDED, {"ok": 1}, None, 3_000)
@@ -30,8 +51,8 @@ async def test_states_only_move_forward_and_a_terminal_state_is_final(tmp_path: 
     await store.close()
 
 
-async def test_an_idempotency_key_maps_one_body_to_one_job(tmp_path: Path) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+async def test_an_idempotency_key_maps_one_body_to_one_job(stores: StoreFactory) -> None:
+    store = await stores()
     first, created = await store.create(_job("a", idempotency_key="k", body_hash="h1"))
     again, created_again = await store.create(_job("b", idempotency_key="k", body_hash="h1"))
     with pytest.raises(IdempotencyConflict):
@@ -42,10 +63,10 @@ async def test_an_idempotency_key_maps_one_body_to_one_job(tmp_path: Path) -> No
 
 
 async def test_two_stores_on_one_file_share_jobs_and_never_claim_one_delivery_twice(
-    tmp_path: Path
+    stores: StoreFactory
 ) -> None:
-    one = SqliteJobStore(tmp_path / "jobs.sqlite3")
-    two = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    one = await stores()
+    two = await stores()
     for i in range(20):
         await one.create(_job(f"j{i}", callback_url="https://example.com/hook"))
         await one.finish(f"j{i}", JobStatus.SUCCEEDED, i, None, 2_000)
@@ -67,8 +88,8 @@ async def test_two_stores_on_one_file_share_jobs_and_never_claim_one_delivery_tw
     await two.close()
 
 
-async def test_finished_jobs_past_retention_are_purged(tmp_path: Path) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+async def test_finished_jobs_past_retention_are_purged(stores: StoreFactory) -> None:
+    store = await stores()
     await store.create(_job("old"))
     await store.finish("old", JobStatus.SUCCEEDED, None, None, 1_000)
     await store.create(_job("running"))
@@ -78,9 +99,9 @@ async def test_finished_jobs_past_retention_are_purged(tmp_path: Path) -> None:
 
 
 async def test_a_request_never_confirmed_is_claimed_by_one_resubmission_after_its_lease(
-    tmp_path: Path
+    stores: StoreFactory
 ) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    store = await stores()
     await store.create(_job("a", publish_lease_ms=5_000))  # its submitter owns it until 5 s
     assert await store.claim_publish("a", 4_000, lease_ms=1_000) == "held"
     assert await store.claim_publish("a", 6_000, lease_ms=1_000) == "claimed"
@@ -94,9 +115,9 @@ async def test_a_request_never_confirmed_is_claimed_by_one_resubmission_after_it
 
 
 async def test_unpublished_jobs_nobody_resubmitted_are_failed_the_rest_left_alone(
-    tmp_path: Path
+    stores: StoreFactory
 ) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    store = await stores()
     for job_id, lease in (("orphan", 5_000), ("published", 5_000), ("recent", 50_000)):
         await store.create(_job(job_id, publish_lease_ms=lease))
     await store.mark_published("published")
@@ -129,4 +150,32 @@ async def test_a_store_file_from_before_publish_claims_gains_the_columns(tmp_pat
     assert await store.claim_publish("old", 9_000, lease_ms=1_000) == "done"  # was published
     await store.create(_job("new", publish_lease_ms=5_000))
     assert await store.claim_publish("new", 6_000, lease_ms=1_000) == "claimed"
+    await store.close()
+
+
+async def test_stores_sharing_a_file_or_database_share_one_id_and_so_one_replies_queue(
+    stores: StoreFactory
+) -> None:
+    one, two = await stores(), await stores()
+    assert one.store_id == two.store_id and len(one.store_id) >= 12
+    await one.close()
+    await two.close()
+
+
+async def test_a_job_belongs_to_its_owner_and_a_running_jobs_cancel_is_replayed(
+    stores: StoreFactory
+) -> None:
+    store = await stores()
+    await store.create(_job("mine", owner="alice-print"))
+    await store.create(_job("open"))
+    assert await store.owner("mine") == "alice-print"
+    assert await store.owner("open") is None
+    assert await store.started("mine", "w:p:0", 1, 2_000)
+    await store.request_cancel("mine")
+    assert await store.pending_cancels(10_000) == [("mine", "echo")]  # running: replayed
+    await store.finish("mine", JobStatus.SUCCEEDED, 1, None, 3_000, "w:p:0", 2, 2_500)
+    assert await store.pending_cancels(0) == []  # an outcome ends it
+    job = await store.get("mine")
+    assert job is not None and job.attempts == 2 and job.started_at is not None
+    assert job.started_at.endswith("00:00:02.500Z")  # the reply's own times win
     await store.close()

@@ -59,7 +59,11 @@ async def test_dead_letters_are_listed_untouched_then_replayed_or_purged_when_as
         assert f"replayed {late} (echo)" in replay.stdout
         assert f"kept {malformed} (echo): malformed" in replay.stdout
         assert f"kept {sync_late} (echo): a sync call" in replay.stdout
-        reply = await own.get(timeout=10)  # the replayed request ran, afresh
+        # A reply queue other than direct reply-to is a durable one (SPEC 1.1): its owner was
+        # told at once that the request expired; then the replayed request ran, afresh.
+        told = replies.decode((await own.get(timeout=10)).body)
+        assert told.error is not None and told.error.code == "expired"
+        reply = await own.get(timeout=10)
         assert replies.decode(reply.body).result == {"late": True}
         assert reply.headers[names.HEADER_ATTEMPT] == 1
         assert vhost.queue_counts(DEAD)[0] == 2

@@ -23,6 +23,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from protocol import CONTROL_ADAPTER, Cancel, Replayed, SetPrefetch, codec, names
 from protocol.clock import now_ms
+from rpcfleet.cluster import connect_cluster
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
 from workers.consumer.delivery import Delivery
@@ -69,7 +70,7 @@ class Consumer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        connection = await aio_pika.connect_robust(
+        connection = await connect_cluster(
             self.settings.amqp_url, heartbeat=self.settings.heartbeat,
             client_properties={"connection_name": f"rpcfleet-worker {self.setup.worker_id}"})
         # One thread more than the handlers that may run at once (the dispatcher's semaphore):

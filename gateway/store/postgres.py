@@ -1,0 +1,262 @@
+"""The shared job store: PostgreSQL, for gateways on several hosts (SPEC 1.1).
+
+The same interface and semantics as the SQLite store (`JobStore`), on psycopg 3's async pool.
+Read-modify-write steps run in one transaction with row locks (`FOR UPDATE`); the callback outbox
+is claimed with `FOR UPDATE SKIP LOCKED`, so gateways on any number of hosts never claim one
+delivery twice and never wait on each other's claims. Every gateway on one database shares one
+store id (kept in the database), hence one replies queue: any of them can record any outcome.
+
+Needs the `postgres` extra: `pip install 'rpcfleet[postgres]'`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
+from gateway.store.rows import COLUMNS, job_from_row
+from protocol import ErrorBody, Job, JobStatus, codec
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rpcfleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    method TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    progress TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
+    created_ms BIGINT NOT NULL,
+    started_ms BIGINT,
+    finished_ms BIGINT,
+    priority INTEGER NOT NULL DEFAULT 0,
+    deadline_ms BIGINT,
+    callback_url TEXT,
+    idempotency_key TEXT UNIQUE,
+    body_hash TEXT,
+    cancel_pending BOOLEAN NOT NULL DEFAULT FALSE,
+    published BOOLEAN NOT NULL DEFAULT TRUE,
+    publish_lease_ms BIGINT NOT NULL DEFAULT 0,
+    owner TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_ms);
+CREATE INDEX IF NOT EXISTS jobs_cancel_pending ON jobs (cancel_pending) WHERE cancel_pending;
+CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (publish_lease_ms) WHERE NOT published;
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_ms BIGINT NOT NULL,
+    lease_ms BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT,
+    finished_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);
+"""
+# Several gateways may start at once on a fresh database: one creates the schema at a time.
+SCHEMA_LOCK = 0x7270_6366  # "rpcf", an advisory lock key
+POOL_MAX = 10  # connections per gateway process: the store's calls are short
+
+
+class PostgresJobStore:
+    def __init__(self, pool: Any, store_id: str) -> None:
+        self._pool = pool
+        self.store_id = store_id
+
+    @classmethod
+    async def open(cls, dsn: str) -> PostgresJobStore:
+        from psycopg_pool import AsyncConnectionPool
+
+        pool = AsyncConnectionPool(dsn, min_size=1, max_size=POOL_MAX, open=False,
+                                   kwargs={"autocommit": True})
+        await pool.open(wait=True, timeout=30)
+        try:
+            async with pool.connection() as db, db.transaction():
+                await db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                await db.execute(SCHEMA)
+                await db.execute("INSERT INTO rpcfleet_meta (key, value) VALUES ('store_id', %s) "
+                                 "ON CONFLICT (key) DO NOTHING", ("pg" + uuid.uuid4().hex[:14],))
+                row = await (await db.execute(
+                    "SELECT value FROM rpcfleet_meta WHERE key = 'store_id'")).fetchone()
+        except BaseException:
+            await pool.close()
+            raise
+        assert row is not None
+        return cls(pool, str(row[0]))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        async with self._pool.connection() as db:
+            row: tuple[Any, ...] | None = await (await db.execute(sql, args)).fetchone()
+            return row
+
+    async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        async with self._pool.connection() as db:
+            return list(await (await db.execute(sql, args)).fetchall())
+
+    async def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        async with self._pool.connection() as db:
+            return int((await db.execute(sql, args)).rowcount)
+
+    # -- jobs ---------------------------------------------------------------------------------
+    async def create(self, job: NewJob) -> tuple[Job, bool]:
+        async with self._pool.connection() as db, db.transaction():
+            inserted = await (await db.execute(
+                "INSERT INTO jobs (id, method, status, created_ms, priority, deadline_ms, "
+                "callback_url, idempotency_key, body_hash, published, publish_lease_ms, owner) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,FALSE,%s,%s) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
+                 job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
+                 job.publish_lease_ms, job.owner))).fetchone()
+            if inserted is None:
+                row = await (await db.execute(
+                    "SELECT id, body_hash FROM jobs WHERE idempotency_key = %s",
+                    (job.idempotency_key,))).fetchone()
+                assert row is not None
+                if row[1] != job.body_hash:
+                    raise IdempotencyConflict("this Idempotency-Key was used with another body")
+                existing_id = str(row[0])
+        if inserted is None:
+            existing = await self.get(existing_id)
+            assert existing is not None
+            return existing, False
+        created = await self.get(job.id)
+        assert created is not None
+        return created, True
+
+    async def delete(self, job_id: str) -> None:
+        await self._exec("DELETE FROM jobs WHERE id = %s", (job_id,))
+
+    async def mark_published(self, job_id: str) -> None:
+        await self._exec("UPDATE jobs SET published = TRUE WHERE id = %s", (job_id,))
+
+    async def claim_publish(self, job_id: str, now_ms: int, lease_ms: int) -> PublishClaim:
+        async with self._pool.connection() as db, db.transaction():
+            row = await (await db.execute(
+                "SELECT published, status, publish_lease_ms FROM jobs WHERE id = %s FOR UPDATE",
+                (job_id,))).fetchone()
+            if row is None or row[0] or row[1] != JobStatus.QUEUED:
+                return "done"
+            if row[2] > now_ms:
+                return "held"
+            await db.execute("UPDATE jobs SET publish_lease_ms = %s WHERE id = %s",
+                             (now_ms + lease_ms, job_id))
+            return "claimed"
+
+    async def release_publish(self, job_id: str) -> None:
+        await self._exec("UPDATE jobs SET publish_lease_ms = 0 WHERE id = %s AND NOT published",
+                         (job_id,))
+
+    async def abandon_unpublished(self, leased_before_ms: int,
+                                  at_ms: int) -> list[tuple[str, str]]:
+        error = ErrorBody(code="overloaded", message="the broker never confirmed its request "
+                          "(it was down, or the submitting gateway stopped)")
+        rows = await self._all(
+            "UPDATE jobs SET status = 'failed', error = %s, finished_ms = %s, published = TRUE, "
+            "cancel_pending = TRUE WHERE NOT published AND status = 'queued' "
+            "AND publish_lease_ms < %s RETURNING id, method",
+            (error.model_dump_json(), at_ms, leased_before_ms))
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self._pool.connection() as db:
+            row = await (await db.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = %s",
+                                          (job_id,))).fetchone()
+            if row is None:
+                return None
+            outbox = await (await db.execute(
+                "SELECT state, attempts, last_error FROM outbox WHERE job_id = %s",
+                (job_id,))).fetchone()
+        return job_from_row(tuple(row), tuple(outbox) if outbox is not None else None)
+
+    async def owner(self, job_id: str) -> str | None:
+        row = await self._one("SELECT owner FROM jobs WHERE id = %s", (job_id,))
+        return str(row[0]) if row is not None and row[0] is not None else None
+
+    async def started(self, job_id: str, worker: str | None, attempt: int, at_ms: int) -> bool:
+        return await self._exec(
+            "UPDATE jobs SET status = 'running', worker = %s, attempts = GREATEST(attempts, %s), "
+            "started_ms = %s WHERE id = %s AND status IN ('queued', 'running') "
+            "AND attempts < %s", (worker, attempt, at_ms, job_id, attempt)) > 0
+
+    async def progress(self, job_id: str, fraction: float, note: str) -> bool:
+        body = codec.dumps({"fraction": fraction, "note": note}).decode()
+        return await self._exec("UPDATE jobs SET progress = %s WHERE id = %s AND "
+                                "status = 'running'", (body, job_id)) > 0
+
+    async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
+                     at_ms: int, worker: str | None = None, attempt: int | None = None,
+                     started_ms: int | None = None) -> bool:
+        async with self._pool.connection() as db, db.transaction():
+            row = await (await db.execute(
+                "SELECT status, callback_url FROM jobs WHERE id = %s FOR UPDATE",
+                (job_id,))).fetchone()
+            if row is None:
+                return False
+            if JobStatus(row[0]).terminal:
+                if row[0] == JobStatus.CANCELLED:  # the worker saw the cancel: stop replaying it
+                    await db.execute("UPDATE jobs SET cancel_pending = FALSE WHERE id = %s",
+                                     (job_id,))
+                return False
+            await db.execute(
+                "UPDATE jobs SET status = %s, result = %s, error = %s, finished_ms = %s, "
+                "worker = COALESCE(%s, worker), attempts = GREATEST(attempts, COALESCE(%s, 0)), "
+                "started_ms = COALESCE(%s, started_ms), cancel_pending = FALSE WHERE id = %s",
+                (status, codec.dumps(result).decode() if result is not None else None,
+                 error.model_dump_json() if error is not None else None, at_ms, worker,
+                 attempt, started_ms, job_id))
+            if row[1]:
+                await db.execute(
+                    "INSERT INTO outbox (id, job_id, url, next_ms, finished_ms) "
+                    "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+                    ("msg_" + uuid.uuid4().hex, job_id, row[1], at_ms, at_ms))
+            return True
+
+    async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
+        changed = await self.finish(job_id, JobStatus.CANCELLED, None,
+                                    ErrorBody(code="cancelled", message="cancelled while queued"),
+                                    at_ms)
+        if changed:
+            await self._exec("UPDATE jobs SET cancel_pending = TRUE WHERE id = %s", (job_id,))
+        return changed
+
+    async def request_cancel(self, job_id: str) -> None:
+        await self._exec("UPDATE jobs SET cancel_pending = TRUE WHERE id = %s AND "
+                         "status = 'running'", (job_id,))
+
+    async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]:
+        rows = await self._all("SELECT id, method FROM jobs WHERE cancel_pending AND "
+                               "(finished_ms >= %s OR status = 'running')", (since_ms,))
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def cancel_seen(self, job_id: str) -> None:
+        await self._exec("UPDATE jobs SET cancel_pending = FALSE WHERE id = %s", (job_id,))
+
+    async def purge(self, finished_before_ms: int) -> int:
+        return await self._exec("DELETE FROM jobs WHERE finished_ms < %s", (finished_before_ms,))
+
+    # -- outbox -------------------------------------------------------------------------------
+    async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+        # SKIP LOCKED: a row another gateway is claiming right now is left to it, not waited for.
+        rows = await self._all(
+            "UPDATE outbox SET lease_ms = %s WHERE id IN (SELECT id FROM outbox WHERE state = "
+            "'pending' AND next_ms <= %s AND lease_ms <= %s ORDER BY next_ms LIMIT %s "
+            "FOR UPDATE SKIP LOCKED) RETURNING id, job_id, url, attempts, finished_ms",
+            (now_ms + lease_ms, now_ms, now_ms, limit))
+        return [Delivery(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    async def delivery_outcome(self, delivery_id: str, *, delivered: bool, error: str | None,
+                               retry_at_ms: int | None) -> None:
+        state = "delivered" if delivered else ("pending" if retry_at_ms is not None else "failed")
+        await self._exec(
+            "UPDATE outbox SET state = %s, attempts = attempts + 1, last_error = %s, "
+            "next_ms = COALESCE(%s, next_ms), lease_ms = 0 WHERE id = %s",
+            (state, error, retry_at_ms, delivery_id))

@@ -1,0 +1,75 @@
+"""Robust AMQP connections over the nodes of one RabbitMQ cluster (SPEC 1.1, broker clusters).
+
+`RPCFLEET_AMQP_URL` may hold several comma-separated URLs. `connect_cluster` connects to the first
+live one; when that connection is lost, every reconnect attempt of aio-pika's robust connection
+goes to the next node in turn, so gateways and workers move to a live node by themselves, and the
+robust channels restore their topology, consumers and prefetch there (see
+`workers.consumer.subscription` for the consumers aio-pika does not restore).
+
+aio-pika connects to `connection.url`, read once per attempt; `ClusterConnection.url` hands out the
+nodes in turn. A node that is down costs one attempt (`RECONNECT_INTERVAL` apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+from aio_pika.robust_connection import RobustConnection
+from yarl import URL
+
+
+def node_urls(amqp_url: str) -> list[str]:
+    """The nodes of `RPCFLEET_AMQP_URL`: one URL, or several separated by commas."""
+    urls = [part.strip() for part in amqp_url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("RPCFLEET_AMQP_URL names no broker")
+    return urls
+
+
+class ClusterConnection(RobustConnection):
+    def __init__(self, url: URL | str, *args: Any, nodes: Sequence[str] = (),
+                 first: int = 0, **kwargs: Any) -> None:
+        self._nodes = [URL(node) for node in nodes] or [URL(url)]
+        self._turn = first
+        self._current = first
+        super().__init__(self._nodes[first], *args, **kwargs)
+        self._turn = first  # what __init__ read does not count as an attempt
+
+    @property
+    def url(self) -> URL:
+        """The node of this connection attempt; the next attempt gets the next node."""
+        self._current = self._turn % len(self._nodes)
+        self._turn += 1
+        return self._nodes[self._current]
+
+    @url.setter
+    def url(self, value: URL) -> None:
+        # aio-pika assigns it at construction (and when a secret is updated): keep the nodes.
+        if value.password != self._nodes[self._current].password:
+            self._nodes = [node.with_password(value.password) for node in self._nodes]
+
+    def __str__(self) -> str:
+        node = self._nodes[self._current]
+        return str(node.with_password("******") if node.password else node)
+
+
+async def connect_cluster(amqp_url: str, **kwargs: Any) -> AbstractRobustConnection:
+    """A robust connection to the first node that answers, moving between nodes after."""
+    nodes = node_urls(amqp_url)
+    if len(nodes) == 1:
+        connection: AbstractRobustConnection = await aio_pika.connect_robust(nodes[0], **kwargs)
+        return connection
+    last: BaseException | None = None
+    for first in range(len(nodes)):
+        try:
+            connection = await aio_pika.connect_robust(
+                nodes[first], nodes=nodes, first=first, connection_class=ClusterConnection,
+                **kwargs)
+            return connection
+        except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
+            last = exc
+    assert last is not None
+    raise last

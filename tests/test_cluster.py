@@ -1,0 +1,81 @@
+"""`rpcfleet broker --nodes 3`: a local cluster on loopback, and a fleet on quorum queues that
+keeps serving and loses no job when the node it uses is killed (SPEC 1.1). Slow (about a minute):
+behind the `slow` marker, which CI runs as its own step."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rpcfleet.broker import LocalBroker, LocalCluster, free_port
+from tests.support.fleet import worker_factory
+from tests.support.gateway import gateway_factory, wait_for_workers
+from tests.support.jobs import submit, until
+from tests.support.processes import REPO, RPCFLEET
+from tests.support.waiting import wait_for
+
+
+def _free_run(count: int) -> int:
+    """A first port with `count` free ports after it (and their distribution ports)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count + 20000 > 65535:
+            continue
+        ports = [base + i for i in range(count)] + [base + 20000 + i for i in range(count)]
+        if all(_free(port) for port in ports):
+            return base
+    raise AssertionError("no run of free ports")
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_a_three_node_cluster_keeps_serving_and_loses_no_job_when_a_node_dies(
+    tmp_path: Path
+) -> None:
+    base, folder = _free_run(3), tmp_path / "cluster"
+    cli = [*RPCFLEET, "broker", "--nodes", "3", "--port", str(base), "--dir", str(folder)]
+    started = subprocess.run(cli, cwd=REPO, capture_output=True, text=True, timeout=240)
+    cluster = LocalCluster(directory=folder, port=base, count=3)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "cluster of 3 running nodes" in started.stdout
+        assert len(cluster.running_nodes()) == 3
+        url = cluster.amqp_url
+        workers = worker_factory(url, tmp_path)
+        gateways = gateway_factory(url, tmp_path)
+        next(workers)(processes=2, beat_interval=1, queue_type="quorum", wait=False)
+        gateway = next(gateways)(queue_type="quorum")
+        wait_for_workers(gateway, 2, timeout=60)
+        with gateway.client() as http:
+            ids = [submit(http, "sleep", {"seconds": 0.3}).json()["id"] for _ in range(20)]
+            first: LocalBroker = cluster.nodes[0]  # where everyone connected first
+            os.kill(int(first.pid_file.read_text().strip()), signal.SIGKILL)
+
+            def answered() -> bool:
+                try:
+                    return http.post("/v1/rpc/echo?timeout=3", json={}).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_for(answered, timeout=90, interval=0.5, what="calls through the other nodes")
+            jobs = [until(http, job_id, "succeeded", "failed", timeout=90) for job_id in ids]
+        assert [job["status"] for job in jobs] == ["succeeded"] * 20  # none lost with the node
+        for factory in (gateways, workers):
+            next(factory, None)
+    finally:
+        cluster.stop()

@@ -1,0 +1,53 @@
+"""RPCFLEET_AMQP_URL with several nodes (SPEC 1.1): gateways and workers connect to a live one and
+move to another when theirs goes. Two private nodes stand in for a cluster's members here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from rpcfleet.broker import LocalBroker, free_port
+from rpcfleet.cluster import node_urls
+from tests.support.fleet import worker_factory
+from tests.support.gateway import gateway_factory, wait_for_workers
+from tests.support.waiting import wait_for
+
+
+def test_the_url_list_is_split_on_commas() -> None:
+    assert node_urls("amqp://a/, amqp://b/,") == ["amqp://a/", "amqp://b/"]
+
+
+def test_gateway_and_worker_skip_a_dead_node_and_move_on_when_theirs_goes(
+    tmp_path: Path
+) -> None:
+    nodes = [LocalBroker(directory=tmp_path / name, port=free_port(), name=name)
+             for name in ("node-a", "node-b")]
+    for node in nodes:
+        node.start()
+    try:
+        nobody = f"amqp://guest:guest@127.0.0.1:{free_port()}/"  # no broker listens there
+        url = ",".join([nobody, nodes[0].amqp_url, nodes[1].amqp_url])
+        workers = worker_factory(url, tmp_path)
+        gateways = gateway_factory(url, tmp_path)
+        worker = next(workers)(beat_interval=1, wait=False)
+        gateway = next(gateways)()
+        wait_for_workers(gateway, 1, timeout=30)
+        with gateway.client() as http:
+            assert http.post("/v1/rpc/echo", json={"on": "a"}).status_code == 200
+            nodes[0].stop()  # the node both use goes away
+
+            def answered() -> bool:
+                try:
+                    return http.post("/v1/rpc/echo?timeout=2", json={"on": "b"}).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_for(answered, timeout=60, interval=0.5,
+                     what="calls to be answered through the other node")
+        assert worker.alive()
+        for factory in (gateways, workers):
+            next(factory, None)
+    finally:
+        for node in nodes:
+            node.stop()

@@ -100,12 +100,23 @@ class FleetCollector(Collector):
             "pss_bytes": GaugeMetricFamily("rpcfleet_worker_pss_bytes",
                                            "Proportional set size", labels=labels),
         }
+        batch_size = GaugeMetricFamily("rpcfleet_worker_batch_size_mean",
+                                       "Mean requests per call of a batched method",
+                                       labels=[*labels, "method"])
+        batch_calls = GaugeMetricFamily("rpcfleet_worker_batch_calls",
+                                        "Calls of a batched method since start",
+                                        labels=[*labels, "method"])
         for entry in self.view.workers():
             for field, family in families.items():
                 value = getattr(entry, field)
                 if value is not None:
                     family.add_metric([entry.id, entry.pool], float(value))
+            for method, batch in (entry.batches or {}).items():
+                batch_size.add_metric([entry.id, entry.pool, method], batch.get("mean_size", 0))
+                batch_calls.add_metric([entry.id, entry.pool, method], batch.get("calls", 0))
         yield from families.values()
+        yield batch_size
+        yield batch_calls
         depth = GaugeMetricFamily("rpcfleet_queue_messages", "Messages ready in a pool queue",
                                   labels=["pool"])
         consumers = GaugeMetricFamily("rpcfleet_queue_consumers", "Consumers of a pool queue",

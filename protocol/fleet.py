@@ -44,6 +44,9 @@ class WorkerEntry(BaseModel):
     # An extension: counts the consumer's (re)subscriptions after a lost channel or connection.
     # Gateways treat a new session like a new process and replay the pending cancels to it.
     session: int = 0
+    # An extension (SPEC 1.1: batch sizes are visible): per batched method, its calls, the
+    # requests they served, and the mean and last batch size.
+    batches: dict[str, dict[str, float]] | None = None
     processed: int
     failed: int
     pss_bytes: int | None

@@ -16,14 +16,22 @@ from workers.handlers import Handler
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
+def _item(hint: Any) -> Any:
+    args = typing.get_args(hint)
+    return args[0] if typing.get_origin(hint) is list and args else None
+
+
 def method_doc(pool: str, handler: Handler) -> MethodDoc:
     summary, description = _docstring(handler.func)
     hints = _hints(handler.func)
     params = ANY_OBJECT
     defs: dict[str, dict[str, Any]] = {}
+    params_hint, result_hint = hints.get("params"), hints.get("return")
+    if handler.batch:  # one request's params and result: an item of the lists it takes
+        params_hint, result_hint = _item(params_hint), _item(result_hint)
     if "params" in handler.wants:
-        params = _schema(pool, hints.get("params"), defs) or ANY_OBJECT
-    result = _schema(pool, hints["return"], defs) if "return" in hints else None
+        params = _schema(pool, params_hint, defs) or ANY_OBJECT
+    result = _schema(pool, result_hint, defs) if result_hint is not None else None
     return MethodDoc(summary=summary, description=description, params=params, result=result,
                      defs=defs, time_limit=handler.time_limit)
 

@@ -29,19 +29,32 @@ class Handler:
     params_model: type[BaseModel] | None
     is_async: bool
     time_limit: float | None
+    batch: int | None = None  # SPEC 1.1: up to this many requests per call (params: a list)
+    batch_wait: float = 0.0  # seconds a batch waits for more after its first request
 
     @classmethod
-    def build(cls, func: Callable[..., Any], name: str, time_limit: float | None) -> Handler:
+    def build(cls, func: Callable[..., Any], name: str, time_limit: float | None,
+              batch: int | None = None, batch_wait: float = 0.0) -> Handler:
         signature = inspect.signature(func)
         unknown = set(signature.parameters) - INJECTABLE
         if unknown:
             raise HandlerSignatureError(
                 f"handler {name!r} takes {sorted(unknown)}; only params, cache and job are injected"
             )
+        if batch is not None:
+            if batch < 1 or batch_wait < 0:
+                raise HandlerSignatureError(f"handler {name!r}: batch must be >= 1 and "
+                                            "batch_wait >= 0")
+            if "job" in signature.parameters:
+                raise HandlerSignatureError(f"batched handler {name!r} cannot take job: one "
+                                            "call serves several requests")
         model: type[BaseModel] | None = None
         if "params" in signature.parameters:
             hints = typing.get_type_hints(func)
             hint = hints.get("params")
+            if batch is not None:  # list[Model]: each request's params is one Model
+                args = typing.get_args(hint)
+                hint = args[0] if typing.get_origin(hint) is list and args else None
             if isinstance(hint, type) and issubclass(hint, BaseModel):
                 model = hint
         return cls(
@@ -51,6 +64,8 @@ class Handler:
             params_model=model,
             is_async=inspect.iscoroutinefunction(func),
             time_limit=time_limit,
+            batch=batch,
+            batch_wait=batch_wait,
         )
 
     def parse_params(self, raw: Any) -> Any:

@@ -39,7 +39,8 @@ class Pool:
 
     @overload
     def method(
-        self, func: None = None, *, name: str | None = None, time_limit: float | None = None
+        self, func: None = None, *, name: str | None = None, time_limit: float | None = None,
+        batch: int | None = None, batch_wait: float = 0.005,
     ) -> Callable[[F], F]: ...
 
     def method(
@@ -48,8 +49,15 @@ class Pool:
         *,
         name: str | None = None,
         time_limit: float | None = None,
+        batch: int | None = None,
+        batch_wait: float = 0.005,
     ) -> F | Callable[[F], F]:
-        """Register a handler; its method name is the function's name unless `name` is given."""
+        """Register a handler; its method name is the function's name unless `name` is given.
+
+        `batch=N` (SPEC 1.1): the handler takes a list of params and returns a list of results,
+        one per request, serving up to N requests per call; a batch waits at most `batch_wait`
+        seconds (default 5 ms) after its first request. Run such pools with a prefetch of at
+        least N (or `auto`): a batch never holds more deliveries than the prefetch."""
 
         def register(f: F) -> F:
             method_name = name or f.__name__
@@ -59,7 +67,8 @@ class Pool:
             if method_name in self.handlers:
                 raise ValueError(f"method {method_name!r} is registered twice in pool {self.name}")
             limit = time_limit if time_limit is not None else self.time_limit
-            self.handlers[method_name] = Handler.build(f, method_name, limit)
+            self.handlers[method_name] = Handler.build(f, method_name, limit, batch,
+                                                       batch_wait if batch else 0.0)
             return f
 
         return register(func) if func is not None else register

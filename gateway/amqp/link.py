@@ -37,6 +37,7 @@ class BrokerLink:
         self._on_connected: list[OnConnected] = []
         self._on_lost: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._late: set[asyncio.Task[None]] = set()  # callbacks registered after connecting
 
     @property
     def up(self) -> bool:
@@ -44,8 +45,14 @@ class BrokerLink:
                 and self.channel is not None and not self.channel.is_closed)
 
     def when_connected(self, callback: OnConnected) -> None:
-        """Run once connected (the topology and consumers survive reconnects on their own)."""
+        """Run once connected (the topology and consumers survive reconnects on their own);
+        at once if the link connected before the callback was registered (a part of the app that
+        starts slowly, such as a job store opening a database, must not miss it)."""
         self._on_connected.append(callback)
+        if self.connected.is_set():
+            task = asyncio.ensure_future(callback(self))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
 
     async def send_control(self, command: BaseModel, key: str) -> bool:
         """A command to the consumers bound to `key` on rpcfleet.control, on the plain channel;

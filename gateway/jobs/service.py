@@ -84,6 +84,8 @@ class JobService:
         self.dead_events_queue = names.dead_events_queue(store.store_id)
         self._dead_events: AbstractQueue | None = None
         self._watched_pools: set[str] = set()
+        # No job is published before its reply queue exists: a reply to a missing queue is lost.
+        self._queues_ready = asyncio.Event()
         self._store_failures = 0  # in a row: the backoff grows with them
         self._background: set[asyncio.Task[None]] = set()
         link.when_connected(self._consume)
@@ -158,6 +160,11 @@ class JobService:
 
     async def _publish(self, job: NewJob, params: bytes,
                        trace: dict[str, str] | None = None) -> None:
+        if not self._queues_ready.is_set():
+            try:  # the first moments after start: the queues are being declared
+                await asyncio.wait_for(self._queues_ready.wait(), self.settings.publish_timeout)
+            except TimeoutError:
+                raise Overloaded("the gateway's reply queue is not ready yet") from None
         properties = request_properties(Request(job.id, job.method, self.replies_queue,
                                                 job.deadline_ms, persistent=True, trace=trace,
                                                 priority=job_message_priority(
@@ -270,6 +277,7 @@ class JobService:
         await dead.consume(self._settled(self._on_dead_letter))
         await legacy.consume(self._settled(self._on_shared_reply))
         await legacy_dead.consume(self._settled(self._on_dead_letter))
+        self._queues_ready.set()
 
     async def watch_pool(self, pool: str) -> None:
         """Bind this store's dead-letter queue to a pool's key on rpcfleet.dlx (idempotent)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from protocol import ErrorCode, names, replies
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.processes import consumer_count
+from tests.support.rabbit import Vhost
 from tests.support.waiting import wait_for
 
 
@@ -94,3 +96,17 @@ async def test_a_time_limit_lets_the_other_running_handler_finish_once(
     assert limited.reply.error is not None and limited.reply.error.code == ErrorCode.TIME_LIMIT
     assert napped.reply.ok and napped.attempt == 1
     assert len(marker.read_text().split()) == 1  # it ran once: finished, not redelivered
+
+
+async def test_a_job_reply_to_a_store_queue_that_does_not_exist_yet_is_kept_not_lost(
+    amqp_url: str, vhost: Vhost, start_worker: StartWorker
+) -> None:
+    start_worker()
+    queue = names.replies_queue("not-declared-yet")
+    async with amqp_client(amqp_url) as client:
+        job_id = await client.send("echo", {"kept": True}, reply_to=queue, persistent=True)
+        await asyncio.to_thread(wait_for, lambda: queue in vhost.list_queues(), 20, 0.1,
+                                "the worker to declare the reply queue")
+        [reply] = await client.drain_queue(queue, expect=1, timeout=20)
+    assert reply.correlation_id == job_id
+    assert replies.decode(reply.body).result == {"kept": True}

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiormq
 from aio_pika.abc import AbstractChannel
+from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic as _Basic
 from tenacity import (
     AsyncRetrying,
@@ -37,11 +38,13 @@ from tenacity import (
 
 from protocol import DeadReason, ErrorCode, codec, names
 from protocol.clock import now_ms
+from protocol.queues import durable_queue_arguments
 from protocol.requests import read_attempt, read_deadline, read_trace
 from workers.consumer import outgoing, wire
 from workers.consumer.autoprefetch import AutoPrefetch
+from workers.consumer.batching import Batcher
 from workers.consumer.delivery import Delivery
-from workers.consumer.outcome import Outcome, Stopper, failure, run_handler
+from workers.consumer.outcome import Outcome, Stopper, failure, run_batch, run_handler
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.topology import PoolTopology
 from workers.context import JobContext
@@ -109,11 +112,17 @@ class Dispatcher:
         self.worker = setup.worker_id
         self.semaphore = asyncio.Semaphore(setup.settings.concurrency)
         self.handing_back = asyncio.Event()  # leaving: deliveries not started go back
+        self.batchers: dict[str, Batcher] = {}  # per batched method, its batch being gathered
+        self.capacity: Callable[[], int] = lambda: 1  # the prefetch in force (set by the runtime)
         self.runs: dict[str, asyncio.Future[Settle]] = {}  # job id -> its handler, running here
         self.recent: OrderedDict[str, Outcome] = OrderedDict()  # job id -> how it ended here
         self._orphans: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: Delivery) -> None:
+        handler = self.setup.pool.handlers.get(message.type or "")
+        if handler is not None and handler.batch:
+            await self._handle_batched(message, handler)
+            return
         if not await self._take_slot():
             # This process is leaving after abandoning a handler: give back what it has not
             # started, as the attempt it is (a broker requeue would count one more).
@@ -160,6 +169,63 @@ class Dispatcher:
         decision = self.decide(message)
         if isinstance(decision, Run):
             decision = await self._run_owned(message, decision)
+        await self._conclude(message, decision)
+
+    async def _handle_batched(self, message: Delivery, handler: Handler) -> None:
+        """A request of a batched method: it waits in its method's batch without a handler
+        slot (the batch call takes one), and is settled on its own like any other."""
+        if self.handing_back.is_set():
+            attempt = read_attempt(message.headers) + (1 if message.redelivered else 0)
+            await self.settle(message, Settle(attempt, retry=True))
+            return
+        decision = self.decide(message)
+        if isinstance(decision, Run):
+            batcher = self.batchers.get(handler.name)
+            if batcher is None:
+                batcher = Batcher(handler, self.capacity, self._call_batch,
+                                  busy=self.semaphore.locked)
+                self.batchers[handler.name] = batcher
+            outcome = await batcher.submit((message, decision))
+            decision = Settle(decision.attempt, reply=outcome)
+        await self._conclude(message, decision)
+
+    async def _call_batch(self, handler: Handler, items: list[Any]) -> list[Outcome]:
+        """One handler call for a batch of (delivery, run): a request cancelled before its batch
+        starts is left out and answered `cancelled`."""
+        outcomes: dict[int, Outcome] = {}
+        live: list[int] = []
+        for index, (message, run) in enumerate(items):
+            if message.correlation_id in self.cancels:
+                outcomes[index] = failure(ErrorCode.CANCELLED,
+                                          "the job was cancelled before it started")
+            else:
+                live.append(index)
+                if names.is_durable_reply_to(message.reply_to):
+                    self.job_event(str(message.correlation_id), "started",
+                                   {"attempt": run.attempt})
+        if live:
+            first = str(items[live[0]][0].correlation_id)
+            slots, slot = self.setup.slots, self.setup.slot
+            if handler.time_limit is not None:
+                grace_ms = int((handler.time_limit + self.setup.settings.kill_grace) * 1000)
+                slots.track(slot, first, now_ms() + grace_ms, "time_limit")
+            started = time.perf_counter()
+            await self.semaphore.acquire()
+            try:
+                results = await run_batch(
+                    handler, handler.arguments([items[i][1].params for i in live],
+                                               self.setup.cache, None),
+                    len(live), Stopper(), self.executor, self.setup.settings.max_result_bytes)
+            finally:
+                self.semaphore.release()
+            # prefetch=auto sizes itself by the time per request, which batching divides.
+            self.measure.observe_handler((time.perf_counter() - started) / len(live))
+            if not any(result.must_exit for result in results):
+                slots.untrack(slot, first)
+            outcomes.update(zip(live, results, strict=True))
+        return [outcomes[index] for index in range(len(items))]
+
+    async def _conclude(self, message: Delivery, decision: Settle) -> None:
         await self.settle(message, decision)
         if decision.reply is not None and decision.reply.must_exit:
             log.warning("job %s ended with %s while its handler may still run: replacing "
@@ -345,13 +411,21 @@ class Dispatcher:
             with attempt:
                 sent = time.perf_counter()
                 channel = await self.channel.get_underlay_channel()
+                # Mandatory to rpcfleet's own reply queues: one that does not exist (yet) comes
+                # back instead of vanishing, and is declared (as its gateways declare it).
+                ours = names.is_job_reply_to(reply_to)
                 try:
                     confirm = await channel.basic_publish(body, routing_key=reply_to,
                                                           properties=properties,
-                                                          mandatory=False)
+                                                          mandatory=ours)
                 except aiormq.exceptions.DeliveryError as exc:
                     raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {exc}") \
                         from None
+                if ours and isinstance(confirm, DeliveredMessage):
+                    await self.channel.declare_queue(
+                        reply_to, durable=True,
+                        arguments=durable_queue_arguments(self.setup.settings.queue_type))
+                    raise ReplyNotConfirmed(f"{reply_to} did not exist; declared it")
                 if not isinstance(confirm, _Basic.Ack):
                     raise ReplyNotConfirmed(f"reply to {properties.correlation_id} got "
                                             f"{confirm!r}")

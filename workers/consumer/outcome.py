@@ -49,8 +49,37 @@ async def run_handler(
     max_result_bytes: int,
 ) -> Outcome:
     started_at = now_ms()
-    outcome = await _outcome(handler, arguments, stopper, executor, max_result_bytes)
+    result, failed = await _invoke(handler, arguments, stopper, executor)
+    outcome = failed if failed is not None else encode_result(result, max_result_bytes)
     return dataclasses.replace(outcome, started_at=started_at, finished_at=now_ms())
+
+
+async def run_batch(
+    handler: Handler,
+    arguments: dict[str, Any],
+    size: int,
+    stopper: Stopper,
+    executor: Executor,
+    max_result_bytes: int,
+) -> list[Outcome]:
+    """One call of a batched handler for `size` requests (SPEC 1.1): item i answers request i;
+    an item that is an Exception fails its request alone; a raised exception, or a result that
+    is not a list of `size` items, fails them all."""
+    started_at = now_ms()
+    result, failed = await _invoke(handler, arguments, stopper, executor)
+    if failed is None and not (isinstance(result, list | tuple) and len(result) == size):
+        got = f"{len(result)} items" if isinstance(result, list | tuple) else type(result).__name__
+        failed = failure(ErrorCode.WORKER_ERROR, f"{handler.name} returned {got} for a batch "
+                         f"of {size} requests")
+    if failed is not None:
+        outcomes = [failed] * size
+    else:
+        outcomes = [failure(ErrorCode.WORKER_ERROR, f"{type(item).__name__}: {item}")
+                    if isinstance(item, Exception) else encode_result(item, max_result_bytes)
+                    for item in result]
+    finished_at = now_ms()
+    return [dataclasses.replace(outcome, started_at=started_at, finished_at=finished_at)
+            for outcome in outcomes]
 
 
 class HandlerExit(Exception):
@@ -65,13 +94,13 @@ async def _contained(work: Coroutine[Any, Any, Any]) -> Any:
         raise HandlerExit(f"{type(exc).__name__}: {exc}") from None
 
 
-async def _outcome(
+async def _invoke(
     handler: Handler,
     arguments: dict[str, Any],
     stopper: Stopper,
     executor: Executor,
-    max_result_bytes: int,
-) -> Outcome:
+) -> tuple[Any, Outcome | None]:
+    """(the handler's result, None), or (None, the failure that ends its request)."""
     loop = asyncio.get_running_loop()
     work: asyncio.Future[Any]
     if handler.is_async:
@@ -90,24 +119,24 @@ async def _outcome(
         if stopper.reason is None and current is not None and current.cancelling():
             raise  # we are being cancelled ourselves, not the handler
         if stopper.reason is None:
-            return failure(ErrorCode.WORKER_ERROR, "CancelledError: the handler was cancelled "
-                           "by its own code")
+            return None, failure(ErrorCode.WORKER_ERROR, "CancelledError: the handler was "
+                                 "cancelled by its own code")
         if stopper.reason is ErrorCode.CANCELLED:
-            return failure(ErrorCode.CANCELLED, "the job was cancelled while running",
-                           must_exit=True)
-        return failure(ErrorCode.TIME_LIMIT,
-                       f"{handler.name} ran past its time limit of {handler.time_limit} s",
-                       must_exit=True)
+            return None, failure(ErrorCode.CANCELLED, "the job was cancelled while running",
+                                 must_exit=True)
+        return None, failure(ErrorCode.TIME_LIMIT,
+                             f"{handler.name} ran past its time limit of {handler.time_limit} s",
+                             must_exit=True)
     except HandlerExit as exc:
-        return failure(ErrorCode.WORKER_ERROR, str(exc))
+        return None, failure(ErrorCode.WORKER_ERROR, str(exc))
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         # The handler's failure is the caller's answer, not ours: a SystemExit from a handler
         # thread arrives here too, and ends its request, never the consumer.
-        return failure(ErrorCode.WORKER_ERROR, f"{type(exc).__name__}: {exc}")
+        return None, failure(ErrorCode.WORKER_ERROR, f"{type(exc).__name__}: {exc}")
     finally:
         if timer is not None:
             timer.cancel()
-    return encode_result(result, max_result_bytes)
+    return result, None
 
 
 def encode_result(result: Any, max_result_bytes: int) -> Outcome:

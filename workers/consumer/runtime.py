@@ -108,6 +108,7 @@ class Consumer:
             redeclare=lambda: self._redeclare(confirmed),
             on_change=lambda: self._spawn(self._beat()),
             before_restore=self._new_session)
+        self.dispatcher.capacity = lambda: self.subscription.prefetch or self.prefetch
         await self._listen_control(connection, topology)
         await self._learn_cancels()
         await self.subscription.start(self.prefetch)
@@ -234,6 +235,8 @@ class Consumer:
             await asyncio.sleep(AUTO_REVIEW_S)
             await self._measure_round_trip()
             wanted = self.measure.suggest()
+            if wanted:  # a batch never holds more than the prefetch: hold at least one batch
+                wanted = max(wanted, self._largest_batch)
             # Re-subscribing costs a drain: only move for a change worth it (> 25 %).
             if self.auto and wanted and abs(wanted - self.prefetch) > 0.25 * self.prefetch:
                 await self._set_prefetch(wanted)
@@ -274,6 +277,9 @@ class Consumer:
                              self.counters, self._consuming() and not leaving)
         entry.leaving = leaving
         entry.session = self._session
+        if self.dispatcher.batchers:
+            entry.batches = {name: batcher.stats.as_dict()
+                             for name, batcher in self.dispatcher.batchers.items()}
         await self._publish_event(names.beat_key(self.setup.pool.name, self.setup.slot),
                                   codec.dumps(entry))
 
@@ -282,6 +288,10 @@ class Consumer:
             await asyncio.sleep(self.settings.beat_interval)
             self._consider_recycling(memory=self.recycling.watches_memory)
             await self._beat()
+
+    @property
+    def _largest_batch(self) -> int:
+        return max((h.batch or 1 for h in self.setup.pool.handlers.values()), default=1)
 
     def _consuming(self) -> bool:
         subscription = getattr(self, "subscription", None)

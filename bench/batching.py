@@ -1,0 +1,61 @@
+"""Batched methods (SPEC 1.1): the example pool's `nearest` (a scan of the whole index per query)
+against `nearest_batched` (up to 32 queries share one pass: a matrix product), same processes.
+
+    ./run bench batching [--seconds 10] [--concurrency 64] [--cache-mb 256]
+
+One gateway process, one worker process at prefetch 32 (so a batch can fill), wrk as the load.
+Prints requests/s, p50/p99 and the batch sizes the worker reports. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+from bench.harness import RPCFLEET, env_with, private_broker, process
+from bench.rpc import wait_http, wrk
+from rpcfleet.broker import free_port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--cache-mb", type=int, default=256)
+    args = parser.parse_args()
+    with private_broker() as node, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        logs = Path(tmp)
+        env = env_with(RPCFLEET_AMQP_URL=node.amqp_url, RPCFLEET_STATE_DIR=logs / "state",
+                       RPCFLEET_EXAMPLE_CACHE_MB=args.cache_mb, RPCFLEET_RPC_TIMEOUT_DEFAULT=60)
+        port = free_port()
+        stack.enter_context(process([*RPCFLEET, "worker", "examples.vectors:pool",
+                                     "--processes", "1", "--prefetch", "32"], env,
+                                    logs / "worker.log"))
+        stack.enter_context(process([*RPCFLEET, "gateway", "--port", str(port)], env,
+                                    logs / "gateway.log"))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/v1/rpc/nearest", '{"vector_of": 1, "k": 10}')
+        print(f"index {args.cache_mb} MiB, k=10, c={args.concurrency}, {args.seconds} s each")
+        print(f"{'method':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        for method in ("nearest", "nearest_batched"):
+            script = logs / f"{method}.lua"
+            script.write_text(
+                "wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
+                "counter = 0\nrequest = function()\n  counter = counter + 1\n"
+                "  return wrk.format(nil, nil, nil, '{\"vector_of\": ' .. (counter % 10000) "
+                ".. ', \"k\": 10}')\nend\n")
+            wait_http(f"{base}/v1/rpc/{method}", '{"vector_of": 2, "k": 10}')
+            rps, p50, p99, errors, _ = wrk(f"{base}/v1/rpc/{method}", args.concurrency,
+                                           args.seconds, script)
+            print(f"{method:<18} {rps:>8.1f} {p50:>8.1f} {p99:>8.1f} {errors:>7}")
+        workers = httpx.get(f"{base}/v1/workers", timeout=10).json()
+        print("batch sizes:", json.dumps(workers[0].get("batches")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Batched methods (SPEC 1.1): one handler call per batch, each request its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from protocol import ErrorCode
+from tests.support.amqp_client import amqp_client
+from tests.support.fleet import StartWorker
+from tests.support.gateway import StartGateway, wait_for_workers
+
+
+def _sizes(log: Path) -> list[int]:
+    return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+async def test_one_call_serves_a_batch_and_each_request_gets_its_own_answer(
+    amqp_url: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    start_worker("tests.pools.batched:pool", pool="batched", prefetch=8)
+    log = tmp_path / "calls"
+    async with amqp_client(amqp_url) as client:
+        params = [{"n": n, "log": str(log)} for n in range(5)]
+        params += [{"n": -3, "log": str(log)}, {"n": "not a number"}]
+        sent = [await client.send("square", p, timeout=20) for p in params]
+        answers = await asyncio.gather(*(client.answer(job_id, timeout=20) for job_id in sent))
+    assert [a.reply.result for a in answers[:5]] == [0, 1, 4, 9, 16]
+    failed, invalid = answers[5].reply.error, answers[6].reply.error
+    assert failed is not None and failed.code == ErrorCode.WORKER_ERROR
+    assert "no square of -3" in failed.message  # its own failure, the others unharmed
+    assert invalid is not None and invalid.code == ErrorCode.INVALID_PARAMS  # answered alone
+    sizes = _sizes(log)
+    assert sum(sizes) == 6 and len(sizes) <= 2 and max(sizes) >= 4  # batched, not one by one
+
+
+async def test_a_batch_never_holds_more_than_the_prefetch(
+    amqp_url: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    start_worker("tests.pools.batched:pool", pool="batched", prefetch=3)
+    log = tmp_path / "calls"
+    async with amqp_client(amqp_url) as client:
+        sent = [await client.send("square", {"n": n, "log": str(log)}, timeout=20)
+                for n in range(9)]
+        answers = await asyncio.gather(*(client.answer(job_id, timeout=20) for job_id in sent))
+    assert [a.reply.result for a in answers] == [n * n for n in range(9)]
+    assert max(_sizes(log)) <= 3 and sum(_sizes(log)) == 9
+
+
+async def test_a_raised_exception_or_a_wrong_length_fails_the_whole_batch(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    start_worker("tests.pools.batched:pool", pool="batched", prefetch=4)
+    async with amqp_client(amqp_url) as client:
+        broken = [await client.send("broken", {"n": n}) for n in range(3)]
+        short = [await client.send("short", {"n": n}) for n in range(3)]
+        answers = await asyncio.gather(*(client.answer(i) for i in [*broken, *short]))
+        alive = await client.call("square", {"n": 7})
+    for answer in answers[:3]:
+        assert answer.reply.error is not None and "whole batch failed" in answer.reply.error.message
+    for answer in answers[3:]:
+        assert answer.reply.error is not None and answer.reply.error.code == "worker_error"
+        assert "items for a batch of" in answer.reply.error.message
+    assert alive.reply.result == 49
+
+
+def test_batch_sizes_are_shown_in_the_fleet_view_and_the_metrics(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker("tests.pools.batched:pool", pool="batched", prefetch=8)
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    with gateway.client() as http:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda n: http.post("/v1/rpc/square", json={"n": n}).status_code,
+                                  range(8)))
+
+        def shown() -> dict[str, float] | None:
+            entry = http.get("/v1/workers").json()[0]
+            batches = entry.get("batches") or {}
+            return batches.get("square") if batches.get("square", {}).get("requests") == 8 \
+                else None
+
+        from tests.support.waiting import wait_for
+
+        stats = wait_for(shown, timeout=10, what="the batch stats in the worker's beat")
+        metrics = http.get("/metrics").text
+    assert codes == [200] * 8
+    assert stats["calls"] < 8 and stats["mean_size"] > 1
+    assert 'rpcfleet_worker_batch_size_mean{method="square"' in metrics

@@ -1,0 +1,40 @@
+"""The fault suite's pool: every execution is recorded, and each job's effect is committed once
+under its id, so the suite can count lost, duplicated and re-executed work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from workers import JobContext, Pool
+
+pool = Pool("ledger", cache=lambda: {"loaded_by": os.getpid()})
+
+
+def _ledger() -> Path:
+    return Path(os.environ["RPCFLEET_TEST_LEDGER"])
+
+
+@pool.method
+def effect(params: dict[str, object], job: JobContext) -> dict[str, object]:
+    """Runs for `ms` milliseconds, then commits its effect under the job id (idempotently: the
+    first commit wins) and answers with what it committed."""
+    ledger = _ledger()
+    with open(ledger / "runs", "a") as runs:
+        runs.write(f"{job.id} {job.attempt} {os.getpid()}\n")
+    time.sleep(float(params.get("ms", 50)) / 1000)  # type: ignore[arg-type]
+    committed = ledger / "effects" / job.id
+    try:
+        with open(committed, "x") as out:
+            out.write(str(params.get("value")))
+    except FileExistsError:
+        pass  # a re-execution: the effect stands as first committed
+    return {"value": committed.read_text(), "pid": os.getpid()}
+
+
+@pool.method
+def poison(params: dict[str, object]) -> None:
+    """Bad input that crashes whoever runs it, every time."""
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,194 @@
+"""Jepsen-style accounting for the fault suite (issue: reliability, shown).
+
+Every request is recorded as **ok** (200 with a result, or 202), **fail** (a definite error: a
+4xx, or a 503 without a job id: not enqueued) or **indeterminate** (a 504, a reset connection, or a
+503 carrying a job id: outcome unknown). After the scenario drains, `Report` counts:
+- lost: accepted jobs that did not end `succeeded` with their effect committed (or never ended);
+- duplicated effects: a job whose observable outcome changed once terminal, or whose answer
+  differs from its committed effect;
+- re-executions: runs beyond the first of a job (at least once allows them);
+- recovered: indeterminate requests whose job completed anyway.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.waiting import wait_for
+
+OK, FAIL, UNKNOWN = "ok", "fail", "indeterminate"
+
+
+@dataclass
+class Attempt:
+    kind: str  # "job" or "call"
+    outcome: str
+    job_id: str | None
+    value: str
+    seconds: float
+    at: float  # monotonic, when it was answered
+    status: int | None = None
+
+
+@dataclass
+class Ledger:
+    folder: Path
+    attempts: list[Attempt] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _values: itertools.count[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        (self.folder / "effects").mkdir(parents=True, exist_ok=True)
+        (self.folder / "runs").touch()
+
+    def _record(self, attempt: Attempt) -> None:
+        with self._lock:
+            self.attempts.append(attempt)
+
+    def submit(self, http: httpx.Client, ms: int = 50) -> None:
+        value = f"v{next(self._values)}"
+        started = time.monotonic()
+        try:
+            response = http.post("/v1/jobs/effect", json={"params": {"value": value, "ms": ms}})
+        except httpx.HTTPError:
+            self._record(Attempt("job", UNKNOWN, None, value, time.monotonic() - started,
+                                 time.monotonic()))
+            return
+        self._record(Attempt("job", *_classify(response), value,
+                             time.monotonic() - started, time.monotonic(), response.status_code))
+
+    def call(self, http: httpx.Client, ms: int = 20, timeout: float = 5) -> None:
+        value = f"c{next(self._values)}"
+        started = time.monotonic()
+        try:
+            response = http.post(f"/v1/rpc/effect?timeout={timeout}",
+                                 json={"value": value, "ms": ms}, timeout=timeout + 5)
+        except httpx.HTTPError:
+            self._record(Attempt("call", UNKNOWN, None, value, time.monotonic() - started,
+                                 time.monotonic()))
+            return
+        outcome, call_id = _classify(response)
+        if outcome == OK and response.json()["result"]["value"] != value:
+            outcome = "wrong answer"
+        self._record(Attempt("call", outcome, call_id, value, time.monotonic() - started,
+                             time.monotonic(), response.status_code))
+
+    def effects(self) -> dict[str, str]:
+        return {path.name: path.read_text() for path in (self.folder / "effects").iterdir()}
+
+    def runs(self) -> Counter[str]:
+        return Counter(line.split()[0] for line in (self.folder / "runs").read_text().split("\n")
+                       if line.strip())
+
+
+def _classify(response: httpx.Response) -> tuple[str, str | None]:
+    status = response.status_code
+    body: dict[str, Any] = {}
+    try:
+        body = response.json()
+    except ValueError:
+        pass
+    if status in (200, 202):
+        return OK, str(body.get("id"))
+    error_id = (body.get("error") or {}).get("id")
+    if status == 504 or (status == 503 and error_id):
+        return UNKNOWN, error_id
+    return FAIL, None
+
+
+JOB_PACE_S = 0.02  # a job client submits at most 50 jobs/s: the workers can drain them after
+
+
+def load(ledger: Ledger, url: str, seconds: float, threads: int = 4) -> None:
+    """Sync calls and (paced) jobs from `threads` clients for `seconds`."""
+    stop = time.monotonic() + seconds
+
+    def client(number: int) -> None:
+        with httpx.Client(base_url=url, timeout=15) as http:
+            while time.monotonic() < stop:
+                if number % 2:
+                    ledger.call(http)
+                else:
+                    ledger.submit(http, ms=5)
+                    time.sleep(JOB_PACE_S)  # the load's rate, not a wait for a condition
+
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+@dataclass
+class Report:
+    accepted: int
+    lost: list[str]
+    duplicated: list[str]
+    failed_jobs: int
+    reexecutions: int
+    recovered: int
+    indeterminate: int
+    definite_failures: int
+    wrong_answers: int
+    p50_ms: float
+    p99_ms: float
+
+    def __str__(self) -> str:
+        return (f"accepted {self.accepted}, lost {len(self.lost)}, duplicated effects "
+                f"{len(self.duplicated)}, failed jobs {self.failed_jobs}, re-executions "
+                f"{self.reexecutions}, indeterminate {self.indeterminate} (recovered "
+                f"{self.recovered}), definite failures {self.definite_failures}, wrong answers "
+                f"{self.wrong_answers}, p50 {self.p50_ms:.0f} ms, p99 {self.p99_ms:.0f} ms")
+
+
+def account(ledger: Ledger, http: httpx.Client, drain_seconds: float = 90) -> Report:
+    """Wait for every accepted or unknown job to end, then count."""
+    jobs = [a for a in ledger.attempts if a.kind == "job" and a.job_id]
+
+    def final(job_id: str) -> dict[str, Any] | None:
+        response = http.get(f"/v1/jobs/{job_id}")
+        return response.json() if response.status_code == 200 else None
+
+    def all_ended() -> bool:
+        return all((job := final(a.job_id or "")) is None or job["status"] in
+                   ("succeeded", "failed", "cancelled", "expired") for a in jobs)
+
+    wait_for(all_ended, timeout=drain_seconds, interval=0.5, what="every job to end")
+    effects, runs = ledger.effects(), ledger.runs()
+    first = {a.job_id: final(a.job_id or "") for a in jobs}
+    again = {a.job_id: final(a.job_id or "") for a in jobs}  # a terminal state never changes
+    lost, duplicated, failed_jobs, recovered = [], [], 0, 0
+    for attempt in jobs:
+        job_id = attempt.job_id or ""
+        job = first[job_id]
+        if first[job_id] != again[job_id]:
+            duplicated.append(job_id)
+        if job is not None and job["status"] == "succeeded" and \
+                job["result"]["value"] != effects.get(job_id):
+            duplicated.append(job_id)  # its answer and its committed effect disagree
+        if attempt.outcome == OK:
+            if job is None or (job["status"] == "succeeded" and job_id not in effects):
+                lost.append(job_id)
+            elif job["status"] != "succeeded":
+                failed_jobs += 1
+        elif attempt.outcome == UNKNOWN and job_id in effects:
+            recovered += 1
+    latencies = sorted(a.seconds * 1000 for a in ledger.attempts if a.outcome == OK)
+    return Report(
+        accepted=sum(1 for a in jobs if a.outcome == OK), lost=lost, duplicated=duplicated,
+        failed_jobs=failed_jobs, reexecutions=sum(n - 1 for n in runs.values() if n > 1),
+        recovered=recovered,
+        indeterminate=sum(1 for a in ledger.attempts if a.outcome == UNKNOWN),
+        definite_failures=sum(1 for a in ledger.attempts if a.outcome == FAIL),
+        wrong_answers=sum(1 for a in ledger.attempts if a.outcome == "wrong answer"),
+        p50_ms=statistics.median(latencies) if latencies else 0.0,
+        p99_ms=latencies[int(len(latencies) * 0.99)] if latencies else 0.0)

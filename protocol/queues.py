@@ -28,7 +28,17 @@ def job_message_priority(priority: int, queue_type: QueueType) -> int:
     return priority
 
 
-def pool_queue_arguments(pool: str, queue_type: QueueType) -> dict[str, Any]:
+DeadLetterStrategy = Literal["at-most-once", "at-least-once"]
+
+
+def pool_queue_arguments(pool: str, queue_type: QueueType, delivery_limit: int | None = None,
+                         dead_letter_strategy: DeadLetterStrategy = "at-most-once"
+                         ) -> dict[str, Any]:
+    """The arguments rpcfleet sets on a pool queue. Quorum queues also get the delivery limit
+    (the broker dead-letters a message delivered more often: a backstop for consumers that die
+    before they can count an attempt) and, for `at-least-once`, RabbitMQ's at-least-once
+    dead-lettering, which needs `x-overflow: reject-publish` (a full queue refuses publishes:
+    503 `overloaded`, never a silent drop). Length limits stay policies (max-length, ...)."""
     arguments: dict[str, Any] = {
         "x-dead-letter-exchange": names.DEAD_LETTER_EXCHANGE,
         "x-dead-letter-routing-key": pool,
@@ -36,4 +46,10 @@ def pool_queue_arguments(pool: str, queue_type: QueueType) -> dict[str, Any]:
     }
     if queue_type == "classic":
         arguments["x-max-priority"] = names.MAX_PRIORITY  # no priorities on quorum queues (3.10)
+        return arguments
+    if delivery_limit is not None:
+        arguments["x-delivery-limit"] = delivery_limit
+    if dead_letter_strategy == "at-least-once":
+        arguments["x-dead-letter-strategy"] = "at-least-once"
+        arguments["x-overflow"] = "reject-publish"
     return arguments

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from protocol.queues import QueueType
+from protocol.queues import DeadLetterStrategy, QueueType
+from rpcfleet.cluster import node_urls
 
 
 def _split_csv(value: Any) -> Any:
@@ -31,9 +32,22 @@ class CommonSettings(BaseSettings):
     # Fleet announcements: a worker missing 3 beats (15 s) leaves the fleet view.
     beat_interval: float = Field(default=5.0, gt=0)
     state_dir: Path = Path(".rpcfleet")
-    queue_type: QueueType = "classic"
+    # None: quorum when RPCFLEET_AMQP_URL lists several nodes (a cluster), else classic.
+    queue_type: QueueType | None = None
     max_attempts: int = Field(default=3, ge=1)
     max_result_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+
+
+    @model_validator(mode="after")
+    def _cluster_default(self) -> CommonSettings:
+        if self.queue_type is None:
+            self.queue_type = "quorum" if len(node_urls(self.amqp_url)) > 1 else "classic"
+        return self
+
+    @property
+    def queues(self) -> QueueType:
+        """The queue type in force (after the cluster default)."""
+        return self.queue_type or "classic"
 
 
 class WorkerSettings(CommonSettings):
@@ -54,6 +68,12 @@ class WorkerSettings(CommonSettings):
     # False: each consumer builds its own cache after fork (caches that hold threads, sockets or
     # locks cannot cross a fork); costs one cache per process and a reload on every replacement.
     preload: bool = True
+    # Quorum pool queues only (set when a queue is first declared; changing them later needs
+    # the queue drained and deleted): the broker's delivery limit, a backstop for consumers
+    # that die before counting an attempt (RPCFLEET_MAX_ATTEMPTS acts first), and its
+    # dead-lettering strategy (at-least-once: a dead letter is never lost between queues).
+    delivery_limit: int | None = Field(default=10, ge=1)
+    dead_letter_strategy: DeadLetterStrategy = "at-least-once"
 
 
 class GatewaySettings(CommonSettings):

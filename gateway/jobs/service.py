@@ -168,7 +168,7 @@ class JobService:
         properties = request_properties(Request(job.id, job.method, self.replies_queue,
                                                 job.deadline_ms, persistent=True, trace=trace,
                                                 priority=job_message_priority(
-                                                    job.priority, self.settings.queue_type)))
+                                                    job.priority, self.settings.queues)))
         await publish_confirmed(self.link, self.metrics, job.method, params, properties, job.id,
                                 self.settings.publish_timeout)
         await self.store.mark_published(job.id)
@@ -258,7 +258,7 @@ class JobService:
         link.connection.reconnect_callbacks.add(self._replay_after_reconnect)
         channel = await link.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=REPLY_PREFETCH)
-        shared = durable_queue_arguments(self.settings.queue_type)
+        shared = durable_queue_arguments(self.settings.queues)
         # This store's own queues: every job reply and dead letter that lands there is one this
         # store can record, whatever number of gateway hosts share the broker.
         replies = await channel.declare_queue(self.replies_queue, durable=True, arguments=shared)

@@ -60,3 +60,66 @@ def test_on_quorum_queues_jobs_stay_below_the_priority_of_sync_calls() -> None:
     assert [job_message_priority(p, "quorum") for p in range(10)] == [0, 1, 2, 3, 4, 4, 4, 4, 4, 4]
     assert [job_message_priority(p, "classic") for p in range(10)] == list(range(10))
     assert names.SYNC_PRIORITY > QUORUM_NORMAL_PRIORITY_MAX
+
+
+def test_quorum_pool_queues_carry_a_delivery_limit_and_at_least_once_dead_lettering(
+    vhost: Vhost, start_worker: StartWorker
+) -> None:
+    start_worker(queue_type="quorum")
+    queue = vhost.management("GET", f"/api/queues/{vhost.name}/{names.pool_queue('basic')}")
+    arguments = queue["arguments"]
+    assert arguments["x-queue-type"] == "quorum"
+    assert arguments["x-delivery-limit"] == 10
+    assert arguments["x-dead-letter-strategy"] == "at-least-once"
+    assert arguments["x-overflow"] == "reject-publish"  # what at-least-once needs
+
+
+def test_a_pool_queue_declared_with_other_arguments_is_used_as_it_is(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    # As an earlier version declared it: quorum, without the delivery limit and strategy.
+    vhost.management("PUT", f"/api/queues/{vhost.name}/{names.pool_queue('basic')}",
+                     {"durable": True, "arguments": {"x-queue-type": "quorum"}})
+    worker = start_worker(queue_type="quorum")
+    gateway = start_gateway(queue_type="quorum")
+    with gateway.client() as http:
+        answer = http.post("/v1/rpc/echo", json={"still": "served"})
+    assert answer.status_code == 200
+    assert "exists with other arguments" in worker.output()
+
+
+def test_several_nodes_make_quorum_the_default_queue_type() -> None:
+    from rpcfleet.settings import GatewaySettings, WorkerSettings
+
+    cluster = "amqp://a:5672/,amqp://b:5672/"
+    assert WorkerSettings(amqp_url=cluster).queues == "quorum"
+    assert GatewaySettings(amqp_url=cluster).queues == "quorum"
+    assert WorkerSettings(amqp_url="amqp://a:5672/").queues == "classic"
+    assert WorkerSettings(amqp_url=cluster, queue_type="classic").queues == "classic"
+
+
+def test_on_rabbitmq_3_quorum_queues_a_sync_call_waits_behind_queued_jobs(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """Documented: quorum queues of RabbitMQ 3.x have no priorities (4.x has two levels, and
+    sync calls overtake jobs there, see the test above)."""
+    import time
+
+    major = int(vhost.broker.ctl("version").strip().split(".")[0])
+    start_worker(queue_type="quorum")
+    gateway = start_gateway(queue_type="quorum")
+    busy = tmp_path / "busy"
+    with gateway.client() as http:
+        first = submit(http, "sleep", {"seconds": 0.5, "marker": str(busy)}).json()["id"]
+        wait_for(busy.exists, what="the worker to be busy")
+        backlog = [submit(http, "sleep", {"seconds": 0.5}).json()["id"] for _ in range(4)]
+        started = time.monotonic()
+        call = http.post("/v1/rpc/echo?timeout=30", json={})
+        waited = time.monotonic() - started
+        for job_id in [first, *backlog]:
+            until(http, job_id, "succeeded")
+    assert call.status_code == 200
+    if major < 4:
+        assert waited > 1.5  # behind the four queued jobs
+    else:
+        assert waited < 1.0  # overtook them

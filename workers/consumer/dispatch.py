@@ -424,7 +424,7 @@ class Dispatcher:
                 if ours and isinstance(confirm, DeliveredMessage):
                     await self.channel.declare_queue(
                         reply_to, durable=True,
-                        arguments=durable_queue_arguments(self.setup.settings.queue_type))
+                        arguments=durable_queue_arguments(self.setup.settings.queues))
                     raise ReplyNotConfirmed(f"{reply_to} did not exist; declared it")
                 if not isinstance(confirm, _Basic.Ack):
                     raise ReplyNotConfirmed(f"reply to {properties.correlation_id} got "

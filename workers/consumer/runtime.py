@@ -31,7 +31,7 @@ from workers.consumer.dispatch import Dispatcher
 from workers.consumer.recycle import EXIT_RECYCLE, Recycling
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.subscription import Subscription
-from workers.consumer.topology import PoolTopology, declare_pool
+from workers.consumer.topology import PoolTopology, QueueArguments, declare_pool
 from workers.consumer.tracker import InFlight
 from workers.memory import private_bytes
 
@@ -97,7 +97,7 @@ class Consumer:
         work = await connection.channel(publisher_confirms=False)
         self._events_channel = await connection.channel(publisher_confirms=False)
         topology = await declare_pool(confirmed, self.setup.pool.name, self.setup.pool.methods,
-                                      self.settings.queue_type)
+                                      self._queue_arguments())
         self.topology = topology
         self._events = await self._events_channel.get_exchange(names.EVENTS_EXCHANGE)
         self.dispatcher = Dispatcher(
@@ -139,7 +139,12 @@ class Consumer:
 
     async def _redeclare(self, channel: AbstractChannel) -> None:
         await declare_pool(channel, self.setup.pool.name, self.setup.pool.methods,
-                           self.settings.queue_type)
+                           self._queue_arguments())
+
+    def _queue_arguments(self) -> QueueArguments:
+        settings = self.settings
+        return QueueArguments(settings.queues, settings.delivery_limit,
+                              settings.dead_letter_strategy)
 
     async def _drain(self) -> None:
         if self._exit_code == EXIT_DRAINED:  # stopping for good, not to be replaced: say so

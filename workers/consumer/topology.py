@@ -3,13 +3,24 @@ everywhere: a queue redeclared with other arguments closes the channel (406)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from protocol import names
-from protocol.queues import QueueType, durable_queue_arguments, pool_queue_arguments
+from protocol.queues import (
+    DeadLetterStrategy,
+    QueueType,
+    durable_queue_arguments,
+    pool_queue_arguments,
+)
+
+log = logging.getLogger("rpcfleet.worker")
+REOPEN_WAIT_S = 10.0  # a robust channel reopens in milliseconds; past this, something is wrong
 
 
 @dataclass
@@ -32,16 +43,33 @@ async def declare_shared_exchanges(
     return requests, dead, events, control
 
 
+@dataclass(frozen=True)
+class QueueArguments:
+    """What decides the pool queue's arguments (see protocol.queues.pool_queue_arguments)."""
+
+    queue_type: QueueType
+    delivery_limit: int | None = None
+    dead_letter_strategy: DeadLetterStrategy = "at-most-once"
+
+
 async def declare_pool(
     channel: AbstractChannel,
     pool: str,
     methods: list[str],
-    queue_type: QueueType,
+    arguments: QueueArguments,
 ) -> PoolTopology:
+    queue_type = arguments.queue_type
     requests, dead, events, control = await declare_shared_exchanges(channel)
-    queue = await channel.declare_queue(
-        names.pool_queue(pool), durable=True, arguments=pool_queue_arguments(pool, queue_type)
-    )
+    name = names.pool_queue(pool)
+    try:
+        queue = await channel.declare_queue(name, durable=True, arguments=pool_queue_arguments(
+            pool, queue_type, arguments.delivery_limit, arguments.dead_letter_strategy))
+    except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+        # The queue exists with other arguments (declared by an earlier version, or with other
+        # settings): serve it as it is rather than not at all, and say so.
+        log.warning("%s exists with other arguments than these settings give (%s); using it "
+                    "as it is. To change them, drain and delete the queue.", name, exc)
+        queue = await _passive(channel, name)
     for method in methods:
         await queue.bind(requests, routing_key=method)
     shared = durable_queue_arguments(queue_type)
@@ -54,3 +82,16 @@ async def declare_pool(
     # Replies of jobs must never be dropped for want of a queue, even before a gateway starts.
     await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
     return PoolTopology(requests, dead, events, control, queue)
+
+
+async def _passive(channel: AbstractChannel, name: str) -> AbstractQueue:
+    """The queue as it is, once the channel the broker closed for the mismatch has reopened
+    (aio-pika's robust channel reopens it by itself, within moments)."""
+    deadline = asyncio.get_running_loop().time() + REOPEN_WAIT_S
+    while True:
+        try:
+            return await channel.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelInvalidStateError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)

@@ -113,3 +113,89 @@ def test_the_broker_closing_every_connection_every_three_seconds_loses_nothing(
     assert closes
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
     assert ready == 200 and after.status_code == 200  # topology and consumers restored
+
+
+def test_a_full_queue_refuses_while_workers_are_paused_and_drops_nothing_it_accepted(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    worker = start_worker("tests.pools.ledger:pool", pool="ledger", processes=1, prefetch=1,
+                          test_ledger=tmp_path / "ledger", heartbeat=30)
+    gateway = start_gateway(publish_timeout=2)
+    wait_for_workers(gateway, 1)
+    ledger = Ledger(tmp_path / "ledger")
+    vhost.management("PUT", f"/api/policies/{vhost.name}/cap", {
+        "pattern": r"^rpcfleet\.pool\.", "apply-to": "queues",
+        "definition": {"max-length": 20, "overflow": "reject-publish"}})
+    os.killpg(worker.pid, signal.SIGSTOP)  # the supervisor and its consumer: nothing is taken
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=15) as http:
+            for _ in range(50):
+                ledger.submit(http, ms=1)
+    finally:
+        os.killpg(worker.pid, signal.SIGCONT)
+    with httpx.Client(base_url=gateway.url, timeout=15) as http:
+        report = account(ledger, http)
+    print(f"\nreject-publish at 20, 50 submitted: {report}")
+    # The consumer holds one (prefetch 1) besides the 20 the queue takes.
+    assert 20 <= report.accepted <= 21 and report.definite_failures == 50 - report.accepted
+    refusals = [a for a in ledger.attempts if a.outcome == "fail"]
+    assert all(a.status == 503 for a in refusals)  # overloaded, without an id: not enqueued
+    assert report.lost == [] and report.duplicated == [] and report.failed_jobs == 0, report
+
+
+def test_broker_stop_app_start_app_fails_fast_while_down_and_completes_every_accepted_job(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    url = _fleet(start_worker, start_gateway, tmp_path / "ledger")
+    ledger = Ledger(tmp_path / "ledger")
+    node = vhost.broker
+    outage: list[float] = []
+
+    def outage_in_the_middle() -> None:
+        time.sleep(3)  # the outage's moment within the load, not a wait for a condition
+        node.stop_app()
+        outage.append(time.monotonic())
+        time.sleep(3)  # how long the broker stays down
+        node.start_app()
+        outage.append(time.monotonic())
+
+    fault = threading.Thread(target=outage_in_the_middle)
+    fault.start()
+    try:
+        load(ledger, url, LOAD_S)
+    finally:
+        fault.join()
+    with httpx.Client(base_url=url, timeout=15) as http:
+        report = account(ledger, http, drain_seconds=120)
+        wait_for_workers_answer = http.post("/v1/rpc/effect", json={"value": "after", "ms": 1})
+    print(f"\nstop_app for 3 s: {report}")
+    during = [a for a in ledger.attempts if outage[0] + 1 < a.at < outage[1]]
+    assert during and all(a.seconds < 3.5 for a in during)  # failed fast, never hung
+    assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
+    assert wait_for_workers_answer.status_code == 200
+
+
+def test_a_killed_gateway_leaves_the_workers_unharmed_and_its_jobs_end_after_its_restart(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    start_worker("tests.pools.ledger:pool", pool="ledger", processes=2, prefetch=2,
+                 test_ledger=tmp_path / "ledger")
+    state = tmp_path / "state"
+    first = start_gateway(state_dir=state)
+    wait_for_workers(first, 2)
+    ledger = Ledger(tmp_path / "ledger")
+    with httpx.Client(base_url=first.url, timeout=15) as http:
+        for _ in range(30):
+            ledger.submit(http, ms=200)
+    pending = threading.Thread(target=load, args=(ledger, first.url, 2.0))
+    pending.start()
+    time.sleep(1)  # calls are in flight now: the moment of the crash, not a condition
+    os.killpg(first.proc.pid, signal.SIGKILL)
+    pending.join()
+    second = start_gateway(state_dir=state)
+    with httpx.Client(base_url=second.url, timeout=15) as http:
+        report = account(ledger, http, drain_seconds=60)
+        alive = http.post("/v1/rpc/effect", json={"value": "after", "ms": 1})
+    print(f"\ngateway SIGKILL: {report}")
+    assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
+    assert alive.status_code == 200  # the workers were not harmed

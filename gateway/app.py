@@ -59,7 +59,8 @@ def create_app(settings: GatewaySettings,
     app = FastAPI(title="rpcfleet", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for router in (rpc.router, jobs.router, fleet.router, health.router, ui.router):
+    for router in (rpc.router, jobs.router, jobs.sockets, fleet.router, health.router,
+                   ui.router):
         app.include_router(router)
     install_error_handlers(app, settings.retry_after)
     openapi.install(app, services.view)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -46,6 +47,9 @@ class Caller:
         return self.admin or self.owner is None or owner == self.owner
 
 
+TOKEN_TTL_S = 60  # a WebSocket token only has to last until the socket opens
+
+
 def fingerprint(key: str) -> str:
     return hashlib.sha256(b"rpcfleet-owner\0" + key.encode()).hexdigest()[:32]
 
@@ -80,6 +84,33 @@ class Auth:
             raise Unauthorized("an API key is required: Authorization: Bearer <key>")
         if not (_matches(key, self.api_keys) or _matches(key, self.admin_keys)):
             raise Unauthorized("unknown API key")
+
+    def _token_key(self) -> bytes:
+        # Derived from the keys themselves: every gateway process and host with the same keys
+        # issues and accepts the same tokens, and a changed key list voids them.
+        keys = "\n".join(sorted([*self.api_keys, *self.admin_keys]))
+        return hashlib.sha256(b"rpcfleet-token\0" + keys.encode()).digest()
+
+    def issue_token(self, caller: Caller, now: float | None = None) -> str:
+        """A short-lived token standing for `caller`, for a browser's WebSocket (which cannot
+        send an Authorization header; a cookie would reopen cross-site request forgery)."""
+        expires = int((now if now is not None else time.time()) + TOKEN_TTL_S)
+        claims = f"{expires}.{caller.owner or '-'}.{int(caller.admin)}"
+        signature = hmac.new(self._token_key(), claims.encode(), hashlib.sha256).hexdigest()
+        return f"{claims}.{signature}"
+
+    def caller_from_token(self, token: str, now: float | None = None) -> Caller:
+        try:
+            expires, owner, admin, signature = token.split(".")
+        except ValueError:
+            raise Unauthorized("malformed token") from None
+        claims = f"{expires}.{owner}.{admin}"
+        expected = hmac.new(self._token_key(), claims.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(signature, expected):
+            raise Unauthorized("unknown token")
+        if not expires.isdigit() or int(expires) < (now if now is not None else time.time()):
+            raise Unauthorized("the token expired: fetch a new one")
+        return Caller(owner=None if owner == "-" else owner, admin=admin == "1")
 
     def check_admin(self, request: Request, cookie: bool = False) -> None:
         if not self.admin_keys:

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +30,7 @@ from gateway.jobs.hub import JobHub
 from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts
 from gateway.metrics import Metrics
 from gateway.store import IdempotencyConflict, JobStore, NewJob
+from gateway.store.rows import TERMINAL_EVENTS, JobEventRecord
 from gateway.webhooks import CallbackDispatcher, CallbackUrlRefused, Signer, UrlGuard
 from protocol import (
     Cancel,
@@ -53,6 +54,7 @@ log = logging.getLogger("rpcfleet.jobs")
 ANYONE = Caller(owner=None, admin=True)  # the service's own reads, and gateways without keys
 
 SHARED_HANDBACK_S = 1.0  # before handing another host's reply back to the shared queue
+FOLLOW_POLL_S = 1.0  # a follower re-reads the store this often when nothing woke it
 STORE_BACKOFF_MAX_S = 10.0  # a failing store is retried at least this often
 REPLY_PREFETCH = 64  # each outcome is one small SQLite write: batch the broker round trips
 CANCEL_REPLAY_MS = 24 * 3600 * 1000  # a queued job's cancel is replayed for a day at most
@@ -194,6 +196,28 @@ class JobService:
                            and not caller.may_see(await self.store.owner(job_id))):
             raise NotFound(f"no job {job_id!r}")
         return job
+
+    async def follow(self, job_id: str, after: int = 0) -> AsyncGenerator[JobEventRecord, None]:
+        """The job's events after `after`, then the live ones as they are stored, ending with
+        the terminal one: every state and progress change, in order (SSE and WebSocket).
+
+        Push-driven: this process's changes wake the follower at once (the hub), and so do the
+        changes other gateways announce on rpcfleet.events; a read each second covers the rest
+        (another host's store write whose announcement was lost). An idle follower costs a
+        waiting task and, each second, one indexed read."""
+        wake = self.hub.follow(job_id)
+        try:
+            while True:
+                wake.clear()
+                for record in await self.store.events(job_id, after):
+                    after = record.seq
+                    yield record
+                    if record.event in TERMINAL_EVENTS:
+                        return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), FOLLOW_POLL_S)
+        finally:
+            self.hub.unfollow(job_id, wake)
 
     async def wait_terminal(self, job_id: str, seconds: float) -> Job:
         event = self.hub.follow(job_id)

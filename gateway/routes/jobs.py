@@ -7,18 +7,23 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from gateway.auth import TOKEN_TTL_S, Caller, bearer, fingerprint
 from gateway.calls import trace_context
+from gateway.errors import GatewayError
 from gateway.jobs.service import JobService
 from gateway.routes.deps import CallerDep, require_caller, services
+from gateway.store.rows import JobEventRecord
 from protocol import Job, JobSubmission, codec
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_caller)])
 
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 SSE_HEARTBEAT_S = 15.0  # a comment line keeps proxies from closing a quiet stream
+WS_POLICY = 1008  # closed: not allowed (a bad key or token)
+WS_NOT_FOUND = 4404  # closed: no such job for this caller (its existence is not revealed)
 EXAMPLE = {"params": {"steps": 5}, "callback_url": "https://example.com/hooks/rpcfleet",
            "priority": 5, "timeout": 600}
 
@@ -79,41 +84,135 @@ async def cancel_job(job_id: str, request: Request, caller: CallerDep) -> Respon
 
 @router.get("/v1/jobs/{job_id}/events", summary="Server-Sent Events until the job ends",
             response_class=StreamingResponse)
-async def job_events(job_id: str, request: Request, caller: CallerDep) -> StreamingResponse:
+async def job_events(job_id: str, request: Request, caller: CallerDep,
+                     last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0)
+                     ) -> StreamingResponse:
+    """Every state and progress change in order, each with its `seq` (the SSE `id:`): from the
+    first, or after `Last-Event-ID` when a client reconnects."""
     service = jobs(request)
     await service.get(job_id, caller)  # 404 before the stream starts
-    return StreamingResponse(_stream(service, job_id, request), media_type="text/event-stream",
+    return StreamingResponse(_stream(service, job_id, last_event_id or 0),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def _stream(service: JobService, job_id: str, request: Request) -> AsyncIterator[bytes]:
-    event = service.hub.follow(job_id)
-    last: tuple[object, ...] | None = None
-    last_status = None
-    sequence = 0
-    quiet = 0.0
+async def _stream(service: JobService, job_id: str, after: int) -> AsyncIterator[bytes]:
+    events = service.follow(job_id, after)
+    next_event = asyncio.ensure_future(anext(events))
     try:
         while True:
-            event.clear()
-            job = await service.get(job_id)
-            state = (job.status, job.progress, job.attempts)
-            if state != last:
-                last = state
-                sequence += 1
-                # A new state is named after it; a change within the state is progress.
-                kind = "progress" if job.status == last_status else str(job.status)
-                last_status = job.status
-                yield (f"id: {sequence}\nevent: {kind}\ndata: ".encode()
-                       + codec.dumps(job.model_dump(mode="json")) + b"\n\n")
-                quiet = 0.0
-            if job.status.terminal or await request.is_disconnected():
+            done, _ = await asyncio.wait({next_event}, timeout=SSE_HEARTBEAT_S)
+            if not done:
+                yield b": keep-alive\n\n"  # a comment line keeps proxies from closing it
+                continue
+            try:
+                record = next_event.result()
+            except StopAsyncIteration:
                 return
-            try:  # woken by this process's hub; the timeout covers changes stored elsewhere
-                await asyncio.wait_for(event.wait(), 1.0)
-            except TimeoutError:
-                quiet += 1.0
-                if quiet >= SSE_HEARTBEAT_S:
-                    quiet = 0.0
-                    yield b": keep-alive\n\n"
+            yield (f"id: {record.seq}\nevent: {record.event}\ndata: ".encode()
+                   + codec.dumps(record.job.model_dump(mode="json")) + b"\n\n")
+            next_event = asyncio.ensure_future(anext(events))
     finally:
-        service.hub.unfollow(job_id, event)
+        next_event.cancel()
+        await events.aclose()
+
+
+@router.post("/v1/tokens", summary="A token for a browser's WebSocket (60 s to open it)")
+async def ws_token(request: Request, caller: CallerDep) -> dict[str, object]:
+    return {"token": services(request).auth.issue_token(caller), "expires_in": TOKEN_TTL_S}
+
+
+sockets = APIRouter(tags=["jobs"])
+
+
+async def _socket_caller(websocket: WebSocket, token: str | None) -> Caller | None:
+    """Who opens the socket: a bearer key (other clients) or a token from POST /v1/tokens
+    (browsers); None after closing it when neither is valid."""
+    auth = services(websocket).auth  # type: ignore[arg-type]
+    try:
+        if token is not None and not auth.open:
+            return auth.caller_from_token(token)
+        key = bearer(websocket.headers.get("authorization"))
+        auth.check_caller_key(key)
+        if auth.open or key is None:
+            return Caller(owner=None, admin=True)
+        return Caller(owner=fingerprint(key), admin=key in auth.admin_keys)
+    except GatewayError as exc:
+        await websocket.close(code=WS_POLICY, reason=f"{exc.code}: {exc.message}"[:120])
+        return None
+
+
+def _frame(record: JobEventRecord) -> str:
+    return codec.dumps({"event": record.event, "seq": record.seq,
+                        "job": record.job.model_dump(mode="json")}).decode()
+
+
+@sockets.websocket("/v1/jobs/{job_id}/ws")
+async def job_socket(websocket: WebSocket, job_id: str, after: int = 0,
+                     token: str | None = None) -> None:
+    """One text frame per event, `{"event", "seq", "job"}`, from seq 1 (or after `?after=`),
+    then the live ones; closes with 1000 after the terminal state."""
+    caller = await _socket_caller(websocket, token)
+    if caller is None:
+        return
+    service: JobService = services(websocket).extras["jobs"]  # type: ignore[arg-type]
+    try:
+        await service.get(job_id, caller)
+    except GatewayError as exc:
+        await websocket.close(code=WS_NOT_FOUND, reason=f"{exc.code}: {exc.message}"[:120])
+        return
+    await websocket.accept()
+    try:
+        async for record in service.follow(job_id, max(after, 0)):
+            await websocket.send_text(_frame(record))
+        await websocket.close(code=1000)
+    except WebSocketDisconnect:
+        return
+
+
+@sockets.websocket("/v1/jobs/ws")
+async def jobs_socket(websocket: WebSocket, token: str | None = None) -> None:
+    """One socket, many jobs (a page watching a user's uploads): the client sends
+    `{"follow": id, "after"?: seq}` (and `{"unfollow": id}`); the server sends every followed
+    job's events as on `/v1/jobs/{id}/ws` (the job object says which job), and
+    `{"error": {"code", "message", "id"}}` for a job it cannot follow. It stays open until the
+    client closes it."""
+    caller = await _socket_caller(websocket, token)
+    if caller is None:
+        return
+    service: JobService = services(websocket).extras["jobs"]  # type: ignore[arg-type]
+    await websocket.accept()
+    following: dict[str, asyncio.Task[None]] = {}
+    lock = asyncio.Lock()
+
+    async def send(text: str) -> None:
+        async with lock:
+            await websocket.send_text(text)
+
+    async def relay(job_id: str, after: int) -> None:
+        async for record in service.follow(job_id, after):
+            await send(_frame(record))
+
+    try:
+        while True:
+            message = codec.loads(await websocket.receive_text())
+            if not isinstance(message, dict):
+                continue
+            if "unfollow" in message and (task := following.pop(str(message["unfollow"]), None)):
+                task.cancel()
+            if "follow" in message:
+                job_id = str(message["follow"])
+                try:
+                    await service.get(job_id, caller)
+                except GatewayError as exc:
+                    await send(codec.dumps({"error": {"code": exc.code, "message": exc.message,
+                                                      "id": job_id}}).decode())
+                    continue
+                if job_id not in following:
+                    following[job_id] = asyncio.ensure_future(
+                        relay(job_id, max(int(message.get("after", 0) or 0), 0)))
+    except (WebSocketDisconnect, ValueError):
+        pass
+    finally:
+        for task in following.values():
+            task.cancel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from gateway.store.rows import JobEventRecord
 from protocol import ErrorBody, Job, JobStatus
 
 # Of a job's request: "claimed" (publish it now), "held" (its submitter is still publishing it),
@@ -74,6 +75,11 @@ class JobStore(Protocol):
         ...
 
     async def get(self, job_id: str) -> Job | None: ...
+
+    async def events(self, job_id: str, after: int = 0) -> list[JobEventRecord]:
+        """The job's events after `after`, in order: every state and progress change, each
+        with its `seq` (from 1) and the job object as of it."""
+        ...
 
     async def owner(self, job_id: str) -> str | None:
         """The fingerprint of the key that submitted the job (None: unknown job, or no keys)."""

@@ -15,7 +15,13 @@ import uuid
 from typing import Any
 
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
-from gateway.store.rows import COLUMNS, job_from_row
+from gateway.store.rows import (
+    COLUMNS,
+    TERMINAL_EVENTS,
+    JobEventRecord,
+    events_from_rows,
+    job_from_row,
+)
 from protocol import ErrorBody, Job, JobStatus, codec
 
 SCHEMA = """
@@ -57,6 +63,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     finished_ms BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    job TEXT,
+    PRIMARY KEY (job_id, seq)
+);
 """
 # Several gateways may start at once on a fresh database: one creates the schema at a time.
 SCHEMA_LOCK = 0x7270_6366  # "rpcf", an advisory lock key
@@ -116,6 +129,8 @@ class PostgresJobStore:
                 (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
                  job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
                  job.publish_lease_ms, job.owner))).fetchone()
+            if inserted is not None:
+                await self._event(db, job.id, "queued")
             if inserted is None:
                 row = await (await db.execute(
                     "SELECT id, body_hash FROM jobs WHERE idempotency_key = %s",
@@ -159,22 +174,28 @@ class PostgresJobStore:
                                   at_ms: int) -> list[tuple[str, str]]:
         error = ErrorBody(code="overloaded", message="the broker never confirmed its request "
                           "(it was down, or the submitting gateway stopped)")
-        rows = await self._all(
-            "UPDATE jobs SET status = 'failed', error = %s, finished_ms = %s, published = TRUE, "
-            "cancel_pending = TRUE WHERE NOT published AND status = 'queued' "
-            "AND publish_lease_ms < %s RETURNING id, method",
-            (error.model_dump_json(), at_ms, leased_before_ms))
+        async with self._pool.connection() as db, db.transaction():
+            rows = list(await (await db.execute(
+                "UPDATE jobs SET status = 'failed', error = %s, finished_ms = %s, "
+                "published = TRUE, cancel_pending = TRUE WHERE NOT published AND "
+                "status = 'queued' AND publish_lease_ms < %s RETURNING id, method",
+                (error.model_dump_json(), at_ms, leased_before_ms))).fetchall())
+            for row in rows:
+                await self._event(db, str(row[0]), JobStatus.FAILED)
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def get(self, job_id: str) -> Job | None:
         async with self._pool.connection() as db:
-            row = await (await db.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = %s",
-                                          (job_id,))).fetchone()
-            if row is None:
-                return None
-            outbox = await (await db.execute(
-                "SELECT state, attempts, last_error FROM outbox WHERE job_id = %s",
-                (job_id,))).fetchone()
+            return await self._get_on(db, job_id)
+
+    async def _get_on(self, db: Any, job_id: str) -> Job | None:
+        row = await (await db.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = %s",
+                                      (job_id,))).fetchone()
+        if row is None:
+            return None
+        outbox = await (await db.execute(
+            "SELECT state, attempts, last_error FROM outbox WHERE job_id = %s",
+            (job_id,))).fetchone()
         return job_from_row(tuple(row), tuple(outbox) if outbox is not None else None)
 
     async def owner(self, job_id: str) -> str | None:
@@ -182,15 +203,40 @@ class PostgresJobStore:
         return str(row[0]) if row is not None and row[0] is not None else None
 
     async def started(self, job_id: str, worker: str | None, attempt: int, at_ms: int) -> bool:
-        return await self._exec(
+        return await self._changed(
+            job_id, "running",
             "UPDATE jobs SET status = 'running', worker = %s, attempts = GREATEST(attempts, %s), "
             "started_ms = %s WHERE id = %s AND status IN ('queued', 'running') "
-            "AND attempts < %s", (worker, attempt, at_ms, job_id, attempt)) > 0
+            "AND attempts < %s", (worker, attempt, at_ms, job_id, attempt))
 
     async def progress(self, job_id: str, fraction: float, note: str) -> bool:
         body = codec.dumps({"fraction": fraction, "note": note}).decode()
-        return await self._exec("UPDATE jobs SET progress = %s WHERE id = %s AND "
-                                "status = 'running'", (body, job_id)) > 0
+        return await self._changed(job_id, "progress", "UPDATE jobs SET progress = %s WHERE "
+                                   "id = %s AND status = 'running'", (body, job_id))
+
+    async def _changed(self, job_id: str, event: str, sql: str, args: tuple[Any, ...]) -> bool:
+        async with self._pool.connection() as db, db.transaction():
+            if (await db.execute(sql, args)).rowcount == 0:
+                return False
+            await self._event(db, job_id, event)
+            return True
+
+    async def _event(self, db: Any, job_id: str, event: str) -> None:
+        """Append an event inside the caller's transaction (it sees the job as just changed);
+        the job row is locked by then, so two gateways never take one seq."""
+        job = None
+        if event not in TERMINAL_EVENTS:
+            found = await self._get_on(db, job_id)
+            job = found.model_dump_json() if found is not None else None
+        await db.execute(
+            "INSERT INTO events (job_id, seq, event, job) VALUES (%s, (SELECT COALESCE(MAX(seq),"
+            " 0) + 1 FROM events WHERE job_id = %s), %s, %s)", (job_id, job_id, str(event), job))
+
+    async def events(self, job_id: str, after: int = 0) -> list[JobEventRecord]:
+        rows = await self._all("SELECT seq, event, job FROM events WHERE job_id = %s AND "
+                               "seq > %s ORDER BY seq", (job_id, after))
+        current = await self.get(job_id) if any(r[2] is None for r in rows) else None
+        return events_from_rows(rows, lambda: current)
 
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                      at_ms: int, worker: str | None = None, attempt: int | None = None,
@@ -218,6 +264,7 @@ class PostgresJobStore:
                     "INSERT INTO outbox (id, job_id, url, next_ms, finished_ms) "
                     "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
                     ("msg_" + uuid.uuid4().hex, job_id, row[1], at_ms, at_ms))
+            await self._event(db, job_id, status)
             return True
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:

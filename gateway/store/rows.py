@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from protocol import CallbackInfo, ErrorBody, Job, JobStatus, Progress, codec, rfc3339
+
+TERMINAL_EVENTS = frozenset(str(status) for status in JobStatus if status.terminal)
+
+
+@dataclass(frozen=True)
+class JobEventRecord:
+    """One event of a job's log: `seq` from 1, `event` a state name or "progress", `job` the job
+    object as of the event."""
+
+    seq: int
+    event: str
+    job: Job
+
+
+def events_from_rows(rows: Sequence[Sequence[Any]],
+                     current: Callable[[], Job | None]) -> list[JobEventRecord]:
+    """(seq, event, job JSON or NULL) rows: a terminal event's job is the job as it is now."""
+    records = []
+    for seq, event, data in rows:
+        job = Job.model_validate_json(data) if data is not None else current()
+        if job is not None:
+            records.append(JobEventRecord(int(seq), str(event), job))
+    return records
+
 
 COLUMNS = ("id, method, status, result, error, progress, attempts, worker, created_ms, "
            "started_ms, finished_ms, callback_url")

@@ -42,6 +42,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     finished_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);
+-- Every state and progress change of a job, in order (SSE and WebSocket replay them). `job` is
+-- the job object as of the event; NULL for the terminal one (the job itself no longer changes).
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    job TEXT,
+    PRIMARY KEY (job_id, seq)
+);
 """
 
 # Columns added after the first release: (table, column, definition) for files made before.

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
-from gateway.store.rows import COLUMNS, job_from_row
+from gateway.store.rows import (
+    COLUMNS,
+    TERMINAL_EVENTS,
+    JobEventRecord,
+    events_from_rows,
+    job_from_row,
+)
 from gateway.store.schema import connect
 from protocol import ErrorBody, Job, JobStatus, codec
 
@@ -72,6 +78,7 @@ class SqliteJobStore:
                 (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
                  job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
                  job.publish_lease_ms, job.owner))
+            self._event(job.id, "queued")
         created = self._get(job.id)
         assert created is not None
         return created, True
@@ -115,6 +122,7 @@ class SqliteJobStore:
                 db.execute("UPDATE jobs SET status = 'failed', error = ?, finished_ms = ?, "
                            "published = 1, cancel_pending = 1 WHERE id = ?",
                            (error.model_dump_json(), at_ms, job_id))
+                self._event(job_id, JobStatus.FAILED)
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def owner(self, job_id: str) -> str | None:
@@ -138,16 +146,41 @@ class SqliteJobStore:
 
     async def started(self, job_id: str, worker: str | None, attempt: int, at_ms: int) -> bool:
         # attempts counts starts; only a queued or running job can (re)start.
-        return await self._run(self._exec,
+        return await self._run(self._changed, job_id, "running",
             "UPDATE jobs SET status = 'running', worker = ?, attempts = MAX(attempts, ?), "
             "started_ms = ? WHERE id = ? AND status IN ('queued', 'running') "
-            "AND attempts < ?", (worker, attempt, at_ms, job_id, attempt)) > 0
+            "AND attempts < ?", (worker, attempt, at_ms, job_id, attempt))
 
     async def progress(self, job_id: str, fraction: float, note: str) -> bool:
         body = codec.dumps({"fraction": fraction, "note": note}).decode()
-        return await self._run(self._exec,
-            "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running'",
-            (body, job_id)) > 0
+        return await self._run(self._changed, job_id, "progress",
+            "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running'", (body, job_id))
+
+    def _changed(self, job_id: str, event: str, sql: str, args: tuple[Any, ...]) -> bool:
+        """An update and, when it changed the job, its event: in one transaction."""
+        with self._write() as db:
+            if db.execute(sql, args).rowcount == 0:
+                return False
+            self._event(job_id, event)
+            return True
+
+    def _event(self, job_id: str, event: str) -> None:
+        """Append an event inside the current write (it sees the job as just changed)."""
+        job = None
+        if event not in TERMINAL_EVENTS:
+            found = self._get(job_id)
+            job = found.model_dump_json() if found is not None else None
+        self._db.execute(
+            "INSERT INTO events (job_id, seq, event, job) VALUES (?, (SELECT COALESCE(MAX(seq),"
+            " 0) + 1 FROM events WHERE job_id = ?), ?, ?)", (job_id, job_id, str(event), job))
+
+    async def events(self, job_id: str, after: int = 0) -> list[JobEventRecord]:
+        return await self._run(self._events, job_id, after)
+
+    def _events(self, job_id: str, after: int) -> list[JobEventRecord]:
+        rows = self._db.execute("SELECT seq, event, job FROM events WHERE job_id = ? AND "
+                                "seq > ? ORDER BY seq", (job_id, after)).fetchall()
+        return events_from_rows(rows, lambda: self._get(job_id))
 
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                      at_ms: int, worker: str | None = None, attempt: int | None = None,
@@ -181,6 +214,7 @@ class SqliteJobStore:
                 db.execute("INSERT OR IGNORE INTO outbox (id, job_id, url, next_ms, finished_ms)"
                            " VALUES (?,?,?,?,?)",
                            ("msg_" + uuid.uuid4().hex, job_id, row[1], at_ms, at_ms))
+            self._event(job_id, status)
             return True
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:

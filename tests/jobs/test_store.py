@@ -179,3 +179,24 @@ async def test_a_job_belongs_to_its_owner_and_a_running_jobs_cancel_is_replayed(
     assert job is not None and job.attempts == 2 and job.started_at is not None
     assert job.started_at.endswith("00:00:02.500Z")  # the reply's own times win
     await store.close()
+
+
+async def test_every_state_and_progress_change_is_an_event_in_order(
+    stores: StoreFactory
+) -> None:
+    store = await stores()
+    await store.create(_job("e"))
+    assert await store.started("e", "w:p:0", 1, 2_000)
+    assert await store.progress("e", 0.25, "a quarter")
+    assert await store.progress("e", 0.5, "half")
+    assert not await store.progress("nobody", 0.5, "")  # no job, no event
+    assert await store.finish("e", JobStatus.SUCCEEDED, {"done": True}, None, 3_000)
+    assert not await store.finish("e", JobStatus.FAILED, None, None, 4_000)  # final: no event
+    events = await store.events("e")
+    assert [(e.seq, e.event) for e in events] == [
+        (1, "queued"), (2, "running"), (3, "progress"), (4, "progress"), (5, "succeeded")]
+    assert [e.job.progress.note if e.job.progress else None for e in events[:4]] == [
+        None, None, "a quarter", "half"]  # each event carries the job as of that event
+    assert events[-1].job.result == {"done": True}
+    assert [e.seq for e in await store.events("e", after=3)] == [4, 5]
+    await store.close()

@@ -1,0 +1,129 @@
+"""Job events (SPEC 1.1): every state and progress change in order with its seq, over SSE and
+WebSocket alike, replayed from seq 1 for late followers and resumable after a seq."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests.support.fleet import StartWorker
+from tests.support.gateway import Gateway, StartGateway, wait_for_workers
+from tests.support.jobs import submit, until
+
+KEYS = {"api_keys": "alice,bob", "admin_keys": "root"}
+
+
+def _as(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _ws(gateway: Gateway, path: str) -> str:
+    return gateway.url.replace("http://", "ws://") + path
+
+
+def _frames(url: str, **kwargs: Any) -> tuple[list[dict[str, Any]], int | None]:
+    frames = []
+    with connect(url, open_timeout=10, **kwargs) as socket:
+        try:
+            while True:
+                frames.append(json.loads(socket.recv(timeout=30)))
+        except ConnectionClosed:
+            pass
+        code = socket.close_code
+    return frames, code
+
+
+def _sse(http: httpx.Client, job_id: str, headers: dict[str, str]) -> list[tuple[int, str]]:
+    seen, seq = [], 0
+    with http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                seq = int(line[4:])
+            elif line.startswith("event: "):
+                seen.append((seq, line[7:]))
+    return seen
+
+
+def test_a_browser_follows_a_job_over_a_websocket_with_a_token_fetched_with_its_key(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    start_worker()
+    gateway = start_gateway(**KEYS)
+    wait_for_workers(gateway, 1, headers=_as("root"))
+    with gateway.client(headers=_as("alice")) as http:
+        job_id = submit(http, "staged", {"release": str(tmp_path / "go")}).json()["id"]
+        token = http.post("/v1/tokens").json()["token"]
+        (tmp_path / "go").touch()
+        until(http, job_id, "succeeded")
+        sse = _sse(http, job_id, _as("alice"))
+    # No header: what a browser can do (the token stands for alice, for a minute).
+    frames, code = _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws?token={token}"))
+    assert [(f["seq"], f["event"]) for f in frames] == [
+        (1, "queued"), (2, "running"), (3, "progress"), (4, "progress"), (5, "succeeded")]
+    assert [(f["job"]["status"], f["job"]["progress"]) for f in frames[2:4]] == [
+        ("running", {"fraction": 0.5, "note": "half way"}),
+        ("running", {"fraction": 1.0, "note": "done"})]
+    assert frames[-1]["job"]["result"] == {"released": True}
+    assert code == 1000
+    assert sse == [(f["seq"], f["event"]) for f in frames]  # the same sequence over SSE
+    resumed, _ = _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws?after=3&token={token}"))
+    assert [f["seq"] for f in resumed] == [4, 5]
+
+
+def test_sse_resumes_after_last_event_id(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    with gateway.client() as http:
+        job_id = submit(http, "echo", {"n": 1}).json()["id"]
+        until(http, job_id, "succeeded")
+        everything = _sse(http, job_id, {})
+        after_first = _sse(http, job_id, {"Last-Event-ID": "1"})
+    assert [name for _, name in everything] == ["queued", "running", "succeeded"]
+    assert after_first == everything[1:]
+
+
+def test_a_socket_refuses_bad_tokens_and_hides_other_callers_jobs(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway(**KEYS)
+    with gateway.client() as http:
+        job_id = submit(http, "echo", {"n": 1}, headers=_as("alice")).json()["id"]
+        bobs = http.post("/v1/tokens", headers=_as("bob")).json()["token"]
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws?token=1.-.0.forged"))
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws"))  # no key, no token
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws?token={bobs}"))  # not bob's job
+
+
+def test_one_socket_follows_many_jobs(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    with gateway.client() as http:
+        ids = [submit(http, "echo", {"n": n}).json()["id"] for n in range(3)]
+    seen: dict[str, list[str]] = {job_id: [] for job_id in ids}
+    errors = []
+    with connect(_ws(gateway, "/v1/jobs/ws"), open_timeout=10) as socket:
+        for job_id in [*ids, "0" * 32]:
+            socket.send(json.dumps({"follow": job_id}))
+        while any(not events or events[-1] != "succeeded" for events in seen.values()) \
+                or not errors:
+            frame = json.loads(socket.recv(timeout=30))
+            if "error" in frame:
+                errors.append(frame["error"])
+            else:
+                seen[frame["job"]["id"]].append(frame["event"])
+    assert all(events == ["queued", "running", "succeeded"] for events in seen.values()), seen
+    assert errors == [{"code": "not_found", "message": f"no job {'0' * 32!r}", "id": "0" * 32}]

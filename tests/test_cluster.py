@@ -51,13 +51,13 @@ def test_a_three_node_cluster_keeps_serving_and_loses_no_job_when_a_node_dies(
     cli = [*RPCFLEET, "broker", "--nodes", "3", "--port", str(base), "--dir", str(folder)]
     started = subprocess.run(cli, cwd=REPO, capture_output=True, text=True, timeout=240)
     cluster = LocalCluster(directory=folder, port=base, count=3)
+    url = cluster.amqp_url
+    workers = worker_factory(url, tmp_path)  # lazy: nothing starts before next()
+    gateways = gateway_factory(url, tmp_path)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         assert "cluster of 3 running nodes" in started.stdout
         assert len(cluster.running_nodes()) == 3
-        url = cluster.amqp_url
-        workers = worker_factory(url, tmp_path)
-        gateways = gateway_factory(url, tmp_path)
         next(workers)(processes=2, beat_interval=1, queue_type="quorum", wait=False)
         gateway = next(gateways)(queue_type="quorum")
         wait_for_workers(gateway, 2, timeout=60)
@@ -75,7 +75,7 @@ def test_a_three_node_cluster_keeps_serving_and_loses_no_job_when_a_node_dies(
             wait_for(answered, timeout=90, interval=0.5, what="calls through the other nodes")
             jobs = [until(http, job_id, "succeeded", "failed", timeout=90) for job_id in ids]
         assert [job["status"] for job in jobs] == ["succeeded"] * 20  # none lost with the node
+    finally:
         for factory in (gateways, workers):
             next(factory, None)
-    finally:
         cluster.stop()

@@ -46,8 +46,8 @@ def test_gateway_and_worker_skip_a_dead_node_and_move_on_when_theirs_goes(
             wait_for(answered, timeout=60, interval=0.5,
                      what="calls to be answered through the other node")
         assert worker.alive()
+    finally:
         for factory in (gateways, workers):
             next(factory, None)
-    finally:
         for node in nodes:
             node.stop()

@@ -136,9 +136,9 @@ def test_readiness_flips_when_the_broker_stops_and_comes_back(tmp_path: Path) ->
                 raise AssertionError(f"{last[-1].text}\n{gateway.proc.output()[-3000:]}\n"
                                      f"{(tmp_path / 'worker-0.log').read_text()[-3000:]}"
                                      ) from None
+    finally:
         for factory in (gateways, workers):
             next(factory, None)
-    finally:
         node.stop()
 
 

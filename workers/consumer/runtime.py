@@ -204,6 +204,8 @@ class Consumer:
             log.warning("ignoring a malformed control command: %s", exc)
             return
         if isinstance(command, Cancel):
+            log.info("cancel of %s received%s", command.job_id,
+                     " (if still queued)" if command.queued_only else "")
             if self.cancels.add(command.job_id, stop_running=not command.queued_only):
                 grace_ms = int(self.settings.kill_grace * 1000)
                 self.setup.slots.track(self.setup.slot, command.job_id, now_ms() + grace_ms,

@@ -19,6 +19,7 @@ from tests.support.faults import Ledger, account, load
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
 from tests.support.rabbit import Vhost
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +44,15 @@ def _every(seconds: float, until: float, fault: object) -> threading.Thread:
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+def _time_to_answer(http: httpx.Client, deadline: float = 30) -> float:
+    """Seconds until a sync call is answered again (fails past `deadline`)."""
+    started = time.monotonic()
+    wait_for(lambda: http.post("/v1/rpc/effect?timeout=2", json={"value": "after", "ms": 1})
+             .status_code == 200, timeout=deadline, interval=0.2,
+             what="sync calls to be answered again")
+    return time.monotonic() - started
 
 
 def _consumer_pids(url: str) -> list[int]:
@@ -107,12 +117,13 @@ def test_the_broker_closing_every_connection_every_three_seconds_loses_nothing(
     faults.join()
     with httpx.Client(base_url=url, timeout=15) as http:
         report = account(ledger, http)
+        recovered_in = _time_to_answer(http)  # topology and consumers restored
         ready = http.get("/readyz").status_code
-        after = http.post("/v1/rpc/effect", json={"value": "after", "ms": 1})
-    print(f"\nclose_all_connections x{len(closes)}: {report}")
+    print(f"\nclose_all_connections x{len(closes)}: {report}; calls answered {recovered_in:.1f} s "
+          "after the drain")
     assert closes
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
-    assert ready == 200 and after.status_code == 200  # topology and consumers restored
+    assert ready == 200
 
 
 def test_a_full_queue_refuses_while_workers_are_paused_and_drops_nothing_it_accepted(
@@ -167,12 +178,11 @@ def test_broker_stop_app_start_app_fails_fast_while_down_and_completes_every_acc
         fault.join()
     with httpx.Client(base_url=url, timeout=15) as http:
         report = account(ledger, http, drain_seconds=120)
-        wait_for_workers_answer = http.post("/v1/rpc/effect", json={"value": "after", "ms": 1})
-    print(f"\nstop_app for 3 s: {report}")
+        recovered_in = _time_to_answer(http)
+    print(f"\nstop_app for 3 s: {report}; calls answered {recovered_in:.1f} s after the drain")
     during = [a for a in ledger.attempts if outage[0] + 1 < a.at < outage[1]]
     assert during and all(a.seconds < 3.5 for a in during)  # failed fast, never hung
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
-    assert wait_for_workers_answer.status_code == 200
 
 
 def test_a_killed_gateway_leaves_the_workers_unharmed_and_its_jobs_end_after_its_restart(
@@ -195,7 +205,6 @@ def test_a_killed_gateway_leaves_the_workers_unharmed_and_its_jobs_end_after_its
     second = start_gateway(state_dir=state)
     with httpx.Client(base_url=second.url, timeout=15) as http:
         report = account(ledger, http, drain_seconds=60)
-        alive = http.post("/v1/rpc/effect", json={"value": "after", "ms": 1})
+        _time_to_answer(http)  # the workers were not harmed
     print(f"\ngateway SIGKILL: {report}")
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
-    assert alive.status_code == 200  # the workers were not harmed

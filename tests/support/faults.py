@@ -151,8 +151,11 @@ class Report:
 
 
 def account(ledger: Ledger, http: httpx.Client, drain_seconds: float = 90) -> Report:
-    """Wait for every accepted or unknown job to end, then count."""
+    """Wait for every accepted job to end, then count. An indeterminate job (503 with its id)
+    whose request never reached the broker stays queued until the gateway settles it (failed
+    and cancelled, minutes later): it is counted recovered only if it ran."""
     jobs = [a for a in ledger.attempts if a.kind == "job" and a.job_id]
+    accepted = [a for a in jobs if a.outcome == OK]
 
     def final(job_id: str) -> dict[str, Any] | None:
         response = http.get(f"/v1/jobs/{job_id}")
@@ -160,9 +163,9 @@ def account(ledger: Ledger, http: httpx.Client, drain_seconds: float = 90) -> Re
 
     def all_ended() -> bool:
         return all((job := final(a.job_id or "")) is None or job["status"] in
-                   ("succeeded", "failed", "cancelled", "expired") for a in jobs)
+                   ("succeeded", "failed", "cancelled", "expired") for a in accepted)
 
-    wait_for(all_ended, timeout=drain_seconds, interval=0.5, what="every job to end")
+    wait_for(all_ended, timeout=drain_seconds, interval=0.5, what="every accepted job to end")
     effects, runs = ledger.effects(), ledger.runs()
     first = {a.job_id: final(a.job_id or "") for a in jobs}
     again = {a.job_id: final(a.job_id or "") for a in jobs}  # a terminal state never changes

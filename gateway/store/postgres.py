@@ -211,8 +211,10 @@ class PostgresJobStore:
 
     async def progress(self, job_id: str, fraction: float, note: str) -> bool:
         body = codec.dumps({"fraction": fraction, "note": note}).decode()
+        # Every gateway hears the worker's progress event: the same value again is no change.
         return await self._changed(job_id, "progress", "UPDATE jobs SET progress = %s WHERE "
-                                   "id = %s AND status = 'running'", (body, job_id))
+                                   "id = %s AND status = 'running' AND progress IS DISTINCT "
+                                   "FROM %s", (body, job_id, body))
 
     async def _changed(self, job_id: str, event: str, sql: str, args: tuple[Any, ...]) -> bool:
         async with self._pool.connection() as db, db.transaction():

@@ -153,8 +153,11 @@ class SqliteJobStore:
 
     async def progress(self, job_id: str, fraction: float, note: str) -> bool:
         body = codec.dumps({"fraction": fraction, "note": note}).decode()
+        # Every gateway process hears the worker's progress event: the same value again is no
+        # change (and no second event).
         return await self._run(self._changed, job_id, "progress",
-            "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running'", (body, job_id))
+            "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running' AND "
+            "progress IS NOT ?", (body, job_id, body))
 
     def _changed(self, job_id: str, event: str, sql: str, args: tuple[Any, ...]) -> bool:
         """An update and, when it changed the job, its event: in one transaction."""

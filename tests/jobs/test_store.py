@@ -188,6 +188,7 @@ async def test_every_state_and_progress_change_is_an_event_in_order(
     await store.create(_job("e"))
     assert await store.started("e", "w:p:0", 1, 2_000)
     assert await store.progress("e", 0.25, "a quarter")
+    assert not await store.progress("e", 0.25, "a quarter")  # another gateway heard it too
     assert await store.progress("e", 0.5, "half")
     assert not await store.progress("nobody", 0.5, "")  # no job, no event
     assert await store.finish("e", JobStatus.SUCCEEDED, {"done": True}, None, 3_000)

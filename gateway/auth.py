@@ -43,8 +43,10 @@ class Caller:
     owner: str | None
     admin: bool
 
-    def may_see(self, owner: str | None) -> bool:
-        return self.admin or self.owner is None or owner == self.owner
+    @property
+    def restricted(self) -> bool:
+        """Sees only the jobs its key submitted (a caller key, with keys in use)."""
+        return not self.admin and self.owner is not None
 
 
 TOKEN_TTL_S = 60  # a WebSocket token only has to last until the socket opens
@@ -71,7 +73,10 @@ class Auth:
         return key
 
     def check_caller(self, request: Request) -> Caller:
-        key = self._presented(request)
+        return self.caller_for_key(self._presented(request))
+
+    def caller_for_key(self, key: str | None) -> Caller:
+        """Who a bearer key (or none) stands for; raises like `check_caller_key`."""
         self.check_caller_key(key)
         if self.open or key is None:
             return Caller(owner=None, admin=True)

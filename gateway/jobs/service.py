@@ -192,8 +192,8 @@ class JobService:
         """The job, for whoever may see it; to anyone else it does not exist (404, the same
         answer as for an unknown id: its existence is not revealed)."""
         job = await self.store.get(job_id)
-        if job is None or (caller.owner is not None and not caller.admin
-                           and not caller.may_see(await self.store.owner(job_id))):
+        if job is None or (caller.restricted
+                           and await self.store.owner(job_id) != caller.owner):
             raise NotFound(f"no job {job_id!r}")
         return job
 

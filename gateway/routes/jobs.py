@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from gateway.auth import TOKEN_TTL_S, Caller, bearer, fingerprint
+from gateway.auth import TOKEN_TTL_S, Caller, bearer
 from gateway.calls import trace_context
 from gateway.errors import GatewayError
 from gateway.jobs.service import JobService
@@ -132,11 +132,7 @@ async def _socket_caller(websocket: WebSocket, token: str | None) -> Caller | No
     try:
         if token is not None and not auth.open:
             return auth.caller_from_token(token)
-        key = bearer(websocket.headers.get("authorization"))
-        auth.check_caller_key(key)
-        if auth.open or key is None:
-            return Caller(owner=None, admin=True)
-        return Caller(owner=fingerprint(key), admin=key in auth.admin_keys)
+        return auth.caller_for_key(bearer(websocket.headers.get("authorization")))
     except GatewayError as exc:
         await websocket.close(code=WS_POLICY, reason=f"{exc.code}: {exc.message}"[:120])
         return None

@@ -16,7 +16,9 @@ from typing import Any
 
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.rows import (
+    CANCELLED_QUEUED,
     COLUMNS,
+    NEVER_CONFIRMED,
     TERMINAL_EVENTS,
     JobEventRecord,
     events_from_rows,
@@ -172,8 +174,7 @@ class PostgresJobStore:
 
     async def abandon_unpublished(self, leased_before_ms: int,
                                   at_ms: int) -> list[tuple[str, str]]:
-        error = ErrorBody(code="overloaded", message="the broker never confirmed its request "
-                          "(it was down, or the submitting gateway stopped)")
+        error = NEVER_CONFIRMED
         async with self._pool.connection() as db, db.transaction():
             rows = list(await (await db.execute(
                 "UPDATE jobs SET status = 'failed', error = %s, finished_ms = %s, "
@@ -271,7 +272,7 @@ class PostgresJobStore:
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
         changed = await self.finish(job_id, JobStatus.CANCELLED, None,
-                                    ErrorBody(code="cancelled", message="cancelled while queued"),
+                                    CANCELLED_QUEUED,
                                     at_ms)
         if changed:
             await self._exec("UPDATE jobs SET cancel_pending = TRUE WHERE id = %s", (job_id,))

@@ -8,6 +8,11 @@ from typing import Any
 
 from protocol import CallbackInfo, ErrorBody, Job, JobStatus, Progress, codec, rfc3339
 
+# The errors the stores themselves write (both stores, the same words).
+NEVER_CONFIRMED = ErrorBody(code="overloaded", message="the broker never confirmed its request "
+                            "(it was down, or the submitting gateway stopped)")
+CANCELLED_QUEUED = ErrorBody(code="cancelled", message="cancelled while queued")
+
 TERMINAL_EVENTS = frozenset(str(status) for status in JobStatus if status.terminal)
 
 

@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.rows import (
+    CANCELLED_QUEUED,
     COLUMNS,
+    NEVER_CONFIRMED,
     TERMINAL_EVENTS,
     JobEventRecord,
     events_from_rows,
@@ -113,8 +115,7 @@ class SqliteJobStore:
         return await self._run(self._abandon, leased_before_ms, at_ms)
 
     def _abandon(self, leased_before_ms: int, at_ms: int) -> list[tuple[str, str]]:
-        error = ErrorBody(code="overloaded", message="the broker never confirmed its request "
-                          "(it was down, or the submitting gateway stopped)")
+        error = NEVER_CONFIRMED
         with self._write() as db:
             rows = db.execute("SELECT id, method FROM jobs WHERE published = 0 AND status = "
                               "'queued' AND publish_lease_ms < ?", (leased_before_ms,)).fetchall()
@@ -223,7 +224,7 @@ class SqliteJobStore:
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
         """A queued job becomes cancelled now; its cancel is replayed until a worker sees it."""
         changed = await self.finish(job_id, JobStatus.CANCELLED, None,
-                                    ErrorBody(code="cancelled", message="cancelled while queued"),
+                                    CANCELLED_QUEUED,
                                     at_ms)
         if changed:
             await self._run(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ?",

@@ -3,30 +3,11 @@ is unknown answers 503 with the job's id and the job ends once (SPEC: jobs, erro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, error_code, wait_for_workers
 from tests.support.jobs import fetch_job, submit, until
-from tests.support.rabbit import Vhost
+from tests.support.rabbit import Vhost, blocked_broker
 from tests.support.waiting import wait_for
-
-
-def _memory_alarm(vhost: Vhost) -> bool:
-    return "memory" in vhost.broker.ctl("eval", "rabbit_alarm:get_alarms().")
-
-
-@contextmanager
-def blocked_broker(vhost: Vhost) -> Iterator[None]:
-    """A memory alarm: the broker stops reading publishing connections (nothing confirmed)."""
-    vhost.broker.ctl("set_vm_memory_high_watermark", "0")
-    try:
-        wait_for(lambda: _memory_alarm(vhost), what="the memory alarm")
-        yield
-    finally:
-        vhost.broker.ctl("set_vm_memory_high_watermark", "0.4")
-        wait_for(lambda: not _memory_alarm(vhost), what="the alarm to clear")
 
 
 def test_an_unconfirmed_job_answers_503_with_its_id_and_ends_once_under_its_key(

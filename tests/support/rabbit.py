@@ -6,6 +6,8 @@ import base64
 import json
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,3 +91,22 @@ def close_channels(vhost: Vhost, connection_name: str = "") -> int:
 def set_broker_env(vhost: Vhost, key: str, value: int) -> None:
     """Change a `rabbit` application setting at run time (channels read some when they open)."""
     vhost.broker.ctl("eval", f"application:set_env(rabbit, {key}, {value}).")
+
+
+def memory_alarm(vhost: Vhost) -> bool:
+    return "memory" in vhost.broker.ctl("eval", "rabbit_alarm:get_alarms().")
+
+
+@contextmanager
+def blocked_broker(vhost: Vhost) -> Iterator[None]:
+    """A memory alarm (a watermark of 0 raises it at once): the node stops reading publishing
+    connections, so no publish is confirmed until it clears on leaving."""
+    from tests.support.waiting import wait_for
+
+    vhost.broker.ctl("set_vm_memory_high_watermark", "0")
+    try:
+        wait_for(lambda: memory_alarm(vhost), what="the memory alarm")
+        yield
+    finally:
+        vhost.broker.ctl("set_vm_memory_high_watermark", "0.4")
+        wait_for(lambda: not memory_alarm(vhost), what="the alarm to clear")

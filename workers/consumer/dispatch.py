@@ -124,15 +124,29 @@ class Dispatcher:
             await self._handle_batched(message, handler)
             return
         if not await self._take_slot():
-            # This process is leaving after abandoning a handler: give back what it has not
-            # started, as the attempt it is (a broker requeue would count one more).
-            attempt = read_attempt(message.headers) + (1 if message.redelivered else 0)
-            await self.settle(message, Settle(attempt, retry=True))
+            await self._hand_back(message)
             return
         try:
             await self._handle(message)
         finally:
             self.semaphore.release()
+
+    async def _hand_back(self, message: Delivery) -> None:
+        """This process is leaving after abandoning a handler: give back what it has not
+        started, as the attempt it is (a broker requeue would count one more)."""
+        attempt = read_attempt(message.headers) + (1 if message.redelivered else 0)
+        await self.settle(message, Settle(attempt, retry=True))
+
+    def _starting(self, message: Delivery, handler: Handler, attempt: int,
+                  track: bool = True) -> None:
+        """A handler starts for this request: a job says so, and (`track`) a hard time limit is
+        handed to the supervisor's backstop."""
+        job_id = str(message.correlation_id)
+        if names.is_durable_reply_to(message.reply_to):
+            self.job_event(job_id, "started", {"attempt": attempt})
+        if track and handler.time_limit is not None:
+            grace_ms = int((handler.time_limit + self.setup.settings.kill_grace) * 1000)
+            self.setup.slots.track(self.setup.slot, job_id, now_ms() + grace_ms, "time_limit")
 
     async def _take_slot(self) -> bool:
         """One of the `concurrency` handler slots; False once `handing_back` is set."""
@@ -175,8 +189,7 @@ class Dispatcher:
         """A request of a batched method: it waits in its method's batch without a handler
         slot (the batch call takes one), and is settled on its own like any other."""
         if self.handing_back.is_set():
-            attempt = read_attempt(message.headers) + (1 if message.redelivered else 0)
-            await self.settle(message, Settle(attempt, retry=True))
+            await self._hand_back(message)
             return
         decision = self.decide(message)
         if isinstance(decision, Run):
@@ -199,16 +212,12 @@ class Dispatcher:
                 outcomes[index] = failure(ErrorCode.CANCELLED,
                                           "the job was cancelled before it started")
             else:
+                # The batch's one time limit is tracked under its first request.
+                self._starting(message, handler, run.attempt, track=not live)
                 live.append(index)
-                if names.is_durable_reply_to(message.reply_to):
-                    self.job_event(str(message.correlation_id), "started",
-                                   {"attempt": run.attempt})
         if live:
             first = str(items[live[0]][0].correlation_id)
             slots, slot = self.setup.slots, self.setup.slot
-            if handler.time_limit is not None:
-                grace_ms = int((handler.time_limit + self.setup.settings.kill_grace) * 1000)
-                slots.track(slot, first, now_ms() + grace_ms, "time_limit")
             started = time.perf_counter()
             await self.semaphore.acquire()
             try:
@@ -335,8 +344,7 @@ class Dispatcher:
     # -- running ------------------------------------------------------------------------------
     async def _run(self, message: Delivery, run: Run) -> Settle:
         job_id, handler = str(message.correlation_id), run.handler
-        if names.is_durable_reply_to(message.reply_to):
-            self.job_event(job_id, "started", {"attempt": run.attempt})
+        self._starting(message, handler, run.attempt)
         context = None
         if "job" in handler.wants:
             context = JobContext(id=job_id, method=handler.name, attempt=run.attempt,
@@ -346,9 +354,6 @@ class Dispatcher:
         stopper = Stopper()
         self.cancels.running[job_id] = stopper
         slots, slot = self.setup.slots, self.setup.slot
-        if handler.time_limit is not None:
-            grace_ms = int((handler.time_limit + self.setup.settings.kill_grace) * 1000)
-            slots.track(slot, job_id, now_ms() + grace_ms, "time_limit")
         started = time.perf_counter()
         try:
             outcome = await run_handler(

@@ -57,7 +57,6 @@ class Subscription:
         self._lock = asyncio.Lock()
         self._restoring: asyncio.Task[None] | None = None
         self.prefetch = 0
-        self.restored = 0  # how many times it came back: the fleet view and tests read it
 
     @property
     def consuming(self) -> bool:
@@ -127,7 +126,6 @@ class Subscription:
                     if self._before_restore is not None:
                         await self._before_restore()
                     await self._consume(self.prefetch)
-                    self.restored += 1
                 log.info("subscription restored at prefetch %s", self.prefetch)
                 self._on_change()
                 return

@@ -1,7 +1,5 @@
-"""The gateway: a FastAPI app turning HTTP calls into AMQP requests and replies back."""
+"""The gateway: a FastAPI app turning HTTP calls into AMQP requests and replies back.
 
-from gateway.app import app_from_env, create_app
-from gateway.errors import GatewayError
-from gateway.services import Services
-
-__all__ = ["GatewayError", "Services", "app_from_env", "create_app"]
+`gateway.app.create_app` builds it; `gateway.settings` is what it reads. Nothing is imported
+here, so reading the gateway's settings (the CLI does) does not load FastAPI.
+"""

@@ -23,7 +23,7 @@ from gateway.jobs import jobs_extension
 from gateway.limits import BodyLimit
 from gateway.routes import fleet, health, jobs, rpc, ui
 from gateway.services import Services
-from rpcfleet.settings import GatewaySettings
+from gateway.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.gateway")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from gateway.errors import Forbidden, Unauthorized
-from rpcfleet.settings import GatewaySettings
+from gateway.settings import GatewaySettings
 
 UI_COOKIE = "rpcfleet_key"
 

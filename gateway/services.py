@@ -15,7 +15,7 @@ from gateway.fleet.listener import EventListener
 from gateway.fleet.queues import QueueStats
 from gateway.fleet.view import FleetView
 from gateway.metrics import Metrics
-from rpcfleet.settings import GatewaySettings
+from gateway.settings import GatewaySettings
 
 
 @dataclass

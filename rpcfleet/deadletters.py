@@ -20,7 +20,7 @@ from pamqp.commands import Basic
 from protocol import names
 from protocol.clock import now_ms
 from protocol.dead import DeadLetter, replay_headers
-from rpcfleet.cluster import node_urls
+from transport.cluster import node_urls
 
 
 @dataclass

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 
 from rpcfleet.broker import LocalBroker, free_port
-from rpcfleet.cluster import node_urls
 from tests.support.fleet import worker_factory
 from tests.support.gateway import gateway_factory, wait_for_workers
 from tests.support.waiting import wait_for
+from transport.cluster import node_urls
 
 
 def test_the_url_list_is_split_on_commas() -> None:

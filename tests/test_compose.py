@@ -11,9 +11,10 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from gateway.settings import GatewaySettings
 from rpcfleet.cli import build_parser
-from rpcfleet.settings import GatewaySettings, WorkerSettings
 from workers import load_pool
+from workers.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 KNOWN_EXTRA_ENV = {"RPCFLEET_EXAMPLE_CACHE_MB"}  # read by the example pool itself

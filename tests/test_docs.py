@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gateway.settings import GatewaySettings
 from rpcfleet.cli import COMMANDS
-from rpcfleet.settings import GatewaySettings, WorkerSettings
+from workers.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

@@ -20,13 +20,13 @@ import socket
 import time
 from types import FrameType
 
-from rpcfleet.settings import WorkerSettings
 from workers.consumer.recycle import EXIT_RECYCLE
 from workers.consumer.state import ConsumerSetup
 from workers.loader import module_file, reload_pool
 from workers.memory import CacheInfo, describe
 from workers.pool import Pool
 from workers.process import run_in_child
+from workers.settings import WorkerSettings
 from workers.slots import SlotTable
 
 log = logging.getLogger("rpcfleet.supervisor")

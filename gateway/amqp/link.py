@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from gateway import tasks
+from gateway.settings import GatewaySettings
 from protocol import codec, names
-from rpcfleet.cluster import connect_cluster
-from rpcfleet.settings import GatewaySettings
+from transport.cluster import connect_cluster
 
 log = logging.getLogger("rpcfleet.gateway")
 

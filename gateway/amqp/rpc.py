@@ -25,6 +25,7 @@ from gateway.errors import DeadlineExceeded, Overloaded, PublishUnknown, Unknown
 from gateway.metrics import Metrics
 from protocol import Cancel, Request, names
 from protocol.clock import now_ms
+from transport.consumers import KeptConsumer
 
 log = logging.getLogger("rpcfleet.gateway")
 
@@ -38,7 +39,6 @@ class CallerGone(Exception):
 
 
 ABANDONED_REMEMBERED = 10_000  # replies of abandoned calls are expected, not "late"
-RESTORE_RETRY_S = 0.5  # between attempts to consume replies again on a reopened channel
 
 
 class RpcClient:
@@ -48,54 +48,25 @@ class RpcClient:
         self.publish_timeout = publish_timeout
         self.pending: dict[str, asyncio.Future[DeliveredMessage]] = {}
         self.abandoned: OrderedDict[str, None] = OrderedDict()
-        self.consuming = False
         self._background: set[asyncio.Task[None]] = set()
-        self._raw: aiormq.abc.AbstractChannel | None = None
-        self._consume_lock = asyncio.Lock()
+        self._replies: KeptConsumer | None = None
         link.when_connected(self._start)
         link.when_lost(self._fail_pending)
 
     @property
     def ready(self) -> bool:
         """The reply consumer is up on a live channel (what /readyz reports)."""
-        return (self.consuming and self.link.up and self._raw is not None
-                and not self._raw.is_closed)
+        return self.link.up and self._replies is not None and self._replies.ready
 
     async def _start(self, link: BrokerLink) -> None:
         assert link.channel is not None
-        # The robust channel reopens by itself after the broker closed it (a 406) and after a
-        # reconnect, and fires reopen_callbacks in both cases (the connection's
-        # reconnect_callbacks fire only for the second): consume again from there, once.
-        link.channel.reopen_callbacks.add(self._reopened)
-        await self._consume()
-
-    def _reopened(self, *args: object) -> None:
-        self._spawn(self._restore())
-
-    async def _restore(self) -> None:
-        while not self.ready and self.link.channel is not None:
-            try:
-                async with self._consume_lock:
-                    if self.ready:
-                        return
-                    await self._consume()
-                log.warning("the reply channel was reopened: reply consumer restored")
-                return
-            except Exception as exc:  # the channel went again meanwhile: its reopen retries
-                log.warning("could not consume replies again yet: %r", exc)
-                await asyncio.sleep(RESTORE_RETRY_S)
-
-    async def _consume(self) -> None:
-        """Consume direct reply-to on the publishing channel.
-
-        At the AMQP level on purpose: a robust queue would try to redeclare the pseudo-queue
-        when it restores, and publishing with reply_to before consuming is refused.
-        """
-        assert self.link.channel is not None
-        channel = await self.link.channel.get_underlay_channel()
-        await channel.basic_consume(names.DIRECT_REPLY_TO, self._on_reply, no_ack=True)
-        self._raw = channel
-        self.consuming = True
+        # Direct reply-to on the publishing channel, at the AMQP level on purpose: a robust queue
+        # would try to redeclare the pseudo-queue when it restores, and publishing with reply_to
+        # before consuming is refused.
+        async def consume(raw: aiormq.abc.AbstractChannel) -> None:
+            await raw.basic_consume(names.DIRECT_REPLY_TO, self._on_reply, no_ack=True)
+        self._replies = KeptConsumer(link.channel, consume, "the reply consumer")
+        await self._replies.start()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -114,7 +85,6 @@ class RpcClient:
         future.set_result(message)
 
     def _fail_pending(self) -> None:
-        self.consuming = False
         pending, self.pending = self.pending, {}
         for future in pending.values():
             if not future.done():

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 from pydantic import ValidationError
 
 from gateway.amqp.link import BrokerLink
 from gateway.fleet.view import FleetView
 from protocol import WorkerEntry, names
+from transport.consumers import KeptConsumer, private_queue
 
 log = logging.getLogger("rpcfleet.gateway")
 
@@ -24,16 +25,17 @@ class EventListener:
         self.view = view
         self.job_handlers: list[JobEventHandler] = []
         self.new_consumer_handlers: list[NewConsumerHandler] = []
+        self.events: KeptConsumer | None = None
         link.when_connected(self._start)
 
     async def _start(self, link: BrokerLink) -> None:
         assert link.plain is not None
-        queue = await link.plain.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(names.EVENTS_EXCHANGE, routing_key="worker.#")
-        await queue.bind(names.EVENTS_EXCHANGE, routing_key="job.#")
-        await queue.consume(self._on_event, no_ack=True)
+        self.events = KeptConsumer(
+            link.plain, private_queue(names.EVENTS_EXCHANGE, ("worker.#", "job.#"), self._on_event),
+            "the fleet events queue")
+        await self.events.start()
 
-    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+    async def _on_event(self, message: DeliveredMessage) -> None:
         key = message.routing_key or ""
         if key.startswith("worker."):
             try:

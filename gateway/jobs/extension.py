@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from gateway import tasks
 from gateway.jobs.service import JobService
 from gateway.services import Services
+from gateway.settings import GatewaySettings
 from gateway.store import JobStore, SqliteJobStore
 from gateway.webhooks import CallbackDispatcher, Signer, UrlGuard
 from protocol import now_ms
-from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.jobs")
 

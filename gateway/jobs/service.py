@@ -29,6 +29,7 @@ from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
 from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts
 from gateway.metrics import Metrics
+from gateway.settings import GatewaySettings
 from gateway.store import IdempotencyConflict, JobStore, NewJob
 from gateway.store.rows import TERMINAL_EVENTS, JobEventRecord
 from gateway.webhooks import CallbackDispatcher, CallbackUrlRefused, Signer, UrlGuard
@@ -47,7 +48,6 @@ from protocol import (
     now_ms,
 )
 from protocol.queues import durable_queue_arguments, job_message_priority
-from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.jobs")
 

@@ -13,12 +13,12 @@ import httpx
 from tenacity import RetryCallState, wait_random_exponential
 
 from gateway import tasks
+from gateway.settings import GatewaySettings
 from gateway.store import Delivery, JobStore
 from gateway.webhooks.sender import send
 from gateway.webhooks.signing import Signer
 from gateway.webhooks.urls import UrlGuard
 from protocol import codec, now_ms
-from rpcfleet.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.callbacks")
 

@@ -16,7 +16,13 @@ HELP = "list, replay or purge a pool's dead letters (rpcfleet.dead.POOL)"
 COLUMNS = ("id", "method", "reason", "attempt", "waiter", "age", "bytes", "detail")
 
 
+SETTINGS = ("amqp_url",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from rpcfleet.commands.options import add_setting_options
+    from transport.settings import CommonSettings
+
     parser.add_argument("pool")
     parser.add_argument("--limit", type=int, default=100, help="look at this many at most")
     parser.add_argument("--reason", help="only dead letters with this reason (e.g. expired)")
@@ -30,14 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --replay: the replayed requests' deadline, seconds from now "
                              "(default: none)")
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
-    parser.add_argument("--amqp-url", help="broker URL (env RPCFLEET_AMQP_URL)")
+    add_setting_options(parser, CommonSettings, SETTINGS)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rpcfleet.settings import CommonSettings
+    from rpcfleet.commands.options import setting_overrides
+    from transport.settings import CommonSettings
 
-    overrides = {"amqp_url": args.amqp_url} if args.amqp_url else {}
-    settings = CommonSettings(**overrides)
+    settings = CommonSettings(**setting_overrides(args, SETTINGS))
     try:
         return asyncio.run(_run(args, settings.amqp_url))
     except Exception as exc:  # a clear line, not a traceback, for an operator's typo or outage

@@ -12,23 +12,24 @@ from contextlib import contextmanager
 HELP = "run the HTTP gateway: rpcfleet gateway --port 8000 --workers N"
 
 
+SETTINGS = ("host", "port", "workers", "amqp_url")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="bind address (default 127.0.0.1 without API keys, "
-                                       "else 0.0.0.0; env RPCFLEET_HOST)")
-    parser.add_argument("--port", type=int, help="port (default 8000; env RPCFLEET_PORT)")
-    parser.add_argument("--workers", type=int, help="gateway processes (env RPCFLEET_WORKERS)")
-    parser.add_argument("--amqp-url", help="broker URL (env RPCFLEET_AMQP_URL)")
+    from gateway.settings import GatewaySettings
+    from rpcfleet.commands.options import add_setting_options
+
+    add_setting_options(parser, GatewaySettings, SETTINGS)
     parser.add_argument("--log-level", default="info")
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from rpcfleet.settings import GatewaySettings
+    from gateway.settings import GatewaySettings
+    from rpcfleet.commands.options import setting_overrides
 
-    overrides = {key: value for key, value in {
-        "host": args.host, "port": args.port, "workers": args.workers,
-        "amqp_url": args.amqp_url}.items() if value is not None}
+    overrides = setting_overrides(args, SETTINGS)
     settings = GatewaySettings(**overrides)
     # Each uvicorn worker builds its app from the environment: hand the overrides down.
     for key, value in overrides.items():

@@ -9,8 +9,8 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel, Field
 
 from gateway.app import create_app
+from gateway.settings import GatewaySettings
 from protocol import WorkerEntry
-from rpcfleet.settings import GatewaySettings
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
 from workers import Pool

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app, with_fast_path
-from rpcfleet.settings import GatewaySettings
+from gateway.settings import GatewaySettings
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, error_code, wait_for_workers
 

@@ -105,6 +105,11 @@ def test_a_cancel_while_the_broker_is_down_is_stored_and_reaches_the_pool_when_i
             until(http, blocker, "succeeded", timeout=60)
             after = submit(http, "echo", {"after": True}).json()["id"]
             until(http, after, "succeeded", timeout=30)
+            # Both private queues came back too: the worker's control queue takes a prefetch
+            # change, and the gateway's fleet-events queue hears the beat that reports it.
+            assert http.put("/v1/pools/basic/prefetch", json={"prefetch": 3}).status_code == 202
+            wait_for(lambda: [w["prefetch"] for w in http.get("/v1/workers").json()] == [3],
+                     timeout=10, what="the new prefetch in the fleet view")
             # The record stays true even if, while the broker was stopping, a consumer that
             # slipped back in took the victim before the cancel could reach it.
             assert fetch_job(http, victim)["status"] == "cancelled"

@@ -89,7 +89,8 @@ def test_a_pool_queue_declared_with_other_arguments_is_used_as_it_is(
 
 
 def test_several_nodes_make_quorum_the_default_queue_type() -> None:
-    from rpcfleet.settings import GatewaySettings, WorkerSettings
+    from gateway.settings import GatewaySettings
+    from workers.settings import WorkerSettings
 
     cluster = "amqp://a:5672/,amqp://b:5672/"
     assert WorkerSettings(amqp_url=cluster).queues == "quorum"

@@ -50,6 +50,17 @@ async def test_a_channel_closed_by_the_broker_is_restored_once_under_the_same_pr
                                 "queue_name", "prefetch_count")
     assert f"{names.pool_queue('basic')}\t3" in prefetch
     assert worker.output().count("subscription restored") == 1
+    # Its private control queue came back too (a fresh server-named one, bound again).
+    wait_for(lambda: _control_queues(vhost) == 1, timeout=10, what="one control queue bound")
+    assert worker.output().count("the control queue restored") == 1
+
+
+def _control_queues(vhost: Vhost) -> int:
+    """Queues bound to rpcfleet.control (each consumer process has one)."""
+    rows = vhost.broker.ctl("list_bindings", "-p", vhost.name, "-q", "--no-table-headers",
+                            "source_name", "destination_name")
+    return len({line.split("\t")[1] for line in rows.splitlines()
+                if line.startswith(names.CONTROL_EXCHANGE + "\t")})
 
 
 async def test_a_job_longer_than_the_consumer_timeout_does_not_leave_the_worker_deaf(

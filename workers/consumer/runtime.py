@@ -19,11 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aiormq.abc import DeliveredMessage
 
 from protocol import CONTROL_ADAPTER, Cancel, Replayed, SetPrefetch, codec, names
 from protocol.clock import now_ms
-from rpcfleet.cluster import connect_cluster
+from transport.cluster import connect_cluster
+from transport.consumers import KeptConsumer, private_queue
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
 from workers.consumer.delivery import Delivery
@@ -31,7 +33,7 @@ from workers.consumer.dispatch import Dispatcher
 from workers.consumer.recycle import EXIT_RECYCLE, Recycling
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.subscription import Subscription
-from workers.consumer.topology import PoolTopology, QueueArguments, declare_pool
+from workers.consumer.topology import QueueArguments, declare_pool
 from workers.consumer.tracker import InFlight
 from workers.memory import private_bytes
 
@@ -40,6 +42,7 @@ log = logging.getLogger("rpcfleet.worker")
 EXIT_DRAINED = 0
 EXIT_REPLACE = 75  # abandoned a handler (time limit, cancel): the supervisor forks a fresh one
 REPLAY_GRACE_S = 1.0  # a gateway answers a first beat in milliseconds; none up costs 1 s once
+CONTROL_BACK_S = 10.0  # a reopened connection restores its channels within a second or two
 CANCEL_TIMEOUT_S = 5.0  # a healthy broker confirms a basic.cancel in milliseconds
 AUTO_REVIEW_S = 2.0  # how often prefetch=auto reconsiders its value
 REQUEUE_PAUSE_S = 1.0  # before handing back a delivery whose settlement the broker refused
@@ -109,7 +112,7 @@ class Consumer:
             on_change=lambda: self._spawn(self._beat()),
             before_restore=self._new_session)
         self.dispatcher.capacity = lambda: self.subscription.prefetch or self.prefetch
-        await self._listen_control(connection, topology)
+        await self._listen_control(connection)
         await self._learn_cancels()
         await self.subscription.start(self.prefetch)
         self._remember_prefetch()
@@ -133,7 +136,10 @@ class Consumer:
 
     async def _new_session(self) -> None:
         """Before consuming again after a lost channel or connection: cancels sent while we
-        were away (our control queue too may have gone) are replayed to the new session."""
+        were away (our control queue too may have gone) are replayed to the new session,
+        announced once our control queue is back to hear them."""
+        if not await self._control.wait_ready(CONTROL_BACK_S):
+            log.warning("the control queue is not back yet; announcing the new session anyway")
         self._session += 1
         await self._learn_cancels()
 
@@ -188,16 +194,16 @@ class Consumer:
             self._consider_recycling(memory=False)
 
     # -- control ------------------------------------------------------------------------------
-    async def _listen_control(self, connection: AbstractRobustConnection,
-                              topology: PoolTopology) -> None:
+    async def _listen_control(self, connection: AbstractRobustConnection) -> None:
+        keys = (names.CONTROL_ALL, names.control_pool_key(self.setup.pool.name),
+                names.control_worker_key(self.setup.worker_id))
         channel = await connection.channel(publisher_confirms=False)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        for key in (names.CONTROL_ALL, names.control_pool_key(self.setup.pool.name),
-                    names.control_worker_key(self.setup.worker_id)):
-            await queue.bind(names.CONTROL_EXCHANGE, routing_key=key)
-        await queue.consume(self._on_control, no_ack=True)
+        self._control = KeptConsumer(
+            channel, private_queue(names.CONTROL_EXCHANGE, keys, self._on_control),
+            "the control queue")
+        await self._control.start()
 
-    async def _on_control(self, message: AbstractIncomingMessage) -> None:
+    async def _on_control(self, message: DeliveredMessage) -> None:
         try:
             command = CONTROL_ADAPTER.validate_json(message.body)
         except ValueError as exc:

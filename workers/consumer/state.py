@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import ErrorCode
-from rpcfleet.settings import WorkerSettings
 from workers.consumer.outcome import Stopper
 from workers.memory import CacheInfo
 from workers.pool import Pool
+from workers.settings import WorkerSettings
 from workers.slots import SlotTable
 
 CANCELS_REMEMBERED = 10_000  # cancelled job ids kept per consumer; the oldest are long gone

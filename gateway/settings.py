@@ -1,0 +1,56 @@
+"""The gateway's settings (RPCFLEET_*), on top of the shared ones."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import NoDecode
+
+from transport.settings import CommonSettings
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
+
+
+class GatewaySettings(CommonSettings):
+    host: str | None = Field(default=None, description="bind address (default 127.0.0.1 "
+                             "without API keys, else 0.0.0.0)")
+    port: int = Field(default=8000, description="port (default 8000)")
+    workers: int = Field(default=1, ge=1, description="gateway processes")
+    api_keys: CsvList = Field(default_factory=list)
+    admin_keys: CsvList = Field(default_factory=list)
+    rpc_timeout_default: float = Field(default=30.0, gt=0)
+    rpc_timeout_max: float = Field(default=300.0, gt=0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # A broker that does not confirm a publish within this is treated as unreachable (503).
+    publish_timeout: float = Field(default=5.0, gt=0)
+    retry_after: int = Field(default=1, ge=0)
+    callback_secret: str | None = None
+    callback_allow_hosts: CsvList = Field(default_factory=list)
+    callback_window: float = Field(default=24 * 3600.0, gt=0)
+    callback_attempt_timeout: float = Field(default=10.0, gt=0)
+    callback_concurrency: int = Field(default=16, ge=1)
+    # Retry n waits a random 0..min(backoff * 2^n, backoff_max) s: spread, and capped at 5 min.
+    callback_backoff: float = Field(default=1.0, gt=0)
+    callback_backoff_max: float = Field(default=300.0, gt=0)
+    # A keyless gateway answers only these Host names (DNS rebinding) and, from browsers, only
+    # its own origin and these (CSRF). Empty: localhost, 127.0.0.1, [::1] and the bind address.
+    allowed_hosts: CsvList = Field(default_factory=list)
+    allowed_origins: CsvList = Field(default_factory=list)
+    # None: the embedded SQLite store in the state dir (one host). postgresql://...: the shared
+    # store, for gateways on several hosts (the `postgres` extra).
+    job_store: str | None = None
+    job_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
+    job_timeout_default: float | None = None
+
+    def bind_host(self) -> str:
+        if self.host:
+            return self.host
+        return "0.0.0.0" if self.api_keys or self.admin_keys else "127.0.0.1"

@@ -1,0 +1,55 @@
+"""Command-line options derived from the settings models: a setting's name, type, choices and
+help are written once, on its field (`gateway.settings`, `workers.settings`), and an option given
+on the command line overrides the environment."""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import BaseSettings
+
+ENV_PREFIX = "RPCFLEET_"
+
+
+def add_setting_options(parser: argparse.ArgumentParser, model: type[BaseSettings],
+                        names: Sequence[str], flags: Mapping[str, str] | None = None) -> None:
+    """`--name-with-dashes` for each setting in `names` (or the flag `flags` gives it). A boolean
+    setting that defaults to true gets `--no-...`, one that defaults to false `--...`."""
+    for name in names:
+        field = model.model_fields[name]
+        flag = (flags or {}).get(name)
+        env = f"env {ENV_PREFIX}{name.upper()}"
+        help_text = f"{field.description} ({env})" if field.description else env
+        kind, choices = _value_type(field.annotation)
+        if kind is bool:
+            default_true = bool(field.default)
+            flag = flag or ("--no-" if default_true else "--") + name.replace("_", "-")
+            parser.add_argument(flag, dest=name, action="store_const", const=not default_true,
+                                default=None, help=help_text)
+            continue
+        flag = flag or "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
+                            help=help_text)
+
+
+def setting_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The settings the command line gave (the rest come from the environment)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _value_type(annotation: Any) -> tuple[Any, list[Any] | None]:
+    """The argparse type (and choices) of a field: `int | None` is int, a Literal its values."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        (inner,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _value_type(inner)
+    if typing.get_origin(annotation) is typing.Literal:
+        values = list(typing.get_args(annotation))
+        return type(values[0]), values
+    if annotation in (int, float, str, bool, Path):
+        return annotation, None
+    raise TypeError(f"no command-line option for a setting of type {annotation!r}")

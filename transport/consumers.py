@@ -1,0 +1,113 @@
+"""Consumers that come back, once, when their channel does (SPEC: worker semantics, self-healing).
+
+aio-pika's robust channel reopens itself after the broker closed it (a PRECONDITION_FAILED, a
+`consumer_timeout`) and after a reconnect, and fires its `reopen_callbacks` in both cases (never
+the connection's `reconnect_callbacks` for a channel alone). What it restores by itself is only
+what it declared: and it restores a server-named queue by declaring its old `amq.gen-*` name
+again, which the broker refuses (reserved prefix), so a private queue never comes back. We
+therefore subscribe at the AMQP level and do it again from `reopen_callbacks`, under a lock, only
+while no live consumer exists, retrying while the broker still refuses.
+
+The pool subscription (`workers.consumer.subscription`) does the same with prefetch changes and
+the broker's basic.cancel on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from aio_pika.abc import AbstractRobustChannel
+from aiormq.abc import AbstractChannel as RawChannel
+from aiormq.abc import DeliveredMessage
+
+log = logging.getLogger("rpcfleet.transport")
+
+Subscribe = Callable[[RawChannel], Awaitable[None]]
+OnMessage = Callable[[DeliveredMessage], Coroutine[Any, Any, Any]]
+RESTORE_RETRY_S = 0.5  # between attempts to consume again while the broker refuses
+
+
+class KeptConsumer:
+    """What `subscribe` sets up on the channel, set up again each time the channel reopens."""
+
+    def __init__(self, channel: AbstractRobustChannel, subscribe: Subscribe, what: str,
+                 on_restored: Callable[[], None] = lambda: None) -> None:
+        self._channel = channel
+        self._subscribe = subscribe
+        self._what = what  # for the log: "the reply consumer", "the control queue"
+        self._on_restored = on_restored
+        self._raw: RawChannel | None = None
+        self._lock = asyncio.Lock()
+        self._restoring: asyncio.Task[None] | None = None
+        self._closed = False
+        self._subscribed = asyncio.Event()  # set at each successful subscribe
+        channel.reopen_callbacks.add(self._reopened)
+
+    @property
+    def ready(self) -> bool:
+        """Subscribed on a channel that is still open."""
+        return self._raw is not None and not self._raw.is_closed
+
+    async def start(self) -> None:
+        async with self._lock:
+            await self._start()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Until subscribed on a live channel again (False when `timeout` passed first)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.ready:
+                    self._subscribed.clear()
+                    await self._subscribed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._closed = True
+        self._channel.reopen_callbacks.discard(self._reopened)
+        if self._restoring is not None:
+            self._restoring.cancel()
+
+    async def _start(self) -> None:
+        raw = await self._channel.get_underlay_channel()
+        await self._subscribe(raw)
+        self._raw = raw
+        self._subscribed.set()
+
+    def _reopened(self, *args: object) -> None:
+        # Called inside the channel's own restore: subscribe from a task, not from here.
+        if self._restoring is None or self._restoring.done():
+            self._restoring = asyncio.ensure_future(self._restore())
+
+    async def _restore(self) -> None:
+        while not self._closed:
+            try:
+                async with self._lock:
+                    if self.ready:
+                        return  # already back: never a second consumer
+                    await self._channel.ready()
+                    await self._start()
+                log.warning("%s restored (its channel was reopened)", self._what)
+                self._on_restored()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the channel went again meanwhile: its reopen retries
+                log.warning("could not restore %s yet: %r", self._what, exc)
+                await asyncio.sleep(RESTORE_RETRY_S)
+
+
+def private_queue(exchange: str, keys: Sequence[str], on_message: OnMessage) -> Subscribe:
+    """A fresh server-named exclusive queue bound to `keys` of `exchange`, consumed without acks
+    (fleet events, control commands: what was sent while it was down is not kept for it)."""
+    async def subscribe(raw: RawChannel) -> None:
+        declared = await raw.queue_declare("", exclusive=True, auto_delete=True)
+        assert declared.queue is not None
+        for key in keys:
+            await raw.queue_bind(declared.queue, exchange, routing_key=key)
+        await raw.basic_consume(declared.queue, on_message, no_ack=True)
+    return subscribe

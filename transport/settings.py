@@ -1,0 +1,45 @@
+"""The settings gateways and workers share, typed, read from the environment (prefix RPCFLEET_).
+
+Each side extends them in its own package (`gateway.settings`, `workers.settings`); the CLI
+(`rpcfleet`) reads them once at its entry point, derives its options from them, and passes them
+down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol.queues import QueueType
+from transport.cluster import node_urls
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RPCFLEET_", extra="ignore")
+
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/",
+                          description="broker URL; several comma-separated for a cluster")
+    # AMQP heartbeat: 30 s detects a dead peer within a minute without chatter; handlers run off
+    # the event loop so pure-Python CPU work does not stop heartbeats.
+    heartbeat: int = Field(default=30, ge=0, description="AMQP heartbeat seconds")
+    # Fleet announcements: a worker missing 3 beats (15 s) leaves the fleet view.
+    beat_interval: float = Field(default=5.0, gt=0)
+    state_dir: Path = Path(".rpcfleet")
+    # None: quorum when RPCFLEET_AMQP_URL lists several nodes (a cluster), else classic.
+    queue_type: QueueType | None = Field(
+        default=None, description="pool queues: classic, or quorum (the default on a cluster)")
+    max_attempts: int = Field(default=3, ge=1)
+    max_result_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+
+    @model_validator(mode="after")
+    def _cluster_default(self) -> CommonSettings:
+        if self.queue_type is None:
+            self.queue_type = "quorum" if len(node_urls(self.amqp_url)) > 1 else "classic"
+        return self
+
+    @property
+    def queues(self) -> QueueType:
+        """The queue type in force (after the cluster default)."""
+        return self.queue_type or "classic"

@@ -1,0 +1,40 @@
+"""The worker's settings (RPCFLEET_*), on top of the shared ones."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from protocol.queues import DeadLetterStrategy
+from transport.settings import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    processes: int = Field(default=1, ge=1, description="consumer processes")
+    # Prefetch 1: a heavy handler should not hoard messages another idle process could take.
+    prefetch: int = Field(default=1, ge=1, le=1000,
+                          description="messages each consumer holds (default 1)")
+    concurrency: int = Field(default=1, ge=1, description="handlers each consumer runs at once")
+    # Grace before the supervisor's SIGKILL backstop hits a consumer past its hard limit.
+    kill_grace: float = Field(default=5.0, gt=0)
+    # Seconds a draining consumer waits for in-flight work on SIGTERM before giving up.
+    drain_timeout: float = Field(default=30.0, gt=0)
+    cap_native_threads: bool = Field(
+        default=True, description="native thread pools (OpenBLAS, OpenMP, MKL) at one thread "
+                                  "per consumer; off: left at their default")
+    # Recycling: a consumer drains and is replaced by a fresh fork (no cache reload) after this
+    # many messages, or once its private memory (pages not shared with the supervisor) passes
+    # this many MiB. None: never.
+    max_messages: int | None = Field(default=None, ge=1,
+                                     description="recycle a consumer after N messages")
+    max_private_mb: int | None = Field(
+        default=None, ge=1, description="recycle a consumer whose private memory passes MB")
+    # False: each consumer builds its own cache after fork (caches that hold threads, sockets or
+    # locks cannot cross a fork); costs one cache per process and a reload on every replacement.
+    preload: bool = Field(default=True, description="build the cache once before forking; off: "
+                                                    "in each consumer")
+    # Quorum pool queues only (set when a queue is first declared; changing them later needs
+    # the queue drained and deleted): the broker's delivery limit, a backstop for consumers
+    # that die before counting an attempt (RPCFLEET_MAX_ATTEMPTS acts first), and its
+    # dead-lettering strategy (at-least-once: a dead letter is never lost between queues).
+    delivery_limit: int | None = Field(default=10, ge=1)
+    dead_letter_strategy: DeadLetterStrategy = "at-least-once"

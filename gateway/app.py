@@ -1,14 +1,14 @@
 """The gateway application: `create_app(settings)`; its lifespan owns every resource.
 
 Lifespan order: broker link (connects in the background, retrying) → reply consumer, event
-listener (start once connected) → queue stats → extensions (jobs) → serve → close in reverse.
+listener (start once connected) → queue stats → jobs service → serve → close in reverse.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -19,16 +19,13 @@ from gateway import openapi
 from gateway.browsers import BrowserGuard
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, render
 from gateway.fastpath import RpcFastPath
-from gateway.jobs import jobs_extension
+from gateway.jobs import jobs_running
 from gateway.limits import BodyLimit
-from gateway.routes import fleet, health, jobs, rpc, ui
+from gateway.routes import fleet, health, jobs, ui
 from gateway.services import Services
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("rpcfleet.gateway")
-
-# An extension adds routes to the app and resources to the lifespan: the jobs service is one.
-Extension = Callable[[FastAPI, Services], AbstractAsyncContextManager[None]]
 
 DESCRIPTION = """Put a fleet of cache-holding Python workers behind an HTTP API.
 
@@ -37,10 +34,9 @@ DESCRIPTION = """Put a fleet of cache-holding Python workers behind an HTTP API.
 """
 
 
-def create_app(settings: GatewaySettings,
-               extensions: tuple[Extension, ...] | None = None) -> FastAPI:
-    if extensions is None:
-        extensions = default_extensions()
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """The FastAPI app: every route but the sync call, which `with_fast_path` puts in front
+    (with the browser guard); `app_from_env` is what uvicorn serves."""
     services = Services.build(settings)
 
     @asynccontextmanager
@@ -52,23 +48,18 @@ def create_app(settings: GatewaySettings,
             stack.callback(services.metrics.close)
             await stack.enter_async_context(services.link)
             await stack.enter_async_context(services.queues)
-            for extension in extensions:
-                await stack.enter_async_context(extension(app, services))
+            await stack.enter_async_context(jobs_running(services))
             yield
 
     app = FastAPI(title="rpcfleet", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for router in (rpc.router, jobs.router, jobs.sockets, fleet.router, health.router,
+    for router in (jobs.router, jobs.sockets, fleet.router, health.router,
                    ui.router):
         app.include_router(router)
     install_error_handlers(app, settings.retry_after)
     openapi.install(app, services.view)
     return app
-
-
-def default_extensions() -> tuple[Extension, ...]:
-    return (jobs_extension,)
 
 
 def install_error_handlers(app: FastAPI, retry_after: int) -> None:

@@ -1,9 +1,11 @@
-"""POST /v1/rpc/{method} as a bare ASGI handler in front of FastAPI.
+"""POST /v1/rpc/{method}: the one implementation of a sync call, a bare ASGI handler in front of
+FastAPI.
 
 The sync call is the hot path: the framework's routing, dependency solving and middleware layers
-cost about a third of the gateway's CPU per call (py-spy, c=64). This handler does the same work
-as the documented route (`routes/rpc.py`, which shares `perform_call`) without them: the same
-key check, body limit, errors and metrics. Everything else goes to the FastAPI app.
+cost about a third of the gateway's CPU per call (py-spy, c=64), so the call has no FastAPI route
+at all (`gateway.openapi` describes it in /docs). It does what a route would: the key check, the
+body limit, the errors (`gateway.errors.render`) and the metrics. Everything else goes to the
+FastAPI app.
 """
 
 from __future__ import annotations

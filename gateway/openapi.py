@@ -1,6 +1,9 @@
 """The API docs (/docs, /openapi.json): the routes, plus one operation per method the fleet has
 announced, with the params and result schemas its workers derived from their type hints, so each
-method reads like a plain endpoint. Rebuilt on each request of the document: workers come and go."""
+method reads like a plain endpoint. Rebuilt on each request of the document: workers come and go.
+
+`POST /v1/rpc/{method}` has no FastAPI route: `gateway.fastpath` serves it in front of the
+framework (one implementation), and its generic operation is described here as data."""
 
 from __future__ import annotations
 
@@ -17,6 +20,31 @@ from protocol import MethodDoc
 
 CALL_PATH = "/v1/rpc/{method}"
 JOB_PATH = "/v1/jobs/{method}"
+TIMEOUT_HELP = "seconds to wait for the reply; default and maximum come from the settings"
+CALL_OPERATION: dict[str, Any] = {
+    "tags": ["calls"],
+    "summary": "Call a method and wait for its result",
+    "operationId": "call_v1_rpc__method__post",
+    "parameters": [
+        {"name": "method", "in": "path", "required": True,
+         "schema": {"type": "string", "title": "Method"}},
+        {"name": "timeout", "in": "query", "required": False, "description": TIMEOUT_HELP,
+         "schema": {"type": "number", "exclusiveMinimum": 0, "title": "Timeout"}},
+    ],
+    # The body is documented, not parsed: its bytes go to the worker as they came.
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "description": "the method's params"},
+        "example": {"vector_of": 42, "k": 3}}}},
+    "responses": {
+        "200": {"description": "The method's result", "content": {"application/json": {
+            "schema": {}, "example": {"id": "5f0c3d…", "result": [{"id": 42, "score": 1.0}]}}}},
+        "404": {"description": "unknown_method / not_found"},
+        "422": {"description": "invalid_params"},
+        "500": {"description": "worker_error / time_limit / result_too_large"},
+        "503": {"description": "overloaded / no_workers (with Retry-After)"},
+        "504": {"description": "deadline_exceeded"},
+    },
+}
 
 
 def install(app: FastAPI, view: FleetView) -> None:
@@ -26,6 +54,8 @@ def install(app: FastAPI, view: FleetView) -> None:
         if not base:
             base.update(get_openapi(title=app.title, version=app.version,
                                     description=app.description, routes=app.routes))
+            base["paths"] = {CALL_PATH: {"post": copy.deepcopy(CALL_OPERATION)},
+                             **base["paths"]}
         return with_methods(base, view.docs())
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -3,10 +3,10 @@ through `request.app.state.services` (no module-level globals)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import RpcClient
@@ -16,6 +16,9 @@ from gateway.fleet.queues import QueueStats
 from gateway.fleet.view import FleetView
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
+
+if TYPE_CHECKING:  # the jobs service builds on these services
+    from gateway.jobs.service import JobService
 
 
 @dataclass
@@ -28,7 +31,7 @@ class Services:
     view: FleetView
     events: EventListener
     queues: QueueStats
-    extras: dict[str, Any] = field(default_factory=dict)  # e.g. the jobs service
+    jobs: JobService | None = None  # set by the lifespan while the jobs service runs
 
     @classmethod
     def build(cls, settings: GatewaySettings) -> Services:
@@ -42,6 +45,7 @@ class Services:
                    events=EventListener(link, view), queues=queues)
 
 
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
+def services(connection: HTTPConnection) -> Services:
+    """The services of this process, from a request or a WebSocket."""
+    found: Services = connection.app.state.services
     return found

@@ -8,6 +8,9 @@ EXCHANGE = "rpcfleet"  # direct, durable: requests, routing key = method name
 DEAD_LETTER_EXCHANGE = "rpcfleet.dlx"  # direct, durable: routing key = pool
 EVENTS_EXCHANGE = "rpcfleet.events"  # topic: job.{id}.{kind}, worker.{pool}.{slot}
 CONTROL_EXCHANGE = "rpcfleet.control"  # topic: pool.{pool}, worker.{id}, all
+# Every exchange and its type, all durable: what each component declares before using them.
+EXCHANGES = ((EXCHANGE, "direct"), (DEAD_LETTER_EXCHANGE, "direct"), (EVENTS_EXCHANGE, "topic"),
+             (CONTROL_EXCHANGE, "topic"))
 REPLIES_QUEUE = "rpcfleet.replies"  # durable: replies of jobs
 DEAD_EVENTS_QUEUE = "rpcfleet.dead-events"  # durable: copy of dead letters for gateways
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"  # pseudo-queue of sync replies

@@ -86,8 +86,20 @@ def test_the_amqp_url_points_at_the_broker_service_with_its_own_user(
         assert url.password == rabbit["RABBITMQ_DEFAULT_PASS"]
 
 
-def test_the_image_installs_every_package_the_commands_import() -> None:
+def test_the_image_installs_every_package_and_the_workers_import_the_example_from_source(
+    compose: dict[str, Any]
+) -> None:
+    import tomllib
+
     dockerfile = (REPO / "Dockerfile").read_text()
-    for package in ("protocol", "gateway", "workers", "rpcfleet", "examples"):
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    installed = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [pattern.rstrip("*") for pattern in installed]
+    assert "examples" not in packages  # source, not an installed package
+    for package in (*packages, "examples"):
         assert f"COPY {package} ./{package}" in dockerfile
-    assert "pip install ." in dockerfile
+    assert 'pip install ".[examples]"' in dockerfile  # numpy, for the example pool
+    workdir = re.search(r"^WORKDIR (\S+)", dockerfile, re.MULTILINE)
+    assert workdir is not None
+    worker = build_parser().parse_args(_command(compose["services"]["workers"])[1:])
+    assert worker.app_dir == workdir.group(1)  # where the image copied examples/

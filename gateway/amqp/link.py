@@ -18,6 +18,7 @@ from gateway import tasks
 from gateway.settings import GatewaySettings
 from protocol import codec, names
 from transport.cluster import connect_cluster
+from transport.topology import declare_exchanges
 
 log = logging.getLogger("rpcfleet.gateway")
 
@@ -54,13 +55,15 @@ class BrokerLink:
             self._late.add(task)
             task.add_done_callback(self._late.discard)
 
-    async def send_control(self, command: BaseModel, key: str) -> bool:
-        """A command to the consumers bound to `key` on rpcfleet.control, on the plain channel;
+    async def send_control(self, command: BaseModel, key: str, *, confirm: bool = False) -> bool:
+        """A command to the consumers bound to `key` on rpcfleet.control: on the plain channel,
+        or on the confirming one when the caller must know the broker took it (`confirm`).
         False when not connected. Not mandatory: a command nobody listens to is moot, not an
         error (and no Basic.Return to log)."""
-        if self.plain is None:
+        channel = self.channel if confirm else self.plain
+        if channel is None:
             return False
-        exchange = await self.plain.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
+        exchange = await channel.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
         await exchange.publish(aio_pika.Message(codec.dumps(command),
                                                 content_type=names.CONTENT_TYPE),
                                routing_key=key, mandatory=False)
@@ -114,11 +117,3 @@ class BrokerLink:
     def _lost(self, *args: Any) -> None:
         for callback in self._on_lost:
             callback()
-
-
-async def declare_exchanges(channel: AbstractRobustChannel) -> None:
-    direct, topic = aio_pika.ExchangeType.DIRECT, aio_pika.ExchangeType.TOPIC
-    await channel.declare_exchange(names.EXCHANGE, direct, durable=True)
-    await channel.declare_exchange(names.DEAD_LETTER_EXCHANGE, direct, durable=True)
-    await channel.declare_exchange(names.EVENTS_EXCHANGE, topic, durable=True)
-    await channel.declare_exchange(names.CONTROL_EXCHANGE, topic, durable=True)

@@ -1,6 +1,6 @@
 """Jobs: fire-and-forget submissions, their outcomes, events, cancels and callbacks."""
 
-from gateway.jobs.extension import jobs_extension
+from gateway.jobs.running import jobs_running
 from gateway.jobs.service import JobService
 
-__all__ = ["JobService", "jobs_extension"]
+__all__ = ["JobService", "jobs_running"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aio_pika
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
@@ -56,13 +55,9 @@ def _pool_info(pool: str, methods: list[str], counts: QueueCounts | None) -> Poo
 
 async def _send(request: Request, key: str, body: PrefetchBody) -> dict[str, Any]:
     link = services(request).link
-    if link.channel is None or not link.up:
+    if not link.up or not await link.send_control(SetPrefetch(prefetch=body.prefetch), key,
+                                                  confirm=True):
         raise Overloaded("the broker is unreachable")
-    exchange = await link.channel.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
-    command = SetPrefetch(prefetch=body.prefetch)
-    await exchange.publish(aio_pika.Message(codec.dumps(command),
-                                            content_type=names.CONTENT_TYPE),
-                           routing_key=key, mandatory=False)
     return {"accepted": True, "target": key, "prefetch": body.prefetch}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from starlette.requests import HTTPConnection
 
 from gateway.auth import TOKEN_TTL_S, Caller, bearer
 from gateway.calls import trace_context
@@ -28,8 +29,10 @@ EXAMPLE = {"params": {"steps": 5}, "callback_url": "https://example.com/hooks/rp
            "priority": 5, "timeout": 600}
 
 
-def jobs(request: Request) -> JobService:
-    service: JobService = services(request).extras["jobs"]
+def jobs(connection: HTTPConnection) -> JobService:
+    """The jobs service of this process (its lifespan runs it while the app serves)."""
+    service = services(connection).jobs
+    assert service is not None, "the jobs service runs for as long as the app serves"
     return service
 
 
@@ -128,7 +131,7 @@ sockets = APIRouter(tags=["jobs"])
 async def _socket_caller(websocket: WebSocket, token: str | None) -> Caller | None:
     """Who opens the socket: a bearer key (other clients) or a token from POST /v1/tokens
     (browsers); None after closing it when neither is valid."""
-    auth = services(websocket).auth  # type: ignore[arg-type]
+    auth = services(websocket).auth
     try:
         if token is not None and not auth.open:
             return auth.caller_from_token(token)
@@ -151,7 +154,7 @@ async def job_socket(websocket: WebSocket, job_id: str, after: int = 0,
     caller = await _socket_caller(websocket, token)
     if caller is None:
         return
-    service: JobService = services(websocket).extras["jobs"]  # type: ignore[arg-type]
+    service = jobs(websocket)
     try:
         await service.get(job_id, caller)
     except GatewayError as exc:
@@ -176,7 +179,7 @@ async def jobs_socket(websocket: WebSocket, token: str | None = None) -> None:
     caller = await _socket_caller(websocket, token)
     if caller is None:
         return
-    service: JobService = services(websocket).extras["jobs"]  # type: ignore[arg-type]
+    service = jobs(websocket)
     await websocket.accept()
     following: dict[str, asyncio.Task[None]] = {}
     lock = asyncio.Lock()

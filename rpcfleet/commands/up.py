@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gateway-workers", type=int, default=1, help="gateway processes")
     parser.add_argument("--pool", default=EXAMPLE_POOL,
                         help=f"MODULE:POOL (default {EXAMPLE_POOL})")
+    parser.add_argument("--app-dir", default=".",
+                        help="folder to import the pool's module from (default .: the example "
+                             "pool lives in the source tree, not in the installed package)")
     parser.add_argument("--state-dir", type=Path, default=Path(".rpcfleet"))
     parser.add_argument("--management", action="store_true", help="enable the management UI")
     parser.add_argument("--cache-mb", type=int, default=256, help="size of the example index")
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
            "RPCFLEET_EXAMPLE_CACHE_MB": str(args.cache_mb)}
     me = [sys.executable, "-m", "rpcfleet.cli"]
     components = [
-        Component("workers", [*me, "worker", args.pool, "--processes", str(args.processes)], env),
+        Component("workers", [*me, "worker", args.pool, "--app-dir", args.app_dir,
+                              "--processes", str(args.processes)], env),
         Component("gateway", [*me, "gateway", "--port", str(args.port),
                               "--workers", str(args.gateway_workers)], env),
     ]

@@ -72,8 +72,7 @@ async def test_an_unexpected_failure_is_the_json_500_envelope_on_both_front_door
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A unit test: a bug injected where a call is published, and a route that raises."""
-    app = create_app(GatewaySettings(amqp_url="amqp://guest:guest@127.0.0.1:1/"),
-                     extensions=())
+    app = create_app(GatewaySettings(amqp_url="amqp://guest:guest@127.0.0.1:1/"))
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")

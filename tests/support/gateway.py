@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,8 @@ import httpx
 import pytest
 
 from rpcfleet.broker import free_port
-from tests.support.processes import RPCFLEET, Proc, child_env
+from tests.support.processes import RPCFLEET, Proc, child_env, exited
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -35,20 +35,18 @@ def error_code(response: httpx.Response) -> tuple[int, str]:
 
 
 def wait_ready(gateway: Gateway, timeout: float = 30.0, status: int = 200) -> None:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if not gateway.proc.alive():
-            raise AssertionError(f"gateway exited:\n{gateway.proc.output()}")
+    last: list[object] = [None]
+
+    def answers() -> bool:
         try:
-            last = httpx.get(f"{gateway.url}/readyz", timeout=2).status_code
-            if last == status:
-                return
+            last[0] = httpx.get(f"{gateway.url}/readyz", timeout=2).status_code
         except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"/readyz never answered {status} (last: {last})\n"
-                         f"{gateway.proc.output()}")
+            last[0] = exc
+        return last[0] == status
+
+    wait_for(answers, timeout=timeout, what=f"/readyz to answer {status}",
+             abort=lambda: exited(gateway.proc),
+             detail=lambda: f"last: {last[0]}\n{gateway.proc.output()}")
 
 
 def gateway_factory(amqp_url: str, tmp_path: Path) -> Iterator[StartGateway]:
@@ -80,11 +78,9 @@ def start_gateway(amqp_url: str, tmp_path: Path) -> Iterator[StartGateway]:
 def wait_for_workers(gateway: Gateway, count: int, timeout: float = 20.0,
                      headers: dict[str, str] | None = None) -> list[dict[str, object]]:
     """Until the gateway's fleet view shows `count` workers (beats arrived)."""
-    deadline = time.monotonic() + timeout
-    entries: list[dict[str, object]] = []
-    while time.monotonic() < deadline:
-        entries = httpx.get(f"{gateway.url}/v1/workers", headers=headers, timeout=5).json()
-        if len(entries) == count:
-            return entries
-        time.sleep(0.05)
-    raise AssertionError(f"the fleet view shows {len(entries)} workers, not {count}")
+    def shown() -> tuple[list[dict[str, object]]] | None:
+        entries: list[dict[str, object]] = httpx.get(f"{gateway.url}/v1/workers",
+                                                      headers=headers, timeout=5).json()
+        return (entries,) if len(entries) == count else None  # truthy even when empty
+
+    return wait_for(shown, timeout=timeout, what=f"the fleet view to show {count} workers")[0]

@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import aio_pika
+
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 RPCFLEET = [sys.executable, "-m", "rpcfleet.cli"]
@@ -88,14 +89,15 @@ def consumer_count(amqp_url: str, queue: str) -> int:
 
 def wait_consumers(amqp_url: str, queue: str, count: int, timeout: float = 30.0,
                    proc: Proc | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while consumer_count(amqp_url, queue) < count:
-        if proc is not None and not proc.alive():
-            raise AssertionError(f"process exited early:\n{proc.output()}")
-        if time.monotonic() > deadline:
-            detail = proc.output() if proc is not None else ""
-            raise AssertionError(f"{queue} never reached {count} consumers\n{detail}")
-        time.sleep(0.1)
+    wait_for(lambda: consumer_count(amqp_url, queue) >= count, timeout=timeout, interval=0.1,
+             what=f"{queue} to reach {count} consumers",
+             abort=None if proc is None else lambda: exited(proc),
+             detail=None if proc is None else proc.output)
+
+
+def exited(proc: Proc) -> str | None:
+    """Why waiting on `proc` is pointless (it exited), or None."""
+    return None if proc.alive() else f"the process exited early:\n{proc.output()}"
 
 
 @contextmanager

@@ -7,6 +7,7 @@ import asyncio
 from protocol import WorkerEntry, names
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
+from tests.support.waiting import async_wait_for
 from tests.workers.test_prefetch import _beats, _set_prefetch
 from workers.consumer.autoprefetch import AUTO_MAX, MIN_SAMPLES, AutoPrefetch
 
@@ -45,14 +46,15 @@ async def test_a_consumer_switched_to_auto_announces_it_and_settles_above_one_fo
     listener = await _beats(amqp_url, beats)
     async with listener, amqp_client(amqp_url) as client:
         await _set_prefetch(amqp_url, names.control_pool_key("basic"), "auto")
-        for _ in range(200):
-            if beats and beats[-1].prefetch_mode == "auto":
-                break
-            await asyncio.sleep(0.02)
-        assert beats[-1].prefetch_mode == "auto"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while beats[-1].prefetch <= 1:  # keep it busy with cheap calls until it adapts
-            assert loop.time() < deadline, "auto never raised the prefetch for short work"
+        await async_wait_for(lambda: beats and beats[-1].prefetch_mode == "auto", timeout=4,
+                             what="a beat in auto mode")
+
+        async def adapted() -> bool:  # keep it busy with cheap calls until it adapts
+            if beats[-1].prefetch > 1:
+                return True
             await asyncio.gather(*(client.call("echo", {"i": i}) for i in range(50)))
+            return False
+
+        await async_wait_for(adapted, timeout=30, interval=0,
+                             what="auto to raise the prefetch for short work")
     assert beats[-1].prefetch_mode == "auto" and beats[-1].prefetch > 1

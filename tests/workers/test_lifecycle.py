@@ -11,7 +11,7 @@ from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.processes import consumer_count
 from tests.support.rabbit import Vhost
-from tests.support.waiting import wait_for
+from tests.support.waiting import async_wait_for
 
 
 def _pids(marker: Path) -> list[int]:
@@ -39,7 +39,7 @@ async def test_sigterm_drains_finishes_in_flight_work_and_leaves_the_rest_queued
     async with amqp_client(amqp_url) as client:
         running = await client.send("sleep", {"seconds": 2, "marker": str(marker)}, timeout=30)
         waiting = await client.send("sleep", {"seconds": 2, "marker": str(marker)}, timeout=30)
-        wait_for(lambda: _pids(marker), what="the first sleep to start")
+        await async_wait_for(lambda: _pids(marker), what="the first sleep to start")
         worker.signal(signal.SIGTERM)
         answer = await client.answer(running, timeout=20)
         assert await asyncio.to_thread(worker.wait, 20) == 0
@@ -78,5 +78,5 @@ async def test_a_consumer_stuck_in_a_gil_holding_call_is_killed_and_the_job_answ
     assert answer.attempt == 2  # answered on redelivery, by the replacement
     assert len(_pids(marker)) == 1  # never run a second time
     assert "killing it" in worker.output()
-    wait_for(lambda: consumer_count(amqp_url, names.pool_queue("limits")) == 1,
-             what="the replacement consumer")
+    await async_wait_for(lambda: consumer_count(amqp_url, names.pool_queue("limits")) == 1,
+                         what="the replacement consumer")

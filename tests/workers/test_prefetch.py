@@ -13,6 +13,7 @@ from protocol import SetPrefetch, WorkerEntry, codec, names
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.rabbit import Vhost
+from tests.support.waiting import async_wait_for
 
 
 @contextmanager
@@ -50,11 +51,8 @@ async def test_the_brokers_unacked_count_never_exceeds_processes_times_prefetch(
 
 async def _samples(samples: list[int], count: int, timeout: float = 30.0) -> None:
     """Observe the broker for `count` live samples (each a rabbitmqctl round trip)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while len(samples) < count:
-        assert loop.time() < deadline, f"only {len(samples)} samples in {timeout}s"
-        await asyncio.sleep(0.05)
+    await async_wait_for(lambda: len(samples) >= count, timeout=timeout,
+                         what=f"{count} samples of the broker's unacked count")
 
 
 async def _beats(amqp_url: str, into: list[WorkerEntry]) -> aio_pika.abc.AbstractConnection:

@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.support.amqp_client import TestClient, amqp_client
 from tests.support.fleet import StartWorker
-from tests.support.waiting import async_wait_for, wait_for
+from tests.support.waiting import async_wait_for
 
 POOL_SOURCE = '''
 import os
@@ -78,8 +78,8 @@ async def test_sighup_rolls_new_code_through_the_consumers_and_keeps_the_cache(
 
         write_pool(tmp_path, "1 +")  # broken code: a SyntaxError at import
         supervisor.signal(signal.SIGHUP)
-        wait_for(lambda: "reloading hotpool:pool failed" in supervisor.output(),
-                 what="the failed reload to be logged")
+        await async_wait_for(lambda: "reloading hotpool:pool failed" in supervisor.output(),
+                             what="the failed reload to be logged")
         still = await versions_served(client)
         assert {r["version"] for r in still.values()} == {2}
         assert set(still) <= set(second)  # the serving consumers were left alone

@@ -11,7 +11,7 @@ from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.processes import consumer_count
 from tests.support.rabbit import Vhost, close_channels, set_broker_env
-from tests.support.waiting import wait_for
+from tests.support.waiting import async_wait_for
 
 DEFAULT_CONSUMER_TIMEOUT_MS = 86_400_000  # what rpcfleet.broker configures
 DEFAULT_TICK_MS = 60_000
@@ -40,8 +40,8 @@ async def test_a_channel_closed_by_the_broker_is_restored_once_under_the_same_pr
     async with amqp_client(amqp_url) as client:
         before = await client.call("whoami", {})
         assert close_channels(vhost, "rpcfleet-worker") >= 1  # as for a double ack: 406
-        wait_for(lambda: "subscription restored" in worker.output(), timeout=10,
-                 what="the worker to consume again")
+        await async_wait_for(lambda: "subscription restored" in worker.output(), timeout=10,
+                             what="the worker to consume again")
         after = await client.call("whoami", {})
     # The same process consumes again (it was not replaced) and only once.
     assert after.reply.result["pid"] == before.reply.result["pid"]
@@ -51,7 +51,8 @@ async def test_a_channel_closed_by_the_broker_is_restored_once_under_the_same_pr
     assert f"{names.pool_queue('basic')}\t3" in prefetch
     assert worker.output().count("subscription restored") == 1
     # Its private control queue came back too (a fresh server-named one, bound again).
-    wait_for(lambda: _control_queues(vhost) == 1, timeout=10, what="one control queue bound")
+    await async_wait_for(lambda: _control_queues(vhost) == 1, timeout=10,
+                         what="one control queue bound")
     assert worker.output().count("the control queue restored") == 1
 
 
@@ -70,9 +71,9 @@ async def test_a_job_longer_than_the_consumer_timeout_does_not_leave_the_worker_
     async with amqp_client(amqp_url) as client:
         long_job = await client.send("sleep", {"seconds": 3}, reply_to=names.REPLIES_QUEUE,
                                      persistent=True, timeout=60)
-        wait_for(lambda: "subscription restored" in worker.output(), timeout=10,
-                 what="the broker to close the channel at its consumer_timeout and the "
-                      "worker to consume again")
+        await async_wait_for(lambda: "subscription restored" in worker.output(), timeout=10,
+                             what="the broker to close the channel at its consumer_timeout and the "
+                             "worker to consume again")
         # Still serving: a quick call is answered by the same, restored consumer.
         quick = await client.call("echo", {"still": "serving"}, timeout=10)
         assert quick.reply.result == {"still": "serving"}

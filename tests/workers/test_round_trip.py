@@ -9,8 +9,8 @@ from protocol import ErrorCode, names
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.rabbit import Vhost
-from tests.support.waiting import wait_for
-from workers.consumer.wire import body_frames, reply_then_ack
+from tests.support.waiting import async_wait_for
+from workers.consumer.outgoing import body_frames, reply_then_ack
 
 
 async def test_a_request_is_answered_with_its_result_and_the_worker_id(
@@ -90,8 +90,8 @@ async def test_a_reply_larger_than_one_frame_arrives_whole_and_its_request_is_ac
         answers = [await client.call("big", {"size": n}) for n in (size, 0, 10)]
     assert [a.reply.result for a in answers] == ["x" * size, "", "x" * 10]
     # Each reply went out with the ack of its request behind it: nothing stays unacked.
-    wait_for(lambda: vhost.queue_counts(names.pool_queue("basic")) == (0, 0, 1),
-             what="every request acked")
+    await async_wait_for(lambda: vhost.queue_counts(names.pool_queue("basic")) == (0, 0, 1),
+                         what="every request acked")
 
 
 async def test_reply_then_ack_refuses_a_confirming_channel(vhost: Vhost) -> None:

@@ -11,7 +11,7 @@ from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.processes import consumer_count
 from tests.support.rabbit import Vhost
-from tests.support.waiting import wait_for
+from tests.support.waiting import async_wait_for, wait_for
 
 
 def _reason(message: object) -> str:
@@ -63,8 +63,8 @@ async def test_handlers_that_raise_systemexit_keyboardinterrupt_or_cancellederro
     # The same process answered before and after: the consumer lived through all three.
     assert before.reply.result["pid"] == after.reply.result["pid"]
     assert worker.alive()
-    wait_for(lambda: consumer_count(amqp_url, names.pool_queue("basic")) == 1,
-             what="the consumer to stay subscribed")
+    await async_wait_for(lambda: consumer_count(amqp_url, names.pool_queue("basic")) == 1,
+                         what="the consumer to stay subscribed")
 
 
 async def test_a_time_limit_hands_back_the_deliveries_its_consumer_held_without_an_attempt(

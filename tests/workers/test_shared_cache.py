@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.processes import consumer_count
-from tests.support.waiting import async_wait_for, wait_for
+from tests.support.waiting import async_wait_for
 
 
 async def _whoami_until_both(client: object, pids: int) -> dict[int, dict[str, object]]:
@@ -50,7 +50,8 @@ async def test_a_consumer_killed_mid_task_is_replaced_and_its_message_answered_b
         before = await _whoami_until_both(client, 2)
         marker = tmp_path / "started"
         job = await client.send("sleep", {"seconds": 3, "marker": str(marker)}, timeout=30)
-        victim = wait_for(lambda: _started_pids(marker), what="the sleep to start")[0]
+        victim = (await async_wait_for(lambda: _started_pids(marker),
+                                       what="the sleep to start"))[0]
         os.kill(victim, signal.SIGKILL)
         answer = await client.answer(job, timeout=30)
         assert answer.reply.ok

@@ -1,4 +1,5 @@
-"""One delivery as the dispatcher sees it: a thin, lazy view over aiormq's DeliveredMessage.
+"""One delivery as the dispatcher sees it: a thin, lazy view over aiormq's DeliveredMessage, and
+`InFlight`, the count of deliveries a consumer holds unacked.
 
 The hot path skips aio-pika's IncomingMessage (which copies every property up front) and its
 extra task per delivery; acks go to the very channel the delivery came on.
@@ -6,6 +7,7 @@ extra task per delivery; acks go to the very channel the delivery came on.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import aiormq
@@ -76,3 +78,28 @@ class Delivery:
     async def reject(self, requeue: bool = False) -> None:
         self.settling()
         await self.channel.basic_reject(self.delivery_tag, requeue=requeue)
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count <= 0:
+            self.count = 0
+            self._idle.set()
+
+    async def idle(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is held; False if `timeout` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

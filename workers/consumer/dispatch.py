@@ -4,7 +4,7 @@
 running a handler turns a `Run` into a `Settle` carrying its reply. `settle` is the one place a
 delivery leaves: the copies that replace it (a dead letter, a retry) and a job's reply are
 confirmed by the broker first, then the delivery is acked exactly once (a sync reply travels
-ahead of the ack in one write on the request's own channel, see `workers.consumer.wire`).
+ahead of the ack in one write on the request's own channel, see `workers.consumer.outgoing`).
 `Delivery` itself refuses a second settlement, so a double ack (which closes the channel with
 PRECONDITION_FAILED) cannot be written.
 
@@ -40,7 +40,7 @@ from protocol import DeadReason, ErrorCode, codec, names
 from protocol.clock import now_ms
 from protocol.queues import durable_queue_arguments
 from protocol.requests import read_attempt, read_deadline, read_trace
-from workers.consumer import outgoing, wire
+from workers.consumer import outgoing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.batching import Batcher
 from workers.consumer.delivery import Delivery
@@ -394,7 +394,7 @@ class Dispatcher:
             if not names.is_durable_reply_to(message.reply_to):
                 # A sync reply: transient, to direct reply-to, in one write with the ack after it.
                 message.settling()
-                await wire.reply_then_ack(message.channel, body=outcome.body,
+                await outgoing.reply_then_ack(message.channel, body=outcome.body,
                                           reply_to=message.reply_to, properties=properties,
                                           delivery_tag=message.delivery_tag)
                 return

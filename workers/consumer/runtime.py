@@ -28,13 +28,12 @@ from transport.cluster import connect_cluster
 from transport.consumers import KeptConsumer, private_queue
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
-from workers.consumer.delivery import Delivery
+from workers.consumer.delivery import Delivery, InFlight
 from workers.consumer.dispatch import Dispatcher
 from workers.consumer.recycle import EXIT_RECYCLE, Recycling
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.subscription import Subscription
 from workers.consumer.topology import QueueArguments, declare_pool
-from workers.consumer.tracker import InFlight
 from workers.memory import private_bytes
 
 log = logging.getLogger("rpcfleet.worker")

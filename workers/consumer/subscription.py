@@ -27,8 +27,7 @@ from aiormq.abc import AbstractChannel as RawChannel
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
-from workers.consumer.delivery import Delivery
-from workers.consumer.tracker import InFlight
+from workers.consumer.delivery import Delivery, InFlight
 
 log = logging.getLogger("rpcfleet.worker")
 

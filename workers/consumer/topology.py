@@ -18,6 +18,7 @@ from protocol.queues import (
     durable_queue_arguments,
     pool_queue_arguments,
 )
+from transport.topology import declare_exchanges
 
 log = logging.getLogger("rpcfleet.worker")
 REOPEN_WAIT_S = 10.0  # a robust channel reopens in milliseconds; past this, something is wrong
@@ -30,17 +31,6 @@ class PoolTopology:
     events: AbstractExchange
     control: AbstractExchange
     queue: AbstractQueue
-
-
-async def declare_shared_exchanges(
-    channel: AbstractChannel,
-) -> tuple[AbstractExchange, AbstractExchange, AbstractExchange, AbstractExchange]:
-    direct, topic = aio_pika.ExchangeType.DIRECT, aio_pika.ExchangeType.TOPIC
-    requests = await channel.declare_exchange(names.EXCHANGE, direct, durable=True)
-    dead = await channel.declare_exchange(names.DEAD_LETTER_EXCHANGE, direct, durable=True)
-    events = await channel.declare_exchange(names.EVENTS_EXCHANGE, topic, durable=True)
-    control = await channel.declare_exchange(names.CONTROL_EXCHANGE, topic, durable=True)
-    return requests, dead, events, control
 
 
 @dataclass(frozen=True)
@@ -59,7 +49,7 @@ async def declare_pool(
     arguments: QueueArguments,
 ) -> PoolTopology:
     queue_type = arguments.queue_type
-    requests, dead, events, control = await declare_shared_exchanges(channel)
+    exchanges = await declare_exchanges(channel)
     name = names.pool_queue(pool)
     try:
         queue = await channel.declare_queue(name, durable=True, arguments=pool_queue_arguments(
@@ -70,6 +60,7 @@ async def declare_pool(
         log.warning("%s exists with other arguments than these settings give (%s); using it "
                     "as it is. To change them, drain and delete the queue.", name, exc)
         queue = await _passive(channel, name)
+    requests, dead = exchanges[names.EXCHANGE], exchanges[names.DEAD_LETTER_EXCHANGE]
     for method in methods:
         await queue.bind(requests, routing_key=method)
     shared = durable_queue_arguments(queue_type)
@@ -81,7 +72,8 @@ async def declare_pool(
     await dead_events.bind(dead, routing_key=pool)
     # Replies of jobs must never be dropped for want of a queue, even before a gateway starts.
     await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
-    return PoolTopology(requests, dead, events, control, queue)
+    return PoolTopology(requests, dead, exchanges[names.EVENTS_EXCHANGE],
+                        exchanges[names.CONTROL_EXCHANGE], queue)
 
 
 async def _passive(channel: AbstractChannel, name: str) -> AbstractQueue:

@@ -1,4 +1,4 @@
-"""Wires jobs into the gateway: the store, the callback dispatcher, the service, the routes."""
+"""The jobs service for the gateway's lifespan: its store, callback dispatcher and housekeeping."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-
-from fastapi import FastAPI
 
 from gateway import tasks
 from gateway.jobs.service import JobService
@@ -26,7 +24,8 @@ HOUSEKEEPING_EVERY_S = 60
 
 
 @asynccontextmanager
-async def jobs_extension(app: FastAPI, services: Services) -> AsyncIterator[None]:
+async def jobs_running(services: Services) -> AsyncIterator[JobService]:
+    """Open the store, start the service (`services.jobs` while it runs), close in reverse."""
     settings = services.settings
     signer = Signer(settings.callback_secret) if settings.callback_secret else None
     guard = UrlGuard(settings.callback_allow_hosts)
@@ -41,10 +40,11 @@ async def jobs_extension(app: FastAPI, services: Services) -> AsyncIterator[None
                              dispatcher, signer, guard)
         services.events.job_handlers.append(service.on_job_event)
         services.events.new_consumer_handlers.append(service.on_new_consumer)
-        services.extras["jobs"] = service
+        services.jobs = service
+        stack.callback(setattr, services, "jobs", None)
         stack.push_async_callback(
             tasks.stop, asyncio.create_task(_housekeeping(store, service, settings.job_retention)))
-        yield
+        yield service
 
 
 async def open_store(settings: GatewaySettings) -> JobStore:

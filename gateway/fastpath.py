@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.amqp import CallerGone, new_call_id
 from gateway.auth import bearer
 from gateway.calls import parse_timeout, perform_call, trace_context
-from gateway.errors import GatewayError, render
+from gateway.errors import GatewayError, MethodNotAllowed, render
 from gateway.limits import read_body
 from gateway.services import Services
 from protocol import names
@@ -38,11 +38,14 @@ class RpcFastPath:
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["method"] == "POST"
-                and scope["path"].startswith(PREFIX)):
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             method = scope["path"][len(PREFIX):]
             if method and "/" not in method:
-                await self._call(method, scope, receive, send)
+                if scope["method"] == "POST":
+                    await self._call(method, scope, receive, send)
+                else:
+                    await self._fail(send, MethodNotAllowed(
+                        f"{scope['method']} is not allowed on {scope['path']}"))
                 return
         await self.app(scope, receive, send)
 
@@ -59,18 +62,19 @@ class RpcFastPath:
                 timeout = parse_timeout(values[-1] if values else None)
             trace = trace_context(lambda name: _text(headers.get(name.encode())))
             payload = await self._answer(method, body, timeout, receive, trace)
-            status, extra = 200, []
         except CallerGone:
             return  # nobody to answer; its request is skipped if still queued
         except Exception as exc:
             if not isinstance(exc, GatewayError):
                 log.exception("sync call to %r failed unexpectedly", method[:128])
-            status, payload, headers = render(exc, found.settings.retry_after)
-            extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode()),
-                                *extra]})
-        await send({"type": "http.response.body", "body": payload})
+            await self._fail(send, exc)
+            return
+        await _respond(send, 200, payload)
+
+    async def _fail(self, send: Send, exc: Exception) -> None:
+        status, payload, headers = render(exc, self.services.settings.retry_after)
+        await _respond(send, status, payload,
+                       [(k.lower().encode(), v.encode()) for k, v in headers.items()])
 
 
     async def _answer(self, method: str, body: bytes, timeout: float | None,
@@ -99,6 +103,14 @@ class RpcFastPath:
             timer.cancel()
             for task in watch:
                 task.cancel()
+
+
+async def _respond(send: Send, status: int, payload: bytes,
+                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode()),
+                            *(extra or [])]})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _text(value: bytes | None) -> str | None:

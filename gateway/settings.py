@@ -37,7 +37,7 @@ class GatewaySettings(CommonSettings):
     callback_window: float = Field(default=24 * 3600.0, gt=0)
     callback_attempt_timeout: float = Field(default=10.0, gt=0)
     callback_concurrency: int = Field(default=16, ge=1)
-    # Retry n waits a random 0..min(backoff * 2^n, backoff_max) s: spread, and capped at 5 min.
+    # After failed attempt n the next waits a random 0..min(backoff * 2^(n-1), backoff_max) s.
     callback_backoff: float = Field(default=1.0, gt=0)
     callback_backoff_max: float = Field(default=300.0, gt=0)
     # A keyless gateway answers only these Host names (DNS rebinding) and, from browsers, only

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 
 import httpx
-from tenacity import RetryCallState, wait_random_exponential
 
 from gateway import tasks
 from gateway.settings import GatewaySettings
@@ -36,9 +36,6 @@ class CallbackDispatcher:
         self.signer = signer
         self.guard = guard
         self.settings = settings
-        # Full jitter: retries of many failed receivers spread out instead of stampeding.
-        self.backoff = wait_random_exponential(multiplier=settings.callback_backoff,
-                                               max=settings.callback_backoff_max)
         self.lease_ms = int(settings.callback_attempt_timeout * 1000) + LEASE_MARGIN_MS
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.callback_concurrency)
@@ -89,7 +86,9 @@ class CallbackDispatcher:
                                 self.settings.callback_attempt_timeout)
             retry_at = None
             if not result.delivered and result.retry:
-                retry_at = now_ms() + int(self._delay(attempt) * 1000)
+                delay = retry_delay(attempt, self.settings.callback_backoff,
+                                    self.settings.callback_backoff_max)
+                retry_at = now_ms() + int(delay * 1000)
                 window_ends = delivery.finished_ms + int(self.settings.callback_window * 1000)
                 if retry_at > window_ends:
                     retry_at = None
@@ -103,7 +102,9 @@ class CallbackDispatcher:
         finally:
             self._slots.release()
 
-    def _delay(self, attempt: int) -> float:
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return float(self.backoff(state))
+
+def retry_delay(attempt: int, backoff: float, cap: float) -> float:
+    """Seconds before the attempt after failed attempt `attempt` (1, 2, ...): a random
+    0..min(backoff x 2^(attempt-1), cap). Full jitter: the retries of many failed receivers
+    spread out instead of stampeding."""
+    return random.uniform(0, min(backoff * 2 ** min(attempt - 1, 64), cap))

@@ -10,15 +10,19 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from protocol import names
+from rpcfleet.broker import LocalBroker, free_port
 from tests.support.faults import Ledger, account, load
-from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, wait_for_workers
-from tests.support.rabbit import Vhost
+from tests.support.fleet import StartWorker, worker_factory
+from tests.support.gateway import StartGateway, gateway_factory, wait_for_workers
+from tests.support.processes import consumer_count
+from tests.support.rabbit import Vhost, crash
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -26,13 +30,22 @@ pytestmark = pytest.mark.slow
 LOAD_S = 12.0
 
 
+HEARTBEAT_S = 5
+
+
 def _fleet(start_worker: StartWorker, start_gateway: StartGateway, ledger: Path,
-           processes: int = 2) -> str:
-    start_worker("tests.pools.ledger:pool", pool="ledger", processes=processes, prefetch=2,
-                 test_ledger=ledger, heartbeat=5)
+           processes: int = 2, prefetch: int = 2) -> str:
+    start_worker("tests.pools.ledger:pool", pool="ledger", processes=processes,
+                 prefetch=prefetch, test_ledger=ledger, heartbeat=HEARTBEAT_S)
     gateway = start_gateway(rpc_timeout_default=10, publish_timeout=2)
     wait_for_workers(gateway, processes)
     return gateway.url
+
+
+def _in_background(work: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
 
 
 def _every(seconds: float, until: float, fault: object) -> threading.Thread:
@@ -208,3 +221,156 @@ def test_a_killed_gateway_leaves_the_workers_unharmed_and_its_jobs_end_after_its
         _time_to_answer(http)  # the workers were not harmed
     print(f"\ngateway SIGKILL: {report}")
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
+
+
+def test_a_consumer_stopped_past_its_heartbeat_timeout_is_replaced_and_its_late_work_dropped(
+    amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """SIGSTOP one consumer until the broker has closed its connection (missed heartbeats) and
+    redelivered what it held; after SIGCONT its late ack and replies must change nothing."""
+    url = _fleet(start_worker, start_gateway, tmp_path / "ledger")
+    ledger = Ledger(tmp_path / "ledger")
+    queue = names.pool_queue("ledger")
+    stopped: list[float] = []
+
+    def stop_one() -> None:
+        time.sleep(2)  # the fault's moment within the load, not a wait for a condition
+        victim = random.choice(_consumer_pids(url))
+        os.kill(victim, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            wait_for(lambda: consumer_count(amqp_url, queue) == 1, timeout=4 * HEARTBEAT_S,
+                     interval=0.5, what="the broker to drop the stopped consumer")
+            stopped.append(time.monotonic() - started)
+        finally:
+            os.kill(victim, signal.SIGCONT)
+
+    fault = _in_background(stop_one)
+    try:
+        load(ledger, url, 3 * HEARTBEAT_S)
+    finally:
+        fault.join()
+    with httpx.Client(base_url=url, timeout=15) as http:
+        report = account(ledger, http)
+        wait_for(lambda: len(_consumer_pids(url)) == 2 and consumer_count(amqp_url, queue) == 2,
+                 timeout=30, what="the stopped consumer to serve again")
+    print(f"\nSIGSTOP past the heartbeat ({stopped[0]:.1f} s): {report}")
+    assert stopped, "the broker never dropped the stopped consumer"
+    assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
+
+
+def test_cpu_bound_handlers_for_three_heartbeats_keep_their_connection_and_run_once(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """Handlers run off the event loop: pure-Python work three heartbeat intervals long must
+    not cost the consumer its connection, nor its job a redelivery."""
+    url = _fleet(start_worker, start_gateway, tmp_path / "ledger", processes=2, prefetch=1)
+    ledger = Ledger(tmp_path / "ledger")
+    burn_ms = 3 * HEARTBEAT_S * 1000
+    with httpx.Client(base_url=url, timeout=15) as http:
+        burners = [http.post("/v1/jobs/effect", json={"params": {
+            "value": f"burn{n}", "ms": burn_ms, "cpu": True}}).json()["id"] for n in range(2)]
+        pids_before = sorted(_consumer_pids(url))
+        wait_for(lambda: all(http.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
+                             for job_id in burners),
+                 timeout=burn_ms / 1000 * 3, interval=0.5, what="the CPU-bound jobs to end")
+        jobs = [http.get(f"/v1/jobs/{job_id}").json() for job_id in burners]
+        report = account(ledger, http)
+        pids_after = sorted(_consumer_pids(url))
+    runs = ledger.runs()
+    print(f"\nCPU-bound for {burn_ms / 1000:.0f} s (heartbeat {HEARTBEAT_S} s): {report}")
+    assert [runs[job_id] for job_id in burners] == [1, 1]  # no redelivery, no second run
+    assert [job["attempts"] for job in jobs] == [1, 1]
+    assert pids_after == pids_before  # nobody replaced
+    logs = "".join(path.read_text() for path in tmp_path.glob("worker*.log"))
+    assert "Unexpected connection close" not in logs and "missed heartbeats" not in logs
+
+
+def test_memory_and_disk_alarms_answer_503_within_the_publish_timeout_never_a_false_success(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    url = _fleet(start_worker, start_gateway, tmp_path / "ledger")
+    ledger = Ledger(tmp_path / "ledger")
+    node = vhost.broker
+    windows: list[tuple[str, float, float]] = []
+    alarms = {
+        "memory": (("set_vm_memory_high_watermark", "0"),
+                   ("set_vm_memory_high_watermark", "0.4")),
+        "disk": (("set_disk_free_limit", "1000TB"), ("set_disk_free_limit", "50MB")),
+    }
+
+    def alarm_in_the_middle() -> None:
+        for kind, (raise_it, clear_it) in alarms.items():
+            time.sleep(2)  # the alarm's moment within the load, not a wait for a condition
+            node.ctl(*raise_it)
+            wait_for(lambda kind=kind: kind in node.ctl("eval", "rabbit_alarm:get_alarms()."),
+                     what=f"the {kind} alarm")
+            began = time.monotonic()
+            time.sleep(3)  # how long the alarm lasts
+            node.ctl(*clear_it)
+            wait_for(lambda kind=kind: kind not in node.ctl("eval",
+                                                            "rabbit_alarm:get_alarms()."),
+                     what=f"the {kind} alarm to clear")
+            windows.append((kind, began, time.monotonic()))
+
+    fault = _in_background(alarm_in_the_middle)
+    try:
+        load(ledger, url, LOAD_S + 2)
+    finally:
+        fault.join()
+    with httpx.Client(base_url=url, timeout=15) as http:
+        report = account(ledger, http, drain_seconds=120)
+        recovered_in = _time_to_answer(http)
+    print(f"\nmemory and disk alarms, 3 s each: {report}; calls answered {recovered_in:.1f} s "
+          "after the drain")
+    for kind, began, ended in windows:
+        # Asked while publishes were blocked: refused within the publish timeout (2 s) + 1 s.
+        asked = [a for a in ledger.attempts if began + 0.5 < a.at - a.seconds < ended - 2.5]
+        refused = [a for a in asked if a.status == 503]
+        assert refused, f"nothing was refused during the {kind} alarm"
+        assert all(a.seconds < 3.0 for a in refused), kind
+    assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
+
+
+def test_a_broker_killed_holding_1000_confirmed_jobs_runs_all_of_them_after_its_restart(
+    tmp_path: Path
+) -> None:
+    """Every 202 is a publish the broker confirmed to disk: a crash of the node (SIGKILL, no
+    clean shutdown) while it holds 1,000 of them loses none."""
+    node = LocalBroker(directory=tmp_path / "rabbit", port=free_port(), name="crash")
+    node.start()
+    workers, gateways = worker_factory(node.amqp_url, tmp_path), gateway_factory(
+        node.amqp_url, tmp_path)
+    try:
+        # Beats every 5 s: the paused worker still counts as live while the jobs are submitted.
+        worker = next(workers)("tests.pools.ledger:pool", pool="ledger", processes=1,
+                               test_ledger=tmp_path / "ledger", beat_interval=5, heartbeat=60)
+        gateway = next(gateways)(publish_timeout=5)
+        wait_for_workers(gateway, 1)
+        ledger = Ledger(tmp_path / "ledger")
+        os.killpg(worker.pid, signal.SIGSTOP)  # nothing is taken: the broker holds them all
+        try:
+            def submit_share() -> None:
+                with httpx.Client(base_url=gateway.url, timeout=15) as http:
+                    for _ in range(125):
+                        ledger.submit(http, ms=1)
+
+            for thread in [_in_background(submit_share) for _ in range(8)]:
+                thread.join()
+            accepted = sum(1 for a in ledger.attempts if a.outcome == "ok")
+            assert accepted == 1000, f"only {accepted} of 1000 accepted before the crash"
+            crash(node)
+            started = time.monotonic()
+            node.start()
+        finally:
+            os.killpg(worker.pid, signal.SIGCONT)
+        with httpx.Client(base_url=gateway.url, timeout=15) as http:
+            report = account(ledger, http, drain_seconds=180)
+        print(f"\nbroker SIGKILL holding 1000 jobs: {report}; all ended "
+              f"{time.monotonic() - started:.1f} s after the restart began")
+        assert report.accepted == 1000
+        assert report.lost == [] and report.duplicated == [] and report.failed_jobs == 0, report
+    finally:
+        for factory in (gateways, workers):
+            next(factory, None)
+        node.stop()

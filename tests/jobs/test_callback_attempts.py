@@ -105,3 +105,13 @@ async def test_only_a_few_kb_of_the_receivers_answer_are_read(
     delivered, retry, _ = await _send(UrlGuard(["127.0.0.1"]), f"{url}/huge", timeout=5.0)
     assert (delivered, retry) == (True, False)
     assert time.monotonic() - started < 2.0  # it did not wait for the 100 MB
+
+
+def test_the_wait_after_failed_attempt_n_is_random_below_backoff_times_2_to_the_n_minus_1() -> None:
+    """The formula the README states, with full jitter and the cap."""
+    from gateway.webhooks.dispatcher import retry_delay
+
+    for attempt, bound in ((1, 1.0), (2, 2.0), (4, 8.0), (10, 300.0), (10_000, 300.0)):
+        waits = [retry_delay(attempt, backoff=1.0, cap=300.0) for _ in range(2000)]
+        assert all(0 <= wait <= bound for wait in waits), attempt
+        assert max(waits) > bound * 0.9 and min(waits) < bound * 0.1  # spread over the range

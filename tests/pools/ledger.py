@@ -24,7 +24,13 @@ def effect(params: dict[str, object], job: JobContext) -> dict[str, object]:
     ledger = _ledger()
     with open(ledger / "runs", "a") as runs:
         runs.write(f"{job.id} {job.attempt} {os.getpid()}\n")
-    time.sleep(float(params.get("ms", 50)) / 1000)  # type: ignore[arg-type]
+    seconds = float(params.get("ms", 50)) / 1000  # type: ignore[arg-type]
+    if params.get("cpu"):  # pure-Python work holding the GIL between switches, not a sleep
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            sum(range(1000))
+    else:
+        time.sleep(seconds)
     committed = ledger / "effects" / job.id
     try:
         with open(committed, "x") as out:

@@ -110,3 +110,28 @@ def blocked_broker(vhost: Vhost) -> Iterator[None]:
     finally:
         vhost.broker.ctl("set_vm_memory_high_watermark", "0.4")
         wait_for(lambda: not memory_alarm(vhost), what="the alarm to clear")
+
+
+def crash(node: LocalBroker) -> None:
+    """SIGKILL the node, as a crash or an OOM kill would: no clean shutdown. `node.start()`
+    brings it back on its data directory."""
+    import os
+    import signal
+
+    from tests.support.waiting import wait_for
+
+    pid = int(node.pid_file.read_text().strip())
+    os.kill(pid, signal.SIGKILL)
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(gone, timeout=30, what=f"the node (pid {pid}) to die")
+    node.pid_file.unlink(missing_ok=True)
+    if node._process is not None:
+        node._process.wait(timeout=30)
+        node._process = None

@@ -1,12 +1,8 @@
 """What a consumer does with one delivery (SPEC: worker semantics): decide, maybe run, settle.
 
 `decide` looks at the delivery and the consumer's state and returns a `Run` or a `Settle`;
-running a handler turns a `Run` into a `Settle` carrying its reply. `settle` is the one place a
-delivery leaves: the copies that replace it (a dead letter, a retry) and a job's reply are
-confirmed by the broker first, then the delivery is acked exactly once (a sync reply travels
-ahead of the ack in one write on the request's own channel, see `workers.consumer.outgoing`).
-`Delivery` itself refuses a second settlement, so a double ack (which closes the channel with
-PRECONDITION_FAILED) cannot be written.
+running a handler turns a `Run` into a `Settle` carrying its reply. `Settler.settle`
+(`workers.consumer.settling`) is the one place a delivery leaves.
 
 The order of `decide`: malformed → dead-letter · redelivered → republish with attempt + 1 (or
 dead-letter and answer past the maximum) · killed before → answer, not run again · cancelled →
@@ -25,26 +21,16 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-import aiormq
 from aio_pika.abc import AbstractChannel
-from aiormq.abc import DeliveredMessage
-from pamqp.commands import Basic as _Basic
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
 from protocol import DeadReason, ErrorCode, codec, names
 from protocol.clock import now_ms
-from protocol.queues import durable_queue_arguments
 from protocol.requests import read_attempt, read_deadline, read_trace
-from workers.consumer import outgoing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.batching import Batcher
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome, Stopper, failure, run_batch, run_handler
+from workers.consumer.settling import Settle, Settler
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.topology import PoolTopology
 from workers.context import JobContext
@@ -52,17 +38,9 @@ from workers.handlers import Handler, InvalidParams
 
 log = logging.getLogger("rpcfleet.worker")
 
-# A nacked job reply (the replies queue full under reject-publish, a broker hiccup) is tried
-# again for this long before the request goes back to its queue: a handler that succeeded is
-# never recorded failed because its answer could not be stored at once.
-REPLY_RETRY_S = 30.0
 # Outcomes kept to answer a redelivery of a request this consumer already ran (its channel closed
 # before the ack): a channel's worth of deliveries is at most the prefetch, 1,000 covers it.
 OUTCOMES_REMEMBERED = 1000
-
-
-class ReplyNotConfirmed(RuntimeError):
-    """The broker did not ack a reply: the request stays unacked, to be redelivered."""
 
 
 JobEventSink = Callable[[str, str, dict[str, Any]], None]
@@ -74,17 +52,6 @@ class Run:
     params: Any
     attempt: int
     deadline: int | None
-
-
-@dataclass(frozen=True)
-class Settle:
-    """How a delivery leaves, in this order: a dead-letter copy, a retry copy (both confirmed),
-    the reply (to whoever asked, when anyone did), then one ack."""
-
-    attempt: int
-    reply: Outcome | None = None
-    dead: tuple[DeadReason, str] | None = None
-    retry: bool = False  # republish it as `attempt`: a redelivery, counted
 
 
 class Dispatcher:
@@ -117,6 +84,7 @@ class Dispatcher:
         self.runs: dict[str, asyncio.Future[Settle]] = {}  # job id -> its handler, running here
         self.recent: OrderedDict[str, Outcome] = OrderedDict()  # job id -> how it ended here
         self._orphans: set[asyncio.Task[None]] = set()
+        self.settler = Settler(setup, channel, topology, counters, measure)
 
     async def handle(self, message: Delivery) -> None:
         handler = self.setup.pool.handlers.get(message.type or "")
@@ -135,7 +103,7 @@ class Dispatcher:
         """This process is leaving after abandoning a handler: give back what it has not
         started, as the attempt it is (a broker requeue would count one more)."""
         attempt = read_attempt(message.headers) + (1 if message.redelivered else 0)
-        await self.settle(message, Settle(attempt, retry=True))
+        await self.settler.settle(message, Settle(attempt, retry=True))
 
     def _starting(self, message: Delivery, handler: Handler, attempt: int,
                   track: bool = True) -> None:
@@ -178,7 +146,8 @@ class Dispatcher:
             # Redelivered while (or just after) we ran it here: its channel closed under it
             # (consumer_timeout, a 406). Answer with that run's outcome; never run it twice.
             ran = await asyncio.shield(joined)
-            await self.settle(message, Settle(read_attempt(message.headers), reply=ran.reply))
+            await self.settler.settle(message,
+                                      Settle(read_attempt(message.headers), reply=ran.reply))
             return
         decision = self.decide(message)
         if isinstance(decision, Run):
@@ -235,7 +204,7 @@ class Dispatcher:
         return [outcomes[index] for index in range(len(items))]
 
     async def _conclude(self, message: Delivery, decision: Settle) -> None:
-        await self.settle(message, decision)
+        await self.settler.settle(message, decision)
         if decision.reply is not None and decision.reply.must_exit:
             log.warning("job %s ended with %s while its handler may still run: replacing "
                         "this process", message.correlation_id, decision.reply.code)
@@ -288,7 +257,7 @@ class Dispatcher:
 
     async def _settle_orphan(self, message: Delivery, task: asyncio.Task[Settle]) -> None:
         try:
-            await self.settle(message, await task)
+            await self.settler.settle(message, await task)
         except Exception as exc:  # its channel is gone: the reply went out if it could
             log.info("%s finished after its channel closed (%r); the broker redelivers it and "
                      "this consumer answers that with the same outcome", message.correlation_id,
@@ -374,73 +343,6 @@ class Dispatcher:
                 self.job_event, job_id, "progress", {"fraction": fraction, "note": note})
 
         return sink
-
-    # -- settling: the one place a delivery leaves ----------------------------------------------
-    async def settle(self, message: Delivery, settle: Settle) -> None:
-        pool = self.setup.pool.name
-        if settle.dead is not None:
-            reason, detail = settle.dead
-            log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
-            await self.topology.dead_letters.publish(
-                outgoing.dead_letter_message(message, pool, reason, detail), routing_key=pool)
-        if settle.retry:
-            await self.channel.default_exchange.publish(
-                outgoing.retry_message(message, settle.attempt), routing_key=names.pool_queue(pool))
-        outcome = settle.reply
-        if outcome is not None:
-            self._count(outcome)
-        if outcome is not None and message.reply_to:
-            properties = outgoing.reply_properties(message, self.worker, settle.attempt, outcome)
-            if not names.is_durable_reply_to(message.reply_to):
-                # A sync reply: transient, to direct reply-to, in one write with the ack after it.
-                message.settling()
-                await outgoing.reply_then_ack(message.channel, body=outcome.body,
-                                          reply_to=message.reply_to, properties=properties,
-                                          delivery_tag=message.delivery_tag)
-                return
-            await self._reply_confirmed(message.reply_to, outcome.body, properties)
-        await message.ack()
-
-    async def _reply_confirmed(self, reply_to: str, body: bytes,
-                               properties: _Basic.Properties) -> None:
-        """A job's reply is its only record (persistent, to a durable queue): the request is
-        acked only after the broker confirmed it; a nack is tried again with backoff."""
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(REPLY_RETRY_S), reraise=True,
-            wait=wait_exponential_jitter(initial=0.05, max=2),
-            retry=retry_if_exception_type(ReplyNotConfirmed),
-            before_sleep=lambda state: log.warning(
-                "the broker refused the reply to %s (attempt %s); trying again",
-                properties.correlation_id, state.attempt_number),
-        ):
-            with attempt:
-                sent = time.perf_counter()
-                channel = await self.channel.get_underlay_channel()
-                # Mandatory to rpcfleet's own reply queues: one that does not exist (yet) comes
-                # back instead of vanishing, and is declared (as its gateways declare it).
-                ours = names.is_job_reply_to(reply_to)
-                try:
-                    confirm = await channel.basic_publish(body, routing_key=reply_to,
-                                                          properties=properties,
-                                                          mandatory=ours)
-                except aiormq.exceptions.DeliveryError as exc:
-                    raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {exc}") \
-                        from None
-                if ours and isinstance(confirm, DeliveredMessage):
-                    await self.channel.declare_queue(
-                        reply_to, durable=True,
-                        arguments=durable_queue_arguments(self.setup.settings.queues))
-                    raise ReplyNotConfirmed(f"{reply_to} did not exist; declared it")
-                if not isinstance(confirm, _Basic.Ack):
-                    raise ReplyNotConfirmed(f"reply to {properties.correlation_id} got "
-                                            f"{confirm!r}")
-                self.measure.observe_round_trip(time.perf_counter() - sent)
-
-    def _count(self, outcome: Outcome) -> None:
-        self.counters.processed += 1
-        if not outcome.ok:
-            self.counters.failed += 1
-
 
 def _killed(reason: str, time_limit: float | None) -> Outcome:
     if reason == "cancelled":

@@ -1,0 +1,131 @@
+"""How a delivery leaves (SPEC: worker semantics): the one place it is settled.
+
+The copies that replace a delivery (a dead letter, a retry) and a job's reply are confirmed by
+the broker first, then the delivery is acked exactly once; a sync reply travels ahead of the ack
+in one write on the request's own channel (see `workers.consumer.outgoing`). `Delivery` itself
+refuses a second settlement, so a double ack (which closes the channel with PRECONDITION_FAILED)
+cannot be written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import aiormq
+from aio_pika.abc import AbstractChannel
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic as _Basic
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from protocol import DeadReason, names
+from protocol.queues import durable_queue_arguments
+from workers.consumer import outgoing
+from workers.consumer.autoprefetch import AutoPrefetch
+from workers.consumer.delivery import Delivery
+from workers.consumer.outcome import Outcome
+from workers.consumer.state import ConsumerSetup, Counters
+from workers.consumer.topology import PoolTopology
+
+log = logging.getLogger("rpcfleet.worker")
+
+# A nacked job reply (the replies queue full under reject-publish, a broker hiccup) is tried
+# again for this long before the request goes back to its queue: a handler that succeeded is
+# never recorded failed because its answer could not be stored at once.
+REPLY_RETRY_S = 30.0
+
+class ReplyNotConfirmed(RuntimeError):
+    """The broker did not ack a reply: the request stays unacked, to be redelivered."""
+
+
+@dataclass(frozen=True)
+class Settle:
+    """How a delivery leaves, in this order: a dead-letter copy, a retry copy (both confirmed),
+    the reply (to whoever asked, when anyone did), then one ack."""
+
+    attempt: int
+    reply: Outcome | None = None
+    dead: tuple[DeadReason, str] | None = None
+    retry: bool = False  # republish it as `attempt`: a redelivery, counted
+
+
+class Settler:
+    def __init__(self, setup: ConsumerSetup, channel: AbstractChannel, topology: PoolTopology,
+                 counters: Counters, measure: AutoPrefetch) -> None:
+        self.setup = setup
+        self.channel = channel  # confirming: dead-letter and retry copies, job replies
+        self.topology = topology
+        self.counters = counters
+        self.measure = measure  # a job reply's confirm is a broker round trip: auto prefetch
+        self.worker = setup.worker_id
+
+    async def settle(self, message: Delivery, settle: Settle) -> None:
+        pool = self.setup.pool.name
+        if settle.dead is not None:
+            reason, detail = settle.dead
+            log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
+            await self.topology.dead_letters.publish(
+                outgoing.dead_letter_message(message, pool, reason, detail), routing_key=pool)
+        if settle.retry:
+            await self.channel.default_exchange.publish(
+                outgoing.retry_message(message, settle.attempt), routing_key=names.pool_queue(pool))
+        outcome = settle.reply
+        if outcome is not None:
+            self._count(outcome)
+        if outcome is not None and message.reply_to:
+            properties = outgoing.reply_properties(message, self.worker, settle.attempt, outcome)
+            if not names.is_durable_reply_to(message.reply_to):
+                # A sync reply: transient, to direct reply-to, in one write with the ack after it.
+                message.settling()
+                await outgoing.reply_then_ack(message.channel, body=outcome.body,
+                                          reply_to=message.reply_to, properties=properties,
+                                          delivery_tag=message.delivery_tag)
+                return
+            await self._reply_confirmed(message.reply_to, outcome.body, properties)
+        await message.ack()
+
+    async def _reply_confirmed(self, reply_to: str, body: bytes,
+                               properties: _Basic.Properties) -> None:
+        """A job's reply is its only record (persistent, to a durable queue): the request is
+        acked only after the broker confirmed it; a nack is tried again with backoff."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(REPLY_RETRY_S), reraise=True,
+            wait=wait_exponential_jitter(initial=0.05, max=2),
+            retry=retry_if_exception_type(ReplyNotConfirmed),
+            before_sleep=lambda state: log.warning(
+                "the broker refused the reply to %s (attempt %s); trying again",
+                properties.correlation_id, state.attempt_number),
+        ):
+            with attempt:
+                sent = time.perf_counter()
+                channel = await self.channel.get_underlay_channel()
+                # Mandatory to rpcfleet's own reply queues: one that does not exist (yet) comes
+                # back instead of vanishing, and is declared (as its gateways declare it).
+                ours = names.is_job_reply_to(reply_to)
+                try:
+                    confirm = await channel.basic_publish(body, routing_key=reply_to,
+                                                          properties=properties,
+                                                          mandatory=ours)
+                except aiormq.exceptions.DeliveryError as exc:
+                    raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {exc}") \
+                        from None
+                if ours and isinstance(confirm, DeliveredMessage):
+                    await self.channel.declare_queue(
+                        reply_to, durable=True,
+                        arguments=durable_queue_arguments(self.setup.settings.queues))
+                    raise ReplyNotConfirmed(f"{reply_to} did not exist; declared it")
+                if not isinstance(confirm, _Basic.Ack):
+                    raise ReplyNotConfirmed(f"reply to {properties.correlation_id} got "
+                                            f"{confirm!r}")
+                self.measure.observe_round_trip(time.perf_counter() - sent)
+
+    def _count(self, outcome: Outcome) -> None:
+        self.counters.processed += 1
+        if not outcome.ok:
+            self.counters.failed += 1

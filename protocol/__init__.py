@@ -22,6 +22,7 @@ from protocol.jobs import (
     Job,
     JobStatus,
     JobSubmission,
+    JobUpdate,
     Progress,
 )
 from protocol.replies import ErrorBody, Reply
@@ -43,6 +44,7 @@ __all__ = [
     "JobEvent",
     "JobStatus",
     "JobSubmission",
+    "JobUpdate",
     "MethodDoc",
     "PrefetchValue",
     "Progress",

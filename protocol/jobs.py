@@ -67,6 +67,15 @@ class Job(BaseModel):
     callback: CallbackInfo | None = None
 
 
+class JobUpdate(BaseModel):
+    """One event of a job, as SSE and WebSocket carry it (SPEC 1.1): `event` a state name or
+    "progress", `seq` its place in the job's log (from 1), `job` the job as of the event."""
+
+    event: str
+    seq: int
+    job: Job
+
+
 # A job may wait queued 30 days at most: finite, and within AMQP's expiration (49.7 days).
 JOB_TIMEOUT_MAX_S = 30 * 86400
 

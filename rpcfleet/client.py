@@ -4,13 +4,20 @@
 
     with Client("http://gateway:8000", api_key="...") as fleet:
         hits = fleet.call("nearest", {"vector_of": 42, "k": 3}, timeout=5)
-        job = fleet.submit("reindex", {"steps": 5})
-        done = fleet.wait(job["id"], timeout=60)
+        job = fleet.submit("reindex", {"steps": 5})          # a typed Job (status, progress...)
+        for update in fleet.events(job.id):                  # every state and progress change
+            print(update.seq, update.event, update.job.progress)
+        done = fleet.wait(job.id, timeout=60)
 
-`AsyncClient` is the same with `await`. With `retries=N`, a 503 (`overloaded`, `no_workers`) is
-tried again after its `Retry-After`, up to N times. A job submission always carries an
-`Idempotency-Key` (one of its own unless given), so a retried submission never makes a second job;
-a retried sync call may run twice if the broker failed while it was running.
+`AsyncClient` is the same with `await` (and `async for` over `events`). With `retries=N`, a 503
+(`overloaded`, `no_workers`) is tried again after its `Retry-After`, up to N times. A job
+submission always carries an `Idempotency-Key` (one of its own unless given), so a retried
+submission never makes a second job; a retried sync call may run twice if the broker failed while
+it was running.
+
+`events` follows a job over its WebSocket (`/v1/jobs/{id}/ws`) from its first event (or after
+`after=`), and ends after the terminal one; a dropped connection is resumed after the last event
+seen, so no event is missed or repeated.
 """
 
 from __future__ import annotations
@@ -18,15 +25,28 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from websockets.asyncio.client import connect as ws_connect_async
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
-from protocol import TERMINAL
+from protocol import TERMINAL, JobUpdate
+from protocol import Job as _Job
 
 POLL_MAX_S = 1.0  # waiting for a job polls from 50 ms, doubling up to this
+RESUMES = 5  # a followed job's socket dropped this many times in a row ends `events`
+WS_CLOSED = {1008: (401, "unauthorized"), 4404: (404, "not_found")}  # close code -> error
+
+
+class Job(_Job):
+    """A job as the gateway answers it: the protocol's job object and where to poll it."""
+
+    status_url: str | None = None
 
 
 class RpcfleetError(Exception):
@@ -44,6 +64,20 @@ class RpcfleetError(Exception):
     @property
     def retryable(self) -> bool:
         return self.status == 503
+
+
+def _closed_error(code: int | None, reason: str) -> RpcfleetError | None:
+    """The error a closed job socket means (None: closed normally, or dropped)."""
+    if code in WS_CLOSED:
+        status, error = WS_CLOSED[code]
+        return RpcfleetError(status, error, reason)
+    return None
+
+
+def _ws_url(http: httpx.Client | httpx.AsyncClient, job_id: str, after: int) -> str:
+    base = str(http.base_url).rstrip("/")
+    scheme = "wss" if base.startswith("https") else "ws"
+    return f"{scheme}{base[base.index(':'):]}/v1/jobs/{job_id}/ws?after={after}"
 
 
 @dataclass(frozen=True)
@@ -104,6 +138,7 @@ class Client:
     def __init__(self, url: str, *, api_key: str | None = None, retries: int = 0,
                  http_timeout: float = 330.0) -> None:
         self.retries = retries
+        self._key = api_key
         self.http = httpx.Client(base_url=url, headers=_headers(api_key), timeout=http_timeout)
 
     def __enter__(self) -> Client:
@@ -123,29 +158,52 @@ class Client:
     def submit(self, method: str, params: dict[str, Any] | None = None, *,
                callback_url: str | None = None, priority: int | None = None,
                timeout: float | None = None, idempotency_key: str | None = None
-               ) -> dict[str, Any]:
+               ) -> Job:
         """Submit a job: the job object, status `queued` (202)."""
-        job: dict[str, Any] = self._send(_submit(method, params, callback_url, priority,
-                                                 timeout, idempotency_key))
-        return job
+        return Job.model_validate(self._send(_submit(method, params, callback_url, priority,
+                                                     timeout, idempotency_key)))
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        found: dict[str, Any] = self._send(_Request("GET", f"/v1/jobs/{job_id}"))
-        return found
+    def job(self, job_id: str) -> Job:
+        return Job.model_validate(self._send(_Request("GET", f"/v1/jobs/{job_id}")))
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        found: dict[str, Any] = self._send(_Request("DELETE", f"/v1/jobs/{job_id}"))
-        return found
+    def cancel(self, job_id: str) -> Job:
+        return Job.model_validate(self._send(_Request("DELETE", f"/v1/jobs/{job_id}")))
 
-    def wait(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """The job once it has ended; TimeoutError if it has not within `timeout` seconds."""
         deadline, pause = time.monotonic() + timeout, 0.05
-        while (job := self.job(job_id))["status"] not in TERMINAL:
+        while (job := self.job(job_id)).status not in TERMINAL:
             if time.monotonic() + pause > deadline:
-                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
             time.sleep(pause)
             pause = min(pause * 2, POLL_MAX_S)
         return job
+
+    def events(self, job_id: str, after: int = 0) -> Iterator[JobUpdate]:
+        """Every event of the job after `after`, live, until its terminal one."""
+        drops = 0
+        while True:
+            try:
+                with ws_connect(_ws_url(self.http, job_id, after),
+                                additional_headers=_headers(self._key)) as socket:
+                    for frame in socket:
+                        update = JobUpdate.model_validate_json(frame)
+                        after, drops = update.seq, 0
+                        yield update
+                        if update.job.status in TERMINAL:
+                            return
+                raise ConnectionClosedOK(None, None)  # closed before the end: resume
+            except InvalidStatus as exc:
+                raise RpcfleetError(exc.response.status_code, "http_error", str(exc)) from None
+            except ConnectionClosed as exc:
+                error = _closed_error(exc.rcvd.code if exc.rcvd else None,
+                                      exc.rcvd.reason if exc.rcvd else "")
+                if error is not None:
+                    raise error from None
+                drops += 1
+                if drops > RESUMES:
+                    raise
+                time.sleep(min(0.1 * 2 ** drops, POLL_MAX_S))  # then resume after `after`
 
     def _send(self, request: _Request) -> Any:
         for attempt in Retrying(**_retry_policy(self.retries)):
@@ -160,6 +218,7 @@ class AsyncClient:
     def __init__(self, url: str, *, api_key: str | None = None, retries: int = 0,
                  http_timeout: float = 330.0) -> None:
         self.retries = retries
+        self._key = api_key
         self.http = httpx.AsyncClient(base_url=url, headers=_headers(api_key),
                                       timeout=http_timeout)
 
@@ -179,27 +238,50 @@ class AsyncClient:
     async def submit(self, method: str, params: dict[str, Any] | None = None, *,
                      callback_url: str | None = None, priority: int | None = None,
                      timeout: float | None = None, idempotency_key: str | None = None
-                     ) -> dict[str, Any]:
-        job: dict[str, Any] = await self._send(_submit(method, params, callback_url, priority,
-                                                       timeout, idempotency_key))
-        return job
+                     ) -> Job:
+        return Job.model_validate(await self._send(_submit(
+            method, params, callback_url, priority, timeout, idempotency_key)))
 
-    async def job(self, job_id: str) -> dict[str, Any]:
-        found: dict[str, Any] = await self._send(_Request("GET", f"/v1/jobs/{job_id}"))
-        return found
+    async def job(self, job_id: str) -> Job:
+        return Job.model_validate(await self._send(_Request("GET", f"/v1/jobs/{job_id}")))
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
-        found: dict[str, Any] = await self._send(_Request("DELETE", f"/v1/jobs/{job_id}"))
-        return found
+    async def cancel(self, job_id: str) -> Job:
+        return Job.model_validate(await self._send(_Request("DELETE", f"/v1/jobs/{job_id}")))
 
-    async def wait(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    async def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         deadline, pause = time.monotonic() + timeout, 0.05
-        while (job := await self.job(job_id))["status"] not in TERMINAL:
+        while (job := await self.job(job_id)).status not in TERMINAL:
             if time.monotonic() + pause > deadline:
-                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
             await asyncio.sleep(pause)
             pause = min(pause * 2, POLL_MAX_S)
         return job
+
+    async def events(self, job_id: str, after: int = 0) -> AsyncIterator[JobUpdate]:
+        """Every event of the job after `after`, live, until its terminal one."""
+        drops = 0
+        while True:
+            try:
+                async with ws_connect_async(_ws_url(self.http, job_id, after),
+                                            additional_headers=_headers(self._key)) as socket:
+                    async for frame in socket:
+                        update = JobUpdate.model_validate_json(frame)
+                        after, drops = update.seq, 0
+                        yield update
+                        if update.job.status in TERMINAL:
+                            return
+                raise ConnectionClosedOK(None, None)  # closed before the end: resume
+            except InvalidStatus as exc:
+                raise RpcfleetError(exc.response.status_code, "http_error", str(exc)) from None
+            except ConnectionClosed as exc:
+                error = _closed_error(exc.rcvd.code if exc.rcvd else None,
+                                      exc.rcvd.reason if exc.rcvd else "")
+                if error is not None:
+                    raise error from None
+                drops += 1
+                if drops > RESUMES:
+                    raise
+                await asyncio.sleep(min(0.1 * 2 ** drops, POLL_MAX_S))
 
     async def _send(self, request: _Request) -> Any:
         async for attempt in AsyncRetrying(**_retry_policy(self.retries)):

@@ -17,7 +17,7 @@ from gateway.errors import GatewayError
 from gateway.jobs.service import JobService
 from gateway.routes.deps import CallerDep, require_caller, services
 from gateway.store.rows import JobEventRecord
-from protocol import Job, JobSubmission, codec
+from protocol import Job, JobSubmission, JobUpdate, codec
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_caller)])
 
@@ -137,13 +137,19 @@ async def _socket_caller(websocket: WebSocket, token: str | None) -> Caller | No
             return auth.caller_from_token(token)
         return auth.caller_for_key(bearer(websocket.headers.get("authorization")))
     except GatewayError as exc:
-        await websocket.close(code=WS_POLICY, reason=f"{exc.code}: {exc.message}"[:120])
+        await _refuse(websocket, WS_POLICY, exc)
         return None
 
 
+async def _refuse(websocket: WebSocket, code: int, exc: GatewayError) -> None:
+    """Accept, then close with `code` and why: a socket refused at the handshake is an HTTP 403
+    to a browser, which cannot tell "not allowed" from "no such job"."""
+    await websocket.accept()
+    await websocket.close(code=code, reason=f"{exc.code}: {exc.message}"[:120])
+
+
 def _frame(record: JobEventRecord) -> str:
-    return codec.dumps({"event": record.event, "seq": record.seq,
-                        "job": record.job.model_dump(mode="json")}).decode()
+    return JobUpdate(event=record.event, seq=record.seq, job=record.job).model_dump_json()
 
 
 @sockets.websocket("/v1/jobs/{job_id}/ws")
@@ -158,7 +164,7 @@ async def job_socket(websocket: WebSocket, job_id: str, after: int = 0,
     try:
         await service.get(job_id, caller)
     except GatewayError as exc:
-        await websocket.close(code=WS_NOT_FOUND, reason=f"{exc.code}: {exc.message}"[:120])
+        await _refuse(websocket, WS_NOT_FOUND, exc)
         return
     await websocket.accept()
     try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
-from rpcfleet.client import AsyncClient, Client, RpcfleetError
+from rpcfleet.client import AsyncClient, Client, Job, RpcfleetError
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
 from tests.support.waiting import wait_for
@@ -30,11 +31,12 @@ def test_calls_return_results_and_errors_carry_their_code(
         assert bad.value.call_id and not bad.value.retryable
 
         job = fleet.submit("echo", {"x": 1}, idempotency_key="same")
-        assert fleet.submit("echo", {"x": 1}, idempotency_key="same")["id"] == job["id"]
-        done = fleet.wait(job["id"], timeout=30)
-        assert (done["status"], done["result"]) == ("succeeded", {"x": 1})
+        assert fleet.submit("echo", {"x": 1}, idempotency_key="same").id == job.id
+        done = fleet.wait(job.id, timeout=30)
+        assert (done.status, done.result) == ("succeeded", {"x": 1})
+        assert done.status_url and done.status_url.endswith(f"/v1/jobs/{job.id}")
         with pytest.raises(RpcfleetError) as finished:
-            fleet.cancel(job["id"])
+            fleet.cancel(job.id)
         assert finished.value.code == "conflict"
     with Client(gateway.url) as stranger, pytest.raises(RpcfleetError) as denied:
         stranger.call("echo")
@@ -83,12 +85,51 @@ def test_the_async_client_calls_and_waits_for_jobs(
     start_worker()
     gateway = start_gateway()
 
-    async def scenario() -> tuple[object, dict[str, object]]:
+    async def scenario() -> tuple[object, Job]:
         async with AsyncClient(gateway.url) as fleet:
             results = await asyncio.gather(*(fleet.call("echo", {"i": i}) for i in range(20)))
             job = await fleet.submit("echo", {"y": 2})
-            return results, await fleet.wait(str(job["id"]), timeout=30)
+            return results, await fleet.wait(job.id, timeout=30)
 
     results, job = asyncio.run(scenario())
     assert results == [{"i": i} for i in range(20)]
-    assert (job["status"], job["result"]) == ("succeeded", {"y": 2})
+    assert (job.status, job.result) == ("succeeded", {"y": 2})
+
+
+def test_a_job_is_followed_event_by_event_until_it_ends(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    start_worker()
+    gateway = start_gateway(api_keys="k1")
+    release = tmp_path / "release"
+    with Client(gateway.url, api_key="k1") as fleet:
+        job = fleet.submit("staged", {"release": str(release)})
+        seen = []
+        for update in fleet.events(job.id):
+            seen.append((update.seq, update.event, update.job.progress and
+                         update.job.progress.fraction))
+            if update.event == "progress" and not release.exists():
+                release.touch()  # the handler finishes once it sees this
+        assert seen == [(1, "queued", None), (2, "running", None), (3, "progress", 0.5),
+                        (4, "progress", 1.0), (5, "succeeded", 1.0)]
+        assert [u.seq for u in fleet.events(job.id, after=3)] == [4, 5]  # resumed, not repeated
+        with pytest.raises(RpcfleetError) as unknown:
+            next(iter(fleet.events("no-such-job")))
+        assert unknown.value.code == "not_found"
+    with Client(gateway.url, api_key="wrong") as stranger, pytest.raises(RpcfleetError) as denied:
+        next(iter(stranger.events(job.id)))
+    assert denied.value.code == "unauthorized"
+
+
+def test_the_async_client_follows_a_job_with_async_for(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+
+    async def scenario() -> list[str]:
+        async with AsyncClient(gateway.url) as fleet:
+            job = await fleet.submit("echo", {"z": 3})
+            return [update.event async for update in fleet.events(job.id)]
+
+    assert asyncio.run(scenario()) == ["queued", "running", "succeeded"]

@@ -1,0 +1,80 @@
+"""`workers.testing`: a pool's handlers called in-process answer as the fleet would."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+from workers import JobContext, Pool
+from workers.testing import MethodFailed, PoolTester
+
+pool = Pool("kit", cache=lambda: {"greeting": "hello"})
+
+
+class Name(BaseModel):
+    name: str
+
+
+@pool.method
+def greet(params: Name, cache: dict[str, str]) -> str:
+    return f"{cache['greeting']}, {params.name}"
+
+
+@pool.method(time_limit=0.2)
+def slow(params: dict[str, object]) -> None:
+    import time
+
+    time.sleep(2)
+
+
+@pool.method
+def unserialisable(params: dict[str, object]) -> object:
+    return object()
+
+
+@pool.method
+async def staged(params: dict[str, object], job: JobContext) -> int:
+    job.progress(0.5, "half")
+    await asyncio.sleep(0)
+    return job.attempt
+
+
+@pool.method(batch=4)
+def doubled(params: list[dict[str, int]]) -> list[object]:
+    return [ValueError("odd") if p["n"] % 2 else p["n"] * 2 for p in params]
+
+
+def test_each_failure_carries_the_code_a_client_would_see() -> None:
+    tester = PoolTester(pool)
+    assert tester.call("greet", {"name": "Ada"}) == "hello, Ada"
+    cases = {
+        "invalid_params": lambda: tester.call("greet", {"nom": "Ada"}),
+        "time_limit": lambda: tester.call("slow"),
+        "worker_error": lambda: tester.call("unserialisable"),
+        "unknown_method": lambda: tester.call("nope"),
+    }
+    for code, call in cases.items():
+        with pytest.raises(MethodFailed) as failed:
+            call()
+        assert failed.value.code == code
+
+
+def test_a_job_gets_its_attempt_and_records_progress() -> None:
+    tester = PoolTester(pool)
+    assert tester.call("staged", attempt=2) == 2
+    assert tester.jobs[-1].progress_seen == [(0.5, "half")]
+
+
+async def test_async_tests_use_acall() -> None:
+    tester = PoolTester(pool, cache={"greeting": "hi"})
+    assert await tester.acall("greet", {"name": "Bo"}) == "hi, Bo"
+
+
+def test_a_batch_answers_per_request_and_is_refused_by_call() -> None:
+    tester = PoolTester(pool)
+    answers = tester.call_batch("doubled", [{"n": 2}, {"n": 3}])
+    assert answers[0] == 4 and isinstance(answers[1], MethodFailed)
+    with pytest.raises(TypeError):
+        tester.call("doubled", {"n": 2})

@@ -114,7 +114,7 @@ def nearest(params: NearestQuery, cache: Index) -> list[dict[str, float]]:
 def nearest_batched(params: list[NearestQuery], cache: Index) -> list[object]:
     """`nearest`, batched (SPEC 1.1): up to 32 concurrent queries share one pass over the index.
     Run the pool with --prefetch 32 (or auto) so a batch can fill."""
-    queries = np.empty((len(params), DIMENSIONS), dtype=np.float32)
+    queries = np.zeros((len(params), DIMENSIONS), dtype=np.float32)  # a failed row stays 0
     answers: list[object] = [None] * len(params)
     for i, query in enumerate(params):
         if query.vector_of is not None:

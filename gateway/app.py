@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from gateway import openapi
@@ -21,7 +22,7 @@ from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound,
 from gateway.fastpath import RpcFastPath
 from gateway.jobs import jobs_running
 from gateway.limits import BodyLimit
-from gateway.routes import fleet, health, jobs, ui
+from gateway.routes import contract, fleet, health, jobs, ui
 from gateway.services import Services
 from gateway.settings import GatewaySettings
 
@@ -54,9 +55,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="rpcfleet", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for router in (jobs.router, jobs.sockets, fleet.router, health.router,
+    for router in (jobs.router, jobs.sockets, fleet.router, health.router, contract.router,
                    ui.router):
         app.include_router(router)
+    if settings.pages_dir is not None:
+        app.mount("/pages", StaticFiles(directory=settings.pages_dir), name="pages")
     install_error_handlers(app, settings.retry_after)
     openapi.install(app, services.view)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
@@ -49,6 +50,9 @@ class GatewaySettings(CommonSettings):
     job_store: str | None = None
     job_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     job_timeout_default: float | None = None
+    # A folder of static pages served at /pages/ (same-origin with the API: no CORS needed),
+    # e.g. examples/pages. None: no /pages/.
+    pages_dir: Path | None = None
 
     def bind_host(self) -> str:
         if self.host:

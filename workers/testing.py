@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from protocol import ErrorCode, replies
 from workers.consumer.outcome import Outcome, Stopper, run_batch, run_handler
@@ -35,6 +35,7 @@ from workers.pool import Pool
 
 DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024  # RPCFLEET_MAX_RESULT_BYTES' default
 _BUILD = object()
+T = TypeVar("T")
 
 
 class MethodFailed(Exception):
@@ -75,11 +76,11 @@ class PoolTester:
     def call(self, method: str, params: dict[str, Any] | None = None, *,
              attempt: int = 1) -> Any:
         """The method's result as a client receives it (JSON types), or `MethodFailed`."""
-        return asyncio.run(self.acall(method, params, attempt=attempt))
+        return _run(self.acall(method, params, attempt=attempt))
 
     def call_batch(self, method: str, params: Sequence[dict[str, Any]]) -> list[Any]:
         """One batch call: per request, its result or its `MethodFailed` (not raised)."""
-        return asyncio.run(self.acall_batch(method, params))
+        return _run(self.acall_batch(method, params))
 
     # -- async (for async tests) ----------------------------------------------------------------
     async def acall(self, method: str, params: dict[str, Any] | None = None, *,
@@ -130,6 +131,16 @@ class PoolTester:
             use = "call_batch" if handler.batch else "call"
             raise TypeError(f"{method!r} is {'' if handler.batch else 'not '}batched: use {use}")
         return handler
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, in a thread of its own when this one already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, work).result()
 
 
 def _answer(outcome: Outcome) -> Any:

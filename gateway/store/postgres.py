@@ -255,6 +255,13 @@ class PostgresJobStore:
                     await db.execute("UPDATE jobs SET cancel_pending = FALSE WHERE id = %s",
                                      (job_id,))
                 return False
+            if row[0] == JobStatus.QUEUED and started_ms is not None:
+                # It ran, but its start event has not come: the log shows it running first.
+                await db.execute(
+                    "UPDATE jobs SET status = 'running', worker = COALESCE(%s, worker), "
+                    "attempts = GREATEST(attempts, COALESCE(%s, 1)), started_ms = %s "
+                    "WHERE id = %s", (worker, attempt, started_ms, job_id))
+                await self._event(db, job_id, JobStatus.RUNNING)
             await db.execute(
                 "UPDATE jobs SET status = %s, result = %s, error = %s, finished_ms = %s, "
                 "worker = COALESCE(%s, worker), attempts = GREATEST(attempts, COALESCE(%s, 0)), "

@@ -204,6 +204,13 @@ class SqliteJobStore:
                 if row[0] == JobStatus.CANCELLED:  # the worker saw the cancel: stop replaying it
                     db.execute("UPDATE jobs SET cancel_pending = 0 WHERE id = ?", (job_id,))
                 return False
+            if row[0] == JobStatus.QUEUED and started_ms is not None:
+                # It ran, but its start event has not come (fire and forget, or behind the
+                # reply): the log shows it running before it ends, as it did.
+                db.execute("UPDATE jobs SET status = 'running', worker = COALESCE(?, worker), "
+                           "attempts = MAX(attempts, COALESCE(?, 1)), started_ms = ? "
+                           "WHERE id = ?", (worker, attempt, started_ms, job_id))
+                self._event(job_id, JobStatus.RUNNING)
             db.execute(
                 # The reply's own bookkeeping wins over what events said (they may be lost).
                 # An outcome from a worker ends any cancel it was asked for (cancel_queued sets

@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     env = {**os.environ, "RPCFLEET_AMQP_URL": node.amqp_url,
            "RPCFLEET_STATE_DIR": str(args.state_dir), "PYTHONUNBUFFERED": "1",
            "RPCFLEET_EXAMPLE_CACHE_MB": str(args.cache_mb)}
+    pages = Path(args.app_dir) / "examples" / "pages"
+    if pages.is_dir():  # the example page, same-origin with the API: /pages/jobs.html
+        env.setdefault("RPCFLEET_PAGES_DIR", str(pages.resolve()))
     me = [sys.executable, "-m", "rpcfleet.cli"]
     components = [
         Component("workers", [*me, "worker", args.pool, "--app-dir", args.app_dir,
@@ -137,7 +140,7 @@ def _print_quickstart(base: str, management: str | None) -> None:
         f"  curl -s {base}/v1/jobs/<id>        curl -N {base}/v1/jobs/<id>/events",
         f"  curl -s {base}/v1/workers",
         f"  curl -s -X PUT {base}/v1/pools/vectors/prefetch -d '{{\"prefetch\": 4}}'",
-        f"  open {base}/ui (fleet page) and {base}/docs (API)",
+        f"  open {base}/ui (fleet page), {base}/docs (API), {base}/pages/jobs.html (a job, live)",
     ]
     if management:
         lines.append(f"  RabbitMQ management: {management} (guest/guest)")

@@ -18,7 +18,7 @@ import pytest
 
 from protocol import names
 from rpcfleet.broker import LocalBroker, free_port
-from tests.support.faults import Ledger, account, load
+from tests.support.faults import Ledger, account, load, publish
 from tests.support.fleet import StartWorker, worker_factory
 from tests.support.gateway import StartGateway, gateway_factory, wait_for_workers
 from tests.support.processes import consumer_count
@@ -91,7 +91,7 @@ def test_sigkill_of_a_random_consumer_every_two_seconds_loses_nothing(
     faults.join()
     with httpx.Client(base_url=url, timeout=15) as http:
         report = account(ledger, http)
-    print(f"\nSIGKILL x{len(killed)}: {report}")
+    publish(f"SIGKILL a consumer every 2 s (x{len(killed)})", report)
     assert killed and report.accepted > 20
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
 
@@ -107,7 +107,7 @@ def test_poison_mixed_into_traffic_ends_failed_and_takes_nothing_else_with_it(
         load(ledger, url, LOAD_S)
         report = account(ledger, http)
         ends = [http.get(f"/v1/jobs/{job_id}").json() for job_id in poisons]
-    print(f"\npoison x3: {report}")
+    publish("poison x3 in traffic", report)
     assert [(job["status"], job["error"]["code"]) for job in ends] == \
         [("failed", "max_attempts")] * 3
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
@@ -132,8 +132,8 @@ def test_the_broker_closing_every_connection_every_three_seconds_loses_nothing(
         report = account(ledger, http)
         recovered_in = _time_to_answer(http)  # topology and consumers restored
         ready = http.get("/readyz").status_code
-    print(f"\nclose_all_connections x{len(closes)}: {report}; calls answered {recovered_in:.1f} s "
-          "after the drain")
+    publish(f"close_all_connections every 3 s (x{len(closes)})", report,
+            f"calls answered {recovered_in:.1f} s after the drain")
     assert closes
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
     assert ready == 200
@@ -159,7 +159,7 @@ def test_a_full_queue_refuses_while_workers_are_paused_and_drops_nothing_it_acce
         os.killpg(worker.pid, signal.SIGCONT)
     with httpx.Client(base_url=gateway.url, timeout=15) as http:
         report = account(ledger, http)
-    print(f"\nreject-publish at 20, 50 submitted: {report}")
+    publish("reject-publish at 20, workers paused, 50 submitted", report)
     # The consumer holds one (prefetch 1) besides the 20 the queue takes.
     assert 20 <= report.accepted <= 21 and report.definite_failures == 50 - report.accepted
     refusals = [a for a in ledger.attempts if a.outcome == "fail"]
@@ -192,7 +192,8 @@ def test_broker_stop_app_start_app_fails_fast_while_down_and_completes_every_acc
     with httpx.Client(base_url=url, timeout=15) as http:
         report = account(ledger, http, drain_seconds=120)
         recovered_in = _time_to_answer(http)
-    print(f"\nstop_app for 3 s: {report}; calls answered {recovered_in:.1f} s after the drain")
+    publish("broker stop_app 3 s / start_app", report,
+            f"calls answered {recovered_in:.1f} s after the drain")
     during = [a for a in ledger.attempts if outage[0] + 1 < a.at < outage[1]]
     assert during and all(a.seconds < 3.5 for a in during)  # failed fast, never hung
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
@@ -219,7 +220,7 @@ def test_a_killed_gateway_leaves_the_workers_unharmed_and_its_jobs_end_after_its
     with httpx.Client(base_url=second.url, timeout=15) as http:
         report = account(ledger, http, drain_seconds=60)
         _time_to_answer(http)  # the workers were not harmed
-    print(f"\ngateway SIGKILL: {report}")
+    publish("gateway SIGKILL with calls and jobs in flight", report)
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
 
 
@@ -254,7 +255,8 @@ def test_a_consumer_stopped_past_its_heartbeat_timeout_is_replaced_and_its_late_
         report = account(ledger, http)
         wait_for(lambda: len(_consumer_pids(url)) == 2 and consumer_count(amqp_url, queue) == 2,
                  timeout=30, what="the stopped consumer to serve again")
-    print(f"\nSIGSTOP past the heartbeat ({stopped[0]:.1f} s): {report}")
+    publish("SIGSTOP a consumer past its heartbeat", report,
+            f"dropped by the broker after {stopped[0]:.1f} s")
     assert stopped, "the broker never dropped the stopped consumer"
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
 
@@ -278,7 +280,7 @@ def test_cpu_bound_handlers_for_three_heartbeats_keep_their_connection_and_run_o
         report = account(ledger, http)
         pids_after = sorted(_consumer_pids(url))
     runs = ledger.runs()
-    print(f"\nCPU-bound for {burn_ms / 1000:.0f} s (heartbeat {HEARTBEAT_S} s): {report}")
+    publish(f"CPU-bound handlers {burn_ms / 1000:.0f} s (heartbeat {HEARTBEAT_S} s)", report)
     assert [runs[job_id] for job_id in burners] == [1, 1]  # no redelivery, no second run
     assert [job["attempts"] for job in jobs] == [1, 1]
     assert pids_after == pids_before  # nobody replaced
@@ -321,8 +323,8 @@ def test_memory_and_disk_alarms_answer_503_within_the_publish_timeout_never_a_fa
     with httpx.Client(base_url=url, timeout=15) as http:
         report = account(ledger, http, drain_seconds=120)
         recovered_in = _time_to_answer(http)
-    print(f"\nmemory and disk alarms, 3 s each: {report}; calls answered {recovered_in:.1f} s "
-          "after the drain")
+    publish("memory and disk alarms, 3 s each", report,
+            f"calls answered {recovered_in:.1f} s after the drain")
     for kind, began, ended in windows:
         # Asked while publishes were blocked: answered within the publish timeout (2 s) + 1 s,
         # refused (503) unless the alarm cleared meanwhile; never hanging.
@@ -369,8 +371,8 @@ def test_a_broker_killed_holding_1000_confirmed_jobs_runs_all_of_them_after_its_
             os.killpg(worker.pid, signal.SIGCONT)
         with httpx.Client(base_url=gateway.url, timeout=15) as http:
             report = account(ledger, http, drain_seconds=180)
-        print(f"\nbroker SIGKILL holding 1000 jobs: {report}; all ended "
-              f"{time.monotonic() - started:.1f} s after the restart began")
+        publish("broker SIGKILL holding 1,000 confirmed jobs", report,
+                f"all ended {time.monotonic() - started:.1f} s after the restart began")
         assert report.accepted == 1000
         assert report.lost == [] and report.duplicated == [] and report.failed_jobs == 0, report
     finally:

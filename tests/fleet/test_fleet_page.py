@@ -3,32 +3,12 @@ the fleet. It also leaves a screenshot to look at (tests/artifacts/fleet-page.pn
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
+from playwright.sync_api import Browser
 
-import pytest
-from playwright.sync_api import Browser, sync_playwright
-
+from tests.support.browser import ARTIFACTS
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
 from tests.support.waiting import wait_for
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# The flags a headless Chromium needs as root on a machine with a closed network.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: ./run test installs it (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
 
 
 def test_the_fleet_page_lists_workers_and_sets_prefetch_live(

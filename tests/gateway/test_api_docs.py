@@ -87,3 +87,67 @@ def test_nested_models_become_components_named_after_their_pool() -> None:
     assert set(spec["components"]["schemas"]["maps.Point"]["properties"]) == {"x", "y"}
     result = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert result["properties"]["result"]["required"] == ["x", "y"]  # the top model is inline
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def _resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    if isinstance(node, dict) and set(node) == {"$ref"}:  # a channel's message is a reference
+        return _resolve(document, node["$ref"])
+    return node
+
+
+def test_the_amqp_contract_is_an_asyncapi_document_of_the_announced_methods(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    with gateway.client() as http:
+        document = http.get("/asyncapi.json").json()
+    assert document["asyncapi"] == "3.0.0"
+    for ref in _refs(document):  # every reference resolves inside the document
+        _resolve(document, ref)
+    greet = document["channels"]["basic.greet"]
+    assert greet["address"] == "greet"  # the routing key on the rpcfleet exchange
+    assert greet["bindings"]["amqp"]["exchange"]["name"] == "rpcfleet"
+    request = _resolve(document, greet["messages"]["request"]["$ref"])
+    assert request["payload"]["required"] == ["name"]
+    assert "x-rpcfleet-deadline" in request["headers"]["properties"]
+    operation = document["operations"]["call.basic.greet"]
+    assert operation["action"] == "send"
+    reply = _resolve(document, operation["reply"]["messages"][0]["$ref"])
+    success, failure = reply["payload"]["oneOf"]
+    assert success["properties"]["result"] == {"type": "string"}
+    assert "invalid_params" in failure["properties"]["error"]["properties"]["code"]["enum"]
+    control = {_resolve(document, m["$ref"])["name"]
+               for m in document["channels"]["control"]["messages"].values()}
+    assert control == {"SetPrefetch", "Cancel", "Replayed"}
+
+
+def test_nested_models_resolve_in_the_asyncapi_document_too() -> None:
+    from gateway.asyncapi import asyncapi_document
+
+    pool = Pool("maps")
+
+    @pool.method
+    def length(params: Route) -> Point:
+        return params.stops[0]
+
+    document = asyncapi_document({"maps": pool.docs()})
+    request = document["components"]["messages"]["maps.length.request"]
+    stops = request["payload"]["properties"]["stops"]
+    assert _resolve(document, stops["items"]["$ref"])["required"] == ["x", "y"]
+    for ref in _refs(document):
+        _resolve(document, ref)

@@ -201,3 +201,25 @@ async def test_every_state_and_progress_change_is_an_event_in_order(
     assert events[-1].job.result == {"done": True}
     assert [e.seq for e in await store.events("e", after=3)] == [4, 5]
     await store.close()
+
+
+async def test_a_reply_ahead_of_its_start_event_still_logs_the_job_running_first(
+    stores: StoreFactory
+) -> None:
+    """Start events are fire and forget and may arrive after the reply (or never): the reply's
+    own start time puts `running` in the log before the terminal event, once."""
+    store = await stores()
+    await store.create(_job("r"))
+    assert await store.finish("r", JobStatus.SUCCEEDED, {"ok": 1}, None, 3_000,
+                              worker="w:p:0", attempt=1, started_ms=2_000)
+    assert not await store.started("r", "w:p:0", 1, 2_000)  # the late start event: no change
+    events = await store.events("r")
+    assert [(e.seq, e.event) for e in events] == [(1, "queued"), (2, "running"), (3, "succeeded")]
+    assert events[1].job.status == "running" and events[1].job.worker == "w:p:0"
+    job = await store.get("r")
+    assert job is not None and job.attempts == 1 and job.started_at is not None
+    # Cancelled while queued, never started: no running event.
+    await store.create(_job("c"))
+    assert await store.cancel_queued("c", 1_000)
+    assert [e.event for e in await store.events("c")] == ["queued", "cancelled"]
+    await store.close()

@@ -12,7 +12,10 @@ Every request is recorded as **ok** (200 with a result, or 202), **fail** (a def
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
+import os
 import statistics
 import threading
 import time
@@ -195,3 +198,17 @@ def account(ledger: Ledger, http: httpx.Client, drain_seconds: float = 90) -> Re
         wrong_answers=sum(1 for a in ledger.attempts if a.outcome == "wrong answer"),
         p50_ms=statistics.median(latencies) if latencies else 0.0,
         p99_ms=latencies[int(len(latencies) * 0.99)] if latencies else 0.0)
+
+
+REPORT_ENV = "RPCFLEET_FAULT_REPORT"  # a file the scenarios append their figures to (bench/faults)
+
+
+def publish(scenario: str, report: Report, note: str = "") -> None:
+    """Print a scenario's figures, and append them as a JSON line to $RPCFLEET_FAULT_REPORT."""
+    print(f"\n{scenario}: {report}" + (f"; {note}" if note else ""))
+    target = os.environ.get(REPORT_ENV)
+    if target:
+        row = {"scenario": scenario, "note": note, **dataclasses.asdict(report),
+               "lost": len(report.lost), "duplicated": len(report.duplicated)}
+        with open(target, "a") as out:
+            out.write(json.dumps(row) + "\n")

@@ -26,7 +26,7 @@ COLUMNS = ("accepted", "lost", "duplicated", "reexecutions", "indeterminate", "r
 def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         rows_file = Path(folder) / "faults.jsonl"
-        env = {**os.environ, "RPCFLEET_FAULT_REPORT": str(rows_file)}
+        env = {**os.environ, "FAULTS_REPORT_FILE": str(rows_file)}
         done = subprocess.run([sys.executable, "-m", "pytest", "-m", "slow", "tests/faults",
                                "-q", "-p", "no:cacheprovider", *sys.argv[1:]], cwd=REPO, env=env)
         rows = ([json.loads(line) for line in rows_file.read_text().splitlines()]

@@ -118,7 +118,10 @@ def main() -> None:
         gaps = loop.run_until_complete(progress_latency())
         print(f"a live follower among them: progress every {statistics.median(gaps) * 1000:.0f} "
               "ms (the job reports every 50 ms)")
-        loop.run_until_complete(asyncio.gather(*(s.close() for s in sockets)))
+        async def close_all() -> None:
+            await asyncio.gather(*(socket.close() for socket in sockets))
+
+        loop.run_until_complete(close_all())
         loop.close()
 
 

@@ -19,6 +19,10 @@ class JobHub:
         self._waiters[job_id].add(event)
         return event
 
+    def followed(self) -> list[str]:
+        """The jobs someone in this process follows now."""
+        return list(self._waiters)
+
     def unfollow(self, job_id: str, event: asyncio.Event) -> None:
         waiters = self._waiters.get(job_id)
         if waiters is not None:

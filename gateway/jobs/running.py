@@ -44,6 +44,7 @@ async def jobs_running(services: Services) -> AsyncIterator[JobService]:
         stack.callback(setattr, services, "jobs", None)
         stack.push_async_callback(
             tasks.stop, asyncio.create_task(_housekeeping(store, service, settings.job_retention)))
+        stack.push_async_callback(tasks.stop, asyncio.create_task(service.sweep_followed()))
         yield service
 
 

@@ -54,7 +54,7 @@ log = logging.getLogger("rpcfleet.jobs")
 ANYONE = Caller(owner=None, admin=True)  # the service's own reads, and gateways without keys
 
 SHARED_HANDBACK_S = 1.0  # before handing another host's reply back to the shared queue
-FOLLOW_POLL_S = 1.0  # a follower re-reads the store this often when nothing woke it
+FOLLOW_POLL_S = 1.0  # the store is swept for followed jobs' changes this often
 STORE_BACKOFF_MAX_S = 10.0  # a failing store is retried at least this often
 REPLY_PREFETCH = 64  # each outcome is one small SQLite write: batch the broker round trips
 CANCEL_REPLAY_MS = 24 * 3600 * 1000  # a queued job's cancel is replayed for a day at most
@@ -202,9 +202,9 @@ class JobService:
         the terminal one: every state and progress change, in order (SSE and WebSocket).
 
         Push-driven: this process's changes wake the follower at once (the hub), and so do the
-        changes other gateways announce on rpcfleet.events; a read each second covers the rest
-        (another host's store write whose announcement was lost). An idle follower costs a
-        waiting task and, each second, one indexed read."""
+        changes other gateways announce on rpcfleet.events; one sweep per process each second
+        covers the rest (another host's store write whose announcement was lost), one read for
+        every followed job (`sweep_followed`). An idle follower costs a waiting task."""
         wake = self.hub.follow(job_id)
         try:
             while True:
@@ -214,10 +214,27 @@ class JobService:
                     yield record
                     if record.event in TERMINAL_EVENTS:
                         return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), FOLLOW_POLL_S)
+                await wake.wait()
         finally:
             self.hub.unfollow(job_id, wake)
+
+    async def sweep_followed(self) -> None:
+        """Each FOLLOW_POLL_S: wake the followers of the jobs whose latest event changed in the
+        store since the last sweep (one query for all of them, however many there are)."""
+        seen: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(FOLLOW_POLL_S)
+            followed = self.hub.followed()
+            try:
+                latest = await self.store.latest_seqs(followed) if followed else {}
+            except Exception as exc:  # the next sweep tries again
+                log.warning("could not sweep followed jobs: %r", exc)
+                continue
+            for job_id, seq in latest.items():
+                if seen.get(job_id) != seq:
+                    seen[job_id] = seq
+                    self.hub.notify(job_id)
+            seen = {job_id: seq for job_id, seq in seen.items() if job_id in latest}
 
     async def wait_terminal(self, job_id: str, seconds: float) -> Job:
         event = self.hub.follow(job_id)

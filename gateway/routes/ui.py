@@ -7,9 +7,11 @@ from pathlib import Path
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
+from gateway.errors import NotFound
 from gateway.routes.deps import require_admin_page
 
 UI = Path(__file__).resolve().parents[1] / "ui"
+SCRIPTS = frozenset({"fleet", "charts"})
 
 router = APIRouter(tags=["fleet"], include_in_schema=False)
 
@@ -24,9 +26,11 @@ async def login() -> FileResponse:
     return FileResponse(UI / "login.html")
 
 
-@router.get("/ui/fleet.js")
-async def script() -> FileResponse:
-    return FileResponse(UI / "fleet.js", media_type="text/javascript")
+@router.get("/ui/{name}.js")
+async def script(name: str) -> FileResponse:
+    if name not in SCRIPTS:
+        raise NotFound(f"no script {name}.js")
+    return FileResponse(UI / f"{name}.js", media_type="text/javascript")
 
 
 @router.get("/ui/fleet.css")

@@ -3,6 +3,7 @@ a finish that changes nothing says so (a redelivered reply is harmless)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -79,6 +80,11 @@ class JobStore(Protocol):
     async def events(self, job_id: str, after: int = 0) -> list[JobEventRecord]:
         """The job's events after `after`, in order: every state and progress change, each
         with its `seq` (from 1) and the job object as of it."""
+        ...
+
+    async def latest_seqs(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """Per job (of those that have events), the seq of its latest event: one read for
+        many followed jobs."""
         ...
 
     async def owner(self, job_id: str) -> str | None:

@@ -12,6 +12,7 @@ Needs the `postgres` extra: `pip install 'rpcfleet[postgres]'`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
@@ -240,6 +241,11 @@ class PostgresJobStore:
                                "seq > %s ORDER BY seq", (job_id, after))
         current = await self.get(job_id) if any(r[2] is None for r in rows) else None
         return events_from_rows(rows, lambda: current)
+
+    async def latest_seqs(self, job_ids: Sequence[str]) -> dict[str, int]:
+        rows = await self._all("SELECT job_id, MAX(seq) FROM events WHERE job_id = ANY(%s) "
+                               "GROUP BY job_id", (list(job_ids),))
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                      at_ms: int, worker: str | None = None, attempt: int | None = None,

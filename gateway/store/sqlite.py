@@ -11,7 +11,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -180,6 +180,18 @@ class SqliteJobStore:
 
     async def events(self, job_id: str, after: int = 0) -> list[JobEventRecord]:
         return await self._run(self._events, job_id, after)
+
+    async def latest_seqs(self, job_ids: Sequence[str]) -> dict[str, int]:
+        return await self._run(self._latest_seqs, list(job_ids))
+
+    def _latest_seqs(self, job_ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(job_ids), 500):  # SQLite's bound-parameter limit
+            chunk = job_ids[start:start + 500]
+            found.update(self._db.execute(
+                f"SELECT job_id, MAX(seq) FROM events WHERE job_id IN "
+                f"({','.join('?' * len(chunk))}) GROUP BY job_id", chunk).fetchall())
+        return found
 
     def _events(self, job_id: str, after: int) -> list[JobEventRecord]:
         rows = self._db.execute("SELECT seq, event, job FROM events WHERE job_id = ? AND "

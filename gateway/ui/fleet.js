@@ -3,6 +3,8 @@
 
 const REFRESH_MS = 2000; // the fleet changes within 2 s of a prefetch command: show it as fast
 const key = sessionStorage.getItem("rpcfleet-key") || cookie("rpcfleet_key");
+const charts = new FleetCharts(document.getElementById("charts"));
+const processedBefore = new Map(); // worker id -> {t, processed}: its answer rate
 
 function cookie(name) {
   const found = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
@@ -87,12 +89,26 @@ function render(workers, pools) {
       .className = "num prefetch-value";
     cell(row, w.in_flight, true);
     cell(row, w.processed, true);
+    cell(row, rate(w), true).classList.add("rate");
     cell(row, w.failed, true);
     cell(row, mib(w.pss_bytes), true);
     cell(row, mib(w.cache_bytes) + (w.cache_shape ? " · " + w.cache_shape : ""));
     cell(row, w.last_seen);
     prefetchControl(row, "/v1/workers/" + encodeURIComponent(w.id) + "/prefetch", w.id);
   }
+}
+
+function rate(worker) {
+  const now = Date.now(), before = processedBefore.get(worker.id);
+  if (!before || now - before.t > 30000) {
+    processedBefore.set(worker.id, { t: now, processed: worker.processed, rate: null });
+    return "–";
+  }
+  if (now - before.t >= 1500) {
+    before.rate = (worker.processed - before.processed) / ((now - before.t) / 1000);
+    before.t = now; before.processed = worker.processed;
+  }
+  return before.rate === null ? "–" : before.rate.toFixed(1);
 }
 
 function summarise(workers, stats) {
@@ -115,9 +131,11 @@ function summarise(workers, stats) {
 
 async function refresh() {
   try {
-    const [workers, stats] = await Promise.all([api("GET", "/v1/workers"),
-      api("GET", "/v1/pools")]);
-    render(workers, summarise(workers, stats));
+    const [workers, stats, metrics] = await Promise.all([api("GET", "/v1/workers"),
+      api("GET", "/v1/pools"), fetch("/metrics").then((r) => r.text())]);
+    const pools = summarise(workers, stats);
+    render(workers, pools);
+    charts.add(Date.now(), metrics, pools);
     const focused = document.activeElement && document.activeElement.tagName === "INPUT";
     if (!focused) setStatus(workers.length + " workers · updated " +
       new Date().toLocaleTimeString());

@@ -31,6 +31,7 @@ LOAD_S = 12.0
 
 
 HEARTBEAT_S = 5
+ALARM_S = 5  # longer than the publish timeout (2 s): what is asked early is refused
 
 
 def _fleet(start_worker: StartWorker, start_gateway: StartGateway, ledger: Path,
@@ -308,12 +309,13 @@ def test_memory_and_disk_alarms_answer_503_within_the_publish_timeout_never_a_fa
             wait_for(lambda kind=kind: kind in node.ctl("eval", "rabbit_alarm:get_alarms()."),
                      what=f"the {kind} alarm")
             began = time.monotonic()
-            time.sleep(3)  # how long the alarm lasts
+            time.sleep(ALARM_S)  # how long the alarm lasts
+            clearing = time.monotonic()
             node.ctl(*clear_it)
             wait_for(lambda kind=kind: kind not in node.ctl("eval",
                                                             "rabbit_alarm:get_alarms()."),
                      what=f"the {kind} alarm to clear")
-            windows.append((kind, began, time.monotonic()))
+            windows.append((kind, began, clearing))
 
     fault = _in_background(alarm_in_the_middle)
     try:
@@ -323,17 +325,21 @@ def test_memory_and_disk_alarms_answer_503_within_the_publish_timeout_never_a_fa
     with httpx.Client(base_url=url, timeout=15) as http:
         report = account(ledger, http, drain_seconds=120)
         recovered_in = _time_to_answer(http)
-    publish("memory and disk alarms, 3 s each", report,
-            f"calls answered {recovered_in:.1f} s after the drain")
-    for kind, began, ended in windows:
-        # Asked while publishes were blocked: answered within the publish timeout (2 s) + 1 s,
-        # refused (503) unless the alarm cleared meanwhile; never hanging.
-        asked = [a for a in ledger.attempts if began <= a.at - a.seconds <= ended - 0.5]
+    refusals = []
+    for kind, began, clearing in windows:
+        # Asked while the alarm held (and at least the publish timeout before it cleared):
+        # answered within the publish timeout (2 s) + 1 s, never hanging.
+        asked = [a for a in ledger.attempts if began <= a.at - a.seconds <= clearing - 2.5]
         refused = [a for a in asked if a.status == 503]
-        print(f"{kind} alarm: {len(asked)} asked, {len(refused)} refused, slowest "
-              f"{max((a.seconds for a in asked), default=0):.1f} s")
-        assert refused, f"nothing was refused during the {kind} alarm"
-        assert all(a.seconds < 3.0 for a in refused), kind
+        refusals += refused
+        slowest = max((a.seconds for a in asked), default=0)
+        print(f"{kind} alarm: {len(asked)} asked, {len(refused)} refused (503), slowest "
+              f"{slowest:.1f} s")
+        assert asked and slowest < 3.0, kind
+    publish(f"memory and disk alarms, {ALARM_S} s each", report,
+            f"{len(refusals)} refused (503) while blocked; calls answered {recovered_in:.1f} s "
+            "after the drain")
+    assert refusals, "no publish was refused while the broker blocked publishers"
     assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
 
 

@@ -3,6 +3,8 @@ the fleet. It also leaves a screenshot to look at (tests/artifacts/fleet-page.pn
 
 from __future__ import annotations
 
+import json
+
 from playwright.sync_api import Browser
 
 from tests.support.browser import ARTIFACTS
@@ -40,6 +42,22 @@ def test_the_fleet_page_lists_workers_and_sets_prefetch_live(
     page.wait_for_function(
         "() => [...document.querySelectorAll('#workers .prefetch-value')]"
         ".every(td => td.textContent.trim() === '3')", timeout=10_000)
+    # Live charts: calls made now show as calls/s and latency on the pool's charts.
+    with gateway.client(headers={"Authorization": "Bearer caller"}) as http:
+        def busy() -> bool:
+            for n in range(20):
+                assert http.post("/v1/rpc/echo", json={"n": n}).status_code == 200
+            latest = page.locator("[data-pool-charts=basic] canvas[data-chart=calls]") \
+                .get_attribute("data-latest")
+            return bool(latest) and json.loads(latest)[0] > 0
+        wait_for(busy, timeout=20, what="calls/s on the pool's chart")
+    latency = json.loads(page.locator("[data-pool-charts=basic] canvas[data-chart=latency]")
+                         .get_attribute("data-latest") or "[]")
+    assert latency and latency[0] is not None and latency[0] > 0  # p50, in ms
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#workers td.rate')]"
+        ".some(td => /^[0-9.]+$/.test(td.textContent))",
+        timeout=10_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "fleet-page.png"), full_page=True)
     assert (ARTIFACTS / "fleet-page.png").stat().st_size > 10_000

@@ -200,11 +200,11 @@ def account(ledger: Ledger, http: httpx.Client, drain_seconds: float = 90) -> Re
         p99_ms=latencies[int(len(latencies) * 0.99)] if latencies else 0.0)
 
 
-REPORT_ENV = "RPCFLEET_FAULT_REPORT"  # a file the scenarios append their figures to (bench/faults)
+REPORT_ENV = "FAULTS_REPORT_FILE"  # the scenarios append their figures here (bench/faults)
 
 
 def publish(scenario: str, report: Report, note: str = "") -> None:
-    """Print a scenario's figures, and append them as a JSON line to $RPCFLEET_FAULT_REPORT."""
+    """Print a scenario's figures, and append them as a JSON line to $FAULTS_REPORT_FILE."""
     print(f"\n{scenario}: {report}" + (f"; {note}" if note else ""))
     target = os.environ.get(REPORT_ENV)
     if target:

@@ -5,7 +5,9 @@ answer wrong. Slow (tens of seconds each): `./run test -m slow`, run by CI as it
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pickle
 import random
 import signal
 import threading
@@ -13,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import aio_pika
 import httpx
 import pytest
 
@@ -22,7 +25,7 @@ from tests.support.faults import Ledger, account, load, publish
 from tests.support.fleet import StartWorker, worker_factory
 from tests.support.gateway import StartGateway, gateway_factory, wait_for_workers
 from tests.support.processes import consumer_count
-from tests.support.rabbit import Vhost, crash
+from tests.support.rabbit import Vhost, crash, short_consumer_timeout
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -385,3 +388,79 @@ def test_a_broker_killed_holding_1000_confirmed_jobs_runs_all_of_them_after_its_
         for factory in (gateways, workers):
             next(factory, None)
         node.stop()
+
+
+def test_handlers_longer_than_the_consumer_timeout_lose_nothing_and_the_fleet_keeps_serving(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """The node closes a consumer's channel when a delivery stays unacked past its
+    consumer_timeout (2 s here): long jobs among the load run past it, again and again."""
+    with short_consumer_timeout(vhost, 2000):  # channels read it when they open: first
+        url = _fleet(start_worker, start_gateway, tmp_path / "ledger")
+        ledger = Ledger(tmp_path / "ledger")
+        with httpx.Client(base_url=url, timeout=15) as http:
+            for _ in range(4):
+                ledger.submit(http, ms=3000)  # each outlives the consumer_timeout
+            load(ledger, url, LOAD_S)
+            report = account(ledger, http, drain_seconds=120)
+            recovered_in = _time_to_answer(http)
+    logs = "".join(path.read_text() for path in tmp_path.glob("worker*.log"))
+    closes = logs.count("subscription restored")
+    publish("handlers past a 2 s consumer_timeout", report,
+            f"{closes} channel closes, each restored; calls answered {recovered_in:.1f} s "
+            "after the drain")
+    assert closes >= 1, "the broker never closed a channel at its consumer_timeout"
+    assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
+    assert report.failed_jobs == 0
+
+
+def test_garbage_published_straight_to_a_pool_queue_is_dead_lettered_and_harms_nothing(
+    amqp_url: str, vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway,
+    tmp_path: Path
+) -> None:
+    url = _fleet(start_worker, start_gateway, tmp_path / "ledger")
+    ledger = Ledger(tmp_path / "ledger")
+    pids = sorted(_consumer_pids(url))
+    queue = names.pool_queue("ledger")
+    garbage = {
+        "not JSON": dict(body=b"{not json", type="effect", correlation_id="g-json"),
+        "no correlation_id": dict(body=b"{}", type="effect", correlation_id=None),
+        "a pickle blob": dict(body=pickle.dumps({"value": 1}), type="effect",
+                              correlation_id="g-pickle", content_type="application/x-pickle"),
+        "an unknown method, no reply_to": dict(body=b"{}", type="no.such.method",
+                                               correlation_id="g-method"),
+        "huge headers": dict(body=b"\xff\xfe", type="effect", correlation_id="g-headers",
+                             headers={f"x-junk-{n}": "j" * 1000 for n in range(100)}),
+    }
+
+    async def publish_garbage() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            for _ in range(3):
+                for fields in garbage.values():
+                    await channel.default_exchange.publish(
+                        aio_pika.Message(**fields), routing_key=queue)  # type: ignore[arg-type]
+                await asyncio.sleep(1)  # spread over the load, not a wait for a condition
+
+    sender = _in_background(lambda: asyncio.run(publish_garbage()))
+    try:
+        load(ledger, url, LOAD_S)
+    finally:
+        sender.join()
+    with httpx.Client(base_url=url, timeout=15) as http:
+        report = account(ledger, http)
+
+    async def dead_reasons() -> list[str]:
+        from tests.support.amqp_client import amqp_client
+
+        async with amqp_client(amqp_url) as client:
+            letters = await client.drain_queue(names.dead_queue("ledger"), expect=15, timeout=20)
+        return [str((m.headers or {}).get(names.HEADER_DEAD_REASON)) for m in letters]
+
+    reasons = asyncio.run(dead_reasons())
+    publish("garbage on a pool queue (5 kinds x 3)", report,
+            f"{len(reasons)} dead-lettered ({', '.join(sorted(set(reasons)))})")
+    assert reasons == ["malformed"] * 15
+    assert sorted(_consumer_pids(url)) == pids  # no consumer died of it
+    assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report

@@ -135,3 +135,20 @@ def crash(node: LocalBroker) -> None:
     if node._process is not None:
         node._process.wait(timeout=30)
         node._process = None
+
+
+DEFAULT_CONSUMER_TIMEOUT_MS = 86_400_000  # what rpcfleet.broker configures
+DEFAULT_TICK_MS = 60_000
+
+
+@contextmanager
+def short_consumer_timeout(vhost: Vhost, timeout_ms: int = 2000) -> Iterator[None]:
+    """The node closes a channel whose delivery stays unacked past `timeout_ms` (checked every
+    0.2 s), then goes back to rpcfleet's 24 h."""
+    set_broker_env(vhost, "consumer_timeout", timeout_ms)
+    set_broker_env(vhost, "channel_tick_interval", 200)
+    try:
+        yield
+    finally:
+        set_broker_env(vhost, "consumer_timeout", DEFAULT_CONSUMER_TIMEOUT_MS)
+        set_broker_env(vhost, "channel_tick_interval", DEFAULT_TICK_MS)

@@ -10,23 +10,16 @@ from protocol import names, replies
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.processes import consumer_count
-from tests.support.rabbit import Vhost, close_channels, set_broker_env
+from tests.support.rabbit import Vhost, close_channels
+from tests.support.rabbit import short_consumer_timeout as consumer_timeout_of
 from tests.support.waiting import async_wait_for
-
-DEFAULT_CONSUMER_TIMEOUT_MS = 86_400_000  # what rpcfleet.broker configures
-DEFAULT_TICK_MS = 60_000
 
 
 @pytest.fixture
 def short_consumer_timeout(vhost: Vhost) -> Iterator[None]:
     """The broker closes a channel whose delivery stays unacked for 2 s (checked every 0.2 s)."""
-    set_broker_env(vhost, "consumer_timeout", 2000)
-    set_broker_env(vhost, "channel_tick_interval", 200)
-    try:
+    with consumer_timeout_of(vhost, 2000):
         yield
-    finally:
-        set_broker_env(vhost, "consumer_timeout", DEFAULT_CONSUMER_TIMEOUT_MS)
-        set_broker_env(vhost, "channel_tick_interval", DEFAULT_TICK_MS)
 
 
 def _queue(vhost: Vhost) -> tuple[int, int, int]:

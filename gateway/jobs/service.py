@@ -197,6 +197,12 @@ class JobService:
             raise NotFound(f"no job {job_id!r}")
         return job
 
+    async def recent(self, caller: Caller, limit: int, status: JobStatus | None = None,
+                     method: str | None = None) -> list[Job]:
+        """The newest jobs the caller may see (a caller key: its own; an admin: all)."""
+        return await self.store.recent(limit, status, method,
+                                       caller.owner if caller.restricted else None)
+
     async def follow(self, job_id: str, after: int = 0) -> AsyncGenerator[JobEventRecord, None]:
         """The job's events after `after`, then the live ones as they are stored, ending with
         the terminal one: every state and progress change, in order (SSE and WebSocket).

@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    Query,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.responses import StreamingResponse
 from starlette.requests import HTTPConnection
 
@@ -16,8 +25,8 @@ from gateway.calls import trace_context
 from gateway.errors import GatewayError
 from gateway.jobs.service import JobService
 from gateway.routes.deps import CallerDep, require_caller, services
-from gateway.store.rows import JobEventRecord
-from protocol import Job, JobSubmission, JobUpdate, codec
+from gateway.store.rows import RECENT_MAX, JobEventRecord
+from protocol import Job, JobStatus, JobSubmission, JobUpdate, codec
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_caller)])
 
@@ -70,6 +79,19 @@ async def submit(method: str, request: Request, caller: CallerDep,
                             media_type="application/json", headers=headers)
     return Response(job_body(job, request), status_code=202, media_type="application/json",
                     headers=headers)
+
+
+@router.get("/v1/jobs", response_model=list[Job],
+            summary="The newest jobs first: a caller key's own, every job for an admin")
+async def list_jobs(
+    request: Request, caller: CallerDep,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
+    method: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=RECENT_MAX)] = 50,
+) -> Response:
+    found = await jobs(request).recent(caller, limit, status, method)
+    return Response(b"[" + b",".join(job_body(job, request) for job in found) + b"]",
+                    media_type="application/json")
 
 
 @router.get("/v1/jobs/{job_id}", name="get_job", response_model=Job, summary="The job object")

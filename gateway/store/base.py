@@ -87,6 +87,11 @@ class JobStore(Protocol):
         many followed jobs."""
         ...
 
+    async def recent(self, limit: int, status: str | None = None, method: str | None = None,
+                     owner: str | None = None) -> list[Job]:
+        """The newest jobs first (at most RECENT_MAX), filtered when a filter is given."""
+        ...
+
     async def owner(self, job_id: str) -> str | None:
         """The fingerprint of the key that submitted the job (None: unknown job, or no keys)."""
         ...

@@ -20,10 +20,13 @@ from gateway.store.rows import (
     CANCELLED_QUEUED,
     COLUMNS,
     NEVER_CONFIRMED,
+    RECENT_SQL,
     TERMINAL_EVENTS,
     JobEventRecord,
     events_from_rows,
     job_from_row,
+    jobs_from_joined,
+    recent_args,
 )
 from protocol import ErrorBody, Job, JobStatus, codec
 
@@ -52,6 +55,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_ms);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_ms);
 CREATE INDEX IF NOT EXISTS jobs_cancel_pending ON jobs (cancel_pending) WHERE cancel_pending;
 CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (publish_lease_ms) WHERE NOT published;
 CREATE TABLE IF NOT EXISTS outbox (
@@ -199,6 +203,12 @@ class PostgresJobStore:
             "SELECT state, attempts, last_error FROM outbox WHERE job_id = %s",
             (job_id,))).fetchone()
         return job_from_row(tuple(row), tuple(outbox) if outbox is not None else None)
+
+    async def recent(self, limit: int, status: str | None = None, method: str | None = None,
+                     owner: str | None = None) -> list[Job]:
+        # Typed placeholders: PostgreSQL cannot infer the type of "%s IS NULL" alone.
+        sql = RECENT_SQL.format(p="%s::text").replace("LIMIT %s::text", "LIMIT %s")
+        return jobs_from_joined(await self._all(sql, recent_args(limit, status, method, owner)))
 
     async def owner(self, job_id: str) -> str | None:
         row = await self._one("SELECT owner FROM jobs WHERE id = %s", (job_id,))

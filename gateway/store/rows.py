@@ -39,6 +39,26 @@ def events_from_rows(rows: Sequence[Sequence[Any]],
 
 COLUMNS = ("id, method, status, result, error, progress, attempts, worker, created_ms, "
            "started_ms, finished_ms, callback_url")
+# The newest jobs, with their callback's state (one query): `recent` in both stores, whose
+# placeholder is "?" or "%s"; the filters are optional (NULL: any).
+RECENT_SQL = ("SELECT " + ", ".join("j." + column.strip() for column in COLUMNS.split(","))
+              + ", o.state, o.attempts, o.last_error FROM jobs j LEFT JOIN outbox o ON "
+              "o.job_id = j.id WHERE ({p} IS NULL OR j.status = {p}) AND ({p} IS NULL OR "
+              "j.method = {p}) AND ({p} IS NULL OR j.owner = {p}) ORDER BY j.created_ms DESC "
+              "LIMIT {p}")
+RECENT_MAX = 200
+
+
+def recent_args(limit: int, status: str | None, method: str | None,
+                owner: str | None) -> tuple[Any, ...]:
+    return (status, status, method, method, owner, owner, max(1, min(limit, RECENT_MAX)))
+
+
+def jobs_from_joined(rows: Sequence[Sequence[Any]]) -> list[Job]:
+    """Rows of RECENT_SQL: the job's columns, then its outbox row's (NULLs when none)."""
+    width = len(COLUMNS.split(","))
+    return [job_from_row(tuple(row[:width]), tuple(row[width:]) if row[width] is not None
+                         else None) for row in rows]
 
 
 def job_from_row(row: tuple[Any, ...], outbox: tuple[Any, ...] | None) -> Job:

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner TEXT  -- a fingerprint of the API key that submitted it (NULL: keys not in use)
 );
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_ms);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_ms);
 CREATE INDEX IF NOT EXISTS jobs_cancel_pending ON jobs (cancel_pending) WHERE cancel_pending = 1;
 CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (publish_lease_ms) WHERE published = 0;
 CREATE TABLE IF NOT EXISTS outbox (

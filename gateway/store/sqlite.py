@@ -22,10 +22,13 @@ from gateway.store.rows import (
     CANCELLED_QUEUED,
     COLUMNS,
     NEVER_CONFIRMED,
+    RECENT_SQL,
     TERMINAL_EVENTS,
     JobEventRecord,
     events_from_rows,
     job_from_row,
+    jobs_from_joined,
+    recent_args,
 )
 from gateway.store.schema import connect
 from protocol import ErrorBody, Job, JobStatus, codec
@@ -125,6 +128,12 @@ class SqliteJobStore:
                            (error.model_dump_json(), at_ms, job_id))
                 self._event(job_id, JobStatus.FAILED)
         return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def recent(self, limit: int, status: str | None = None, method: str | None = None,
+                     owner: str | None = None) -> list[Job]:
+        rows = await self._run(lambda: self._db.execute(
+            RECENT_SQL.format(p="?"), recent_args(limit, status, method, owner)).fetchall())
+        return jobs_from_joined(rows)
 
     async def owner(self, job_id: str) -> str | None:
         row = await self._run(lambda: self._db.execute(

@@ -129,12 +129,45 @@ function summarise(workers, stats) {
   return [...pools.values()].sort((a, b) => a.pool.localeCompare(b.pool));
 }
 
+let shownJob = null; // the job whose detail is open
+
+function renderJobs(jobs) {
+  const body = document.querySelector("#jobs tbody");
+  body.replaceChildren();
+  for (const job of jobs) {
+    const row = body.insertRow();
+    row.dataset.job = job.id;
+    row.className = "job " + job.status;
+    cell(row, job.id.slice(0, 12) + "…").title = job.id;
+    cell(row, job.method);
+    cell(row, job.status);
+    cell(row, job.progress ? Math.round(job.progress.fraction * 100) + "%" : "–", true);
+    cell(row, job.attempts, true);
+    cell(row, job.worker || "–");
+    cell(row, job.created_at.replace("T", " ").slice(0, 19));
+    cell(row, job.finished_at ? job.finished_at.replace("T", " ").slice(0, 19) : "–");
+    cell(row, job.error ? job.error.code : "");
+    row.addEventListener("click", () => { shownJob = job.id; showJob(jobs); });
+  }
+  showJob(jobs);
+}
+
+function showJob(jobs) {
+  const detail = document.getElementById("job-detail");
+  const job = jobs.find((j) => j.id === shownJob);
+  detail.hidden = !job;
+  if (job) detail.textContent = JSON.stringify(job, null, 2);
+}
+
 async function refresh() {
   try {
-    const [workers, stats, metrics] = await Promise.all([api("GET", "/v1/workers"),
-      api("GET", "/v1/pools"), fetch("/metrics").then((r) => r.text())]);
+    const status = document.getElementById("job-status").value;
+    const [workers, stats, metrics, jobs] = await Promise.all([api("GET", "/v1/workers"),
+      api("GET", "/v1/pools"), fetch("/metrics").then((r) => r.text()),
+      api("GET", "/v1/jobs?limit=20" + (status ? "&status=" + status : ""))]);
     const pools = summarise(workers, stats);
     render(workers, pools);
+    renderJobs(jobs);
     charts.add(Date.now(), metrics, pools);
     const focused = document.activeElement && document.activeElement.tagName === "INPUT";
     if (!focused) setStatus(workers.length + " workers · updated " +
@@ -144,6 +177,7 @@ async function refresh() {
   }
 }
 
+document.getElementById("job-status").addEventListener("change", () => refresh());
 refresh();
 setInterval(() => {
   // Do not rebuild the tables under someone typing a prefetch value.

@@ -58,6 +58,20 @@ def test_the_fleet_page_lists_workers_and_sets_prefetch_live(
         "() => [...document.querySelectorAll('#workers td.rate')]"
         ".some(td => /^[0-9.]+$/.test(td.textContent))",
         timeout=10_000)
+    # Recent jobs, newest first, with a state filter and the job's detail on a click.
+    with gateway.client(headers={"Authorization": "Bearer caller"}) as http:
+        job_id = http.post("/v1/jobs/echo", json={"params": {"shown": True}}).json()["id"]
+    row = page.locator(f"#jobs tr[data-job='{job_id}']")
+    row.wait_for(timeout=10_000)
+    page.wait_for_function(f"() => document.querySelector(\"#jobs tr[data-job='{job_id}']\")"
+                           ".classList.contains('succeeded')", timeout=10_000)
+    row.click()
+    assert json.loads(page.locator("#job-detail").inner_text())["result"] == {"shown": True}
+    page.select_option("#job-status", "failed")
+    page.wait_for_function("() => document.querySelectorAll('#jobs tbody tr').length === 0",
+                           timeout=10_000)
+    page.select_option("#job-status", "")
+    row.wait_for(timeout=10_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "fleet-page.png"), full_page=True)
     assert (ARTIFACTS / "fleet-page.png").stat().st_size > 10_000

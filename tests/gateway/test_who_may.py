@@ -100,3 +100,31 @@ def test_allowed_hosts_and_origins_are_settings(
     assert named.status_code == 200
     assert error_code(localhost) == (403, "forbidden")
     assert page.status_code == 202
+
+
+def test_the_job_list_shows_a_caller_its_own_jobs_and_an_admin_all_of_them(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway(api_keys="alice,bob", admin_keys="root")
+    wait_for_workers(gateway, 1, headers=_as("root"))
+    with gateway.client() as http:
+        alices = [submit(http, "echo", {"n": n}, headers=_as("alice")).json()["id"]
+                  for n in range(3)]
+        bobs = submit(http, "echo", {"n": 9}, headers=_as("bob")).json()["id"]
+        http.headers.update(_as("alice"))
+        for job_id in alices:
+            until(http, job_id, "succeeded")
+        mine = http.get("/v1/jobs").json()
+        newest_two = http.get("/v1/jobs", params={"limit": 2}).json()
+        everything = http.get("/v1/jobs", headers=_as("root")).json()
+        queued = http.get("/v1/jobs", params={"status": "queued"}).json()
+        bad = http.get("/v1/jobs", params={"status": "sleeping"})
+        anonymous = httpx.get(f"{gateway.url}/v1/jobs")
+    assert [job["id"] for job in mine] == alices[::-1]  # newest first, only alice's
+    assert [job["id"] for job in newest_two] == alices[:0:-1]
+    assert {job["id"] for job in everything} == {*alices, bobs}
+    assert all(job["status_url"].endswith(f"/v1/jobs/{job['id']}") for job in everything)
+    assert queued == []
+    assert error_code(bad) == (422, "invalid_params")
+    assert error_code(anonymous) == (401, "unauthorized")

@@ -223,3 +223,23 @@ async def test_a_reply_ahead_of_its_start_event_still_logs_the_job_running_first
     assert await store.cancel_queued("c", 1_000)
     assert [e.event for e in await store.events("c")] == ["queued", "cancelled"]
     await store.close()
+
+
+async def test_the_newest_jobs_are_listed_first_filtered_by_state_method_and_owner(
+    stores: StoreFactory
+) -> None:
+    store = await stores()
+    await store.create(NewJob(id="old", method="echo", created_ms=1_000, owner="alice",
+                              callback_url="https://example.com/hook"))
+    await store.create(NewJob(id="mid", method="greet", created_ms=2_000, owner="bob"))
+    await store.create(NewJob(id="new", method="echo", created_ms=3_000, owner="alice"))
+    assert await store.finish("old", JobStatus.SUCCEEDED, {"n": 1}, None, 4_000)
+    assert [j.id for j in await store.recent(10)] == ["new", "mid", "old"]
+    assert [j.id for j in await store.recent(2)] == ["new", "mid"]
+    assert [j.id for j in await store.recent(10, status="queued")] == ["new", "mid"]
+    assert [j.id for j in await store.recent(10, method="echo")] == ["new", "old"]
+    assert [j.id for j in await store.recent(10, owner="alice")] == ["new", "old"]
+    old = (await store.recent(10, status="succeeded"))[0]
+    assert old.result == {"n": 1} and old.callback is not None  # the whole job, callback too
+    assert old.callback.state == "pending"
+    await store.close()

@@ -108,6 +108,7 @@ def _classify(response: httpx.Response) -> tuple[str, str | None]:
     return FAIL, None
 
 
+TERMINAL_STATES = ("succeeded", "failed", "cancelled", "expired")
 JOB_PACE_S = 0.02  # a job client submits at most 50 jobs/s: the workers can drain them after
 
 
@@ -165,10 +166,15 @@ def account(ledger: Ledger, http: httpx.Client, drain_seconds: float = 90) -> Re
         return response.json() if response.status_code == 200 else None
 
     def all_ended() -> bool:
-        return all((job := final(a.job_id or "")) is None or job["status"] in
-                   ("succeeded", "failed", "cancelled", "expired") for a in accepted)
+        return all((job := final(a.job_id or "")) is None or job["status"] in TERMINAL_STATES
+                   for a in accepted)
 
-    wait_for(all_ended, timeout=drain_seconds, interval=0.5, what="every accepted job to end")
+    def unfinished() -> str:
+        jobs_left = [(a.job_id, (final(a.job_id or "") or {}).get("status")) for a in accepted]
+        return f"not ended: {[j for j in jobs_left if j[1] not in TERMINAL_STATES][:10]}"
+
+    wait_for(all_ended, timeout=drain_seconds, interval=0.5, what="every accepted job to end",
+             detail=unfinished)
     effects, runs = ledger.effects(), ledger.runs()
     first = {a.job_id: final(a.job_id or "") for a in jobs}
     again = {a.job_id: final(a.job_id or "") for a in jobs}  # a terminal state never changes

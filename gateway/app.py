@@ -46,6 +46,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             log.warning("no RPCFLEET_API_KEYS / RPCFLEET_ADMIN_KEYS: every route is open; "
                         "keep this gateway on 127.0.0.1 or set keys")
         async with AsyncExitStack() as stack:
+            services.tracing.configure("rpcfleet-gateway", settings.otel_exporter)
+            stack.callback(services.tracing.shutdown)
             stack.callback(services.metrics.close)
             await stack.enter_async_context(services.link)
             await stack.enter_async_context(services.queues)

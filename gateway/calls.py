@@ -57,6 +57,13 @@ def trace_context(header: Callable[[str], str | None]) -> dict[str, str] | None:
 
 async def perform_call(found: Services, method: str, body: bytes, timeout: float | None,
                        call_id: str | None = None, trace: dict[str, str] | None = None) -> bytes:
+    """The sync call, inside its spans when tracing is on (see transport.tracing)."""
+    with found.tracing.publishing(f"POST /v1/rpc/{method}", method, trace, now_ms()) as headers:
+        return await _perform_call(found, method, body, timeout, call_id, headers)
+
+
+async def _perform_call(found: Services, method: str, body: bytes, timeout: float | None,
+                        call_id: str | None, trace: dict[str, str] | None) -> bytes:
     """Forward the params as they came; answer `{"id", "result"}` bytes or raise (CallerGone
     when the caller hung up: `found.rpc.abandon(call_id, ...)`)."""
     settings, metrics = found.settings, found.metrics

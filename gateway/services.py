@@ -16,6 +16,7 @@ from gateway.fleet.queues import QueueStats
 from gateway.fleet.view import FleetView
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
+from transport.tracing import Tracing
 
 if TYPE_CHECKING:  # the jobs service builds on these services
     from gateway.jobs.service import JobService
@@ -31,6 +32,7 @@ class Services:
     view: FleetView
     events: EventListener
     queues: QueueStats
+    tracing: Tracing
     jobs: JobService | None = None  # set by the lifespan while the jobs service runs
 
     @classmethod
@@ -42,7 +44,7 @@ class Services:
         metrics.watch_fleet(view, queues)
         return cls(settings=settings, auth=Auth(settings), metrics=metrics, link=link,
                    rpc=RpcClient(link, metrics, settings.publish_timeout), view=view,
-                   events=EventListener(link, view), queues=queues)
+                   events=EventListener(link, view), queues=queues, tracing=Tracing())
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -24,6 +24,7 @@ HEADER_DEAD_REASON = "x-rpcfleet-dead-reason"  # on dead letters
 HEADER_POOL = "x-rpcfleet-pool"  # on dead letters: the pool whose queue held it
 HEADER_DEAD_DETAIL = "x-rpcfleet-dead-detail"  # on dead letters: what went wrong, for people
 HEADER_DEAD_AT = "x-rpcfleet-dead-at"  # on dead letters: epoch ms
+HEADER_SENT_AT = "x-rpcfleet-sent-at"  # epoch ms a gateway published it (with tracing on)
 
 # W3C Trace Context: taken from the HTTP request, carried as AMQP headers of the same names.
 TRACE_HEADERS = ("traceparent", "tracestate")

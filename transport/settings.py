@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.queues import QueueType
 from transport.cluster import node_urls
+from transport.tracing import Exporter
 
 
 class CommonSettings(BaseSettings):
@@ -32,6 +33,9 @@ class CommonSettings(BaseSettings):
         default=None, description="pool queues: classic, or quorum (the default on a cluster)")
     max_attempts: int = Field(default=3, ge=1)
     max_result_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    # OpenTelemetry spans (the `otel` extra): otlp (OTEL_EXPORTER_OTLP_* configure it) or
+    # console. None: off.
+    otel_exporter: Exporter | None = None
 
     @model_validator(mode="after")
     def _cluster_default(self) -> CommonSettings:

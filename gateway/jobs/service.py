@@ -48,6 +48,7 @@ from protocol import (
     now_ms,
 )
 from protocol.queues import durable_queue_arguments, job_message_priority
+from transport.tracing import Tracing
 
 log = logging.getLogger("rpcfleet.jobs")
 
@@ -72,8 +73,10 @@ def body_hash(method: str, raw: bytes) -> str:
 class JobService:
     def __init__(self, settings: GatewaySettings, link: BrokerLink, view: FleetView,
                  metrics: Metrics, store: JobStore, dispatcher: CallbackDispatcher | None,
-                 signer: Signer | None, guard: UrlGuard) -> None:
+                 signer: Signer | None, guard: UrlGuard,
+                 tracing: Tracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracing or Tracing()
         self.link = link
         self.view = view
         self.metrics = metrics
@@ -167,12 +170,14 @@ class JobService:
                 await asyncio.wait_for(self._queues_ready.wait(), self.settings.publish_timeout)
             except TimeoutError:
                 raise Overloaded("the gateway's reply queue is not ready yet") from None
-        properties = request_properties(Request(job.id, job.method, self.replies_queue,
-                                                job.deadline_ms, persistent=True, trace=trace,
-                                                priority=job_message_priority(
-                                                    job.priority, self.settings.queues)))
-        await publish_confirmed(self.link, self.metrics, job.method, params, properties, job.id,
-                                self.settings.publish_timeout)
+        with self.tracing.publishing(f"POST /v1/jobs/{job.method}", job.method, trace,
+                                     now_ms()) as headers:
+            properties = request_properties(Request(
+                job.id, job.method, self.replies_queue, job.deadline_ms, persistent=True,
+                trace=headers, priority=job_message_priority(job.priority,
+                                                             self.settings.queues)))
+            await publish_confirmed(self.link, self.metrics, job.method, params, properties,
+                                    job.id, self.settings.publish_timeout)
         await self.store.mark_published(job.id)
 
     async def abandon_unpublished(self) -> int:

@@ -25,7 +25,8 @@ from aio_pika.abc import AbstractChannel
 
 from protocol import DeadReason, ErrorCode, codec, names
 from protocol.clock import now_ms
-from protocol.requests import read_attempt, read_deadline, read_trace
+from protocol.requests import read_attempt, read_deadline
+from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.batching import Batcher
 from workers.consumer.delivery import Delivery
@@ -66,6 +67,7 @@ class Dispatcher:
         job_event: JobEventSink,
         on_exit_request: Callable[[], None],
         measure: AutoPrefetch,
+        tracing: Tracing | None = None,
     ) -> None:
         self.setup = setup
         self.channel = channel
@@ -76,6 +78,7 @@ class Dispatcher:
         self.job_event = job_event
         self.on_exit_request = on_exit_request
         self.measure = measure
+        self.tracing = tracing or Tracing()
         self.worker = setup.worker_id
         self.semaphore = asyncio.Semaphore(setup.settings.concurrency)
         self.handing_back = asyncio.Event()  # leaving: deliveries not started go back
@@ -314,20 +317,21 @@ class Dispatcher:
     async def _run(self, message: Delivery, run: Run) -> Settle:
         job_id, handler = str(message.correlation_id), run.handler
         self._starting(message, handler, run.attempt)
-        context = None
-        if "job" in handler.wants:
-            context = JobContext(id=job_id, method=handler.name, attempt=run.attempt,
-                                 deadline=run.deadline, worker=self.worker,
-                                 _progress=self._progress_sink(),
-                                 trace=read_trace(message.headers))
         stopper = Stopper()
         self.cancels.running[job_id] = stopper
         slots, slot = self.setup.slots, self.setup.slot
         started = time.perf_counter()
         try:
-            outcome = await run_handler(
-                handler, handler.arguments(run.params, self.setup.cache, context), stopper,
-                self.executor, self.setup.settings.max_result_bytes)
+            with self.tracing.running(handler.name, job_id, message.headers,
+                                      now_ms()) as trace:
+                context = None
+                if "job" in handler.wants:
+                    context = JobContext(id=job_id, method=handler.name, attempt=run.attempt,
+                                         deadline=run.deadline, worker=self.worker,
+                                         _progress=self._progress_sink(), trace=trace or {})
+                outcome = await run_handler(
+                    handler, handler.arguments(run.params, self.setup.cache, context), stopper,
+                    self.executor, self.setup.settings.max_result_bytes)
         finally:
             self.cancels.running.pop(job_id, None)
         self.measure.observe_handler(time.perf_counter() - started)

@@ -26,6 +26,7 @@ from protocol import CONTROL_ADAPTER, Cancel, Replayed, SetPrefetch, codec, name
 from protocol.clock import now_ms
 from transport.cluster import connect_cluster
 from transport.consumers import KeptConsumer, private_queue
+from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
 from workers.consumer.delivery import Delivery, InFlight
@@ -60,6 +61,7 @@ class Consumer:
         self._exit_code = EXIT_DRAINED
         self._tasks: set[asyncio.Task[None]] = set()
         self._handled = 0
+        self.tracing = Tracing()
         self._session = 0
         max_private = self.settings.max_private_mb
         self.recycling = Recycling(self.settings.max_messages,
@@ -72,6 +74,9 @@ class Consumer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        # After the fork: an exporter's thread does not survive one.
+        self.tracing.configure(f"rpcfleet-worker {self.setup.pool.name}",
+                               self.settings.otel_exporter)
         connection = await connect_cluster(
             self.settings.amqp_url, heartbeat=self.settings.heartbeat,
             client_properties={"connection_name": f"rpcfleet-worker {self.setup.worker_id}"})
@@ -87,6 +92,7 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await connection.close()
             executor.shutdown(wait=False, cancel_futures=True)
+            self.tracing.shutdown()
         return self._exit_code
 
     async def _serve(self, connection: AbstractRobustConnection,
@@ -104,7 +110,7 @@ class Consumer:
         self._events = await self._events_channel.get_exchange(names.EVENTS_EXCHANGE)
         self.dispatcher = Dispatcher(
             self.setup, confirmed, topology, executor, self.cancels, self.counters,
-            self._job_event, self._request_replacement, self.measure)
+            self._job_event, self._request_replacement, self.measure, self.tracing)
         self.subscription = Subscription(
             work, topology.queue, self._on_message, self.in_flight,
             redeclare=lambda: self._redeclare(confirmed),

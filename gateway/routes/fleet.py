@@ -1,16 +1,22 @@
-"""The fleet (admin): live workers, pools with their queues, live prefetch changes."""
+"""The fleet (admin): live workers, pools with their queues, live prefetch changes, dead
+letters."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from gateway.errors import NotFound, Overloaded
 from gateway.fleet.queues import QueueCounts
 from gateway.routes.deps import require_admin, services
 from protocol import PrefetchValue, SetPrefetch, WorkerEntry, codec, names
+from protocol.jobs import JOB_TIMEOUT_MAX_S
+from transport.deadletters import DeadLetterQueue, ReplayRefused, dead_letter_session
 
 router = APIRouter(tags=["fleet"], dependencies=[Depends(require_admin)])
 
@@ -76,3 +82,81 @@ async def worker_prefetch(worker_id: str, body: PrefetchBody,
     if services(request).view.worker(worker_id) is None:
         raise NotFound(f"no live worker {worker_id!r}")
     return await _send(request, names.control_worker_key(worker_id), body)
+
+
+# -- dead letters (the fleet page and `rpcfleet dead` share transport.deadletters) ------------
+DEAD_SCAN_MAX = 1000  # dead letters looked at per request
+
+
+class DeadLetterInfo(BaseModel):
+    id: str | None
+    method: str | None
+    reason: str
+    detail: str
+    attempt: int
+    dead_at_ms: int | None
+    waiter: str = Field(description="who waited: none, sync (its caller gave up), job (final "
+                                    "in a store), queue (a reply queue of its own)")
+    size: int
+    replay_refusal: str | None = Field(description="why it cannot be replayed (None: it can)")
+
+
+class DeadAction(BaseModel):
+    ids: list[str] = Field(min_length=1, max_length=DEAD_SCAN_MAX)
+    timeout: float | None = Field(None, gt=0, le=JOB_TIMEOUT_MAX_S, allow_inf_nan=False,
+                                  description="replay: the new deadline, seconds from now")
+
+
+@asynccontextmanager
+async def _dead_letters(request: Request, pool: str) -> AsyncIterator[DeadLetterQueue]:
+    found = services(request)
+    if pool not in found.view.pools():
+        raise NotFound(f"no pool {pool!r} has announced itself")
+    if found.link.connection is None or not found.link.up:
+        raise Overloaded("the broker is unreachable")
+    async with dead_letter_session(found.link.connection, pool) as queue:
+        yield queue
+
+
+@router.get("/v1/pools/{pool}/dead", response_model=list[DeadLetterInfo],
+            summary="A pool's dead letters, oldest first (looking removes nothing)")
+async def list_dead(pool: str, request: Request,
+                    limit: Annotated[int, Query(ge=1, le=DEAD_SCAN_MAX)] = 100
+                    ) -> list[DeadLetterInfo]:
+    async with _dead_letters(request, pool) as queue:
+        held = await queue.take(limit)
+    return [DeadLetterInfo(**dataclasses.asdict(item.letter),
+                           replay_refusal=item.letter.replay_refusal()) for item in held]
+
+
+@router.post("/v1/pools/{pool}/dead/replay",
+             summary="Publish these dead letters to their pool again, afresh (attempt 1)")
+async def replay_dead(pool: str, body: DeadAction, request: Request) -> dict[str, Any]:
+    return await _settle_dead(request, pool, body, replay=True)
+
+
+@router.post("/v1/pools/{pool}/dead/purge", summary="Remove these dead letters")
+async def purge_dead(pool: str, body: DeadAction, request: Request) -> dict[str, Any]:
+    return await _settle_dead(request, pool, body, replay=False)
+
+
+async def _settle_dead(request: Request, pool: str, body: DeadAction,
+                       replay: bool) -> dict[str, Any]:
+    done: list[str] = []
+    kept: list[dict[str, str]] = []
+    wanted = set(body.ids)
+    async with _dead_letters(request, pool) as queue:
+        for item in await queue.take(DEAD_SCAN_MAX):
+            if item.letter.id not in wanted:
+                continue
+            wanted.discard(item.letter.id)
+            try:
+                if replay:
+                    await queue.replay(item, body.timeout)
+                else:
+                    await queue.purge(item)
+                done.append(item.letter.id)
+            except ReplayRefused as refused:
+                kept.append({"id": item.letter.id, "reason": str(refused)})
+    return {"replayed" if replay else "purged": done, "kept": kept,
+            "not_found": sorted(wanted)}

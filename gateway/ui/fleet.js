@@ -72,7 +72,14 @@ function render(workers, pools) {
     cell(row, pool.methods.join(", "));
     cell(row, pool.queue_depth ?? "–", true);
     cell(row, pool.consumers ?? "–", true);
-    cell(row, pool.dead_letters ?? "–", true);
+    const dead = cell(row, pool.dead_letters ?? "–", true);
+    if (pool.dead_letters) {
+      const show = document.createElement("button");
+      show.textContent = "show";
+      show.className = "show-dead";
+      show.addEventListener("click", () => showDead(pool.pool));
+      dead.append(" ", show);
+    }
     cell(row, pool.workers, true);
     cell(row, pool.prefetch.join(", "));
     prefetchControl(row, "/v1/pools/" + encodeURIComponent(pool.pool) + "/prefetch",
@@ -127,6 +134,52 @@ function summarise(workers, stats) {
     if (!pool.prefetch.includes(shown)) pool.prefetch.push(shown);
   }
   return [...pools.values()].sort((a, b) => a.pool.localeCompare(b.pool));
+}
+
+async function showDead(pool) {
+  const letters = await api("GET", "/v1/pools/" + encodeURIComponent(pool) + "/dead");
+  document.getElementById("dead-section").hidden = false;
+  document.getElementById("dead-pool").textContent = pool;
+  const body = document.querySelector("#dead tbody");
+  body.replaceChildren();
+  for (const letter of letters) {
+    const row = body.insertRow();
+    row.dataset.dead = letter.id || "";
+    cell(row, letter.id ? letter.id.slice(0, 12) + "…" : "(no id)").title = letter.id || "";
+    cell(row, letter.method || "–");
+    cell(row, letter.reason);
+    cell(row, letter.attempt, true);
+    cell(row, letter.waiter);
+    cell(row, letter.detail);
+    const actions = row.insertCell();
+    if (!letter.id) continue;
+    if (letter.replay_refusal === null) {
+      actions.appendChild(deadButton(pool, letter.id, "replay"));
+    } else {
+      actions.title = letter.replay_refusal;
+    }
+    actions.appendChild(deadButton(pool, letter.id, "purge"));
+  }
+  if (!letters.length) body.insertRow().insertCell().textContent = "none";
+}
+
+function deadButton(pool, id, action) {
+  const button = document.createElement("button");
+  button.textContent = action;
+  button.className = action;
+  button.addEventListener("click", async () => {
+    try {
+      const done = await api("POST", "/v1/pools/" + encodeURIComponent(pool) + "/dead/" + action,
+        { ids: [id] });
+      setStatus(done.kept.length ? "kept " + id + ": " + done.kept[0].reason
+        : (action === "replay" ? "replayed " : "purged ") + id, done.kept.length > 0);
+      showDead(pool);
+      refresh();
+    } catch (error) {
+      setStatus(error.message, true);
+    }
+  });
+  return button;
 }
 
 let shownJob = null; // the job whose detail is open

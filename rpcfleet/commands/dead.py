@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, amqp_url: str) -> int:
     from protocol.clock import now_ms
-    from rpcfleet.deadletters import ReplayRefused, dead_letter_queue
+    from transport.deadletters import ReplayRefused, dead_letter_queue
 
     failed = 0
     async with dead_letter_queue(amqp_url, args.pool) as queue:

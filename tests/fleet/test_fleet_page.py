@@ -3,10 +3,15 @@ the fleet. It also leaves a screenshot to look at (tests/artifacts/fleet-page.pn
 
 from __future__ import annotations
 
+import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from playwright.sync_api import Browser
 
+from protocol.clock import now_ms
+from tests.support.amqp_client import amqp_client
 from tests.support.browser import ARTIFACTS
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
@@ -75,4 +80,48 @@ def test_the_fleet_page_lists_workers_and_sets_prefetch_live(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "fleet-page.png"), full_page=True)
     assert (ARTIFACTS / "fleet-page.png").stat().st_size > 10_000
+    page.close()
+
+
+def test_dead_letters_are_listed_and_replayed_from_the_page(
+    browser: Browser, amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway,
+    tmp_path: Path
+) -> None:
+    start_worker()
+    gateway = start_gateway(admin_keys="boss")
+    wait_for_workers(gateway, 1, headers={"Authorization": "Bearer boss"})
+    log = tmp_path / "ran.log"
+
+    async def expired_requests() -> tuple[str, str]:
+        async with amqp_client(amqp_url) as client:  # past their deadline: dead-lettered
+            fire_and_forget = await client.send("record", {"log": str(log), "tag": "replayed"},
+                                                reply_to=None, deadline_ms=now_ms() - 1000)
+            sync = await client.send("record", {"log": str(log), "tag": "sync"},
+                                     deadline_ms=now_ms() - 1000)
+        return fire_and_forget, sync
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's loop runs in this one
+        replayable, sync_call = thread.submit(asyncio.run, expired_requests()).result()
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{gateway.url}/ui/login")
+    page.fill("#key", "boss")
+    page.click("button[type=submit]")
+    show = page.locator("#pools tr[data-pool=basic] button.show-dead")
+    show.wait_for(timeout=15_000)
+    show.click()
+    row = page.locator(f"#dead tr[data-dead='{replayable}']")
+    row.wait_for(timeout=10_000)
+    assert "expired" in row.inner_text()
+    refused = page.locator(f"#dead tr[data-dead='{sync_call}']")
+    assert refused.locator("button.replay").count() == 0  # its caller gave up: not replayable
+    assert "a sync call" in (refused.locator("td").last.get_attribute("title") or "")
+    row.locator("button.replay").click()
+    wait_for(lambda: log.exists() and log.read_text() == "replayed\n", timeout=15,
+             what="the replayed request to run")
+    page.wait_for_function(
+        f"() => !document.querySelector(\"#dead tr[data-dead='{replayable}']\")",
+        timeout=10_000)
+    refused.locator("button.purge").click()
+    page.wait_for_function("() => document.querySelector('#dead tbody').innerText"
+                           ".includes('none')", timeout=10_000)
     page.close()

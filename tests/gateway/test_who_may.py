@@ -128,3 +128,26 @@ def test_the_job_list_shows_a_caller_its_own_jobs_and_an_admin_all_of_them(
     assert queued == []
     assert error_code(bad) == (422, "invalid_params")
     assert error_code(anonymous) == (401, "unauthorized")
+
+
+def test_dead_letters_are_an_admins_and_bad_requests_for_them_are_refused(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway(api_keys="alice", admin_keys="root")
+    wait_for_workers(gateway, 1, headers=_as("root"))
+    with gateway.client() as http:
+        as_caller = http.get("/v1/pools/basic/dead", headers=_as("alice"))
+        listed = http.get("/v1/pools/basic/dead", headers=_as("root"))
+        unknown_pool = http.get("/v1/pools/nope/dead", headers=_as("root"))
+        no_ids = http.post("/v1/pools/basic/dead/replay", json={"ids": []}, headers=_as("root"))
+        bad_timeout = http.post("/v1/pools/basic/dead/replay", json={"ids": ["x"], "timeout": -1},
+                                headers=_as("root"))
+        missing = http.post("/v1/pools/basic/dead/purge", json={"ids": ["x"]},
+                            headers=_as("root"))
+    assert error_code(as_caller) == (403, "forbidden")
+    assert listed.status_code == 200 and listed.json() == []
+    assert error_code(unknown_pool) == (404, "not_found")
+    assert error_code(no_ids) == (422, "invalid_params")
+    assert error_code(bad_timeout) == (422, "invalid_params")
+    assert missing.json() == {"purged": [], "kept": [], "not_found": ["x"]}

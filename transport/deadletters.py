@@ -1,4 +1,5 @@
-"""One pool's dead-letter queue, for operators: look, replay, purge (`rpcfleet dead`).
+"""One pool's dead-letter queue, for operators: look, replay, purge (`rpcfleet dead`, and the
+gateway's `/v1/pools/{pool}/dead` routes behind the fleet page).
 
 Looking never removes anything: the messages are taken unacked and go back to the queue, in their
 order, when the session closes. A replay is published `mandatory` with a publisher confirm before
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pamqp.commands import Basic
 
 from protocol import names
@@ -84,11 +85,22 @@ class DeadLetterQueue:
 
 @asynccontextmanager
 async def dead_letter_queue(amqp_url: str, pool: str) -> AsyncIterator[DeadLetterQueue]:
-    """A session on one pool's dead letters; what it did not settle returns to the queue."""
+    """A session on one pool's dead letters over a connection of its own."""
     connection = await aio_pika.connect(node_urls(amqp_url)[0])
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
+    async with connection, dead_letter_session(connection, pool) as queue:
+        yield queue
+
+
+@asynccontextmanager
+async def dead_letter_session(connection: AbstractConnection,
+                              pool: str) -> AsyncIterator[DeadLetterQueue]:
+    """A session on one pool's dead letters, on a channel of its own: what it did not settle
+    returns to the queue, in order, when the channel closes."""
+    channel = await connection.channel(publisher_confirms=True)
+    try:
         yield DeadLetterQueue(channel, pool)
+    finally:
+        await channel.close()
 
 
 def _read(message: AbstractIncomingMessage) -> DeadLetter:

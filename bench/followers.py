@@ -24,13 +24,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.harness import RPCFLEET, env_with, private_broker, process, wait_until
+from bench.rpc import cpu_seconds
 from rpcfleet.broker import free_port
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
 
 
 def rss_mib(pid: int) -> float:
@@ -43,9 +38,9 @@ def rss_mib(pid: int) -> float:
 
 def idle_cost(pid: int, seconds: float) -> tuple[float, float]:
     """(RSS MiB, CPU % of one core) of `pid` over `seconds` of doing nothing asked of it."""
-    before, started = cpu_seconds(pid), time.monotonic()
+    before, started = cpu_seconds([pid]), time.monotonic()
     time.sleep(seconds)  # the measuring window
-    used = cpu_seconds(pid) - before
+    used = cpu_seconds([pid]) - before
     return rss_mib(pid), 100 * used / (time.monotonic() - started)
 
 

@@ -66,12 +66,18 @@ class RpcfleetError(Exception):
         return self.status == 503
 
 
-def _closed_error(code: int | None, reason: str) -> RpcfleetError | None:
-    """The error a closed job socket means (None: closed normally, or dropped)."""
-    if code in WS_CLOSED:
-        status, error = WS_CLOSED[code]
-        return RpcfleetError(status, error, reason)
-    return None
+def _pause_before_resuming(exc: InvalidStatus | ConnectionClosed, drops: int) -> float:
+    """How a job's socket ended, for `events` (sync and async alike): the seconds to wait before
+    following it again after the last seq seen, or the error it means, raised (refused at the
+    handshake, closed as not allowed / no such job, or dropped `drops` > RESUMES times)."""
+    if isinstance(exc, InvalidStatus):
+        raise RpcfleetError(exc.response.status_code, "http_error", str(exc)) from None
+    if exc.rcvd is not None and exc.rcvd.code in WS_CLOSED:
+        status, error = WS_CLOSED[exc.rcvd.code]
+        raise RpcfleetError(status, error, exc.rcvd.reason) from None
+    if drops > RESUMES:
+        raise exc
+    return min(0.1 * 2.0 ** drops, POLL_MAX_S)
 
 
 def _ws_url(http: httpx.Client | httpx.AsyncClient, job_id: str, after: int) -> str:
@@ -193,17 +199,9 @@ class Client:
                         if update.job.status in TERMINAL:
                             return
                 raise ConnectionClosedOK(None, None)  # closed before the end: resume
-            except InvalidStatus as exc:
-                raise RpcfleetError(exc.response.status_code, "http_error", str(exc)) from None
-            except ConnectionClosed as exc:
-                error = _closed_error(exc.rcvd.code if exc.rcvd else None,
-                                      exc.rcvd.reason if exc.rcvd else "")
-                if error is not None:
-                    raise error from None
+            except (InvalidStatus, ConnectionClosed) as exc:
                 drops += 1
-                if drops > RESUMES:
-                    raise
-                time.sleep(min(0.1 * 2 ** drops, POLL_MAX_S))  # then resume after `after`
+                time.sleep(_pause_before_resuming(exc, drops))  # then follow after `after`
 
     def _send(self, request: _Request) -> Any:
         for attempt in Retrying(**_retry_policy(self.retries)):
@@ -271,17 +269,9 @@ class AsyncClient:
                         if update.job.status in TERMINAL:
                             return
                 raise ConnectionClosedOK(None, None)  # closed before the end: resume
-            except InvalidStatus as exc:
-                raise RpcfleetError(exc.response.status_code, "http_error", str(exc)) from None
-            except ConnectionClosed as exc:
-                error = _closed_error(exc.rcvd.code if exc.rcvd else None,
-                                      exc.rcvd.reason if exc.rcvd else "")
-                if error is not None:
-                    raise error from None
+            except (InvalidStatus, ConnectionClosed) as exc:
                 drops += 1
-                if drops > RESUMES:
-                    raise
-                await asyncio.sleep(min(0.1 * 2 ** drops, POLL_MAX_S))
+                await asyncio.sleep(_pause_before_resuming(exc, drops))
 
     async def _send(self, request: _Request) -> Any:
         async for attempt in AsyncRetrying(**_retry_policy(self.retries)):

@@ -33,16 +33,13 @@ RESTORE_RETRY_S = 0.5  # between attempts to consume again while the broker refu
 class KeptConsumer:
     """What `subscribe` sets up on the channel, set up again each time the channel reopens."""
 
-    def __init__(self, channel: AbstractRobustChannel, subscribe: Subscribe, what: str,
-                 on_restored: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, channel: AbstractRobustChannel, subscribe: Subscribe, what: str) -> None:
         self._channel = channel
         self._subscribe = subscribe
         self._what = what  # for the log: "the reply consumer", "the control queue"
-        self._on_restored = on_restored
         self._raw: RawChannel | None = None
         self._lock = asyncio.Lock()
         self._restoring: asyncio.Task[None] | None = None
-        self._closed = False
         self._subscribed = asyncio.Event()  # set at each successful subscribe
         channel.reopen_callbacks.add(self._reopened)
 
@@ -66,12 +63,6 @@ class KeptConsumer:
             return False
         return True
 
-    async def close(self) -> None:
-        self._closed = True
-        self._channel.reopen_callbacks.discard(self._reopened)
-        if self._restoring is not None:
-            self._restoring.cancel()
-
     async def _start(self) -> None:
         raw = await self._channel.get_underlay_channel()
         await self._subscribe(raw)
@@ -84,7 +75,7 @@ class KeptConsumer:
             self._restoring = asyncio.ensure_future(self._restore())
 
     async def _restore(self) -> None:
-        while not self._closed:
+        while True:
             try:
                 async with self._lock:
                     if self.ready:
@@ -92,7 +83,6 @@ class KeptConsumer:
                     await self._channel.ready()
                     await self._start()
                 log.warning("%s restored (its channel was reopened)", self._what)
-                self._on_restored()
                 return
             except asyncio.CancelledError:
                 raise

@@ -32,10 +32,7 @@ class Tracing:
 
     def __init__(self) -> None:
         self._tracer: Any = None
-
-    @property
-    def on(self) -> bool:
-        return self._tracer is not None
+        self._provider: Any = None
 
     def configure(self, service: str, exporter: Exporter | None) -> None:
         """Set up this process's provider (after a fork, in the child)."""
@@ -68,7 +65,7 @@ class Tracing:
         self._tracer = trace.get_tracer("rpcfleet", tracer_provider=provider)
 
     def shutdown(self) -> None:
-        if self._tracer is not None:
+        if self._provider is not None:
             self._provider.shutdown()
 
     @contextmanager

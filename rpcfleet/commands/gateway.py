@@ -8,6 +8,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.settings import GatewaySettings
 
 HELP = "run the HTTP gateway: rpcfleet gateway --port 8000 --workers N"
 
@@ -24,8 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway.settings import GatewaySettings
     from rpcfleet.commands.options import setting_overrides
 
@@ -35,10 +37,34 @@ def run(args: argparse.Namespace) -> int:
     for key, value in overrides.items():
         os.environ[f"RPCFLEET_{key.upper()}"] = str(value)
     with shared_metrics(settings.workers):
-        uvicorn.run("gateway.app:app_from_env", factory=True, host=settings.bind_host(),
-                    port=settings.port, workers=settings.workers, log_level=args.log_level,
-                    access_log=False, loop="auto", http="auto", timeout_graceful_shutdown=10)
+        serve(settings, args.log_level)
     return 0
+
+
+def serve(settings: GatewaySettings, log_level: str) -> None:
+    """uvicorn, one process or a supervisor of several. On SIGTERM each process stops
+    listening, finishes the requests it holds (up to 10 s), then closes its connection."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            # uvicorn's supervisor keeps its copy of the listening socket open until its
+            # processes have drained: meanwhile the kernel queued new connections nobody would
+            # accept, then reset them all at exit. Closed first, new connections are refused
+            # at once (a definite failure) once the processes stop listening.
+            for sock in self.sockets:
+                sock.close()
+            super().terminate_all()
+
+    config = uvicorn.Config("gateway.app:app_from_env", factory=True, host=settings.bind_host(),
+                            port=settings.port, workers=settings.workers, log_level=log_level,
+                            access_log=False, loop="auto", http="auto",
+                            timeout_graceful_shutdown=10)
+    if settings.workers > 1:
+        Supervisor(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()
 
 
 @contextmanager

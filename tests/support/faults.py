@@ -1,8 +1,9 @@
 """Jepsen-style accounting for the fault suite (issue: reliability, shown).
 
 Every request is recorded as **ok** (200 with a result, or 202), **fail** (a definite error: a
-4xx, or a 503 without a job id: not enqueued) or **indeterminate** (a 504, a reset connection, or a
-503 carrying a job id: outcome unknown). After the scenario drains, `Report` counts:
+4xx, a 503 without a job id, or a refused connection: not enqueued) or **indeterminate** (a 504, a
+reset connection, a response cut short, or a 503 carrying a job id: outcome unknown; `error` names
+the exception when there was no answer). After the scenario drains, `Report` counts:
 - lost: accepted jobs that did not end `succeeded` with their effect committed (or never ended);
 - duplicated effects: a job whose observable outcome changed once terminal, or whose answer
   differs from its committed effect;
@@ -40,6 +41,7 @@ class Attempt:
     seconds: float
     at: float  # monotonic, when it was answered
     status: int | None = None
+    error: str | None = None  # the exception that ended it without an answer
 
 
 @dataclass
@@ -62,9 +64,8 @@ class Ledger:
         started = time.monotonic()
         try:
             response = http.post("/v1/jobs/effect", json={"params": {"value": value, "ms": ms}})
-        except httpx.HTTPError:
-            self._record(Attempt("job", UNKNOWN, None, value, time.monotonic() - started,
-                                 time.monotonic()))
+        except httpx.HTTPError as exc:
+            self._unanswered("job", value, started, exc)
             return
         self._record(Attempt("job", *_classify(response), value,
                              time.monotonic() - started, time.monotonic(), response.status_code))
@@ -75,15 +76,22 @@ class Ledger:
         try:
             response = http.post(f"/v1/rpc/effect?timeout={timeout}",
                                  json={"value": value, "ms": ms}, timeout=timeout + 5)
-        except httpx.HTTPError:
-            self._record(Attempt("call", UNKNOWN, None, value, time.monotonic() - started,
-                                 time.monotonic()))
+        except httpx.HTTPError as exc:
+            self._unanswered("call", value, started, exc)
             return
         outcome, call_id = _classify(response)
         if outcome == OK and response.json()["result"]["value"] != value:
             outcome = "wrong answer"
         self._record(Attempt("call", outcome, call_id, value, time.monotonic() - started,
                              time.monotonic(), response.status_code))
+
+    def _unanswered(self, kind: str, value: str, started: float, exc: httpx.HTTPError) -> None:
+        # Refused before anything was sent: definitely not enqueued. Anything later (a reset, a
+        # response cut short, a read timeout): the outcome is unknown.
+        outcome = FAIL if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) else UNKNOWN
+        now = time.monotonic()
+        self._record(Attempt(kind, outcome, None, value, now - started, now,
+                             error=f"{type(exc).__name__}: {exc}"))
 
     def effects(self) -> dict[str, str]:
         return {path.name: path.read_text() for path in (self.folder / "effects").iterdir()}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from rpcfleet.broker import LocalBroker
 
@@ -152,3 +154,31 @@ def short_consumer_timeout(vhost: Vhost, timeout_ms: int = 2000) -> Iterator[Non
     finally:
         set_broker_env(vhost, "consumer_timeout", DEFAULT_CONSUMER_TIMEOUT_MS)
         set_broker_env(vhost, "channel_tick_interval", DEFAULT_TICK_MS)
+
+
+class UnackedSample(NamedTuple):
+    began: float  # monotonic: the broker was asked after this...
+    ended: float  # ...and answered before this
+    unacked: int
+
+
+@contextmanager
+def sample_unacked(vhost: Vhost, queue: str) -> Iterator[list[UnackedSample]]:
+    """Sample a queue's live unacked count (rabbitmqctl, not the lagging management stats)
+    from a thread, back to back, until the block ends."""
+    samples: list[UnackedSample] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            unacked = vhost.queue_counts(queue)[1]
+            samples.append(UnackedSample(began, time.monotonic(), unacked))
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join(timeout=30)

@@ -21,7 +21,7 @@ from gateway.browsers import BrowserGuard
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, render
 from gateway.fastpath import RpcFastPath
 from gateway.jobs import jobs_running
-from gateway.limits import BodyLimit
+from gateway.limits import BodyLimit, ConnectionLimit
 from gateway.routes import contract, fleet, health, jobs, ui
 from gateway.services import Services
 from gateway.settings import GatewaySettings
@@ -56,7 +56,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app = FastAPI(title="rpcfleet", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                       timeout=settings.body_timeout)
     for router in (jobs.router, jobs.sockets, fleet.router, health.router, contract.router,
                    ui.router):
         app.include_router(router)
@@ -95,13 +96,15 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
 
 def with_fast_path(app: FastAPI) -> ASGIApp:
     """The app behind the sync-call fast path (see gateway.fastpath), both behind the browser
-    guard of keyless gateways (see gateway.browsers)."""
+    guard of keyless gateways (see gateway.browsers), all behind the connection limit (see
+    gateway.limits)."""
     services: Services = app.state.services
     settings = services.settings
-    return BrowserGuard(RpcFastPath(app, services), enabled=services.auth.open,
-                        allowed_hosts=settings.allowed_hosts,
-                        allowed_origins=settings.allowed_origins,
-                        bind_host=settings.bind_host())
+    guarded = BrowserGuard(RpcFastPath(app, services), enabled=services.auth.open,
+                           allowed_hosts=settings.allowed_hosts,
+                           allowed_origins=settings.allowed_origins,
+                           bind_host=settings.bind_host())
+    return ConnectionLimit(guarded, settings.max_connections, settings.retry_after)
 
 
 def app_from_env() -> ASGIApp:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import Forbidden, render
+from gateway.errors import Forbidden
+from gateway.responses import send_error
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 
@@ -62,11 +63,7 @@ class BrowserGuard:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
             return
-        status, body, _ = render(Forbidden(message), 0)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, Forbidden(message), 0)
 
 
 def _hostname(host: str) -> str:

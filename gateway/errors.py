@@ -11,6 +11,7 @@
     │   │   └── PublishUnknown ............ the publish may have reached the broker
     │   └── NoWorkers ..................... no_workers
     ├── PayloadTooLarge ................... 413 payload_too_large
+    ├── RequestTimeout .................... 408 request_timeout (the body did not arrive in time)
     ├── Unauthorized / Forbidden .......... 401 / 403
     ├── MethodNotAllowed .................. 405 method_not_allowed
     ├── InternalError ..................... 500 internal_error (anything unexpected: a bug)
@@ -86,6 +87,10 @@ class NoWorkers(Unavailable):
 
 class PayloadTooLarge(GatewayError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class RequestTimeout(GatewayError):
+    code = ErrorCode.REQUEST_TIMEOUT
 
 
 class Unauthorized(GatewayError):

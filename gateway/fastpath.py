@@ -20,15 +20,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.amqp import CallerGone, new_call_id
 from gateway.auth import bearer
 from gateway.calls import parse_timeout, perform_call, trace_context
-from gateway.errors import GatewayError, MethodNotAllowed, render
+from gateway.errors import GatewayError, MethodNotAllowed
 from gateway.limits import read_body
+from gateway.responses import send_error, send_json
 from gateway.services import Services
 from protocol import names
 
 log = logging.getLogger("rpcfleet.gateway")
 
 PREFIX = "/v1/rpc/"
-JSON_HEADERS = [(b"content-type", b"application/json")]
 WATCH_AFTER_S = 0.1  # calls answered sooner never pay for watching their caller
 
 
@@ -55,7 +55,7 @@ class RpcFastPath:
             headers = dict(scope["headers"])
             found.auth.check_caller_key(bearer(_text(headers.get(b"authorization"))))
             body = await read_body(receive, headers.get(b"content-length"),
-                                   found.settings.max_body_bytes)
+                                   found.settings.max_body_bytes, found.settings.body_timeout)
             timeout = None
             if scope["query_string"]:
                 values = parse_qs(scope["query_string"].decode()).get("timeout")
@@ -69,13 +69,10 @@ class RpcFastPath:
                 log.exception("sync call to %r failed unexpectedly", method[:128])
             await self._fail(send, exc)
             return
-        await _respond(send, 200, payload)
+        await send_json(send, 200, payload)
 
     async def _fail(self, send: Send, exc: Exception) -> None:
-        status, payload, headers = render(exc, self.services.settings.retry_after)
-        await _respond(send, status, payload,
-                       [(k.lower().encode(), v.encode()) for k, v in headers.items()])
-
+        await send_error(send, exc, self.services.settings.retry_after)
 
     async def _answer(self, method: str, body: bytes, timeout: float | None,
                       receive: Receive, trace: dict[str, str] | None) -> bytes:
@@ -103,14 +100,6 @@ class RpcFastPath:
             timer.cancel()
             for task in watch:
                 task.cancel()
-
-
-async def _respond(send: Send, status: int, payload: bytes,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode()),
-                            *(extra or [])]})
-    await send({"type": "http.response.body", "body": payload})
 
 
 def _text(value: bytes | None) -> str | None:

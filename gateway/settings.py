@@ -30,6 +30,13 @@ class GatewaySettings(CommonSettings):
     rpc_timeout_default: float = Field(default=30.0, gt=0)
     rpc_timeout_max: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # A request body must arrive whole within this (408 request_timeout), so a client that
+    # trickles bytes holds nothing for long.
+    body_timeout: float = Field(default=30.0, gt=0)
+    # Requests in progress (HTTP requests being served, WebSockets open) per gateway process;
+    # the next get 503 overloaded at once. Idle keep-alive connections do not count (uvicorn
+    # closes them after 5 s).
+    max_connections: int = Field(default=4096, ge=1)
     # A broker that does not confirm a publish within this is treated as unreachable (503).
     publish_timeout: float = Field(default=5.0, gt=0)
     retry_after: int = Field(default=1, ge=0)

@@ -20,8 +20,10 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
-    # An extension: the gateway itself failed unexpectedly (a bug; never a worker's failure).
+    # Extensions: the gateway itself failed unexpectedly (a bug; never a worker's failure); a
+    # request body that did not arrive within the gateway's body timeout.
     INTERNAL_ERROR = "internal_error"
+    REQUEST_TIMEOUT = "request_timeout"
     # Outcomes of jobs that end without a handler's answer.
     CANCELLED = "cancelled"
     EXPIRED = "expired"
@@ -35,6 +37,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.CONFLICT: 409,
     ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.REQUEST_TIMEOUT: 408,
     ErrorCode.OVERLOADED: 503,
     ErrorCode.NO_WORKERS: 503,
     ErrorCode.WORKER_ERROR: 500,

@@ -36,9 +36,25 @@ def run(args: argparse.Namespace) -> int:
     # Each uvicorn worker builds its app from the environment: hand the overrides down.
     for key, value in overrides.items():
         os.environ[f"RPCFLEET_{key.upper()}"] = str(value)
+    raise_open_file_limit()
     with shared_metrics(settings.workers):
         serve(settings, args.log_level)
     return 0
+
+
+def raise_open_file_limit() -> None:
+    """Each connection is a file: take the hard limit the system allows (often 1,024 soft of
+    524,288 hard), so a gateway holding thousands of connections (WebSocket followers, a burst
+    the connection limit answers) does not fail to accept them."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            pass  # the system says no: serve within the soft limit
 
 
 def serve(settings: GatewaySettings, log_level: str) -> None:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app, with_fast_path
+from gateway.limits import ConnectionLimit
 from gateway.settings import GatewaySettings
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, error_code, wait_for_workers
+from tests.support.waiting import async_wait_for
 
 
 def test_method_names_are_checked_at_the_edge(start_gateway: StartGateway) -> None:
@@ -92,3 +99,51 @@ async def test_an_unexpected_failure_is_the_json_500_envelope_on_both_front_door
         assert answer.headers["content-type"] == "application/json"
         assert error_code(answer) == (500, "internal_error")
         assert "a bug" not in answer.text  # what failed, not how
+
+
+@pytest.mark.parametrize("path", ["/v1/rpc/echo", "/v1/jobs/echo"])
+async def test_a_body_that_trickles_in_past_the_body_timeout_is_408(path: str) -> None:
+    """A unit test of the app in process: the body's second half never comes in time."""
+    app = create_app(GatewaySettings(amqp_url="amqp://guest:guest@127.0.0.1:1/",
+                                     body_timeout=0.3))
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"params": '
+        await asyncio.sleep(1.0)  # the client's pace: past the 0.3 s body timeout
+        yield b"{}}"
+
+    transport = httpx.ASGITransport(app=with_fast_path(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        started = time.monotonic()
+        answer = await http.post(path, content=trickle())
+    assert error_code(answer) == (408, "request_timeout")
+    assert time.monotonic() - started < 1.0  # cut at the timeout, not when the body ended
+    assert "11 bytes received" in answer.json()["error"]["message"]
+
+
+async def test_requests_over_the_connection_limit_get_a_json_503_and_probes_pass() -> None:
+    """A unit test of `gateway.limits.ConnectionLimit` in front of a stand-in app whose
+    requests wait until released."""
+    release = asyncio.Event()
+
+    async def held(scope: Scope, receive: Receive, send: Send) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    limit = ConnectionLimit(held, max_connections=2, retry_after=3)
+    transport = httpx.ASGITransport(app=limit)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        holding = [asyncio.ensure_future(http.get("/v1/jobs/x")) for _ in range(2)]
+        await async_wait_for(lambda: limit.active == 2, what="two requests in progress")
+        refused = await http.post("/v1/rpc/echo", json={})
+        probe = asyncio.ensure_future(http.get("/healthz"))  # never refused: it is held too
+        await async_wait_for(lambda: limit.active == 2 and not probe.done(),
+                             what="the probe to reach the app")
+        release.set()
+        answers = [await request for request in holding] + [await probe]
+    assert error_code(refused) == (503, "overloaded")
+    assert refused.headers["retry-after"] == "3"
+    assert "RPCFLEET_MAX_CONNECTIONS" in refused.json()["error"]["message"]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert limit.active == 0

@@ -42,6 +42,7 @@ class Attempt:
     at: float  # monotonic, when it was answered
     status: int | None = None
     error: str | None = None  # the exception that ended it without an answer
+    callback: str | None = None  # a job's callback_url
 
 
 @dataclass
@@ -59,16 +60,20 @@ class Ledger:
         with self._lock:
             self.attempts.append(attempt)
 
-    def submit(self, http: httpx.Client, ms: int = 50) -> None:
+    def submit(self, http: httpx.Client, ms: int = 50, callback_url: str | None = None) -> None:
         value = f"v{next(self._values)}"
+        body: dict[str, Any] = {"params": {"value": value, "ms": ms}}
+        if callback_url:
+            body["callback_url"] = callback_url
         started = time.monotonic()
         try:
-            response = http.post("/v1/jobs/effect", json={"params": {"value": value, "ms": ms}})
+            response = http.post("/v1/jobs/effect", json=body)
         except httpx.HTTPError as exc:
             self._unanswered("job", value, started, exc)
             return
         self._record(Attempt("job", *_classify(response), value,
-                             time.monotonic() - started, time.monotonic(), response.status_code))
+                             time.monotonic() - started, time.monotonic(), response.status_code,
+                             callback=callback_url))
 
     def call(self, http: httpx.Client, ms: int = 20, timeout: float = 5) -> None:
         value = f"c{next(self._values)}"

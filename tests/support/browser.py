@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # screenshots, committed
+# Screenshots of the last run (git ignores them; docs/images/ holds the copies the README shows).
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The flags a headless Chromium needs as root on a machine with a closed network.
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -24,6 +24,7 @@ from tests.faults.stage import (
 from tests.support.faults import Ledger, account, load, publish
 from tests.support.fleet import StartWorker, worker_factory
 from tests.support.gateway import StartGateway, gateway_factory, wait_for_workers
+from tests.support.proxy import Proxy, proxied
 from tests.support.rabbit import Vhost, crash
 from tests.support.waiting import wait_for
 
@@ -213,3 +214,69 @@ def test_a_broker_killed_holding_1000_confirmed_jobs_runs_all_of_them_after_its_
         for factory in (gateways, workers):
             next(factory, None)
         node.stop()
+
+
+def test_network_faults_between_each_component_and_the_broker_lose_nothing(
+    vhost: Vhost, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """The worker and the gateway reach the broker each through its own TCP proxy: 200 ms of
+    latency, a stall of the gateway's link (shorter than its heartbeat: publishes wait, then
+    time out), a stall of the worker's link past its 2 s heartbeat (the broker drops it and
+    redelivers; it reconnects when the link comes back), then both links cut mid-frame."""
+    with proxied(vhost.broker.port) as to_worker, proxied(vhost.broker.port) as to_gateway:
+        def through(proxy: Proxy) -> str:
+            return f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost.name}"
+
+        workers = worker_factory(through(to_worker), tmp_path)
+        try:
+            next(workers)("tests.pools.ledger:pool", pool="ledger", processes=2, prefetch=2,
+                          test_ledger=tmp_path / "ledger", heartbeat=2)
+            gateway = start_gateway(amqp=through(to_gateway), rpc_timeout_default=10,
+                                    publish_timeout=2)
+            wait_for_workers(gateway, 2)
+            ledger = Ledger(tmp_path / "ledger")
+            log: list[tuple[str, float]] = []
+
+            def faults() -> None:
+                def mark(what: str) -> None:
+                    log.append((what, time.monotonic()))
+
+                time.sleep(2)  # the moments of the faults within the load, not waits
+                to_worker.set_latency(0.2)
+                mark("worker link +200 ms")
+                time.sleep(3)
+                to_worker.set_latency(0)
+                to_gateway.stall()
+                mark("gateway link stalled")
+                time.sleep(3)
+                to_gateway.resume()
+                to_worker.stall()
+                mark("worker link stalled")
+                time.sleep(6)
+                to_worker.resume()
+                mark("worker link back")
+                time.sleep(3)
+                to_worker.cut()
+                to_gateway.cut()
+                mark("both links cut mid-frame")
+
+            fault = in_background(faults)
+            try:
+                load(ledger, gateway.url, 20)
+            finally:
+                fault.join()
+            with httpx.Client(base_url=gateway.url, timeout=15) as http:
+                time_to_answer(http)
+                recovered_in = time.monotonic() - log[-1][1]
+                report = account(ledger, http, drain_seconds=120)
+                wait_for_workers(gateway, 2, timeout=30)
+        finally:
+            next(workers, None)
+    publish("network faults (latency, stalls, cuts mid-frame) on each component's link",
+            report, f"worker connected {to_worker.connections}x, gateway "
+            f"{to_gateway.connections}x; {to_worker.cuts + to_gateway.cuts} connections cut; "
+            f"calls answered {recovered_in:.1f} s after the cut")
+    assert to_worker.cuts >= 1 and to_gateway.cuts >= 1  # each link was cut mid-frame
+    assert to_worker.connections > 2  # the worker's consumers came back: after stall and cut
+    assert report.lost == [] and report.duplicated == [] and report.wrong_answers == 0, report
+

@@ -7,7 +7,7 @@ One private broker; every component in its own process; `wrk` (Debian package) a
 generator, POSTing a ~200-byte JSON body. For each concurrency it reports requests/s, p50, p99,
 errors and CPU seconds per 1,000 calls summed over gateway, worker and broker processes.
   rpcfleet   : `rpcfleet gateway` + `rpcfleet worker examples.vectors:pool` (echo), prefetch 1
-  ceiling    : a FastAPI echo with no broker (bench/baselines/plain_echo.py)
+  ceiling    : a FastAPI echo with no broker (bench/peers/plain_echo.py)
   tutorial   : FastAPI + aio-pika written as RabbitMQ's RPC tutorial teaches, worker prefetch 1
 """
 
@@ -134,16 +134,16 @@ def main() -> None:
         if "ceiling" in args.only:
             port = free_port()
             plain = stack.enter_context(process(
-                [*uvicorn, "--port", str(port), "bench.baselines.plain_echo:app"], env,
+                [*uvicorn, "--port", str(port), "bench.peers.plain_echo:app"], env,
                 logs / "plain.log"))
             targets["ceiling"] = (f"http://127.0.0.1:{port}/echo", [plain.pid])
         if "tutorial" in args.only:
             port = free_port()
             tworker = stack.enter_context(process(
-                [sys.executable, "-m", "bench.baselines.tutorial_worker"], env,
+                [sys.executable, "-m", "bench.peers.tutorial_worker"], env,
                 logs / "tworker.log"))
             tgateway = stack.enter_context(process(
-                [*uvicorn, "--port", str(port), "bench.baselines.tutorial_gateway:app"], env,
+                [*uvicorn, "--port", str(port), "bench.peers.tutorial_gateway:app"], env,
                 logs / "tgateway.log"))
             targets["tutorial"] = (f"http://127.0.0.1:{port}/echo", [tgateway.pid, tworker.pid])
         for name, (url, _) in targets.items():

@@ -1,6 +1,6 @@
 """The ceiling of the HTTP layer: a FastAPI echo with no broker behind it.
 
-    uvicorn bench.baselines.plain_echo:app
+    uvicorn bench.peers.plain_echo:app
 """
 
 from __future__ import annotations

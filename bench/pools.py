@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from bench.peers import work
 from workers import Pool
 
 pool = Pool("timed")
@@ -20,3 +21,17 @@ def work_1ms(params: dict[str, object]) -> int:
 def work_200ms(params: dict[str, object]) -> int:
     time.sleep(0.2)
     return 1
+
+
+@pool.method
+async def echo(params: dict[str, object]) -> dict[str, object]:
+    """The echo every peer in `bench.peers` answers (async: on the consumer's loop, as the peers
+    run theirs; a plain `def` would run on a handler thread, about 0.2 ms more CPU per call)."""
+    return work.echo(params)
+
+
+@pool.method
+def burn(params: dict[str, object]) -> int:
+    """The ~5 ms of pure-Python CPU every peer in `bench.peers` spends (on a handler thread, so
+    the consumer's loop keeps its heartbeats: the peers block theirs)."""
+    return work.burn(params)

@@ -86,10 +86,11 @@ def wrk(url: str, concurrency: int, seconds: int, script: Path) -> tuple[float, 
     return rps, p50, p99, errors, total
 
 
-def wait_http(url: str, body: str) -> None:
+def wait_http(url: str, body: str, request_timeout: float = 5) -> None:
     def ok() -> bool:
         try:
-            return httpx.post(url, content=body, timeout=5).status_code == 200
+            return httpx.post(url, content=body, timeout=request_timeout,
+                              headers={"content-type": "application/json"}).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import Field
 
 from protocol.queues import DeadLetterStrategy
@@ -11,8 +13,10 @@ from transport.settings import CommonSettings
 class WorkerSettings(CommonSettings):
     processes: int = Field(default=1, ge=1, description="consumer processes")
     # Prefetch 1: a heavy handler should not hoard messages another idle process could take.
-    prefetch: int = Field(default=1, ge=1, le=1000,
-                          description="messages each consumer holds (default 1)")
+    # "auto": start at 1 and let each consumer size it from its handler time and broker round
+    # trip (as `PUT .../prefetch {"prefetch": "auto"}` does live).
+    prefetch: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] = Field(
+        default=1, description="messages each consumer holds: 1-1000 or auto (default 1)")
     concurrency: int = Field(default=1, ge=1, description="handlers each consumer runs at once")
     # Grace before the supervisor's SIGKILL backstop hits a consumer past its hard limit.
     kill_grace: float = Field(default=5.0, gt=0)

@@ -11,7 +11,7 @@ publisher confirms on (`confirm_publish`, the durability rpcfleet's 202 has), th
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import Body, FastAPI
@@ -40,16 +40,16 @@ app = FastAPI()
 
 
 @app.post("/echo")
-def echo(params: dict[str, Any] = Body(...)) -> dict[str, Any]:
+def echo(params: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     return {"result": echo_task.delay(params).get(timeout=30)}
 
 
 @app.post("/burn")
-def burn(params: dict[str, Any] = Body(...)) -> dict[str, Any]:
+def burn(params: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     return {"result": burn_task.delay(params).get(timeout=30)}
 
 
 @app.post("/jobs")
-def submit(params: dict[str, Any] = Body(...)) -> JSONResponse:
+def submit(params: Annotated[dict[str, Any], Body()]) -> JSONResponse:
     task = echo_task.delay(params)
     return JSONResponse({"id": task.id}, status_code=202)

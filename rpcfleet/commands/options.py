@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,29 @@ def setting_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[st
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+def _first_of(kinds: list[tuple[Any, list[Any] | None]]) -> Callable[[str], Any]:
+    """An argparse type for a union (`int | Literal["auto"]`): the first member that reads it."""
+    def parse(text: str) -> Any:
+        for kind, choices in kinds:
+            try:
+                value = kind(text)
+            except ValueError:
+                continue
+            if choices is None or value in choices:
+                return value
+        raise argparse.ArgumentTypeError(f"invalid value: {text!r}")
+    return parse
+
+
 def _value_type(annotation: Any) -> tuple[Any, list[Any] | None]:
     """The argparse type (and choices) of a field: `int | None` is int, a Literal its values."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _value_type(typing.get_args(annotation)[0])
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        (inner,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        return _value_type(inner)
+        inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(inner) == 1:
+            return _value_type(inner[0])
+        return _first_of([_value_type(arg) for arg in inner]), None
     if typing.get_origin(annotation) is typing.Literal:
         values = list(typing.get_args(annotation))
         return type(values[0]), values

@@ -58,3 +58,26 @@ async def test_a_consumer_switched_to_auto_announces_it_and_settles_above_one_fo
         await async_wait_for(adapted, timeout=30, interval=0,
                              what="auto to raise the prefetch for short work")
     assert beats[-1].prefetch_mode == "auto" and beats[-1].prefetch > 1
+
+
+async def test_a_consumer_started_with_prefetch_auto_sizes_it_from_the_start(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    """`rpcfleet worker ... --prefetch auto`: no live change needed."""
+    start_worker(prefetch="auto", beat_interval=0.5)
+    beats: list[WorkerEntry] = []
+    listener = await _beats(amqp_url, beats)
+    async with listener, amqp_client(amqp_url) as client:
+        await async_wait_for(lambda: beats, timeout=4, what="a beat")
+        first = beats[-1]
+
+        async def adapted() -> bool:
+            if beats[-1].prefetch > 1:
+                return True
+            await asyncio.gather(*(client.call("echo", {"i": i}) for i in range(50)))
+            return False
+
+        await async_wait_for(adapted, timeout=30, interval=0,
+                             what="auto to raise the prefetch for short work")
+    assert first.prefetch_mode == "auto" and first.prefetch == 1  # starts cautious
+    assert beats[-1].prefetch_mode == "auto" and beats[-1].prefetch > 1

@@ -67,8 +67,11 @@ class Consumer:
         self.recycling = Recycling(self.settings.max_messages,
                                    max_private * 1048576 if max_private else None)
         stored, auto = setup.slots.prefetch(setup.slot)
-        self.prefetch = stored or self.settings.prefetch  # a replacement keeps its slot's value
-        self.auto = auto
+        if stored:  # a replacement keeps its slot's value
+            self.prefetch, self.auto = stored, auto
+        else:
+            self.auto = self.settings.prefetch == "auto"
+            self.prefetch = 1 if self.settings.prefetch == "auto" else self.settings.prefetch
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

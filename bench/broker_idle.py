@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.rpc import cpu_seconds
-from rpcfleet.broker import LocalBroker, LocalCluster, free_port
+from rpcfleet.broker import LocalBroker, LocalCluster, free_port, free_port_run
 
 FLAGS = "+S 1 +sbwt none +sbwtdcpu none +sbwtdio none"
 ENV = "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"
@@ -50,10 +50,7 @@ def main() -> None:
                 rows.append(("1 node", flags or "(defaults)", took, idle_cpu([node], args.seconds)))
             finally:
                 node.stop()
-            port = free_port()
-            while any(not _free(port + i) for i in range(3)):
-                port = free_port()
-            cluster = LocalCluster(Path(folder) / "three", port=port)
+            cluster = LocalCluster(Path(folder) / "three", port=free_port_run(3))
             started = time.monotonic()
             cluster.start()
             took = time.monotonic() - started
@@ -66,17 +63,6 @@ def main() -> None:
     print("\n| nodes | scheduler flags | start s | idle CPU, % of one core |\n|---|---|---|---|")
     for name, flags, took, cpu in rows:
         print(f"| {name} | {flags} | {took:.1f} | {cpu:.1f} |")
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 if __name__ == "__main__":

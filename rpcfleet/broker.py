@@ -45,6 +45,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_run(count: int) -> int:
+    """A first port with `count` free loopback ports from it, and their distribution ports
+    (+20000): where a `LocalCluster` of `count` nodes can start."""
+    for _ in range(50):
+        base = free_port()
+        if base + count + 20000 > 65535:
+            continue
+        ports = [base + i for i in range(count)] + [base + 20000 + i for i in range(count)]
+        if all(_bindable(port) for port in ports):
+            return base
+    raise BrokerError(f"found no run of {count} free ports")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @dataclass
 class LocalBroker:
     """One node: `start()` returns once it accepts AMQP; `stop()` ends it; state persists."""

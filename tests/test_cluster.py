@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rpcfleet.broker import LocalBroker, LocalCluster, free_port
+from rpcfleet.broker import LocalBroker, LocalCluster, free_port_run
 from tests.support.fleet import worker_factory
 from tests.support.gateway import gateway_factory, wait_for_workers
 from tests.support.jobs import submit, until
@@ -20,34 +20,11 @@ from tests.support.processes import REPO, RPCFLEET
 from tests.support.waiting import wait_for
 
 
-def _free_run(count: int) -> int:
-    """A first port with `count` free ports after it (and their distribution ports)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count + 20000 > 65535:
-            continue
-        ports = [base + i for i in range(count)] + [base + 20000 + i for i in range(count)]
-        if all(_free(port) for port in ports):
-            return base
-    raise AssertionError("no run of free ports")
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.mark.slow
 def test_a_three_node_cluster_keeps_serving_and_loses_no_job_when_a_node_dies(
     tmp_path: Path
 ) -> None:
-    base, folder = _free_run(3), tmp_path / "cluster"
+    base, folder = free_port_run(3), tmp_path / "cluster"
     cli = [*RPCFLEET, "broker", "--nodes", "3", "--port", str(base), "--dir", str(folder)]
     started = subprocess.run(cli, cwd=REPO, capture_output=True, text=True, timeout=240)
     cluster = LocalCluster(directory=folder, port=base, count=3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from protocol import WorkerEntry, names
-from tests.support.amqp_client import amqp_client
+from tests.support.amqp_client import TestClient, amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.waiting import async_wait_for
 from tests.workers.test_prefetch import _beats, _set_prefetch
@@ -49,14 +49,7 @@ async def test_a_consumer_switched_to_auto_announces_it_and_settles_above_one_fo
         await async_wait_for(lambda: beats and beats[-1].prefetch_mode == "auto", timeout=4,
                              what="a beat in auto mode")
 
-        async def adapted() -> bool:  # keep it busy with cheap calls until it adapts
-            if beats[-1].prefetch > 1:
-                return True
-            await asyncio.gather(*(client.call("echo", {"i": i}) for i in range(50)))
-            return False
-
-        await async_wait_for(adapted, timeout=30, interval=0,
-                             what="auto to raise the prefetch for short work")
+        await _busy_until_raised(client, beats)
     assert beats[-1].prefetch_mode == "auto" and beats[-1].prefetch > 1
 
 
@@ -70,14 +63,18 @@ async def test_a_consumer_started_with_prefetch_auto_sizes_it_from_the_start(
     async with listener, amqp_client(amqp_url) as client:
         await async_wait_for(lambda: beats, timeout=4, what="a beat")
         first = beats[-1]
-
-        async def adapted() -> bool:
-            if beats[-1].prefetch > 1:
-                return True
-            await asyncio.gather(*(client.call("echo", {"i": i}) for i in range(50)))
-            return False
-
-        await async_wait_for(adapted, timeout=30, interval=0,
-                             what="auto to raise the prefetch for short work")
+        await _busy_until_raised(client, beats)
     assert first.prefetch_mode == "auto" and first.prefetch == 1  # starts cautious
     assert beats[-1].prefetch_mode == "auto" and beats[-1].prefetch > 1
+
+
+async def _busy_until_raised(client: TestClient, beats: list[WorkerEntry]) -> None:
+    """Keep the consumer busy with cheap calls until auto raises its prefetch above 1."""
+    async def raised() -> bool:
+        if beats[-1].prefetch > 1:
+            return True
+        await asyncio.gather(*(client.call("echo", {"i": i}) for i in range(50)))
+        return False
+
+    await async_wait_for(raised, timeout=30, interval=0,
+                         what="auto to raise the prefetch for short work")

@@ -4,7 +4,8 @@
 
 Runs `pytest -m slow tests/faults` with each scenario appending its accounting to a file, then
 prints the table: accepted, lost, duplicated effects, re-executions, indeterminate (recovered),
-definite failures, wrong answers, p50/p99 latency, and the scenario's own note (time to recover).
+definite failures, wrong answers, hung (answered past the deadline + 1 s), p50/p99 latency,
+and the scenario's own note (time to recover).
 The suite's assertions still hold (lost = 0, duplicated = 0, ...): a failing scenario is listed
 with what it reported before failing, and the exit code is pytest's.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ("accepted", "lost", "duplicated", "reexecutions", "indeterminate", "recovered",
-           "definite_failures", "wrong_answers", "p50_ms", "p99_ms")
+           "definite_failures", "wrong_answers", "hung", "p50_ms", "p99_ms")
 
 
 def main() -> int:

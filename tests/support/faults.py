@@ -30,6 +30,9 @@ import httpx
 from tests.support.waiting import wait_for
 
 OK, FAIL, UNKNOWN = "ok", "fail", "indeterminate"
+# A submission waits at most for the broker's confirm: the longest publish timeout a scenario
+# configures (the default, 5 s).
+SUBMIT_DEADLINE_S = 5.0
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Attempt:
     status: int | None = None
     error: str | None = None  # the exception that ended it without an answer
     callback: str | None = None  # a job's callback_url
+    deadline: float = 0.0  # seconds the request may take: answered after deadline + 1 s, it hung
 
 
 @dataclass
@@ -69,11 +73,11 @@ class Ledger:
         try:
             response = http.post("/v1/jobs/effect", json=body)
         except httpx.HTTPError as exc:
-            self._unanswered("job", value, started, exc)
+            self._unanswered("job", value, started, exc, SUBMIT_DEADLINE_S)
             return
         self._record(Attempt("job", *_classify(response), value,
                              time.monotonic() - started, time.monotonic(), response.status_code,
-                             callback=callback_url))
+                             callback=callback_url, deadline=SUBMIT_DEADLINE_S))
 
     def call(self, http: httpx.Client, ms: int = 20, timeout: float = 5) -> None:
         value = f"c{next(self._values)}"
@@ -82,21 +86,22 @@ class Ledger:
             response = http.post(f"/v1/rpc/effect?timeout={timeout}",
                                  json={"value": value, "ms": ms}, timeout=timeout + 5)
         except httpx.HTTPError as exc:
-            self._unanswered("call", value, started, exc)
+            self._unanswered("call", value, started, exc, timeout)
             return
         outcome, call_id = _classify(response)
         if outcome == OK and response.json()["result"]["value"] != value:
             outcome = "wrong answer"
         self._record(Attempt("call", outcome, call_id, value, time.monotonic() - started,
-                             time.monotonic(), response.status_code))
+                             time.monotonic(), response.status_code, deadline=timeout))
 
-    def _unanswered(self, kind: str, value: str, started: float, exc: httpx.HTTPError) -> None:
+    def _unanswered(self, kind: str, value: str, started: float, exc: httpx.HTTPError,
+                    deadline: float) -> None:
         # Refused before anything was sent: definitely not enqueued. Anything later (a reset, a
         # response cut short, a read timeout): the outcome is unknown.
         outcome = FAIL if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) else UNKNOWN
         now = time.monotonic()
         self._record(Attempt(kind, outcome, None, value, now - started, now,
-                             error=f"{type(exc).__name__}: {exc}"))
+                             error=f"{type(exc).__name__}: {exc}", deadline=deadline))
 
     def effects(self) -> dict[str, str]:
         return {path.name: path.read_text() for path in (self.folder / "effects").iterdir()}
@@ -158,13 +163,20 @@ class Report:
     wrong_answers: int
     p50_ms: float
     p99_ms: float
+    hung: list[str] = field(default_factory=list)  # answered past their deadline + 1 s
+
+    def holds(self) -> bool:
+        """What every scenario must show: nothing lost, no effect duplicated, no wrong answer,
+        no request answered later than its deadline + 1 s."""
+        return not (self.lost or self.duplicated or self.wrong_answers or self.hung)
 
     def __str__(self) -> str:
         return (f"accepted {self.accepted}, lost {len(self.lost)}, duplicated effects "
                 f"{len(self.duplicated)}, failed jobs {self.failed_jobs}, re-executions "
                 f"{self.reexecutions}, indeterminate {self.indeterminate} (recovered "
                 f"{self.recovered}), definite failures {self.definite_failures}, wrong answers "
-                f"{self.wrong_answers}, p50 {self.p50_ms:.0f} ms, p99 {self.p99_ms:.0f} ms")
+                f"{self.wrong_answers}, hung {len(self.hung)}, p50 {self.p50_ms:.0f} ms, "
+                f"p99 {self.p99_ms:.0f} ms")
 
 
 def account(ledger: Ledger, http: httpx.Client, drain_seconds: float = 90) -> Report:
@@ -216,7 +228,9 @@ def account(ledger: Ledger, http: httpx.Client, drain_seconds: float = 90) -> Re
         definite_failures=sum(1 for a in ledger.attempts if a.outcome == FAIL),
         wrong_answers=sum(1 for a in ledger.attempts if a.outcome == "wrong answer"),
         p50_ms=statistics.median(latencies) if latencies else 0.0,
-        p99_ms=latencies[int(len(latencies) * 0.99)] if latencies else 0.0)
+        p99_ms=latencies[int(len(latencies) * 0.99)] if latencies else 0.0,
+        hung=[f"{a.kind} {a.value}: {a.seconds:.1f} s" for a in ledger.attempts
+              if a.seconds > a.deadline + 1])
 
 
 REPORT_ENV = "FAULTS_REPORT_FILE"  # the scenarios append their figures here (bench/faults)
@@ -228,6 +242,7 @@ def publish(scenario: str, report: Report, note: str = "") -> None:
     target = os.environ.get(REPORT_ENV)
     if target:
         row = {"scenario": scenario, "note": note, **dataclasses.asdict(report),
-               "lost": len(report.lost), "duplicated": len(report.duplicated)}
+               "lost": len(report.lost), "duplicated": len(report.duplicated),
+               "hung": len(report.hung)}
         with open(target, "a") as out:
             out.write(json.dumps(row) + "\n")

@@ -26,14 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from bench.harness import RPCFLEET, env_with, private_broker, process, wait_until
 from bench.rpc import cpu_seconds
 from rpcfleet.broker import free_port
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from workers.memory import rss_bytes
 
 
 def idle_cost(pid: int, seconds: float) -> tuple[float, float]:
@@ -41,7 +34,7 @@ def idle_cost(pid: int, seconds: float) -> tuple[float, float]:
     before, started = cpu_seconds([pid]), time.monotonic()
     time.sleep(seconds)  # the measuring window
     used = cpu_seconds([pid]) - before
-    return rss_mib(pid), 100 * used / (time.monotonic() - started)
+    return (rss_bytes(pid) or 0) / 1048576, 100 * used / (time.monotonic() - started)
 
 
 async def follow(url: str, job_ids: list[str]) -> list[ClientConnection]:

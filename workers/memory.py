@@ -13,6 +13,11 @@ def pss_bytes(pid: int | str = "self") -> int | None:
     return _rollup(pid, "Pss:")
 
 
+def rss_bytes(pid: int | str = "self") -> int | None:
+    """Resident set size: every page in memory, shared ones counted in full."""
+    return _rollup(pid, "Rss:")
+
+
 def private_bytes(pid: int | str = "self") -> int | None:
     """Pages only this process holds (USS): what it no longer shares with the supervisor."""
     return _rollup(pid, "Private_Clean:", "Private_Dirty:")

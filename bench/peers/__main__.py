@@ -11,7 +11,8 @@ Systems alternate within each round, and each figure is the median over the roun
   3. jobs accepted per second at c=64 (persistent, confirmed, stored) against Celery's
      `.delay()`: with no worker running (accept only), then with it (a job's whole life)
   4. each gateway's RSS after the calls above (tens of thousands)
-It prints the tables and writes a plot of requests/s and p99 against concurrency.
+It prints the tables and writes a plot of requests/s and p99 against concurrency
+(`bench.peers.report`).
 Peers come with the `bench` extra (installed by `./run bench peers`).
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 import tempfile
 from collections import defaultdict
@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import RPCFLEET, env_with, private_broker, process
+from bench.peers.report import Sample, plot, report
 from bench.rpc import BODY, cpu_seconds, wait_http, wrk
-from rpcfleet.broker import LocalBroker, free_port
+from rpcfleet.broker import BrokerError, LocalBroker, free_port
+from workers.memory import rss_bytes
 
 UVICORN = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
 
@@ -88,15 +90,6 @@ SYSTEMS = [
 ]
 
 
-@dataclass
-class Sample:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    cpu_ms: float  # per request, gateway + worker + broker
-
-
 class Running:
     """One system's processes: its gateway stays; its workers can be replaced."""
 
@@ -133,9 +126,7 @@ class Running:
         self.worker_pids = []
 
     def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.gateway.pid}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines()
-                        if line.startswith("VmRSS:"))) / 1024
+        return (rss_bytes(self.gateway.pid) or 0) / 1048576
 
 
 def measure(running: Running, path: str, concurrency: int, seconds: int, script: Path,
@@ -156,16 +147,11 @@ def lua(path: Path, body: str) -> Path:
     return path
 
 
-def median(samples: list[Sample]) -> Sample:
-    return Sample(*(statistics.median(getattr(s, f) for s in samples)
-                    for f in ("rps", "p50_ms", "p99_ms", "errors", "cpu_ms")))
-
-
 def purge(node: LocalBroker, *queues: str) -> None:
     for queue in queues:
         try:
             node.ctl("purge_queue", queue)
-        except Exception:  # not declared (yet): nothing to purge
+        except BrokerError:  # not declared (yet): nothing to purge
             pass
 
 
@@ -235,66 +221,9 @@ def main() -> None:
                     jobs[(r.system.name, phase)].append(sample)
                     print(f"  round {round_ + 1} jobs ({phase}) {r.system.name:30} "
                           f"{sample.rps:8.0f} jobs/s", flush=True)
-    report(chosen, args.concurrency, echo, burn, jobs, rss)
-    plot(chosen, args.concurrency, echo, args.plot)
-
-
-def report(chosen: list[System], concurrencies: list[int],
-           echo: dict[tuple[str, int], list[Sample]], burn: dict[str, list[Sample]],
-           jobs: dict[tuple[str, str], list[Sample]], rss: dict[str, float]) -> None:
-    print("\n1. echo (medians) | system | c | req/s | p50 ms | p99 ms | errors | CPU ms per call "
-          "| rpcfleet ÷ this |")
-    print("|---|---|---|---|---|---|---|---|")
-    for concurrency in concurrencies:
-        ours = echo.get(("rpcfleet", concurrency))
-        for system in (s for s in chosen if not s.only_burn):
-            m = median(echo[(system.name, concurrency)])
-            ratio = (f"{median(ours).rps / m.rps:.2f}x"
-                     if ours and system.name != "rpcfleet" else "")
-            print(f"| {system.name} | {concurrency} | {m.rps:,.0f} | {m.p50_ms:.1f} | "
-                  f"{m.p99_ms:.1f} | {m.errors:.0f} | {m.cpu_ms:.2f} | {ratio} |")
-    print("\n2. ~5 ms pure-Python handler, 2 worker processes, c=16 (ideal 400 req/s)")
-    print("| system | req/s | % of ideal | p99 ms |\n|---|---|---|---|")
-    for name, samples in burn.items():
-        m = median(samples)
-        print(f"| {name} | {m.rps:,.0f} | {m.rps / 4:.0f} % | {m.p99_ms:.1f} |")
-    print("\n3. jobs at c=64 | system | phase | jobs/s | p99 ms | CPU ms per job |")
-    print("|---|---|---|---|---|")
-    for (name, phase), samples in jobs.items():
-        m = median(samples)
-        print(f"| {name} | {phase} | {m.rps:,.0f} | {m.p99_ms:.1f} | {m.cpu_ms:.2f} |")
-    print("\n4. gateway RSS after the calls above")
-    print("| system | RSS MiB |\n|---|---|")
-    for name, mib in rss.items():
-        print(f"| {name} | {mib:.0f} |")
-
-
-def plot(chosen: list[System], concurrencies: list[int],
-         echo: dict[tuple[str, int], list[Sample]], target: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for system in (s for s in chosen if not s.only_burn):
-        medians = [median(echo[(system.name, c)]) for c in concurrencies]
-        left.plot(concurrencies, [m.rps for m in medians], marker="o", label=system.name)
-        right.plot(concurrencies, [m.p99_ms for m in medians], marker="o", label=system.name)
-    for axis, label in ((left, "requests/s"), (right, "p99 latency, ms")):
-        axis.set_xscale("log", base=2)
-        axis.set_xticks(concurrencies, [str(c) for c in concurrencies])
-        axis.set_xlabel("concurrent clients")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-    left.set_yscale("log")
-    right.set_yscale("log")
-    left.legend(fontsize=7, loc="center right")
-    figure.suptitle("echo through the broker: one gateway process, one worker at prefetch 1")
-    figure.tight_layout()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, dpi=110)
-    print(f"\nplot: {target}")
+    callers = [s.name for s in chosen if not s.only_burn]
+    report(callers, args.concurrency, echo, burn, jobs, rss)
+    plot(callers, args.concurrency, echo, args.plot)
 
 
 if __name__ == "__main__":

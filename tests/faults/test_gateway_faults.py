@@ -20,6 +20,7 @@ from tests.faults.stage import in_background, time_to_answer
 from tests.support.faults import Ledger, account, load, publish
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
+from workers.memory import rss_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -255,6 +256,4 @@ def _raise_own_file_limit(wanted: int) -> None:
 
 
 def _rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines()
-                    if line.startswith("VmRSS:"))) / 1024
+    return (rss_bytes(pid) or 0) / 1048576

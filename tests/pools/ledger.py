@@ -32,11 +32,16 @@ def effect(params: dict[str, object], job: JobContext) -> dict[str, object]:
     else:
         time.sleep(seconds)
     committed = ledger / "effects" / job.id
+    # Written aside, then linked into place: the link is atomic and fails if the effect exists,
+    # so a run killed mid-write never leaves an empty effect for the next run to read back.
+    draft = ledger / "effects" / f".draft-{job.id}-{os.getpid()}"
+    draft.write_text(str(params.get("value")))
     try:
-        with open(committed, "x") as out:
-            out.write(str(params.get("value")))
+        os.link(draft, committed)
     except FileExistsError:
         pass  # a re-execution: the effect stands as first committed
+    finally:
+        draft.unlink()
     return {"value": committed.read_text(), "pid": os.getpid()}
 
 

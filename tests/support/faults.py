@@ -104,7 +104,8 @@ class Ledger:
                              error=f"{type(exc).__name__}: {exc}", deadline=deadline))
 
     def effects(self) -> dict[str, str]:
-        return {path.name: path.read_text() for path in (self.folder / "effects").iterdir()}
+        return {path.name: path.read_text() for path in (self.folder / "effects").iterdir()
+                if not path.name.startswith(".")}  # a killed run's draft is no effect
 
     def runs(self) -> Counter[str]:
         return Counter(line.split()[0] for line in (self.folder / "runs").read_text().split("\n")

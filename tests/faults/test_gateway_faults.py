@@ -66,7 +66,8 @@ def test_a_gateway_stopped_with_sigterm_under_load_finishes_what_it_holds_and_cu
 
     def long_call() -> None:
         with httpx.Client(base_url=first.url, timeout=15) as http:
-            ledger.call(http, ms=1500)
+            # Six of them: 3 s of work for 2 consumers, well within the calls' 5 s deadline.
+            ledger.call(http, ms=1000)
 
     def stop_in_the_middle() -> None:
         time.sleep(2)  # the moment within the load, not a wait for a condition

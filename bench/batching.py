@@ -3,7 +3,8 @@ against `nearest_batched` (up to 32 queries share one pass: a matrix product), s
 
     ./run bench batching [--seconds 10] [--concurrency 64] [--cache-mb 256]
 
-One gateway process, one worker process at prefetch 32 (so a batch can fill), wrk as the load.
+One gateway process, one worker process at --prefetch auto (two batches: one runs, one gathers),
+wrk as the load.
 Prints requests/s, p50/p99 and the batch sizes the worker reports. Asserts nothing.
 """
 
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--cache-mb", type=int, default=256)
+    parser.add_argument("--prefetch", default="auto", help="the worker's: a number or auto")
     args = parser.parse_args()
     with private_broker() as node, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         logs = Path(tmp)
@@ -34,7 +36,7 @@ def main() -> None:
                        RPCFLEET_EXAMPLE_CACHE_MB=args.cache_mb, RPCFLEET_RPC_TIMEOUT_DEFAULT=60)
         port = free_port()
         stack.enter_context(process([*RPCFLEET, "worker", "examples.vectors:pool",
-                                     "--processes", "1", "--prefetch", "32"], env,
+                                     "--processes", "1", "--prefetch", args.prefetch], env,
                                     logs / "worker.log"))
         stack.enter_context(process([*RPCFLEET, "gateway", "--port", str(port)], env,
                                     logs / "gateway.log"))

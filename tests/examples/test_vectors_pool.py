@@ -27,6 +27,22 @@ def test_nearest_finds_the_query_row_first(tester: PoolTester) -> None:
     assert found[0]["score"] == pytest.approx(1.0, abs=1e-5)
 
 
+def test_nearest_many_is_exact_across_chunks(tester: PoolTester,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later chunks only consider scores above each query's k-th best so far: the answers are
+    still exactly the brute-force top k, in order."""
+    import examples.vectors
+
+    monkeypatch.setattr(examples.vectors, "CHUNK_ROWS", 64)  # 500 rows: 8 chunks
+    index: Index = tester.cache
+    queries = np.random.default_rng(seed=2).standard_normal((6, DIMENSIONS)).astype(np.float32)
+    found = index.nearest_many(queries, 7)
+    scores = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ index.vectors.T
+    for q in range(6):
+        assert [i for i, _ in found[q]] == list(np.argsort(-scores[q], kind="stable")[:7])
+    assert [len(f) for f in index.nearest_many(queries[:2], 10_000)] == [500, 500]  # k > rows
+
+
 def test_params_are_validated_as_the_gateway_would_answer(tester: PoolTester) -> None:
     with pytest.raises(MethodFailed) as failed:
         tester.call("nearest", {"vector_of": 1, "vector": [0.0] * DIMENSIONS})

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from protocol import ErrorCode
+from protocol import ErrorCode, WorkerEntry
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.waiting import async_wait_for
+from tests.workers.test_prefetch import _beats
 
 
 def _sizes(log: Path) -> list[int]:
@@ -90,3 +92,20 @@ def test_batch_sizes_are_shown_in_the_fleet_view_and_the_metrics(
     assert codes == [200] * 8
     assert stats["calls"] < 8 and stats["mean_size"] > 1
     assert 'rpcfleet_worker_batch_size_mean{method="square"' in metrics
+
+
+async def test_with_prefetch_auto_every_beat_carries_the_batch_sizes(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    """auto probes the round trip with a beat every 2 s: that beat is a whole worker entry too,
+    or the fleet view would lose the batch sizes each time one arrived."""
+    start_worker("tests.pools.batched:pool", pool="batched", prefetch="auto", beat_interval=5)
+    beats: list[WorkerEntry] = []
+    listener = await _beats(amqp_url, beats)
+    async with listener, amqp_client(amqp_url) as client:
+        await asyncio.gather(*(client.call("square", {"n": n}, timeout=20) for n in range(8)))
+        served = len(beats)
+        await async_wait_for(lambda: len(beats) >= served + 3, timeout=12,
+                             what="three beats after the calls (auto's probes among them)")
+    assert all(beat.batches and beat.batches["square"]["requests"] == 8
+               for beat in beats[served + 1:])

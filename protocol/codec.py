@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import orjson
@@ -19,8 +20,14 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Serialise to compact UTF-8 JSON; raises TypeError for what JSON cannot hold."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    """Serialise to compact UTF-8 JSON (numpy arrays and scalars too); raises TypeError for what
+    JSON cannot hold.
+
+    orjson's numpy option imports numpy the first time it meets a value it does not know (a
+    pydantic model, say): 13 MiB in a gateway that never holds an array. A value can only be a
+    numpy array if numpy is imported already, so the option is asked for only then."""
+    option = orjson.OPT_SERIALIZE_NUMPY if "numpy" in sys.modules else 0
+    return orjson.dumps(value, default=_default, option=option)
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

@@ -61,3 +61,23 @@ def test_the_cli_reads_settings_without_loading_the_web_framework() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_a_gateway_process_loads_only_what_serving_needs() -> None:
+    """RSS per gateway process: no worker side, no numpy (13 MiB), no httpx until a callback
+    is sent, no other command's module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rpcfleet.cli\n"
+            "rpcfleet.cli.build_parser(['gateway'])\n"
+            "import gateway.app\n"
+            "gateway.app.app_from_env()\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'workers', 'numpy', 'httpx', 'rpcfleet.commands.up'}))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('rpcfleet.commands.')))")
+    # options: the settings-driven flags every command shares
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout.split("\n")
+    assert out[0] == "[]"
+    assert out[1] == "['rpcfleet.commands.gateway', 'rpcfleet.commands.options']"

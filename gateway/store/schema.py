@@ -71,7 +71,8 @@ def connect(path: str) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode = WAL")
     # FULL: each commit is on disk before it returns, so an outcome is acked to the broker only
     # once it is durable (NORMAL in WAL mode could lose the last commits to a power cut after
-    # their replies were acked: lost jobs). Costs an fsync per write (see bench/jobs.py).
+    # their replies were acked: lost jobs). Costs an fsync per commit, which group commit shares
+    # among the writes waiting for it (gateway.store.group_commit).
     connection.execute("PRAGMA synchronous = FULL")
     connection.execute("PRAGMA foreign_keys = ON")
     migrate(connection)

@@ -1,7 +1,10 @@
 """The embedded job store: SQLite in WAL mode, shared by the gateway processes of one host.
 
-Every call runs in one dedicated thread per store (the event loop never blocks on the file);
-read-modify-write steps take `BEGIN IMMEDIATE`, so two processes never interleave them.
+Every call runs in one dedicated thread per store (the event loop never blocks on the file), in
+the order it was made. Writes are group-committed: the writes waiting when the thread gets to
+them run in one `BEGIN IMMEDIATE` transaction (so two processes never interleave them), each in
+its own savepoint (one write's error undoes that write alone), and one COMMIT, one fsync, makes
+them all durable before any of their callers hears back.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
+from gateway.store.group_commit import GroupCommit
 from gateway.store.rows import (
     CANCELLED_QUEUED,
     COLUMNS,
@@ -42,19 +46,26 @@ class SqliteJobStore:
         self._db = connect(str(path))
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="jobstore")
         self.store_id = _store_id(path.with_suffix(".id"))
+        self._writes = GroupCommit(self._db)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
 
+    async def _run_write(self, func: Callable[..., T], *args: Any) -> T:
+        """`func` in the next group commit; its result once that commit is durable."""
+        return await self._writes.submit(self._thread, func, *args)
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """A write's own savepoint inside the group's transaction: its error undoes it alone."""
+        self._db.execute("SAVEPOINT write")
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK TO write")
+            self._db.execute("RELEASE write")
             raise
-        self._db.execute("COMMIT")
+        self._db.execute("RELEASE write")
 
     async def close(self) -> None:
         await self._run(self._db.close)
@@ -62,7 +73,7 @@ class SqliteJobStore:
 
     # -- jobs ---------------------------------------------------------------------------------
     async def create(self, job: NewJob) -> tuple[Job, bool]:
-        return await self._run(self._create, job)
+        return await self._run_write(self._create, job)
 
     def _create(self, job: NewJob) -> tuple[Job, bool]:
         with self._write() as db:
@@ -89,13 +100,13 @@ class SqliteJobStore:
         return created, True
 
     async def delete(self, job_id: str) -> None:
-        await self._run(self._exec, "DELETE FROM jobs WHERE id = ?", (job_id,))
+        await self._run_write(self._exec, "DELETE FROM jobs WHERE id = ?", (job_id,))
 
     async def mark_published(self, job_id: str) -> None:
-        await self._run(self._exec, "UPDATE jobs SET published = 1 WHERE id = ?", (job_id,))
+        await self._run_write(self._exec, "UPDATE jobs SET published = 1 WHERE id = ?", (job_id,))
 
     async def claim_publish(self, job_id: str, now_ms: int, lease_ms: int) -> PublishClaim:
-        return await self._run(self._claim_publish, job_id, now_ms, lease_ms)
+        return await self._run_write(self._claim_publish, job_id, now_ms, lease_ms)
 
     def _claim_publish(self, job_id: str, now_ms: int, lease_ms: int) -> PublishClaim:
         with self._write() as db:
@@ -110,12 +121,12 @@ class SqliteJobStore:
             return "claimed"
 
     async def release_publish(self, job_id: str) -> None:
-        await self._run(self._exec, "UPDATE jobs SET publish_lease_ms = 0 WHERE id = ? "
+        await self._run_write(self._exec, "UPDATE jobs SET publish_lease_ms = 0 WHERE id = ? "
                         "AND published = 0", (job_id,))
 
     async def abandon_unpublished(self, leased_before_ms: int,
                                   at_ms: int) -> list[tuple[str, str]]:
-        return await self._run(self._abandon, leased_before_ms, at_ms)
+        return await self._run_write(self._abandon, leased_before_ms, at_ms)
 
     def _abandon(self, leased_before_ms: int, at_ms: int) -> list[tuple[str, str]]:
         error = NEVER_CONFIRMED
@@ -156,7 +167,7 @@ class SqliteJobStore:
 
     async def started(self, job_id: str, worker: str | None, attempt: int, at_ms: int) -> bool:
         # attempts counts starts; only a queued or running job can (re)start.
-        return await self._run(self._changed, job_id, "running",
+        return await self._run_write(self._changed, job_id, "running",
             "UPDATE jobs SET status = 'running', worker = ?, attempts = MAX(attempts, ?), "
             "started_ms = ? WHERE id = ? AND status IN ('queued', 'running') "
             "AND attempts < ?", (worker, attempt, at_ms, job_id, attempt))
@@ -165,7 +176,7 @@ class SqliteJobStore:
         body = codec.dumps({"fraction": fraction, "note": note}).decode()
         # Every gateway process hears the worker's progress event: the same value again is no
         # change (and no second event).
-        return await self._run(self._changed, job_id, "progress",
+        return await self._run_write(self._changed, job_id, "progress",
             "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running' AND "
             "progress IS NOT ?", (body, job_id, body))
 
@@ -210,7 +221,7 @@ class SqliteJobStore:
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                      at_ms: int, worker: str | None = None, attempt: int | None = None,
                      started_ms: int | None = None) -> bool:
-        return await self._run(self._finish, job_id, status, result, error, at_ms, worker,
+        return await self._run_write(self._finish, job_id, status, result, error, at_ms, worker,
                                attempt, started_ms)
 
     def _finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
@@ -255,12 +266,12 @@ class SqliteJobStore:
                                     CANCELLED_QUEUED,
                                     at_ms)
         if changed:
-            await self._run(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ?",
+            await self._run_write(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ?",
                             (job_id,))
         return changed
 
     async def request_cancel(self, job_id: str) -> None:
-        await self._run(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ? AND "
+        await self._run_write(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ? AND "
                         "status = 'running'", (job_id,))
 
     async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]:
@@ -270,15 +281,16 @@ class SqliteJobStore:
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def cancel_seen(self, job_id: str) -> None:
-        await self._run(self._exec, "UPDATE jobs SET cancel_pending = 0 WHERE id = ?", (job_id,))
+        await self._run_write(self._exec, "UPDATE jobs SET cancel_pending = 0 WHERE id = ?",
+                              (job_id,))
 
     async def purge(self, finished_before_ms: int) -> int:
-        return await self._run(self._exec, "DELETE FROM jobs WHERE finished_ms < ?",
+        return await self._run_write(self._exec, "DELETE FROM jobs WHERE finished_ms < ?",
                                (finished_before_ms,))
 
     # -- outbox -------------------------------------------------------------------------------
     async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
-        return await self._run(self._claim, now_ms, limit, lease_ms)
+        return await self._run_write(self._claim, now_ms, limit, lease_ms)
 
     def _claim(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
         with self._write() as db:
@@ -294,7 +306,7 @@ class SqliteJobStore:
     async def delivery_outcome(self, delivery_id: str, *, delivered: bool, error: str | None,
                                retry_at_ms: int | None) -> None:
         state = "delivered" if delivered else ("pending" if retry_at_ms is not None else "failed")
-        await self._run(self._exec,
+        await self._run_write(self._exec,
             "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
             "next_ms = COALESCE(?, next_ms), lease_ms = 0 WHERE id = ?",
             (state, error, retry_at_ms, delivery_id))

@@ -243,3 +243,36 @@ async def test_the_newest_jobs_are_listed_first_filtered_by_state_method_and_own
     assert old.result == {"n": 1} and old.callback is not None  # the whole job, callback too
     assert old.callback.state == "pending"
     await store.close()
+
+
+async def test_sqlite_commits_concurrent_writes_together_each_undone_alone(
+    tmp_path: Path
+) -> None:
+    """Group commit: the writes waiting for the store's thread share one transaction and one
+    fsync; a write that fails (here an Idempotency-Key reused with another body) is undone
+    alone, and a read made after a write sees it."""
+    import asyncio
+
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    await store.create(_job("keyed", idempotency_key="k", body_hash="h1"))
+    writes = [store.create(_job(f"j{i}", callback_url="https://example.com/hook"))
+              for i in range(64)]
+    conflicting = store.create(_job("other", idempotency_key="k", body_hash="h2"))
+    read_after = store.get("j63")
+    outcomes = await asyncio.gather(*writes, conflicting, read_after, return_exceptions=True)
+    assert all(isinstance(o, tuple) and o[1] for o in outcomes[:64])
+    assert isinstance(outcomes[64], IdempotencyConflict)
+    assert outcomes[65] is not None and outcomes[65].id == "j63"  # type: ignore[union-attr]
+    groups = store._writes.commits
+    assert groups < 10 and store._writes.writes == 66  # 66 writes, a few commits
+    await asyncio.gather(*(store.finish(f"j{i}", JobStatus.SUCCEEDED, i, None, 2_000)
+                           for i in range(64)))
+    assert store._writes.commits - groups < 10
+    await store.close()
+
+    reopened = sqlite3.connect(tmp_path / "jobs.sqlite3")  # durable, as another process sees it
+    assert reopened.execute("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'"
+                            ).fetchone() == (64,)
+    assert reopened.execute("SELECT COUNT(*) FROM outbox").fetchone() == (64,)
+    assert reopened.execute("SELECT COUNT(*) FROM jobs WHERE id = 'other'").fetchone() == (0,)
+    reopened.close()

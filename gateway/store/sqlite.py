@@ -94,9 +94,9 @@ class SqliteJobStore:
                 (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
                  job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
                  job.publish_lease_ms, job.owner))
-            self._event(job.id, "queued")
-        created = self._get(job.id)
-        assert created is not None
+            created = self._get(job.id)
+            assert created is not None
+            self._event(job.id, "queued", created)
         return created, True
 
     async def delete(self, job_id: str) -> None:
@@ -188,11 +188,12 @@ class SqliteJobStore:
             self._event(job_id, event)
             return True
 
-    def _event(self, job_id: str, event: str) -> None:
-        """Append an event inside the current write (it sees the job as just changed)."""
+    def _event(self, job_id: str, event: str, changed: Job | None = None) -> None:
+        """Append an event inside the current write (it sees the job as just changed, or as
+        `changed` says when the caller has just read it)."""
         job = None
         if event not in TERMINAL_EVENTS:
-            found = self._get(job_id)
+            found = changed or self._get(job_id)
             job = found.model_dump_json() if found is not None else None
         self._db.execute(
             "INSERT INTO events (job_id, seq, event, job) VALUES (?, (SELECT COALESCE(MAX(seq),"

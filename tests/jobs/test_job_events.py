@@ -124,3 +124,53 @@ def test_one_socket_follows_many_jobs(
                 seen[frame["job"]["id"]].append(frame["event"])
     assert all(events == ["queued", "running", "succeeded"] for events in seen.values()), seen
     assert errors == [{"code": "not_found", "message": f"no job {'0' * 32!r}", "id": "0" * 32}]
+
+
+def test_only_a_job_still_running_after_a_moment_sends_a_start_event(
+    amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    """A job that ends within STARTED_EVENT_AFTER_S costs no start event (one message and one
+    store write less); its reply puts `running` in its log all the same. A longer one is seen
+    running while it runs, stamped with when it started."""
+    import asyncio
+    import threading
+
+    import aio_pika
+
+    from protocol import names
+
+    heard: list[str] = []
+    listening, stop = threading.Event(), threading.Event()
+
+    async def listen() -> None:
+        async with await aio_pika.connect(amqp_url) as connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind(names.EVENTS_EXCHANGE, routing_key="job.*.started")
+
+            async def hear(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                heard.append(message.routing_key or "")
+
+            await queue.consume(hear, no_ack=True)
+            listening.set()
+            await asyncio.to_thread(stop.wait, 120)  # until the test has seen what it needs
+
+    start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)  # the events exchange is declared by now
+    listener = threading.Thread(target=asyncio.run, args=(listen(),), daemon=True)
+    listener.start()
+    assert listening.wait(10)
+    with gateway.client() as http:
+        quick = submit(http, "echo", {"n": 1}).json()["id"]
+        slow = submit(http, "sleep", {"seconds": 0.6}).json()["id"]
+        running = until(http, slow, "running", "succeeded")
+        until(http, quick, "succeeded")
+        done = until(http, slow, "succeeded")
+        quick_log = [event for _, event in _sse(http, quick, {})]
+    stop.set()
+    listener.join(10)
+    assert heard == [names.job_event_key(slow, "started")]
+    assert running["status"] == "running"  # seen while it ran, from its start event
+    assert running["started_at"] <= done["finished_at"]
+    assert quick_log == ["queued", "running", "succeeded"]

@@ -32,6 +32,7 @@ from workers.consumer.batching import Batcher
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome, Stopper, failure, run_batch, run_handler
 from workers.consumer.settling import Settle, Settler
+from workers.consumer.starts import JobEventSink, StartEvents
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.topology import PoolTopology
 from workers.context import JobContext
@@ -44,7 +45,6 @@ log = logging.getLogger("rpcfleet.worker")
 OUTCOMES_REMEMBERED = 1000
 
 
-JobEventSink = Callable[[str, str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class Dispatcher:
         self.recent: OrderedDict[str, Outcome] = OrderedDict()  # job id -> how it ended here
         self._orphans: set[asyncio.Task[None]] = set()
         self.settler = Settler(setup, channel, topology, counters, measure)
+        self.starts = StartEvents(job_event)
 
     async def handle(self, message: Delivery) -> None:
         handler = self.setup.pool.handlers.get(message.type or "")
@@ -114,7 +115,7 @@ class Dispatcher:
         handed to the supervisor's backstop."""
         job_id = str(message.correlation_id)
         if names.is_durable_reply_to(message.reply_to):
-            self.job_event(job_id, "started", {"attempt": attempt})
+            self.starts.starting(job_id, attempt)
         if track and handler.time_limit is not None:
             grace_ms = int((handler.time_limit + self.setup.settings.kill_grace) * 1000)
             self.setup.slots.track(self.setup.slot, job_id, now_ms() + grace_ms, "time_limit")
@@ -199,6 +200,8 @@ class Dispatcher:
                     len(live), Stopper(), self.executor, self.setup.settings.max_result_bytes)
             finally:
                 self.semaphore.release()
+                for index in live:
+                    self.starts.ended(str(items[index][0].correlation_id))
             # prefetch=auto sizes itself by the time per request, which batching divides.
             self.measure.observe_handler((time.perf_counter() - started) / len(live))
             if not any(result.must_exit for result in results):
@@ -338,6 +341,7 @@ class Dispatcher:
                     self.executor, self.setup.settings.max_result_bytes)
         finally:
             self.cancels.running.pop(job_id, None)
+            self.starts.ended(job_id)
         self.measure.observe_handler(time.perf_counter() - started)
         if not outcome.must_exit:
             slots.untrack(slot, job_id)
@@ -346,9 +350,12 @@ class Dispatcher:
     def _progress_sink(self) -> Callable[[str, float, str], None]:
         loop = asyncio.get_running_loop()
 
+        def progress(job_id: str, fraction: float, note: str) -> None:
+            self.starts.send_now(job_id)  # a gateway records progress of a running job only
+            self.job_event(job_id, "progress", {"fraction": fraction, "note": note})
+
         def sink(job_id: str, fraction: float, note: str) -> None:
-            loop.call_soon_threadsafe(
-                self.job_event, job_id, "progress", {"fraction": fraction, "note": note})
+            loop.call_soon_threadsafe(progress, job_id, fraction, note)
 
         return sink
 

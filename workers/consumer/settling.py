@@ -39,6 +39,12 @@ log = logging.getLogger("rpcfleet.worker")
 # again for this long before the request goes back to its queue: a handler that succeeded is
 # never recorded failed because its answer could not be stored at once.
 REPLY_RETRY_S = 30.0
+# How long one publish waits to be written and confirmed. aiormq waits without a bound for a
+# frame to be written, and a frame queued on a connection that has just died is never written:
+# the settle (and the handler slot it holds) would wait forever, and every delivery behind it
+# with it. Past this, a reply is published again on the channel as it is now (a reconnect gives
+# a new one); a copy's settle fails and the delivery, unacked, is redelivered.
+CONFIRM_TIMEOUT_S = 10.0
 
 class ReplyNotConfirmed(RuntimeError):
     """The broker did not ack a reply: the request stays unacked, to be redelivered."""
@@ -71,10 +77,12 @@ class Settler:
             reason, detail = settle.dead
             log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
             await self.topology.dead_letters.publish(
-                outgoing.dead_letter_message(message, pool, reason, detail), routing_key=pool)
+                outgoing.dead_letter_message(message, pool, reason, detail), routing_key=pool,
+                timeout=CONFIRM_TIMEOUT_S)
         if settle.retry:
             await self.channel.default_exchange.publish(
-                outgoing.retry_message(message, settle.attempt), routing_key=names.pool_queue(pool))
+                outgoing.retry_message(message, settle.attempt), routing_key=names.pool_queue(pool),
+                timeout=CONFIRM_TIMEOUT_S)
         outcome = settle.reply
         if outcome is not None:
             self._count(outcome)
@@ -111,10 +119,14 @@ class Settler:
                 try:
                     confirm = await channel.basic_publish(body, routing_key=reply_to,
                                                           properties=properties,
-                                                          mandatory=ours)
+                                                          mandatory=ours,
+                                                          timeout=CONFIRM_TIMEOUT_S)
                 except aiormq.exceptions.DeliveryError as exc:
                     raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {exc}") \
                         from None
+                except TimeoutError:
+                    raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: no confirm "
+                                            f"within {CONFIRM_TIMEOUT_S} s") from None
                 if ours and isinstance(confirm, DeliveredMessage):
                     await self.channel.declare_queue(
                         reply_to, durable=True,

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 from gateway import openapi
 from gateway.browsers import BrowserGuard
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, render
-from gateway.fastpath import RpcFastPath
+from gateway.fastpath import FastPath
 from gateway.jobs import jobs_running
 from gateway.limits import BodyLimit, ConnectionLimit
 from gateway.routes import contract, fleet, health, jobs, ui
@@ -95,12 +95,12 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
 
 
 def with_fast_path(app: FastAPI) -> ASGIApp:
-    """The app behind the sync-call fast path (see gateway.fastpath), both behind the browser
-    guard of keyless gateways (see gateway.browsers), all behind the connection limit (see
-    gateway.limits)."""
+    """The app behind the fast paths of sync calls and job submissions (see gateway.fastpath),
+    both behind the browser guard of keyless gateways (see gateway.browsers), all behind the
+    connection limit (see gateway.limits)."""
     services: Services = app.state.services
     settings = services.settings
-    guarded = BrowserGuard(RpcFastPath(app, services), enabled=services.auth.open,
+    guarded = BrowserGuard(FastPath(app, services), enabled=services.auth.open,
                            allowed_hosts=settings.allowed_hosts,
                            allowed_origins=settings.allowed_origins,
                            bind_host=settings.bind_host())

@@ -1,11 +1,11 @@
-"""POST /v1/rpc/{method}: the one implementation of a sync call, a bare ASGI handler in front of
-FastAPI.
+"""POST /v1/rpc/{method} and POST /v1/jobs/{method}: the one implementation of a sync call and
+of a job submission, bare ASGI handlers in front of FastAPI.
 
-The sync call is the hot path: the framework's routing, dependency solving and middleware layers
-cost about a third of the gateway's CPU per call (py-spy, c=64), so the call has no FastAPI route
-at all (`gateway.openapi` describes it in /docs). It does what a route would: the key check, the
-body limit, the errors (`gateway.errors.render`) and the metrics. Everything else goes to the
-FastAPI app.
+They are the hot paths: the framework's routing, dependency solving and middleware layers cost
+about a third of the gateway's CPU per call (py-spy, c=64), so neither has a FastAPI route at
+all (`gateway.openapi` describes them in /docs). Each does what a route would: the key check,
+the body limit, the errors (`gateway.errors.render`) and the metrics. Everything else (reading,
+following and cancelling jobs included) goes to the FastAPI app.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.amqp import CallerGone, new_call_id
 from gateway.auth import bearer
 from gateway.calls import parse_timeout, perform_call, trace_context
-from gateway.errors import GatewayError, MethodNotAllowed
+from gateway.errors import BadRequest, GatewayError, MethodNotAllowed
+from gateway.jobs.documents import PREFER_WAIT, job_document, job_url
 from gateway.limits import read_body
 from gateway.responses import send_error, send_json
 from gateway.services import Services
@@ -29,10 +31,12 @@ from protocol import names
 log = logging.getLogger("rpcfleet.gateway")
 
 PREFIX = "/v1/rpc/"
+JOBS_PREFIX = "/v1/jobs/"
+IDEMPOTENCY_KEY_MAX = 255
 WATCH_AFTER_S = 0.1  # calls answered sooner never pay for watching their caller
 
 
-class RpcFastPath:
+class FastPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
@@ -47,7 +51,45 @@ class RpcFastPath:
                     await self._fail(send, MethodNotAllowed(
                         f"{scope['method']} is not allowed on {scope['path']}"))
                 return
+        if (scope["type"] == "http" and scope["method"] == "POST"
+                and scope["path"].startswith(JOBS_PREFIX)):
+            method = scope["path"][len(JOBS_PREFIX):]
+            if method and "/" not in method:  # other verbs: the job routes (GET, DELETE)
+                await self._submit(method, scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+    async def _submit(self, method: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """A job: 202 with it once it is stored and its request confirmed (200 if it ended
+        within `Prefer: wait=N`), `Location` its URL."""
+        found = self.services
+        try:
+            headers = dict(scope["headers"])
+            caller = found.auth.caller_for_key(bearer(_text(headers.get(b"authorization"))))
+            body = await read_body(receive, headers.get(b"content-length"),
+                                   found.settings.max_body_bytes, found.settings.body_timeout)
+            key = _text(headers.get(b"idempotency-key"))
+            if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+                raise BadRequest(f"Idempotency-Key: at most {IDEMPOTENCY_KEY_MAX} characters")
+            trace = trace_context(lambda name: _text(headers.get(name.encode())))
+            jobs = found.jobs
+            assert jobs is not None, "the jobs service runs for as long as the app serves"
+            job, _ = await jobs.submit(method, body, key, trace, caller)
+            base = str(HTTPConnection(scope).base_url)
+            answer = [(b"location", job_url(base, job.id).encode())]
+            status = 202
+            wait = PREFER_WAIT.search(_text(headers.get(b"prefer")) or "")
+            if wait:
+                seconds = min(float(wait.group(1)), found.settings.rpc_timeout_max)
+                job = await jobs.wait_terminal(job.id, seconds)
+                answer.append((b"preference-applied", f"wait={wait.group(1)}".encode()))
+                status = 200 if job.status.terminal else 202
+        except Exception as exc:
+            if not isinstance(exc, GatewayError):
+                log.exception("job submission to %r failed unexpectedly", method[:128])
+            await self._fail(send, exc)
+            return
+        await send_json(send, status, job_document(job, base), answer)
 
     async def _call(self, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         found = self.services

@@ -2,8 +2,9 @@
 announced, with the params and result schemas its workers derived from their type hints, so each
 method reads like a plain endpoint. Rebuilt on each request of the document: workers come and go.
 
-`POST /v1/rpc/{method}` has no FastAPI route: `gateway.fastpath` serves it in front of the
-framework (one implementation), and its generic operation is described here as data."""
+`POST /v1/rpc/{method}` and `POST /v1/jobs/{method}` have no FastAPI route: `gateway.fastpath`
+serves them in front of the framework (one implementation each), and their generic operations
+are described here as data."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway.fleet.view import FleetView
-from protocol import MethodDoc
+from protocol import JobSubmission, MethodDoc
 
 CALL_PATH = "/v1/rpc/{method}"
 JOB_PATH = "/v1/jobs/{method}"
@@ -47,6 +48,39 @@ CALL_OPERATION: dict[str, Any] = {
 }
 
 
+JOB_EXAMPLE = {"params": {"steps": 5}, "callback_url": "https://example.com/hooks/rpcfleet",
+               "priority": 5, "timeout": 600}
+JOB_OPERATION: dict[str, Any] = {
+    "tags": ["jobs"],
+    "summary": "Submit a job: 202 with the job now, the result later (poll, stream or callback)",
+    "operationId": "submit_v1_jobs__method__post",
+    "parameters": [
+        {"name": "method", "in": "path", "required": True,
+         "schema": {"type": "string", "title": "Method"}},
+        {"name": "idempotency-key", "in": "header", "required": False,
+         "description": "the same key and body again return the same job",
+         "schema": {"type": "string", "maxLength": 255, "title": "Idempotency-Key"}},
+        {"name": "prefer", "in": "header", "required": False, "description": "wait=N (RFC 7240)",
+         "schema": {"type": "string", "title": "Prefer"}},
+    ],
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": JobSubmission.model_json_schema(), "example": JOB_EXAMPLE}}},
+    "responses": {
+        "202": {"description": "accepted; Location points at the job",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
+        "200": {"description": "finished within Prefer: wait=N",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
+        "400": {"description": "bad_request (a body that is not a submission, a refused "
+                               "callback_url, an Idempotency-Key reused with another body)"},
+        "401": {"description": "unauthorized"},
+        "404": {"description": "unknown_method"},
+        "413": {"description": "payload_too_large"},
+        "422": {"description": "invalid_params"},
+        "503": {"description": "overloaded / no_workers (with Retry-After)"},
+    },
+}
+
+
 def install(app: FastAPI, view: FleetView) -> None:
     base: dict[str, Any] = {}
 
@@ -55,6 +89,7 @@ def install(app: FastAPI, view: FleetView) -> None:
             base.update(get_openapi(title=app.title, version=app.version,
                                     description=app.description, routes=app.routes))
             base["paths"] = {CALL_PATH: {"post": copy.deepcopy(CALL_OPERATION)},
+                             JOB_PATH: {"post": copy.deepcopy(JOB_OPERATION)},
                              **base["paths"]}
         return with_methods(base, view.docs())
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import (
     APIRouter,
@@ -21,21 +20,18 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import HTTPConnection
 
 from gateway.auth import TOKEN_TTL_S, Caller, bearer
-from gateway.calls import trace_context
 from gateway.errors import GatewayError
+from gateway.jobs.documents import job_document
 from gateway.jobs.service import JobService
 from gateway.routes.deps import CallerDep, require_caller, services
 from gateway.store.rows import RECENT_MAX, JobEventRecord
-from protocol import Job, JobStatus, JobSubmission, JobUpdate, codec
+from protocol import Job, JobStatus, JobUpdate, codec
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_caller)])
 
-PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 SSE_HEARTBEAT_S = 15.0  # a comment line keeps proxies from closing a quiet stream
 WS_POLICY = 1008  # closed: not allowed (a bad key or token)
 WS_NOT_FOUND = 4404  # closed: no such job for this caller (its existence is not revealed)
-EXAMPLE = {"params": {"steps": 5}, "callback_url": "https://example.com/hooks/rpcfleet",
-           "priority": 5, "timeout": 600}
 
 
 def jobs(connection: HTTPConnection) -> JobService:
@@ -46,39 +42,11 @@ def jobs(connection: HTTPConnection) -> JobService:
 
 
 def job_body(job: Job, request: Request) -> bytes:
-    data: dict[str, Any] = job.model_dump(mode="json")
-    data["status_url"] = str(request.url_for("get_job", job_id=job.id))
-    return codec.dumps(data)
+    return job_document(job, str(request.base_url))
 
 
-@router.post(
-    "/v1/jobs/{method}", status_code=202,
-    summary="Submit a job: 202 with the job now, the result later (poll, stream or callback)",
-    responses={200: {"description": "finished within Prefer: wait=N"},
-               202: {"description": "accepted; Location points at the job"},
-               404: {"description": "unknown_method"}, 422: {"description": "invalid_params"},
-               503: {"description": "overloaded"}},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": JobSubmission.model_json_schema(), "example": EXAMPLE}}}},
-)
-async def submit(method: str, request: Request, caller: CallerDep,
-                 idempotency_key: str | None = Header(None, max_length=255),
-                 prefer: str | None = Header(None, description="wait=N (RFC 7240)")
-                 ) -> Response:
-    service = jobs(request)
-    job, _ = await service.submit(method, await request.body(), idempotency_key,
-                                  trace_context(request.headers.get), caller)
-    headers = {"Location": str(request.url_for("get_job", job_id=job.id))}
-    wait = PREFER_WAIT.search(prefer or "")
-    if wait:
-        seconds = min(float(wait.group(1)), services(request).settings.rpc_timeout_max)
-        job = await service.wait_terminal(job.id, seconds)
-        headers["Preference-Applied"] = f"wait={wait.group(1)}"
-        if job.status.terminal:
-            return Response(job_body(job, request), status_code=200,
-                            media_type="application/json", headers=headers)
-    return Response(job_body(job, request), status_code=202, media_type="application/json",
-                    headers=headers)
+# POST /v1/jobs/{method} (submit) has no route here: gateway.fastpath serves it in front of the
+# framework, and gateway.openapi describes it.
 
 
 @router.get("/v1/jobs", response_model=list[Job],

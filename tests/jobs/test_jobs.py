@@ -68,6 +68,18 @@ def test_an_idempotency_key_returns_the_same_job_and_refuses_another_body(
     assert (other.status_code, other.json()["error"]["code"]) == (422, "invalid_params")
 
 
+def test_an_idempotency_key_over_255_characters_is_refused_and_nothing_is_queued(
+    start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway()
+    with gateway.client() as http:
+        refused = submit(http, "echo", {"n": 1}, headers={"Idempotency-Key": "k" * 256})
+        listed = http.get("/v1/jobs").json()
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_params")
+    assert "at most 255 characters" in refused.json()["error"]["message"]
+    assert listed == []
+
+
 def test_a_job_past_its_time_limit_fails_with_time_limit(
     start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:

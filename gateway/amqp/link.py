@@ -85,7 +85,7 @@ class BrokerLink:
     async def _connect(self) -> None:
         # Back off up to 5 s between attempts: a broker that comes up is noticed quickly.
         async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(initial=0.2, max=5),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
             retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPError,
                                            asyncio.TimeoutError, ConnectionError)),
         ):

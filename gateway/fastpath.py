@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,7 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.amqp import CallerGone, new_call_id
-from gateway.auth import bearer
+from gateway.auth import Caller, bearer
 from gateway.calls import parse_timeout, perform_call, trace_context
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed
 from gateway.jobs.documents import PREFER_WAIT, job_document, job_url
@@ -36,6 +38,23 @@ IDEMPOTENCY_KEY_MAX = 255
 WATCH_AFTER_S = 0.1  # calls answered sooner never pay for watching their caller
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """A request to a fast route, its key checked and its body read."""
+
+    method: str  # the RPC method named in the path
+    scope: Scope
+    headers: dict[bytes, bytes]
+    caller: Caller
+    body: bytes
+    trace: dict[str, str] | None
+    receive: Receive
+
+
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, JSON body, extra headers
+Handle = Callable[[Incoming], Awaitable[Answer]]
+
+
 class FastPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
@@ -46,7 +65,7 @@ class FastPath:
             method = scope["path"][len(PREFIX):]
             if method and "/" not in method:
                 if scope["method"] == "POST":
-                    await self._call(method, scope, receive, send)
+                    await self._serve(self._call, "sync call", method, scope, receive, send)
                 else:
                     await self._fail(send, MethodNotAllowed(
                         f"{scope['method']} is not allowed on {scope['path']}"))
@@ -55,63 +74,62 @@ class FastPath:
                 and scope["path"].startswith(JOBS_PREFIX)):
             method = scope["path"][len(JOBS_PREFIX):]
             if method and "/" not in method:  # other verbs: the job routes (GET, DELETE)
-                await self._submit(method, scope, receive, send)
+                await self._serve(self._submit, "job submission", method, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _submit(self, method: str, scope: Scope, receive: Receive, send: Send) -> None:
-        """A job: 202 with it once it is stored and its request confirmed (200 if it ended
-        within `Prefer: wait=N`), `Location` its URL."""
+    async def _serve(self, handle: Handle, what: str, method: str, scope: Scope,
+                     receive: Receive, send: Send) -> None:
+        """What both routes do around their own work: the caller's key, the body (its limit and
+        timeout), the trace context, and every error as the JSON envelope."""
         found = self.services
         try:
-            headers = dict(scope["headers"])
+            headers: dict[bytes, bytes] = dict(scope["headers"])
             caller = found.auth.caller_for_key(bearer(_text(headers.get(b"authorization"))))
             body = await read_body(receive, headers.get(b"content-length"),
                                    found.settings.max_body_bytes, found.settings.body_timeout)
-            key = _text(headers.get(b"idempotency-key"))
-            if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
-                raise BadRequest(f"Idempotency-Key: at most {IDEMPOTENCY_KEY_MAX} characters")
             trace = trace_context(lambda name: _text(headers.get(name.encode())))
-            jobs = found.jobs
-            assert jobs is not None, "the jobs service runs for as long as the app serves"
-            job, _ = await jobs.submit(method, body, key, trace, caller)
-            base = str(HTTPConnection(scope).base_url)
-            answer = [(b"location", job_url(base, job.id).encode())]
-            status = 202
-            wait = PREFER_WAIT.search(_text(headers.get(b"prefer")) or "")
-            if wait:
-                seconds = min(float(wait.group(1)), found.settings.rpc_timeout_max)
-                job = await jobs.wait_terminal(job.id, seconds)
-                answer.append((b"preference-applied", f"wait={wait.group(1)}".encode()))
-                status = 200 if job.status.terminal else 202
-        except Exception as exc:
-            if not isinstance(exc, GatewayError):
-                log.exception("job submission to %r failed unexpectedly", method[:128])
-            await self._fail(send, exc)
-            return
-        await send_json(send, status, job_document(job, base), answer)
-
-    async def _call(self, method: str, scope: Scope, receive: Receive, send: Send) -> None:
-        found = self.services
-        try:
-            headers = dict(scope["headers"])
-            found.auth.check_caller_key(bearer(_text(headers.get(b"authorization"))))
-            body = await read_body(receive, headers.get(b"content-length"),
-                                   found.settings.max_body_bytes, found.settings.body_timeout)
-            timeout = None
-            if scope["query_string"]:
-                values = parse_qs(scope["query_string"].decode()).get("timeout")
-                timeout = parse_timeout(values[-1] if values else None)
-            trace = trace_context(lambda name: _text(headers.get(name.encode())))
-            payload = await self._answer(method, body, timeout, receive, trace)
+            status, payload, extra = await handle(
+                Incoming(method, scope, headers, caller, body, trace, receive))
         except CallerGone:
             return  # nobody to answer; its request is skipped if still queued
         except Exception as exc:
             if not isinstance(exc, GatewayError):
-                log.exception("sync call to %r failed unexpectedly", method[:128])
+                log.exception("%s to %r failed unexpectedly", what, method[:128])
             await self._fail(send, exc)
             return
-        await send_json(send, 200, payload)
+        await send_json(send, status, payload, extra)
+
+    async def _submit(self, request: Incoming) -> Answer:
+        """A job: 202 with it once it is stored and its request confirmed (200 if it ended
+        within `Prefer: wait=N`), `Location` its URL."""
+        key = _text(request.headers.get(b"idempotency-key"))
+        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+            raise BadRequest(f"Idempotency-Key: at most {IDEMPOTENCY_KEY_MAX} characters")
+        jobs = self.services.jobs
+        assert jobs is not None, "the jobs service runs for as long as the app serves"
+        job, _ = await jobs.submit(request.method, request.body, key, request.trace,
+                                   request.caller)
+        base = str(HTTPConnection(request.scope).base_url)
+        headers = [(b"location", job_url(base, job.id).encode())]
+        status = 202
+        wait = PREFER_WAIT.search(_text(request.headers.get(b"prefer")) or "")
+        if wait:
+            seconds = min(float(wait.group(1)), self.services.settings.rpc_timeout_max)
+            job = await jobs.wait_terminal(job.id, seconds)
+            headers.append((b"preference-applied", f"wait={wait.group(1)}".encode()))
+            status = 200 if job.status.terminal else 202
+        return status, job_document(job, base), headers
+
+    async def _call(self, request: Incoming) -> Answer:
+        """A sync call: 200 with the result, or the error it ended with."""
+        timeout = None
+        if request.scope["query_string"]:
+            values = parse_qs(request.scope["query_string"].decode()).get("timeout")
+            timeout = parse_timeout(values[-1] if values else None)
+        payload = await self._answer(request.method, request.body, timeout, request.receive,
+                                     request.trace)
+        return 200, payload, []
 
     async def _fail(self, send: Send, exc: Exception) -> None:
         await send_error(send, exc, self.services.settings.retry_after)

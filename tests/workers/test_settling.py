@@ -110,3 +110,27 @@ async def test_a_job_reply_to_a_store_queue_that_does_not_exist_yet_is_kept_not_
         [reply] = await client.drain_queue(queue, expect=1, timeout=20)
     assert reply.correlation_id == job_id
     assert replies.decode(reply.body).result == {"kept": True}
+
+
+async def test_a_delivery_cancelled_as_its_slot_comes_free_leaves_the_slot_free() -> None:
+    """aiormq cancels a closed channel's delivery tasks; one waiting for a handler slot may be
+    cancelled in the very moment the slot is handed to it. The slot must come back, or a
+    consumer of one slot serves nothing again (CI's SIGSTOP scenario found this)."""
+    import asyncio
+
+    from workers.consumer.dispatch import take_slot
+
+    slots, leaving = asyncio.Semaphore(1), asyncio.Event()
+    assert await take_slot(slots, leaving)  # the running handler's
+    waiting = asyncio.ensure_future(take_slot(slots, leaving))
+    await asyncio.sleep(0)  # it waits for the slot
+    assert not waiting.done()
+    slots.release()  # the handler ends: its slot goes to the waiting delivery...
+    await asyncio.sleep(0)  # ...whose acquire completes before the delivery runs again
+    waiting.cancel()  # and its channel closes now
+    try:
+        await waiting
+    except asyncio.CancelledError:
+        pass
+    assert not slots.locked()  # free for the next delivery
+    assert await asyncio.wait_for(take_slot(slots, leaving), 1)

@@ -122,27 +122,7 @@ class Dispatcher:
 
     async def _take_slot(self) -> bool:
         """One of the `concurrency` handler slots; False once `handing_back` is set."""
-        if self.handing_back.is_set():
-            return False
-        if not self.semaphore.locked():  # the usual case: no task, no wait
-            await self.semaphore.acquire()
-            return True
-        acquire = asyncio.ensure_future(self.semaphore.acquire())
-        leaving = asyncio.ensure_future(self.handing_back.wait())
-        try:
-            await asyncio.wait({acquire, leaving}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            leaving.cancel()
-            if not acquire.done():
-                acquire.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await acquire
-        if acquire.cancelled():
-            return False
-        if self.handing_back.is_set():
-            self.semaphore.release()
-            return False
-        return True
+        return await take_slot(self.semaphore, self.handing_back)
 
     async def _handle(self, message: Delivery) -> None:
         joined = self._join(message)
@@ -358,6 +338,41 @@ class Dispatcher:
             loop.call_soon_threadsafe(progress, job_id, fraction, note)
 
         return sink
+
+async def take_slot(slots: asyncio.Semaphore, leaving: asyncio.Event) -> bool:
+    """A slot of `slots`, or False once `leaving` is set. A task cancelled while it waits (its
+    delivery's channel closed) holds no slot afterwards, even when the slot came free in the
+    same moment: otherwise that slot is gone for good, and with one slot per consumer every
+    later delivery waits forever (CI's SIGSTOP scenario: a consumer resumed after its connection
+    was closed served nothing again)."""
+    if leaving.is_set():
+        return False
+    if not slots.locked():  # the usual case: no task, no wait
+        await slots.acquire()
+        return True
+    acquire = asyncio.ensure_future(slots.acquire())
+    left = asyncio.ensure_future(leaving.wait())
+    try:
+        await asyncio.wait({acquire, left}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
+            slots.release()  # it was ours already: give it back
+        else:
+            acquire.cancel()
+        raise
+    finally:
+        left.cancel()
+    if not acquire.done():
+        acquire.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await acquire
+    if acquire.cancelled():
+        return False
+    if leaving.is_set():
+        slots.release()
+        return False
+    return True
+
 
 def _killed(reason: str, time_limit: float | None) -> Outcome:
     if reason == "cancelled":

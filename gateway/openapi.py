@@ -16,19 +16,21 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from gateway.fastpath import IDEMPOTENCY_KEY_MAX
 from gateway.fleet.view import FleetView
 from protocol import JobSubmission, MethodDoc
 
 CALL_PATH = "/v1/rpc/{method}"
 JOB_PATH = "/v1/jobs/{method}"
 TIMEOUT_HELP = "seconds to wait for the reply; default and maximum come from the settings"
+METHOD_PARAMETER = {"name": "method", "in": "path", "required": True,
+                    "schema": {"type": "string", "title": "Method"}}
 CALL_OPERATION: dict[str, Any] = {
     "tags": ["calls"],
     "summary": "Call a method and wait for its result",
     "operationId": "call_v1_rpc__method__post",
     "parameters": [
-        {"name": "method", "in": "path", "required": True,
-         "schema": {"type": "string", "title": "Method"}},
+        METHOD_PARAMETER,
         {"name": "timeout", "in": "query", "required": False, "description": TIMEOUT_HELP,
          "schema": {"type": "number", "exclusiveMinimum": 0, "title": "Timeout"}},
     ],
@@ -55,11 +57,11 @@ JOB_OPERATION: dict[str, Any] = {
     "summary": "Submit a job: 202 with the job now, the result later (poll, stream or callback)",
     "operationId": "submit_v1_jobs__method__post",
     "parameters": [
-        {"name": "method", "in": "path", "required": True,
-         "schema": {"type": "string", "title": "Method"}},
+        METHOD_PARAMETER,
         {"name": "idempotency-key", "in": "header", "required": False,
          "description": "the same key and body again return the same job",
-         "schema": {"type": "string", "maxLength": 255, "title": "Idempotency-Key"}},
+         "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX,
+                    "title": "Idempotency-Key"}},
         {"name": "prefer", "in": "header", "required": False, "description": "wait=N (RFC 7240)",
          "schema": {"type": "string", "title": "Prefer"}},
     ],

@@ -35,7 +35,7 @@ class GroupCommit:
         self._lock = threading.Lock()  # the queue is shared by the event loop and the thread
         self._queued: list[_Write] = []
         self._flush_queued = False
-        self.commits = 0  # groups committed
+        self.commits = 0  # groups flushed (committed, or all refused together)
         self.writes = 0  # writes they held
 
     async def submit(self, executor: Executor, func: Callable[..., T], *args: Any) -> T:

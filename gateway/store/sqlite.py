@@ -122,7 +122,7 @@ class SqliteJobStore:
 
     async def release_publish(self, job_id: str) -> None:
         await self._run_write(self._exec, "UPDATE jobs SET publish_lease_ms = 0 WHERE id = ? "
-                        "AND published = 0", (job_id,))
+                              "AND published = 0", (job_id,))
 
     async def abandon_unpublished(self, leased_before_ms: int,
                                   at_ms: int) -> list[tuple[str, str]]:
@@ -268,12 +268,12 @@ class SqliteJobStore:
                                     at_ms)
         if changed:
             await self._run_write(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ?",
-                            (job_id,))
+                                  (job_id,))
         return changed
 
     async def request_cancel(self, job_id: str) -> None:
         await self._run_write(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ? AND "
-                        "status = 'running'", (job_id,))
+                              "status = 'running'", (job_id,))
 
     async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]:
         rows = await self._run(lambda: self._db.execute(
@@ -287,7 +287,7 @@ class SqliteJobStore:
 
     async def purge(self, finished_before_ms: int) -> int:
         return await self._run_write(self._exec, "DELETE FROM jobs WHERE finished_ms < ?",
-                               (finished_before_ms,))
+                                     (finished_before_ms,))
 
     # -- outbox -------------------------------------------------------------------------------
     async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:

@@ -45,8 +45,6 @@ log = logging.getLogger("rpcfleet.worker")
 OUTCOMES_REMEMBERED = 1000
 
 
-
-
 @dataclass(frozen=True)
 class Run:
     handler: Handler
@@ -338,6 +336,7 @@ class Dispatcher:
             loop.call_soon_threadsafe(progress, job_id, fraction, note)
 
         return sink
+
 
 async def take_slot(slots: asyncio.Semaphore, leaving: asyncio.Event) -> bool:
     """A slot of `slots`, or False once `leaving` is set. A task cancelled while it waits (its

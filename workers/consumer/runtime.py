@@ -71,9 +71,9 @@ class Consumer:
             self.prefetch, self.auto = stored, auto
         else:
             self.auto = self.settings.prefetch == "auto"
-            auto_start = self._auto_floor  # cautious: one message, or two batches
-            self.prefetch = auto_start if self.settings.prefetch == "auto" \
-                else self.settings.prefetch
+            # auto starts cautious: one message, or two batches
+            self.prefetch = (self._auto_floor if self.settings.prefetch == "auto"
+                             else self.settings.prefetch)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

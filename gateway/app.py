@@ -21,10 +21,13 @@ from gateway.browsers import BrowserGuard
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, render
 from gateway.fastpath import FastPath
 from gateway.jobs import jobs_running
+from gateway.lean import without_pydantic_v1
 from gateway.limits import BodyLimit, ConnectionLimit
-from gateway.routes import contract, fleet, health, jobs, ui
 from gateway.services import Services
 from gateway.settings import GatewaySettings
+
+with without_pydantic_v1():
+    from gateway.routes import contract, fleet, health, jobs, ui
 
 log = logging.getLogger("rpcfleet.gateway")
 
@@ -58,9 +61,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
                        timeout=settings.body_timeout)
-    for router in (jobs.router, jobs.sockets, fleet.router, health.router, contract.router,
-                   ui.router):
-        app.include_router(router)
+    with without_pydantic_v1():
+        for router in (jobs.router, jobs.sockets, fleet.router, health.router, contract.router,
+                       ui.router):
+            app.include_router(router)
     if settings.pages_dir is not None:
         app.mount("/pages", StaticFiles(directory=settings.pages_dir), name="pages")
     install_error_handlers(app, settings.retry_after)

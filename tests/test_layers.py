@@ -65,7 +65,8 @@ def test_the_cli_reads_settings_without_loading_the_web_framework() -> None:
 
 def test_a_gateway_process_loads_only_what_serving_needs() -> None:
     """RSS per gateway process: no worker side, no numpy (13 MiB), no httpx until a callback
-    is sent, no other command's module."""
+    is sent, no other command's module, no pydantic.v1 (1.5 MiB, FastAPI's check for v1
+    models: it is left importable after)."""
     import subprocess
     import sys
 
@@ -75,9 +76,12 @@ def test_a_gateway_process_loads_only_what_serving_needs() -> None:
             "gateway.app.app_from_env()\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'workers', 'numpy', 'httpx', 'rpcfleet.commands.up'}))\n"
+            "print('pydantic.v1' in sys.modules)\n"
+            "from pydantic.v1 import BaseModel\n"
             "print(sorted(m for m in sys.modules if m.startswith('rpcfleet.commands.')))")
     # options: the settings-driven flags every command shares
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout.split("\n")
     assert out[0] == "[]"
-    assert out[1] == "['rpcfleet.commands.gateway', 'rpcfleet.commands.options']"
+    assert out[1] == "False"
+    assert out[2] == "['rpcfleet.commands.gateway', 'rpcfleet.commands.options']"

@@ -27,7 +27,7 @@ def consumer_main(setup: ConsumerSetup) -> int:
         import uvloop
 
         loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+    except ImportError:  # pragma: no cover - uvloop is a dependency (not on Windows)
         pass
     try:
         if not setup.settings.preload:

@@ -19,6 +19,8 @@ Peers come with the `bench` extra (installed by `./run bench peers`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import re
 import sys
 import tempfile
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import RPCFLEET, env_with, private_broker, process
+from bench.peers import work
 from bench.peers.report import Sample, plot, report
 from bench.rpc import BODY, cpu_seconds, wait_http, wrk
 from rpcfleet.broker import BrokerError, LocalBroker, free_port
@@ -163,7 +166,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="systems whose name starts with one of these")
     parser.add_argument("--plot", type=Path, default=Path("bench/results/peers.png"))
     parser.add_argument("--logs", type=Path, help="keep the processes' logs here")
+    parser.add_argument("--scenarios", type=int, nargs="+", default=[1, 2, 3],
+                        help="which of 1 (echo, with 4: RSS), 2 (CPU-bound), 3 (jobs)")
     args = parser.parse_args()
+    rounds, handler_ms = work.calibrate()
+    os.environ[work.ROUNDS_ENV] = str(rounds)  # every process started below burns as much
+    print(f"  the ~{work.BURN_MS:g} ms handler: {rounds:,} rounds, {handler_ms:.2f} ms here",
+          flush=True)
     chosen = [s for s in SYSTEMS if not args.only or any(s.name.startswith(o) for o in args.only)]
     echo: dict[tuple[str, int], list[Sample]] = defaultdict(list)
     burn: dict[str, list[Sample]] = defaultdict(list)
@@ -183,7 +192,7 @@ def main() -> None:
             wait_http(r.url(r.system.echo), BODY, request_timeout=60)  # a slow start
             print(f"  {r.system.name} is answering", flush=True)
         callers = [r for r in running if not r.system.only_burn]
-        for round_ in range(args.rounds):  # 1. echo, systems alternating
+        for round_ in range(args.rounds if 1 in args.scenarios else 0):  # 1. echo, alternating
             for concurrency in args.concurrency:
                 for r in callers:
                     sample = measure(r, r.system.echo, concurrency, args.seconds, call_script,
@@ -192,21 +201,22 @@ def main() -> None:
                     print(f"  round {round_ + 1} echo c={concurrency:<3} {r.system.name:30} "
                           f"{sample.rps:8.0f} req/s  p99 {sample.p99_ms:6.1f} ms  "
                           f"{sample.cpu_ms:.2f} ms CPU", flush=True)
-        for r in callers:  # 4. after tens of thousands of calls
+        for r in callers if echo else []:  # 4. after tens of thousands of calls
             rss[r.system.name] = r.rss_mib()
-        burners = [r for r in running if r.system.burn]
+        burners = [r for r in running if r.system.burn and 2 in args.scenarios]
         for r in burners:  # 2. two worker processes
             r.start_workers(2)
         for r in burners:
             wait_http(r.url(r.system.burn or ""), BODY, request_timeout=60)
         for round_ in range(args.rounds):
             for r in burners:
-                sample = measure(r, r.system.burn or "", 16, args.seconds, call_script,
-                                 broker_pid)
+                ideal = 2000 / work.burn_ms(rounds, repeat=20)  # the machine's speed now
+                sample = dataclasses.replace(measure(r, r.system.burn or "", 16, args.seconds,
+                                                     call_script, broker_pid), ideal=ideal)
                 burn[r.system.name].append(sample)
                 print(f"  round {round_ + 1} burn c=16 {r.system.name:30} {sample.rps:8.0f} "
-                      "req/s", flush=True)
-        takers = [r for r in running if r.system.jobs]
+                      f"req/s  {100 * sample.rps / ideal:.0f} % of {ideal:.0f}", flush=True)
+        takers = [r for r in running if r.system.jobs and 3 in args.scenarios]
         for phase in ("accept only", "with its worker"):  # 3. jobs
             for r in takers:
                 if phase == "accept only":
@@ -223,7 +233,8 @@ def main() -> None:
                           f"{sample.rps:8.0f} jobs/s", flush=True)
     callers = [s.name for s in chosen if not s.only_burn]
     report(callers, args.concurrency, echo, burn, jobs, rss)
-    plot(callers, args.concurrency, echo, args.plot)
+    if echo:
+        plot(callers, args.concurrency, echo, args.plot)
 
 
 if __name__ == "__main__":

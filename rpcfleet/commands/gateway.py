@@ -76,7 +76,8 @@ def serve(settings: GatewaySettings, log_level: str) -> None:
     config = uvicorn.Config("gateway.app:app_from_env", factory=True, host=settings.bind_host(),
                             port=settings.port, workers=settings.workers, log_level=log_level,
                             access_log=False, loop="auto", http="auto",
-                            timeout_graceful_shutdown=10)
+                            # websockets' Sans-I/O protocol: uvicorn's legacy one is deprecated
+                            ws="websockets-sansio", timeout_graceful_shutdown=10)
     if settings.workers > 1:
         Supervisor(config, sockets=[config.bind_socket()]).run()
     else:

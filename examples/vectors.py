@@ -18,7 +18,11 @@ from pydantic import BaseModel, Field, model_validator
 from workers import JobContext, Pool
 
 DIMENSIONS = 128  # float32: 512 bytes a row, so 256 MiB holds 524,288 vectors
-CHUNK_ROWS = 65_536  # rows scored per step: bounded temporary memory, ~32 MiB of scores
+# Rows scored per step. Small enough that a batch's scores (32 queries x 16,384 rows, 2 MiB)
+# stay in the CPU's cache for the comparison pass that follows the product: a batch of 32 took
+# 51 ms at 65,536 rows, 43 ms at 16,384 (one query: 9.8 / 9.3 ms).
+CHUNK_ROWS = 16_384
+BUILD_ROWS = 65_536  # rows generated per step when the index is built
 
 
 class Index:
@@ -66,8 +70,8 @@ def build_index() -> Index:
     rows = max(megabytes * 1024 * 1024 // (DIMENSIONS * 4), 1)
     rng = np.random.default_rng(seed=7)  # the same index on every host and every run
     vectors = np.empty((rows, DIMENSIONS), dtype=np.float32)
-    for start in range(0, rows, CHUNK_ROWS):  # fill in chunks: no second full-size temporary
-        block = rng.standard_normal((min(CHUNK_ROWS, rows - start), DIMENSIONS), np.float32)
+    for start in range(0, rows, BUILD_ROWS):  # fill in chunks: no second full-size temporary
+        block = rng.standard_normal((min(BUILD_ROWS, rows - start), DIMENSIONS), np.float32)
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         vectors[start:start + block.shape[0]] = block
     return Index(vectors)

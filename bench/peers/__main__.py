@@ -210,7 +210,7 @@ def main() -> None:
             wait_http(r.url(r.system.burn or ""), BODY, request_timeout=60)
         for round_ in range(args.rounds):
             for r in burners:
-                ideal = 2000 / work.burn_ms(rounds, repeat=20)  # the machine's speed now
+                ideal = work.ideal_rate(rounds)  # the machine's speed now
                 sample = dataclasses.replace(measure(r, r.system.burn or "", 16, args.seconds,
                                                      call_script, broker_pid), ideal=ideal)
                 burn[r.system.name].append(sample)

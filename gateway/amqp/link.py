@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from pamqp.commands import Basic
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -39,6 +41,9 @@ class BrokerLink:
         self._on_lost: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._late: set[asyncio.Task[None]] = set()  # callbacks registered after connecting
+        # This process on rpcfleet.events (the app-id of what it publishes there): its own
+        # announcements come back to it through its events queue, and are dropped there.
+        self.origin = f"gateway-{os.getpid()}-{os.urandom(4).hex()}"
 
     @property
     def up(self) -> bool:
@@ -60,13 +65,26 @@ class BrokerLink:
         or on the confirming one when the caller must know the broker took it (`confirm`).
         False when not connected. Not mandatory: a command nobody listens to is moot, not an
         error (and no Basic.Return to log)."""
-        channel = self.channel if confirm else self.plain
+        return await self._send(self.channel if confirm else self.plain, names.CONTROL_EXCHANGE,
+                                key, command)
+
+    async def send_event(self, event: BaseModel, key: str) -> bool:
+        """An event on rpcfleet.events (fire and forget, on the plain channel), stamped with this
+        process's `origin`. False when not connected."""
+        return await self._send(self.plain, names.EVENTS_EXCHANGE, key, event)
+
+    async def _send(self, channel: AbstractRobustChannel | None, exchange: str, key: str,
+                    message: BaseModel) -> bool:
+        """One fleet message (JSON, stamped with `origin`), straight to the AMQP channel: no
+        aio-pika Message or Exchange object, which cost more than the frames (a job's
+        `finished` announcement is one of these). On a confirming channel, returns once the
+        broker confirmed it."""
         if channel is None:
             return False
-        exchange = await channel.get_exchange(names.CONTROL_EXCHANGE, ensure=False)
-        await exchange.publish(aio_pika.Message(codec.dumps(command),
-                                                content_type=names.CONTENT_TYPE),
-                               routing_key=key, mandatory=False)
+        raw = await channel.get_underlay_channel()
+        await raw.basic_publish(codec.dumps(message), exchange=exchange, routing_key=key,
+                                properties=Basic.Properties(content_type=names.CONTENT_TYPE,
+                                                            app_id=self.origin))
         return True
 
     def when_lost(self, callback: Callable[[], None]) -> None:

@@ -23,6 +23,7 @@ NewConsumerHandler = Callable[[WorkerEntry], Awaitable[None]]
 class EventListener:
     def __init__(self, link: BrokerLink, view: FleetView) -> None:
         self.view = view
+        self.origin = link.origin
         self.job_handlers: list[JobEventHandler] = []
         self.new_consumer_handlers: list[NewConsumerHandler] = []
         self.events: KeptConsumer | None = None
@@ -36,6 +37,8 @@ class EventListener:
         await self.events.start()
 
     async def _on_event(self, message: DeliveredMessage) -> None:
+        if message.header.properties.app_id == self.origin:
+            return  # this process's own announcement: it acted on it when it sent it
         key = message.routing_key or ""
         if key.startswith("worker."):
             try:

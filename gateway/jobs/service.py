@@ -17,7 +17,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from gateway.amqp.link import BrokerLink
@@ -396,25 +395,17 @@ class JobService:
     async def _record(self, job_id: str, status: JobStatus, result: Any,
                       error: ErrorBody | None, worker: str | None, *, at_ms: int | None = None,
                       attempt: int | None = None, started_ms: int | None = None) -> None:
-        changed = await self.store.finish(job_id, status, result, error, at_ms or now_ms(),
-                                          worker, attempt, started_ms)
-        if not changed:
+        method = await self.store.finish(job_id, status, result, error, at_ms or now_ms(),
+                                         worker, attempt, started_ms)
+        if method is None:
             return  # a redelivered reply, or a job already final: nothing changes
-        job = await self.store.get(job_id)
-        self.metrics.jobs.labels(job.method if job else "?", status).inc()
+        self.metrics.jobs.labels(method, status).inc()
         if self.dispatcher is not None:
             self.dispatcher.notify()
         self.hub.notify(job_id)
-        await self._announce(JobEvent(job_id=job_id, kind="finished", at=now_ms(),
-                                      status=status, worker=worker))
-
-    async def _announce(self, event: JobEvent) -> None:
-        if self.link.plain is None:
-            return
-        exchange = await self.link.plain.get_exchange(names.EVENTS_EXCHANGE, ensure=False)
-        await exchange.publish(aio_pika.Message(codec.dumps(event)),
-                               routing_key=names.job_event_key(event.job_id, event.kind),
-                               mandatory=False)
+        await self.link.send_event(JobEvent(job_id=job_id, kind="finished", at=now_ms(),
+                                            status=status, worker=worker),
+                                   names.job_event_key(job_id, "finished"))
 
     async def on_job_event(self, key: str, body: bytes) -> None:
         """job.{id}.started / .progress from workers; .finished from gateways."""

@@ -103,8 +103,10 @@ class JobStore(Protocol):
 
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                      at_ms: int, worker: str | None = None, attempt: int | None = None,
-                     started_ms: int | None = None) -> bool:
-        """Record a final state; `worker`, `attempt` and the times come from the reply."""
+                     started_ms: int | None = None) -> str | None:
+        """Record a final state; `worker`, `attempt` and the times come from the reply. The
+        job's method when this changed it; None when nothing changed (an unknown job, or one
+        already final: a redelivered reply)."""
         ...
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool: ...

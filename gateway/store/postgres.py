@@ -259,18 +259,18 @@ class PostgresJobStore:
 
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                      at_ms: int, worker: str | None = None, attempt: int | None = None,
-                     started_ms: int | None = None) -> bool:
+                     started_ms: int | None = None) -> str | None:
         async with self._pool.connection() as db, db.transaction():
             row = await (await db.execute(
-                "SELECT status, callback_url FROM jobs WHERE id = %s FOR UPDATE",
+                "SELECT status, callback_url, method FROM jobs WHERE id = %s FOR UPDATE",
                 (job_id,))).fetchone()
             if row is None:
-                return False
+                return None
             if JobStatus(row[0]).terminal:
                 if row[0] == JobStatus.CANCELLED:  # the worker saw the cancel: stop replaying it
                     await db.execute("UPDATE jobs SET cancel_pending = FALSE WHERE id = %s",
                                      (job_id,))
-                return False
+                return None
             if row[0] == JobStatus.QUEUED and started_ms is not None:
                 # It ran, but its start event has not come: the log shows it running first.
                 await db.execute(
@@ -291,12 +291,11 @@ class PostgresJobStore:
                     "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
                     ("msg_" + uuid.uuid4().hex, job_id, row[1], at_ms, at_ms))
             await self._event(db, job_id, status)
-            return True
+            return str(row[2])
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
-        changed = await self.finish(job_id, JobStatus.CANCELLED, None,
-                                    CANCELLED_QUEUED,
-                                    at_ms)
+        changed = await self.finish(job_id, JobStatus.CANCELLED, None, CANCELLED_QUEUED,
+                                    at_ms) is not None
         if changed:
             await self._exec("UPDATE jobs SET cancel_pending = TRUE WHERE id = %s", (job_id,))
         return changed

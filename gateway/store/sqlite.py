@@ -221,22 +221,22 @@ class SqliteJobStore:
 
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                      at_ms: int, worker: str | None = None, attempt: int | None = None,
-                     started_ms: int | None = None) -> bool:
+                     started_ms: int | None = None) -> str | None:
         return await self._run_write(self._finish, job_id, status, result, error, at_ms, worker,
                                attempt, started_ms)
 
     def _finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                 at_ms: int, worker: str | None, attempt: int | None,
-                started_ms: int | None) -> bool:
+                started_ms: int | None) -> str | None:
         with self._write() as db:
-            row = db.execute("SELECT status, callback_url FROM jobs WHERE id = ?",
+            row = db.execute("SELECT status, callback_url, method FROM jobs WHERE id = ?",
                              (job_id,)).fetchone()
             if row is None:
-                return False
+                return None
             if JobStatus(row[0]).terminal:
                 if row[0] == JobStatus.CANCELLED:  # the worker saw the cancel: stop replaying it
                     db.execute("UPDATE jobs SET cancel_pending = 0 WHERE id = ?", (job_id,))
-                return False
+                return None
             if row[0] == JobStatus.QUEUED and started_ms is not None:
                 # It ran, but its start event has not come (fire and forget, or behind the
                 # reply): the log shows it running before it ends, as it did.
@@ -259,13 +259,12 @@ class SqliteJobStore:
                            " VALUES (?,?,?,?,?)",
                            ("msg_" + uuid.uuid4().hex, job_id, row[1], at_ms, at_ms))
             self._event(job_id, status)
-            return True
+            return str(row[2])
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
         """A queued job becomes cancelled now; its cancel is replayed until a worker sees it."""
-        changed = await self.finish(job_id, JobStatus.CANCELLED, None,
-                                    CANCELLED_QUEUED,
-                                    at_ms)
+        changed = await self.finish(job_id, JobStatus.CANCELLED, None, CANCELLED_QUEUED,
+                                    at_ms) is not None
         if changed:
             await self._run_write(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ?",
                                   (job_id,))

@@ -40,10 +40,12 @@ async def test_states_only_move_forward_and_a_terminal_state_is_final(stores: St
     store = await stores()
     await store.create(_job("a"))
     assert await store.started("a", "w:p:0", 1, 2_000)
-    assert await store.finish("a", JobStatus.SUCCEEDED, {"ok": 1}, None, 3_000)
+    # the outcome that ends a job answers with its method (the jobs counter's label)
+    assert await store.finish("a", JobStatus.SUCCEEDED, {"ok": 1}, None, 3_000) == "echo"
     assert not await store.started("a", "w:p:1", 2, 4_000)  # a late start changes nothing
-    assert not await store.finish("a", JobStatus.FAILED, None,  # a redelivered reply neither
-                                  ErrorBody(code="worker_error", message="x"), 5_000)
+    assert await store.finish("a", JobStatus.FAILED, None,  # a redelivered reply neither
+                              ErrorBody(code="worker_error", message="x"), 5_000) is None
+    assert await store.finish("nobody", JobStatus.SUCCEEDED, 1, None, 5_000) is None
     job = await store.get("a")
     assert job is not None and job.status is JobStatus.SUCCEEDED and job.result == {"ok": 1}
     assert job.attempts == 1 and job.worker == "w:p:0"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from gateway.amqp import CallerGone, new_call_id
 from gateway.auth import Caller, bearer
 from gateway.calls import parse_timeout, perform_call, trace_context
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed
-from gateway.jobs.documents import PREFER_WAIT, job_document, job_url
+from gateway.jobs.documents import job_document, job_url
 from gateway.limits import read_body
 from gateway.responses import send_error, send_json
 from gateway.services import Services
@@ -35,6 +36,7 @@ log = logging.getLogger("rpcfleet.gateway")
 PREFIX = "/v1/rpc/"
 JOBS_PREFIX = "/v1/jobs/"
 IDEMPOTENCY_KEY_MAX = 255
+PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)  # RFC 7240
 WATCH_AFTER_S = 0.1  # calls answered sooner never pay for watching their caller
 
 

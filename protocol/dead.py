@@ -8,9 +8,10 @@ policy: header `x-death`). Nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from protocol import names
 from protocol.errors import DeadReason
@@ -26,15 +27,19 @@ class Waiter(StrEnum):
     NONE = "none"  # fire and forget
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(BaseModel):
+    """One dead letter, as `GET /v1/pools/{pool}/dead` and `rpcfleet dead --json` show it."""
+
+    model_config = ConfigDict(frozen=True)
+
     id: str | None
     method: str | None
     reason: str
     detail: str
     attempt: int
     dead_at_ms: int | None
-    waiter: Waiter
+    waiter: Waiter = Field(description="who waited: none, sync (its caller gave up), job (final "
+                                       "in a store), queue (a reply queue of its own)")
     size: int
 
     @classmethod
@@ -47,6 +52,8 @@ class DeadLetter:
                    attempt=read_attempt(found), size=size, waiter=_waiter(reply_to),
                    dead_at_ms=int(dead_at) if isinstance(dead_at, int) else None)
 
+    @computed_field(description="why it cannot be replayed (None: it can)")  # type: ignore[prop-decorator]
+    @property
     def replay_refusal(self) -> str | None:
         """Why this dead letter cannot be replayed, or None when it can."""
         if self.reason == DeadReason.MALFORMED or not self.id or not self.method:

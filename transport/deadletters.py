@@ -55,7 +55,7 @@ class DeadLetterQueue:
     async def replay(self, item: Held, timeout: float | None) -> None:
         """Publish the request again to its pool, afresh (attempt 1, a new deadline or none),
         and remove the dead letter once the broker has confirmed the replay."""
-        refusal = item.letter.replay_refusal()
+        refusal = item.letter.replay_refusal
         if refusal is not None:
             raise ReplayRefused(refusal)
         message = item.message

@@ -231,10 +231,10 @@ def main() -> None:
                     jobs[(r.system.name, phase)].append(sample)
                     print(f"  round {round_ + 1} jobs ({phase}) {r.system.name:30} "
                           f"{sample.rps:8.0f} jobs/s", flush=True)
-    callers = [s.name for s in chosen if not s.only_burn]
-    report(callers, args.concurrency, echo, burn, jobs, rss)
+    named = [s.name for s in chosen if not s.only_burn]
+    report(named, args.concurrency, echo, burn, jobs, rss)
     if echo:
-        plot(callers, args.concurrency, echo, args.plot)
+        plot(named, args.concurrency, echo, args.plot)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from pamqp.commands import Basic
 from pydantic import BaseModel
@@ -78,13 +79,17 @@ class BrokerLink:
         """One fleet message (JSON, stamped with `origin`), straight to the AMQP channel: no
         aio-pika Message or Exchange object, which cost more than the frames (a job's
         `finished` announcement is one of these). On a confirming channel, returns once the
-        broker confirmed it."""
+        broker confirmed it. A closed channel raises at once; a publish the connection does not
+        take within `publish_timeout` raises TimeoutError."""
         if channel is None:
             return False
+        if channel.is_closed:  # as aio-pika's publish: the raw channel would wait for a writer
+            raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
         raw = await channel.get_underlay_channel()
         await raw.basic_publish(codec.dumps(message), exchange=exchange, routing_key=key,
                                 properties=Basic.Properties(content_type=names.CONTENT_TYPE,
-                                                            app_id=self.origin))
+                                                            app_id=self.origin),
+                                timeout=self.settings.publish_timeout)
         return True
 
     def when_lost(self, callback: Callable[[], None]) -> None:

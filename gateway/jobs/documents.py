@@ -3,12 +3,9 @@ route that returns jobs (and the submission's fast path)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from protocol import Job, codec
-
-PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)  # RFC 7240
 
 
 def job_url(base_url: str, job_id: str) -> str:

@@ -3,7 +3,6 @@ letters."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from gateway.errors import NotFound, Overloaded
 from gateway.fleet.queues import QueueCounts
 from gateway.routes.deps import require_admin, services
 from protocol import PrefetchValue, SetPrefetch, WorkerEntry, codec, names
+from protocol.dead import DeadLetter
 from protocol.jobs import JOB_TIMEOUT_MAX_S
 from transport.deadletters import DeadLetterQueue, ReplayRefused, dead_letter_session
 
@@ -88,19 +88,6 @@ async def worker_prefetch(worker_id: str, body: PrefetchBody,
 DEAD_SCAN_MAX = 1000  # dead letters looked at per request
 
 
-class DeadLetterInfo(BaseModel):
-    id: str | None
-    method: str | None
-    reason: str
-    detail: str
-    attempt: int
-    dead_at_ms: int | None
-    waiter: str = Field(description="who waited: none, sync (its caller gave up), job (final "
-                                    "in a store), queue (a reply queue of its own)")
-    size: int
-    replay_refusal: str | None = Field(description="why it cannot be replayed (None: it can)")
-
-
 class DeadAction(BaseModel):
     ids: list[str] = Field(min_length=1, max_length=DEAD_SCAN_MAX)
     timeout: float | None = Field(None, gt=0, le=JOB_TIMEOUT_MAX_S, allow_inf_nan=False,
@@ -118,15 +105,14 @@ async def _dead_letters(request: Request, pool: str) -> AsyncIterator[DeadLetter
         yield queue
 
 
-@router.get("/v1/pools/{pool}/dead", response_model=list[DeadLetterInfo],
+@router.get("/v1/pools/{pool}/dead", response_model=list[DeadLetter],
             summary="A pool's dead letters, oldest first (looking removes nothing)")
 async def list_dead(pool: str, request: Request,
                     limit: Annotated[int, Query(ge=1, le=DEAD_SCAN_MAX)] = 100
-                    ) -> list[DeadLetterInfo]:
+                    ) -> list[DeadLetter]:
     async with _dead_letters(request, pool) as queue:
         held = await queue.take(limit)
-    return [DeadLetterInfo(**dataclasses.asdict(item.letter),
-                           replay_refusal=item.letter.replay_refusal()) for item in held]
+    return [item.letter for item in held]
 
 
 @router.post("/v1/pools/{pool}/dead/replay",

@@ -260,6 +260,13 @@ class PostgresJobStore:
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                      at_ms: int, worker: str | None = None, attempt: int | None = None,
                      started_ms: int | None = None) -> str | None:
+        return await self._finish(job_id, status, result, error, at_ms, worker, attempt,
+                                  started_ms)
+
+    async def _finish(self, job_id: str, status: JobStatus, result: Any,
+                      error: ErrorBody | None, at_ms: int, worker: str | None = None,
+                      attempt: int | None = None, started_ms: int | None = None,
+                      replay_cancel: bool = False) -> str | None:
         async with self._pool.connection() as db, db.transaction():
             row = await (await db.execute(
                 "SELECT status, callback_url, method FROM jobs WHERE id = %s FOR UPDATE",
@@ -281,10 +288,10 @@ class PostgresJobStore:
             await db.execute(
                 "UPDATE jobs SET status = %s, result = %s, error = %s, finished_ms = %s, "
                 "worker = COALESCE(%s, worker), attempts = GREATEST(attempts, COALESCE(%s, 0)), "
-                "started_ms = COALESCE(%s, started_ms), cancel_pending = FALSE WHERE id = %s",
+                "started_ms = COALESCE(%s, started_ms), cancel_pending = %s WHERE id = %s",
                 (status, codec.dumps(result).decode() if result is not None else None,
                  error.model_dump_json() if error is not None else None, at_ms, worker,
-                 attempt, started_ms, job_id))
+                 attempt, started_ms, replay_cancel, job_id))
             if row[1]:
                 await db.execute(
                     "INSERT INTO outbox (id, job_id, url, next_ms, finished_ms) "
@@ -294,11 +301,8 @@ class PostgresJobStore:
             return str(row[2])
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
-        changed = await self.finish(job_id, JobStatus.CANCELLED, None, CANCELLED_QUEUED,
-                                    at_ms) is not None
-        if changed:
-            await self._exec("UPDATE jobs SET cancel_pending = TRUE WHERE id = %s", (job_id,))
-        return changed
+        return await self._finish(job_id, JobStatus.CANCELLED, None, CANCELLED_QUEUED, at_ms,
+                                  replay_cancel=True) is not None
 
     async def request_cancel(self, job_id: str) -> None:
         await self._exec("UPDATE jobs SET cancel_pending = TRUE WHERE id = %s AND "

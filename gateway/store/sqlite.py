@@ -227,7 +227,7 @@ class SqliteJobStore:
 
     def _finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                 at_ms: int, worker: str | None, attempt: int | None,
-                started_ms: int | None) -> str | None:
+                started_ms: int | None, replay_cancel: bool = False) -> str | None:
         with self._write() as db:
             row = db.execute("SELECT status, callback_url, method FROM jobs WHERE id = ?",
                              (job_id,)).fetchone()
@@ -246,14 +246,14 @@ class SqliteJobStore:
                 self._event(job_id, JobStatus.RUNNING)
             db.execute(
                 # The reply's own bookkeeping wins over what events said (they may be lost).
-                # An outcome from a worker ends any cancel it was asked for (cancel_queued sets
-                # it again for a job cancelled while queued).
+                # An outcome from a worker ends any cancel it was asked for; a job cancelled
+                # while queued has its cancel replayed until a worker sees it (`replay_cancel`).
                 "UPDATE jobs SET status = ?, result = ?, error = ?, finished_ms = ?, "
                 "worker = COALESCE(?, worker), attempts = MAX(attempts, COALESCE(?, 0)), "
-                "started_ms = COALESCE(?, started_ms), cancel_pending = 0 WHERE id = ?",
+                "started_ms = COALESCE(?, started_ms), cancel_pending = ? WHERE id = ?",
                 (status, codec.dumps(result).decode() if result is not None else None,
                  error.model_dump_json() if error is not None else None, at_ms, worker,
-                 attempt, started_ms, job_id))
+                 attempt, started_ms, int(replay_cancel), job_id))
             if row[1]:
                 db.execute("INSERT OR IGNORE INTO outbox (id, job_id, url, next_ms, finished_ms)"
                            " VALUES (?,?,?,?,?)",
@@ -262,13 +262,11 @@ class SqliteJobStore:
             return str(row[2])
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
-        """A queued job becomes cancelled now; its cancel is replayed until a worker sees it."""
-        changed = await self.finish(job_id, JobStatus.CANCELLED, None, CANCELLED_QUEUED,
-                                    at_ms) is not None
-        if changed:
-            await self._run_write(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ?",
-                                  (job_id,))
-        return changed
+        """A queued job becomes cancelled now; its cancel is replayed until a worker sees it
+        (one write: a crash cannot leave it cancelled with no cancel to replay)."""
+        return await self._run_write(self._finish, job_id, JobStatus.CANCELLED, None,
+                                     CANCELLED_QUEUED, at_ms, None, None, None,
+                                     True) is not None
 
     async def request_cancel(self, job_id: str) -> None:
         await self._run_write(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ? AND "

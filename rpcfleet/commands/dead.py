@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -78,7 +77,7 @@ async def _run(args: argparse.Namespace, amqp_url: str) -> int:
             return 1 if failed else 0
         now = now_ms()
         if args.json:
-            print(json.dumps([asdict(item.letter) for item in chosen], indent=2))
+            print(json.dumps([item.letter.model_dump(mode="json") for item in chosen], indent=2))
             return 0
         table = [COLUMNS, *(_row(item.letter, now) for item in chosen)]
         widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS) - 1)]

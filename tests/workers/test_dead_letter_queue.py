@@ -91,10 +91,10 @@ def test_a_dead_letter_says_who_waits_and_whether_it_can_be_replayed() -> None:
     assert letter(names.REPLIES_QUEUE).waiter is Waiter.JOB
     assert letter("my-replies").waiter is Waiter.QUEUE
     assert letter(None).waiter is Waiter.NONE
-    assert letter("my-replies").replay_refusal() is None
-    assert letter(None, "max_attempts").replay_refusal() is None
-    assert "final" in str(letter(names.REPLIES_QUEUE).replay_refusal())
-    assert "malformed" in str(letter("my-replies", "malformed").replay_refusal())
+    assert letter("my-replies").replay_refusal is None
+    assert letter(None, "max_attempts").replay_refusal is None
+    assert "final" in str(letter(names.REPLIES_QUEUE).replay_refusal)
+    assert "malformed" in str(letter("my-replies", "malformed").replay_refusal)
 
 
 def test_a_message_the_broker_dead_lettered_reads_its_reason_from_x_death() -> None:

@@ -18,19 +18,16 @@ from typing import Any
 BURN_MS = 5.0
 ROUNDS_ENV = "BENCH_BURN_ROUNDS"
 DEFAULT_ROUNDS = 117_000  # about 5 ms of CPython 3.11 on the 2-core development machine
-
-
-def rounds() -> int:
-    return int(os.environ.get(ROUNDS_ENV, DEFAULT_ROUNDS))
+ROUNDS = int(os.environ.get(ROUNDS_ENV, DEFAULT_ROUNDS))  # read once: a worker's env is set
 
 
 def echo(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def burn(params: dict[str, Any], count: int | None = None) -> int:
+def burn(params: dict[str, Any], count: int = ROUNDS) -> int:
     total = 0
-    for n in range(rounds() if count is None else count):
+    for n in range(count):
         total += n * n % 7
     return total
 

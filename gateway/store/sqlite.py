@@ -10,6 +10,7 @@ them all durable before any of their callers hears back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import time
@@ -264,9 +265,9 @@ class SqliteJobStore:
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
         """A queued job becomes cancelled now; its cancel is replayed until a worker sees it
         (one write: a crash cannot leave it cancelled with no cancel to replay)."""
-        return await self._run_write(self._finish, job_id, JobStatus.CANCELLED, None,
-                                     CANCELLED_QUEUED, at_ms, None, None, None,
-                                     True) is not None
+        finish = functools.partial(self._finish, replay_cancel=True)
+        return await self._run_write(finish, job_id, JobStatus.CANCELLED, None,
+                                     CANCELLED_QUEUED, at_ms, None, None, None) is not None
 
     async def request_cancel(self, job_id: str) -> None:
         await self._run_write(self._exec, "UPDATE jobs SET cancel_pending = 1 WHERE id = ? AND "

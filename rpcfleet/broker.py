@@ -130,6 +130,10 @@ class LocalBroker:
             f"collect_statistics_interval = {self.statistics_interval_ms}",
             # Long jobs hold their delivery while they run: 24 h instead of the 30 min default.
             "consumer_timeout = 86400000",
+            # Classic queues' version 2 index and store (3.10+, the only one from 4.0): a job's
+            # persistent request and reply cost the broker ~20 % less CPU, and the worker's
+            # confirmed reply returns sooner (docs/performance.md, jobs).
+            "classic_queue.default_version = 2",
         ]
         if self.management_port:
             lines += [

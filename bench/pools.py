@@ -35,3 +35,11 @@ def burn(params: dict[str, object]) -> int:
     """The ~5 ms of pure-Python CPU every peer in `bench.peers` spends (on a handler thread, so
     the consumer's loop keeps its heartbeats: the peers block theirs)."""
     return work.burn(params)
+
+
+@pool.method
+async def burn_inline(params: dict[str, object]) -> int:
+    """The same ~5 ms on the consumer's loop, as the peers run theirs: no hop to a handler
+    thread and no contention for the GIL between that thread and the loop; the loop reads
+    nothing while it burns (fine for milliseconds; heartbeats are 30 s apart)."""
+    return work.burn(params)

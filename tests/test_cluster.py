@@ -35,7 +35,8 @@ def test_a_three_node_cluster_keeps_serving_and_loses_no_job_when_a_node_dies(
         assert started.returncode == 0, started.stdout + started.stderr
         assert "cluster of 3 running nodes" in started.stdout
         assert len(cluster.running_nodes()) == 3
-        next(workers)(processes=2, beat_interval=1, queue_type="quorum", wait=False)
+        started_workers = [next(workers)(processes=2, beat_interval=1, queue_type="quorum",
+                                         wait=False)]
         gateway = next(gateways)(queue_type="quorum")
         wait_for_workers(gateway, 2, timeout=60)
         with gateway.client() as http:
@@ -43,13 +44,24 @@ def test_a_three_node_cluster_keeps_serving_and_loses_no_job_when_a_node_dies(
             first: LocalBroker = cluster.nodes[0]  # where everyone connected first
             os.kill(int(first.pid_file.read_text().strip()), signal.SIGKILL)
 
+            last: list[str] = ["no answer yet"]
+
             def answered() -> bool:
                 try:
-                    return http.post("/v1/rpc/echo?timeout=3", json={}).status_code == 200
-                except httpx.HTTPError:
+                    response = http.post("/v1/rpc/echo?timeout=3", json={})
+                except httpx.HTTPError as exc:
+                    last[0] = repr(exc)
                     return False
+                last[0] = f"{response.status_code} {response.text[:300]}"
+                return response.status_code == 200
 
-            wait_for(answered, timeout=90, interval=0.5, what="calls through the other nodes")
+            def what_happened() -> str:  # for a failure: the last answer, and both sides' logs
+                return (f"last answer: {last[0]}\nnodes running: {cluster.running_nodes()}\n"
+                        f"gateway log:\n{gateway.proc.output()[-3000:]}\n"
+                        + "".join(f"worker log:\n{w.output()[-3000:]}\n" for w in started_workers))
+
+            wait_for(answered, timeout=90, interval=0.5, what="calls through the other nodes",
+                     detail=what_happened)
             jobs = [until(http, job_id, "succeeded", "failed", timeout=90) for job_id in ids]
         assert [job["status"] for job in jobs] == ["succeeded"] * 20  # none lost with the node
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq.abc import ConfirmationFrameType, DeliveredMessage
 from pamqp.commands import Basic
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
@@ -66,31 +67,40 @@ class BrokerLink:
         or on the confirming one when the caller must know the broker took it (`confirm`).
         False when not connected. Not mandatory: a command nobody listens to is moot, not an
         error (and no Basic.Return to log)."""
-        return await self._send(self.channel if confirm else self.plain, names.CONTROL_EXCHANGE,
-                                key, command)
+        return await self._send(names.CONTROL_EXCHANGE, key, command, confirm)
 
     async def send_event(self, event: BaseModel, key: str) -> bool:
         """An event on rpcfleet.events (fire and forget, on the plain channel), stamped with this
         process's `origin`. False when not connected."""
-        return await self._send(self.plain, names.EVENTS_EXCHANGE, key, event)
+        return await self._send(names.EVENTS_EXCHANGE, key, event, False)
 
-    async def _send(self, channel: AbstractRobustChannel | None, exchange: str, key: str,
-                    message: BaseModel) -> bool:
-        """One fleet message (JSON, stamped with `origin`), straight to the AMQP channel: no
-        aio-pika Message or Exchange object, which cost more than the frames (a job's
-        `finished` announcement is one of these). On a confirming channel, returns once the
-        broker confirmed it. A closed channel raises at once; a publish the connection does not
-        take within `publish_timeout` raises TimeoutError."""
-        if channel is None:
+    async def _send(self, exchange: str, key: str, message: BaseModel, confirm: bool) -> bool:
+        """One fleet message: JSON, stamped with `origin`, within `publish_timeout`."""
+        if (self.channel if confirm else self.plain) is None:
             return False
-        if channel.is_closed:  # as aio-pika's publish: the raw channel would wait for a writer
-            raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
-        raw = await channel.get_underlay_channel()
-        await raw.basic_publish(codec.dumps(message), exchange=exchange, routing_key=key,
-                                properties=Basic.Properties(content_type=names.CONTENT_TYPE,
-                                                            app_id=self.origin),
-                                timeout=self.settings.publish_timeout)
+        await self.publish(codec.dumps(message), exchange, key,
+                           Basic.Properties(content_type=names.CONTENT_TYPE, app_id=self.origin),
+                           confirm=confirm, timeout=self.settings.publish_timeout)
         return True
+
+    async def publish(self, body: bytes, exchange: str, key: str, properties: Basic.Properties,
+                      *, confirm: bool, timeout: float, mandatory: bool = False
+                      ) -> ConfirmationFrameType | DeliveredMessage | None:
+        """The one way this process publishes: straight onto an AMQP channel, with no aio-pika
+        Message or Exchange object (they cost more than the frames on the hot paths).
+
+        On the confirming channel (`confirm`) it returns once the broker answered: Basic.Ack,
+        or the returned message when no queue took a `mandatory` one; a nack raises
+        DeliveryError. A missing or closed channel raises ChannelInvalidStateError at once (the
+        raw channel would wait for a writer that is gone); no answer within `timeout` raises
+        TimeoutError: never a hang."""
+        channel = self.channel if confirm else self.plain
+        if channel is None or channel.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
+        async with asyncio.timeout(timeout):
+            raw = await channel.get_underlay_channel()
+            return await raw.basic_publish(body, exchange=exchange, routing_key=key,
+                                           properties=properties, mandatory=mandatory)
 
     def when_lost(self, callback: Callable[[], None]) -> None:
         self._on_lost.append(callback)

@@ -170,11 +170,8 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
     if link.channel is None or not link.up:
         raise Overloaded("the broker is unreachable", call_id=call_id)
     try:
-        async with asyncio.timeout(timeout):
-            channel = await link.channel.get_underlay_channel()
-            confirm = await channel.basic_publish(
-                body, exchange=names.EXCHANGE, routing_key=method, properties=properties,
-                mandatory=True)
+        confirm = await link.publish(body, names.EXCHANGE, method, properties, confirm=True,
+                                     mandatory=True, timeout=timeout)
     except aiormq.exceptions.DeliveryError:
         metrics.publish_nacks.inc()
         raise Overloaded("the queue refused the request (it is full)", call_id=call_id) from None

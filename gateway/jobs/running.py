@@ -38,7 +38,7 @@ async def jobs_running(services: Services) -> AsyncIterator[JobService]:
                 CallbackDispatcher(store, signer, guard, settings))
         service = JobService(settings, services.link, services.view, services.metrics, store,
                              dispatcher, signer, guard, services.tracing)
-        services.events.job_handlers.append(service.on_job_event)
+        services.events.job_handlers.append(service.outcomes.on_job_event)
         services.events.new_consumer_handlers.append(service.on_new_consumer)
         services.jobs = service
         stack.callback(setattr, services, "jobs", None)

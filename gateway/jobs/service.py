@@ -1,8 +1,7 @@
-"""The jobs service of one gateway process: submit, follow, cancel; record outcomes.
+"""The jobs service of one gateway process: submit, follow, cancel.
 
-Outcomes arrive on `rpcfleet.replies` (competing consumers across gateway processes) and
-`rpcfleet.dead-events`; each is stored idempotently and only then acked. The gateway that
-stores an outcome announces `job.{id}.finished`, and callbacks leave from the outbox.
+Outcomes (replies, dead letters, workers' events) are recorded by its `OutcomeRecorder`
+(`gateway.jobs.recorder`); callbacks leave from the store's outbox (`gateway.webhooks`).
 """
 
 from __future__ import annotations
@@ -12,12 +11,8 @@ import contextlib
 import hashlib
 import logging
 import os
-import random
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import replace
-from typing import Any
-
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import publish_confirmed, request_properties
@@ -26,7 +21,7 @@ from gateway.calls import check_method_name, json_object
 from gateway.errors import BadRequest, Conflict, GatewayError, NotFound, Overloaded, PublishUnknown
 from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
-from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts
+from gateway.jobs.recorder import OutcomeRecorder
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
 from gateway.store import IdempotencyConflict, JobStore, NewJob
@@ -34,9 +29,7 @@ from gateway.store.rows import TERMINAL_EVENTS, JobEventRecord
 from gateway.webhooks import CallbackDispatcher, CallbackUrlRefused, Signer, UrlGuard
 from protocol import (
     Cancel,
-    ErrorBody,
     Job,
-    JobEvent,
     JobStatus,
     JobSubmission,
     Replayed,
@@ -46,17 +39,14 @@ from protocol import (
     names,
     now_ms,
 )
-from protocol.queues import durable_queue_arguments, job_message_priority
+from protocol.queues import job_message_priority
 from transport.tracing import Tracing
 
 log = logging.getLogger("rpcfleet.jobs")
 
 ANYONE = Caller(owner=None, admin=True)  # the service's own reads, and gateways without keys
 
-SHARED_HANDBACK_S = 1.0  # before handing another host's reply back to the shared queue
 FOLLOW_POLL_S = 1.0  # the store is swept for followed jobs' changes this often
-STORE_BACKOFF_MAX_S = 10.0  # a failing store is retried at least this often
-REPLY_PREFETCH = 64  # each outcome is one small SQLite write: batch the broker round trips
 CANCEL_REPLAY_MS = 24 * 3600 * 1000  # a queued job's cancel is replayed for a day at most
 # A job whose publish was never confirmed is settled this long after its submitter's lease: long
 # enough for a client's retries under its Idempotency-Key (which publish it), short enough that
@@ -84,15 +74,10 @@ class JobService:
         self.signer = signer
         self.guard = guard
         self.hub = JobHub()
-        self.replies_queue = names.replies_queue(store.store_id)
-        self.dead_events_queue = names.dead_events_queue(store.store_id)
-        self._dead_events: AbstractQueue | None = None
-        self._watched_pools: set[str] = set()
-        # No job is published before its reply queue exists: a reply to a missing queue is lost.
-        self._queues_ready = asyncio.Event()
-        self._store_failures = 0  # in a row: the backoff grows with them
+        self.outcomes = OutcomeRecorder(link, store, self.hub, metrics, dispatcher,
+                                        lambda: list(view.pools()), settings.queues)
         self._background: set[asyncio.Task[None]] = set()
-        link.when_connected(self._consume)
+        link.when_connected(self._replay_on_reconnect)
 
     # -- submit -------------------------------------------------------------------------------
     async def submit(self, method: str, raw: bytes, idempotency_key: str | None,
@@ -164,15 +149,15 @@ class JobService:
 
     async def _publish(self, job: NewJob, params: bytes,
                        trace: dict[str, str] | None = None) -> None:
-        if not self._queues_ready.is_set():
+        if not self.outcomes.ready.is_set():
             try:  # the first moments after start: the queues are being declared
-                await asyncio.wait_for(self._queues_ready.wait(), self.settings.publish_timeout)
+                await asyncio.wait_for(self.outcomes.ready.wait(), self.settings.publish_timeout)
             except TimeoutError:
                 raise Overloaded("the gateway's reply queue is not ready yet") from None
         with self.tracing.publishing(f"POST /v1/jobs/{job.method}", job.method, trace,
                                      now_ms()) as headers:
             properties = request_properties(Request(
-                job.id, job.method, self.replies_queue, job.deadline_ms, persistent=True,
+                job.id, job.method, self.outcomes.replies_queue, job.deadline_ms, persistent=True,
                 trace=headers, priority=job_message_priority(job.priority,
                                                              self.settings.queues)))
             await publish_confirmed(self.link, self.metrics, job.method, params, properties,
@@ -295,6 +280,15 @@ class JobService:
         except Exception as exc:  # the next reconnect, or new consumers, replay them again
             log.warning("could not replay cancels: %r", exc)
 
+    async def _replay_on_reconnect(self, link: BrokerLink) -> None:
+        assert link.connection is not None
+        link.connection.reconnect_callbacks.add(self._replay_after_reconnect)
+
+    def _replay_after_reconnect(self, *args: object) -> None:
+        task = asyncio.ensure_future(self.replay_all_cancels())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def replay_cancels(self, entry: WorkerEntry) -> None:
         """A consumer that started later learns of cancels of jobs that may still be queued."""
         key = names.control_worker_key(entry.id)
@@ -303,123 +297,8 @@ class JobService:
                 await self._send_cancel(job_id, method, key)
         await self.link.send_control(Replayed(), key)
 
-    # -- outcomes -----------------------------------------------------------------------------
-    async def _consume(self, link: BrokerLink) -> None:
-        assert link.connection is not None
-        link.connection.reconnect_callbacks.add(self._replay_after_reconnect)
-        channel = await link.connection.channel(publisher_confirms=False)
-        await channel.set_qos(prefetch_count=REPLY_PREFETCH)
-        shared = durable_queue_arguments(self.settings.queues)
-        # This store's own queues: every job reply and dead letter that lands there is one this
-        # store can record, whatever number of gateway hosts share the broker.
-        replies = await channel.declare_queue(self.replies_queue, durable=True, arguments=shared)
-        dead = await channel.declare_queue(self.dead_events_queue, durable=True,
-                                           arguments=shared)
-        self._dead_events = dead
-        for pool in self.view.pools():
-            await self.watch_pool(pool)
-        # The shared queues of the 1.0 topology: replies of jobs submitted before a gateway had
-        # its own queue (handed back when this store does not know the job, for the host that
-        # does), and the shared dead-letter copy, which workers keep filling.
-        legacy = await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
-        legacy_dead = await channel.declare_queue(names.DEAD_EVENTS_QUEUE, durable=True,
-                                                  arguments=shared)
-        await replies.consume(self._settled(self._on_reply))
-        await dead.consume(self._settled(self._on_dead_letter))
-        await legacy.consume(self._settled(self._on_shared_reply))
-        await legacy_dead.consume(self._settled(self._on_dead_letter))
-        self._queues_ready.set()
-
-    async def watch_pool(self, pool: str) -> None:
-        """Bind this store's dead-letter queue to a pool's key on rpcfleet.dlx (idempotent)."""
-        if self._dead_events is not None and pool not in self._watched_pools:
-            await self._dead_events.bind(names.DEAD_LETTER_EXCHANGE, routing_key=pool)
-            self._watched_pools.add(pool)
-
     async def on_new_consumer(self, entry: WorkerEntry) -> None:
-        await self.watch_pool(entry.pool)
+        """A consumer announced itself: its pool's dead letters are watched, and it hears the
+        cancels of jobs that may still be queued."""
+        await self.outcomes.watch_pool(entry.pool)
         await self.replay_cancels(entry)
-
-    def _replay_after_reconnect(self, *args: object) -> None:
-        task = asyncio.ensure_future(self.replay_all_cancels())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _settled(self, record: Callable[[AbstractIncomingMessage], Awaitable[None]]
-                 ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        """Every outcome delivery is settled: acked once stored (by `record`), or, when the
-        store fails (locked, disk full, database down), handed back to the queue after a
-        backoff, never left unacked (64 such would stall this consumer for good)."""
-
-        async def consume(message: AbstractIncomingMessage) -> None:
-            try:
-                await record(message)
-            except Exception as exc:
-                self._store_failures += 1
-                wait = min(STORE_BACKOFF_MAX_S, 0.1 * 2 ** min(self._store_failures, 10))
-                log.warning("could not store the outcome of %s (%r); handing it back in "
-                            "%.1f s", message.correlation_id, exc, wait)
-                await asyncio.sleep(random.uniform(wait / 2, wait))
-                with contextlib.suppress(Exception):  # a closed channel hands it back anyway
-                    await message.nack(requeue=True)
-                return
-            self._store_failures = 0
-
-        return consume
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        job_id = message.correlation_id or ""
-        status, result, error = from_reply(message.body)
-        facts = reply_facts(message.headers or {})
-        await self._record(job_id, status, result, error, facts.worker,
-                           at_ms=facts.finished_ms or now_ms(), attempt=facts.attempt,
-                           started_ms=facts.started_ms)
-        if status is JobStatus.CANCELLED:
-            await self.store.cancel_seen(job_id)
-        await message.ack()  # only once the outcome is stored
-
-    async def _on_shared_reply(self, message: AbstractIncomingMessage) -> None:
-        if await self.store.get(message.correlation_id or "") is None:
-            await asyncio.sleep(SHARED_HANDBACK_S)  # another host's job: let its gateway take it
-            await message.nack(requeue=True)
-            return
-        await self._on_reply(message)
-
-    async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
-        # Every store gets a copy: record the jobs this one knows (idempotently), ack the rest.
-        if names.is_job_reply_to(message.reply_to) and message.correlation_id:
-            status, error = from_dead_letter(dict(message.headers or {}))
-            await self._record(message.correlation_id, status, None, error, None)
-        await message.ack()  # sync calls' dead letters concern no job
-
-    async def _record(self, job_id: str, status: JobStatus, result: Any,
-                      error: ErrorBody | None, worker: str | None, *, at_ms: int | None = None,
-                      attempt: int | None = None, started_ms: int | None = None) -> None:
-        method = await self.store.finish(job_id, status, result, error, at_ms or now_ms(),
-                                         worker, attempt, started_ms)
-        if method is None:
-            return  # a redelivered reply, or a job already final: nothing changes
-        self.metrics.jobs.labels(method, status).inc()
-        if self.dispatcher is not None:
-            self.dispatcher.notify()
-        self.hub.notify(job_id)
-        await self.link.send_event(JobEvent(job_id=job_id, kind="finished", at=now_ms(),
-                                            status=status, worker=worker),
-                                   names.job_event_key(job_id, "finished"))
-
-    async def on_job_event(self, key: str, body: bytes) -> None:
-        """job.{id}.started / .progress from workers; .finished from gateways."""
-        try:
-            event = JobEvent.model_validate_json(body)
-        except ValueError:
-            log.warning("ignoring a malformed job event on %s", key)
-            return
-        changed = True
-        if event.kind == "started":
-            changed = await self.store.started(event.job_id, event.worker, event.attempt or 1,
-                                               event.at)
-        elif event.kind == "progress":
-            changed = await self.store.progress(event.job_id, event.fraction or 0.0,
-                                                event.note or "")
-        if changed:
-            self.hub.notify(event.job_id)

@@ -26,6 +26,7 @@ from gateway.store.rows import (
     events_from_rows,
     job_from_row,
     jobs_from_joined,
+    queued_job,
     recent_args,
 )
 from protocol import ErrorBody, Job, JobStatus, codec
@@ -136,8 +137,9 @@ class PostgresJobStore:
                 (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
                  job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
                  job.publish_lease_ms, job.owner))).fetchone()
+            created = queued_job(job.id, job.method, job.created_ms, job.callback_url)
             if inserted is not None:
-                await self._event(db, job.id, "queued")
+                await self._event(db, job.id, "queued", created)
             if inserted is None:
                 row = await (await db.execute(
                     "SELECT id, body_hash FROM jobs WHERE idempotency_key = %s",
@@ -150,8 +152,6 @@ class PostgresJobStore:
             existing = await self.get(existing_id)
             assert existing is not None
             return existing, False
-        created = await self.get(job.id)
-        assert created is not None
         return created, True
 
     async def delete(self, job_id: str) -> None:
@@ -235,12 +235,13 @@ class PostgresJobStore:
             await self._event(db, job_id, event)
             return True
 
-    async def _event(self, db: Any, job_id: str, event: str) -> None:
-        """Append an event inside the caller's transaction (it sees the job as just changed);
-        the job row is locked by then, so two gateways never take one seq."""
+    async def _event(self, db: Any, job_id: str, event: str, changed: Job | None = None) -> None:
+        """Append an event inside the caller's transaction (it sees the job as just changed, or
+        as `changed` says when the caller knows it); the job row is locked by then, so two
+        gateways never take one seq."""
         job = None
         if event not in TERMINAL_EVENTS:
-            found = await self._get_on(db, job_id)
+            found = changed or await self._get_on(db, job_id)
             job = found.model_dump_json() if found is not None else None
         await db.execute(
             "INSERT INTO events (job_id, seq, event, job) VALUES (%s, (SELECT COALESCE(MAX(seq),"

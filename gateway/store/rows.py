@@ -61,6 +61,13 @@ def jobs_from_joined(rows: Sequence[Sequence[Any]]) -> list[Job]:
                          else None) for row in rows]
 
 
+def queued_job(job_id: str, method: str, created_ms: int, callback_url: str | None) -> Job:
+    """A job as its store reads it back the moment it is created (queued, nothing else yet),
+    without reading it back: the submit's answer and its `queued` event."""
+    return job_from_row((job_id, method, JobStatus.QUEUED, None, None, None, 0, None,
+                         created_ms, None, None, callback_url), None)
+
+
 def job_from_row(row: tuple[Any, ...], outbox: tuple[Any, ...] | None) -> Job:
     (job_id, method, status, result, error, progress, attempts, worker, created, started,
      finished, callback_url) = row

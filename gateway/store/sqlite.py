@@ -33,6 +33,7 @@ from gateway.store.rows import (
     events_from_rows,
     job_from_row,
     jobs_from_joined,
+    queued_job,
     recent_args,
 )
 from gateway.store.schema import connect
@@ -95,8 +96,7 @@ class SqliteJobStore:
                 (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
                  job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
                  job.publish_lease_ms, job.owner))
-            created = self._get(job.id)
-            assert created is not None
+            created = queued_job(job.id, job.method, job.created_ms, job.callback_url)
             self._event(job.id, "queued", created)
         return created, True
 

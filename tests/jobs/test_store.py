@@ -53,6 +53,18 @@ async def test_states_only_move_forward_and_a_terminal_state_is_final(stores: St
     await store.close()
 
 
+async def test_a_new_job_is_answered_as_it_reads_back_and_logged_queued(
+    stores: StoreFactory
+) -> None:
+    store = await stores()
+    created, is_new = await store.create(_job("n", callback_url="https://example.com/hook"))
+    assert is_new and created == await store.get("n")
+    assert created.status is JobStatus.QUEUED and created.callback is not None
+    events = await store.events("n")
+    assert [(e.seq, e.event, e.job) for e in events] == [(1, "queued", created)]
+    await store.close()
+
+
 async def test_an_idempotency_key_maps_one_body_to_one_job(stores: StoreFactory) -> None:
     store = await stores()
     first, created = await store.create(_job("a", idempotency_key="k", body_hash="h1"))

@@ -74,8 +74,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         create_ms, finish_ms, create_p99 = asyncio.run(store_costs(Path(folder), args.jobs))
         size = sum(p.stat().st_size for p in Path(folder).glob("jobs.sqlite3*")) / args.jobs
-    print(f"\nJob store (SQLite WAL, synchronous=NORMAL), {args.jobs} jobs with a callback and a "
-          "~200-byte result:")
+    print(f"\nJob store (SQLite WAL, synchronous=FULL, one write at a time), {args.jobs} jobs "
+          "with a callback and a ~200-byte result:")
     print(f"  create p50 {create_ms:.3f} ms (p99 {create_p99:.3f} ms), finish + outbox row p50 "
           f"{finish_ms:.3f} ms, {size:,.0f} bytes on disk per finished job")
     rows = accepted_per_second(args.seconds)

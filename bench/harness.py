@@ -31,6 +31,15 @@ def private_broker(management: bool = False) -> Iterator[LocalBroker]:
             node.stop()
 
 
+def post_script(path: Path, body: str) -> Path:
+    """A wrk script POSTing the JSON `body` (a Lua long string: the JSON needs no escaping)."""
+    if "]]" in body:
+        raise ValueError("a body with ']]' would end the Lua long string")
+    path.write_text(f"wrk.method = 'POST'\nwrk.body = [[{body}]]\n"
+                    "wrk.headers['Content-Type'] = 'application/json'\n")
+    return path
+
+
 def env_with(**settings: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RPCFLEET_")}
     env["PYTHONUNBUFFERED"] = "1"

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import RPCFLEET, env_with, private_broker, process
+from bench.harness import RPCFLEET, env_with, post_script, private_broker, process
 from bench.profiling import Recording, report
 from bench.rpc import BODY, cpu_seconds, wait_http, wrk
 from rpcfleet.broker import LocalBroker, free_port
@@ -57,9 +57,7 @@ def main() -> None:
                       "--prefetch", "1"], env, logs / "worker.log") as worker:
             wait_http(f"http://127.0.0.1:{port}/v1/rpc/echo", BODY, request_timeout=60)
             url = f"http://127.0.0.1:{port}/v1/jobs/echo"
-            script = logs / "job.lua"
-            script.write_text(f"wrk.method = 'POST'\nwrk.body = [[{{\"params\": {BODY}}}]]\n"
-                              "wrk.headers['Content-Type'] = 'application/json'\n")
+            script = post_script(logs / "job.lua", f'{{"params": {BODY}}}')
             wrk(url, args.concurrency, 2, script)  # warm-up
             pids = {"gateway": gateway.pid, "worker": worker.pid,
                     "broker": int(node.pid_file.read_text())}

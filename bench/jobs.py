@@ -15,7 +15,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.harness import RPCFLEET, env_with, private_broker, process
+from bench.harness import RPCFLEET, env_with, post_script, private_broker, process
 from bench.rpc import wait_http, wrk
 from gateway.store import NewJob, SqliteJobStore
 from protocol import JobStatus, now_ms
@@ -54,9 +54,7 @@ def accepted_per_second(seconds: int) -> list[tuple[int, float, float, int]]:
                                     logs / "gateway.log"))
         body = json.dumps({"params": {"query": "x" * 150}})
         url = f"http://127.0.0.1:{port}/v1/jobs/echo"
-        script = logs / "post.lua"
-        script.write_text(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body)}\n"
-                          "wrk.headers['Content-Type'] = 'application/json'\n")
+        script = post_script(logs / "post.lua", body)
         wait_http(f"http://127.0.0.1:{port}/v1/rpc/echo", "{}")
         for concurrency in (1, 16, 64):
             rps, p50, p99, errors, _ = wrk(url, concurrency, seconds, script)

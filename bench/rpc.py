@@ -29,7 +29,15 @@ from pathlib import Path
 import httpx
 
 from bench import profiling
-from bench.harness import RPCFLEET, children, env_with, private_broker, process, wait_until
+from bench.harness import (
+    RPCFLEET,
+    children,
+    env_with,
+    post_script,
+    private_broker,
+    process,
+    wait_until,
+)
 from rpcfleet.broker import free_port
 
 BODY = json.dumps({"query": "the quick brown fox jumps over the lazy dog", "k": 10,
@@ -113,9 +121,7 @@ def main() -> None:
     results: list[Result] = []
     with private_broker() as node, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         logs = Path(tmp)
-        script = logs / "post.lua"
-        script.write_text(f"wrk.method = 'POST'\nwrk.body = {json.dumps(BODY)}\n"
-                          "wrk.headers['Content-Type'] = 'application/json'\n")
+        script = post_script(logs / "post.lua", BODY)
         broker_pid = int(node.pid_file.read_text())
         env = env_with(RPCFLEET_AMQP_URL=node.amqp_url, BENCH_AMQP_URL=node.amqp_url,
                        RPCFLEET_EXAMPLE_CACHE_MB=16, RPCFLEET_STATE_DIR=logs / "state")

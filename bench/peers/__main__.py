@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import RPCFLEET, env_with, private_broker, process
+from bench.harness import RPCFLEET, env_with, post_script, private_broker, process
 from bench.peers import work
 from bench.peers.report import Sample, plot, report
 from bench.rpc import BODY, cpu_seconds, wait_http, wrk
@@ -148,13 +148,6 @@ def measure(running: Running, path: str, concurrency: int, seconds: int, script:
     return Sample(rps, p50, p99, errors, spent / max(total, 1) * 1000)
 
 
-def lua(path: Path, body: str) -> Path:
-    """A wrk script POSTing `body` (a Lua long string: the JSON needs no escaping)."""
-    path.write_text(f"wrk.method = 'POST'\nwrk.body = [[{body}]]\n"
-                    "wrk.headers['Content-Type'] = 'application/json'\n")
-    return path
-
-
 def purge(node: LocalBroker, *queues: str) -> None:
     for queue in queues:
         try:
@@ -187,8 +180,9 @@ def main() -> None:
         logs = args.logs or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
         broker_pid = int(node.pid_file.read_text())
-        call_script = lua(logs / "call.lua", BODY)
-        job_scripts = {False: call_script, True: lua(logs / "job.lua", f'{{"params": {BODY}}}')}
+        call_script = post_script(logs / "call.lua", BODY)
+        job_scripts = {False: call_script, True: post_script(logs / "job.lua",
+                                                                  f'{{"params": {BODY}}}')}
         running = [Running(system, node, logs, stack) for system in chosen]
         stack.callback(lambda: [r.stop_workers() for r in running])
         for r in running:

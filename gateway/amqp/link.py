@@ -76,7 +76,7 @@ class BrokerLink:
 
     async def _send(self, exchange: str, key: str, message: BaseModel, confirm: bool) -> bool:
         """One fleet message: JSON, stamped with `origin`, within `publish_timeout`."""
-        if (self.channel if confirm else self.plain) is None:
+        if self._channel(confirm) is None:
             return False
         await self.publish(codec.dumps(message), exchange, key,
                            Basic.Properties(content_type=names.CONTENT_TYPE, app_id=self.origin),
@@ -94,13 +94,16 @@ class BrokerLink:
         DeliveryError. A missing or closed channel raises ChannelInvalidStateError at once (the
         raw channel would wait for a writer that is gone); no answer within `timeout` raises
         TimeoutError: never a hang."""
-        channel = self.channel if confirm else self.plain
+        channel = self._channel(confirm)
         if channel is None or channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
         async with asyncio.timeout(timeout):
             raw = await channel.get_underlay_channel()
             return await raw.basic_publish(body, exchange=exchange, routing_key=key,
                                            properties=properties, mandatory=mandatory)
+
+    def _channel(self, confirm: bool) -> AbstractRobustChannel | None:
+        return self.channel if confirm else self.plain
 
     def when_lost(self, callback: Callable[[], None]) -> None:
         self._on_lost.append(callback)

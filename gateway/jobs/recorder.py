@@ -21,6 +21,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from gateway.amqp.link import BrokerLink
+from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
 from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts
 from gateway.metrics import Metrics
@@ -38,14 +39,14 @@ REPLY_PREFETCH = 64  # each outcome is one small store write: batch the broker r
 
 class OutcomeRecorder:
     def __init__(self, link: BrokerLink, store: JobStore, hub: JobHub, metrics: Metrics,
-                 dispatcher: CallbackDispatcher | None, pools: Callable[[], list[str]],
+                 dispatcher: CallbackDispatcher | None, view: FleetView,
                  queue_type: QueueType) -> None:
         self.link = link
         self.store = store
         self.hub = hub
         self.metrics = metrics
         self.dispatcher = dispatcher
-        self.pools = pools  # the pools known so far (their dead letters are watched)
+        self.view = view  # the pools known so far: their dead letters are watched
         self.queue_type = queue_type
         self.replies_queue = names.replies_queue(store.store_id)
         self.dead_events_queue = names.dead_events_queue(store.store_id)
@@ -67,7 +68,7 @@ class OutcomeRecorder:
         dead = await channel.declare_queue(self.dead_events_queue, durable=True,
                                            arguments=shared)
         self._dead_events = dead
-        for pool in self.pools():
+        for pool in self.view.pools():
             await self.watch_pool(pool)
         # The shared queues of the 1.0 topology: replies of jobs submitted before a gateway had
         # its own queue (handed back when this store does not know the job, for the host that

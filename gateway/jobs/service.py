@@ -74,8 +74,8 @@ class JobService:
         self.signer = signer
         self.guard = guard
         self.hub = JobHub()
-        self.outcomes = OutcomeRecorder(link, store, self.hub, metrics, dispatcher,
-                                        lambda: list(view.pools()), settings.queues)
+        self.outcomes = OutcomeRecorder(link, store, self.hub, metrics, dispatcher, view,
+                                        settings.queues)
         self._background: set[asyncio.Task[None]] = set()
         link.when_connected(self._replay_on_reconnect)
 

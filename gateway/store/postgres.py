@@ -137,22 +137,19 @@ class PostgresJobStore:
                 (job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
                  job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
                  job.publish_lease_ms, job.owner))).fetchone()
-            created = queued_job(job.id, job.method, job.created_ms, job.callback_url)
-            if inserted is not None:
+            if inserted is not None:  # answered once committed, on leaving the transaction
+                created = queued_job(job.id, job.method, job.created_ms, job.callback_url)
                 await self._event(db, job.id, "queued", created)
-            if inserted is None:
-                row = await (await db.execute(
-                    "SELECT id, body_hash FROM jobs WHERE idempotency_key = %s",
-                    (job.idempotency_key,))).fetchone()
-                assert row is not None
-                if row[1] != job.body_hash:
-                    raise IdempotencyConflict("this Idempotency-Key was used with another body")
-                existing_id = str(row[0])
-        if inserted is None:
-            existing = await self.get(existing_id)
-            assert existing is not None
-            return existing, False
-        return created, True
+                return created, True
+            row = await (await db.execute(
+                "SELECT id, body_hash FROM jobs WHERE idempotency_key = %s",
+                (job.idempotency_key,))).fetchone()
+            assert row is not None
+            if row[1] != job.body_hash:
+                raise IdempotencyConflict("this Idempotency-Key was used with another body")
+        existing = await self.get(str(row[0]))
+        assert existing is not None
+        return existing, False
 
     async def delete(self, job_id: str) -> None:
         await self._exec("DELETE FROM jobs WHERE id = %s", (job_id,))

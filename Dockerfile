@@ -1,6 +1,7 @@
 # One image for the gateway and the workers: `rpcfleet gateway` or `rpcfleet worker MODULE:POOL`.
 # The example pool is source in /app/examples, not an installed package: workers import it with
-# --app-dir /app (numpy comes with the `examples` extra).
+# --app-dir /app (numpy comes with the `examples` extra; psycopg, for a shared job store, with
+# `postgres`).
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
@@ -11,7 +12,7 @@ COPY gateway ./gateway
 COPY workers ./workers
 COPY rpcfleet ./rpcfleet
 COPY examples ./examples
-RUN pip install ".[examples]" && useradd --create-home --uid 10001 rpcfleet \
+RUN pip install ".[examples,postgres]" && useradd --create-home --uid 10001 rpcfleet \
     && mkdir -p /var/lib/rpcfleet && chown rpcfleet /var/lib/rpcfleet
 USER rpcfleet
 EXPOSE 8000

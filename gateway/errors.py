@@ -6,9 +6,13 @@
     ├── UnknownMethod ..................... 404 unknown_method   (the broker returned the call)
     ├── Conflict .......................... 409 conflict
     ├── DeadlineExceeded (+TimeoutError) .. 504 deadline_exceeded
-    ├── Unavailable ....................... 503 + Retry-After
-    │   ├── Overloaded .................... overloaded (nack, broker down or blocked)
-    │   │   └── PublishUnknown ............ the publish may have reached the broker
+    ├── Retryable ......................... 503 + Retry-After
+    │   ├── Overloaded .................... overloaded (the queue full, the broker down or blocked)
+    │   ├── Unavailable ................... unavailable (a queue that cannot take the request now:
+    │   │                                   a quorum queue changing leader; the connection lost)
+    │   ├── PublishUnknown ................ the publish may have reached the broker (keeps the id):
+    │   │   ├── NotConfirmed .............. overloaded (no confirm in time: blocked, or down)
+    │   │   └── LostMidPublish ............ unavailable (the connection went mid-publish)
     │   └── NoWorkers ..................... no_workers
     ├── PayloadTooLarge ................... 413 payload_too_large
     ├── RequestTimeout .................... 408 request_timeout (the body did not arrive in time)
@@ -66,22 +70,40 @@ class DeadlineExceeded(GatewayError, TimeoutError):
     code = ErrorCode.DEADLINE_EXCEEDED
 
 
-class Unavailable(GatewayError):
+class Retryable(GatewayError):
+    """A 503: the same request may succeed after Retry-After (the client retries it)."""
+
     def headers(self, retry_after: int) -> dict[str, str]:
         return {"Retry-After": str(retry_after)}
 
 
-class Overloaded(Unavailable):
+class Overloaded(Retryable):
     code = ErrorCode.OVERLOADED
 
 
-class PublishUnknown(Overloaded):
+class Unavailable(Retryable):
+    """The request could not be taken right now for a reason that passes by itself: the pool's
+    queue refuses this gateway while its leader moves, or the connection went mid-call. Carries
+    the job's (or call's) id whenever it may exist."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class PublishUnknown(Retryable):
     """No confirm within the publish timeout, or the connection went mid-publish: the broker
     may hold the request. A job stays (and its 503 carries its id); only a definite refusal
     means nothing was enqueued."""
 
 
-class NoWorkers(Unavailable):
+class NotConfirmed(PublishUnknown, Overloaded):
+    """No confirm within the publish timeout (the broker blocked by an alarm, or gone)."""
+
+
+class LostMidPublish(PublishUnknown, Unavailable):
+    """The connection or channel went while the publish waited for its confirm."""
+
+
+class NoWorkers(Retryable):
     code = ErrorCode.NO_WORKERS
 
 

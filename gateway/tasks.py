@@ -7,10 +7,11 @@ import contextlib
 from typing import Any
 
 
-async def stop(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a task and wait until it has finished unwinding."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def stop(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel tasks and wait until each has finished unwinding."""
+    for task in tasks:
+        if task is None:
+            continue
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     OVERLOADED = "overloaded"
     NO_WORKERS = "no_workers"
+    UNAVAILABLE = "unavailable"  # (1.2) a queue electing a leader, a connection lost mid-publish
     WORKER_ERROR = "worker_error"
     TIME_LIMIT = "time_limit"
     RESULT_TOO_LARGE = "result_too_large"
@@ -40,6 +41,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.REQUEST_TIMEOUT: 408,
     ErrorCode.OVERLOADED: 503,
     ErrorCode.NO_WORKERS: 503,
+    ErrorCode.UNAVAILABLE: 503,
     ErrorCode.WORKER_ERROR: 500,
     ErrorCode.TIME_LIMIT: 500,
     ErrorCode.RESULT_TOO_LARGE: 500,

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -204,6 +205,19 @@ class LocalBroker:
             self._process.wait(timeout=60)
             self._process = None
 
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group (beam and its helpers): a crash, as a
+        power cut would leave it. `start()` brings it back with its state."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        self.pid_file.unlink(missing_ok=True)
+        if self._process is not None:
+            self._process.wait(timeout=30)
+            self._process = None
+
     def stop_app(self) -> None:
         """Stop AMQP service but keep the node: what a broker outage looks like to clients."""
         self.ctl("stop_app")
@@ -261,8 +275,36 @@ class LocalCluster:
             node.ctl("start_app")
 
     def running_nodes(self) -> list[str]:
-        status = json.loads(self.nodes[0].ctl("cluster_status", "--formatter", "json"))
+        status = json.loads(self._live().ctl("cluster_status", "--formatter", "json"))
         return [str(name) for name in status.get("running_nodes", [])]
+
+    def _live(self) -> LocalBroker:
+        """A node that runs, to ask about the cluster (the first may be the one killed)."""
+        for node in self.nodes:
+            if node.is_running():
+                return node
+        raise BrokerError("no node of the cluster is running")
+
+    def node_named(self, nodename: str) -> LocalBroker:
+        return next(node for node in self.nodes if node.nodename == nodename)
+
+    def queue_leader(self, queue: str, vhost: str = "/") -> LocalBroker:
+        """The node that leads a quorum queue now."""
+        rows = json.loads(self._live().ctl("list_queues", "-p", vhost, "name", "leader",
+                                           "--formatter", "json"))
+        leader = next(row["leader"] for row in rows if row["name"] == queue)
+        return self.node_named(str(leader))
+
+    def online_members(self, queue: str, vhost: str = "/") -> list[str]:
+        rows = json.loads(self._live().ctl("list_queues", "-p", vhost, "name", "online",
+                                           "--formatter", "json"))
+        return [str(name) for row in rows if row["name"] == queue for name in row["online"]]
+
+    def client_nodes(self) -> list[LocalBroker]:
+        """The node of each client connection (by the port it connected to)."""
+        rows = json.loads(self._live().ctl("list_connections", "port", "--formatter", "json"))
+        by_port = {node.port: node for node in self.nodes}
+        return [by_port[int(row["port"])] for row in rows if int(row["port"]) in by_port]
 
     def stop(self) -> None:
         for node in reversed(self.nodes):

@@ -9,11 +9,13 @@
             print(update.seq, update.event, update.job.progress)
         done = fleet.wait(job.id, timeout=60)
 
-`AsyncClient` is the same with `await` (and `async for` over `events`). With `retries=N`, a 503
-(`overloaded`, `no_workers`) is tried again after its `Retry-After`, up to N times. A job
-submission always carries an `Idempotency-Key` (one of its own unless given), so a retried
-submission never makes a second job; a retried sync call may run twice if the broker failed while
-it was running.
+`AsyncClient` is the same with `await` (and `async for` over `events`). A 503 (`overloaded`,
+`no_workers`, `unavailable`) or a gateway that refused the connection is tried again after its
+`Retry-After` (1 s when none), up to `retries` times (default 5: a broker node's failover takes
+about a second). A job submission always carries an `Idempotency-Key` (one of its own unless
+given), so a retried submission never makes a second job, and a 503 with a job id is retried too.
+A sync call is retried only when nothing ran: a 503 without an id (refused before its request was
+enqueued); one that carries the call's id may have run, and is raised.
 
 `events` follows a job over its WebSocket (`/v1/jobs/{id}/ws`) from its first event (or after
 `after=`), and ends after the terminal one; a dropped connection is resumed after the last event
@@ -94,6 +96,19 @@ class _Request:
     query: dict[str, str] | None = None
     headers: dict[str, str] | None = None
 
+    @property
+    def idempotent(self) -> bool:
+        """Sent again, it cannot act twice (a job under its Idempotency-Key)."""
+        return bool(self.headers and "Idempotency-Key" in self.headers)
+
+    def may_retry(self, error: BaseException) -> bool:
+        """Whether `error` leaves this request safe and worth sending again."""
+        if isinstance(error, httpx.ConnectError):  # nothing was sent
+            return True
+        if not isinstance(error, RpcfleetError) or not error.retryable:
+            return False
+        return self.idempotent or error.call_id is None
+
 
 def _call(method: str, params: dict[str, Any] | None, timeout: float | None) -> _Request:
     query = {"timeout": f"{timeout:g}"} if timeout is not None else None
@@ -131,9 +146,12 @@ def _retry_wait(state: RetryCallState) -> float:
     return getattr(error, "retry_after", None) or 1.0
 
 
-def _retry_policy(retries: int) -> dict[str, Any]:
+def _retry_policy(retries: int, request: _Request) -> dict[str, Any]:
     return {"stop": stop_after_attempt(retries + 1), "wait": _retry_wait, "reraise": True,
-            "retry": retry_if_exception(lambda e: isinstance(e, RpcfleetError) and e.retryable)}
+            "retry": retry_if_exception(request.may_retry)}
+
+
+RETRIES = 5  # tries after the first, each after the answer's Retry-After
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -141,7 +159,7 @@ def _headers(api_key: str | None) -> dict[str, str]:
 
 
 class Client:
-    def __init__(self, url: str, *, api_key: str | None = None, retries: int = 0,
+    def __init__(self, url: str, *, api_key: str | None = None, retries: int = RETRIES,
                  http_timeout: float = 330.0) -> None:
         self.retries = retries
         self._key = api_key
@@ -204,7 +222,7 @@ class Client:
                 time.sleep(_pause_before_resuming(exc, drops))  # then follow after `after`
 
     def _send(self, request: _Request) -> Any:
-        for attempt in Retrying(**_retry_policy(self.retries)):
+        for attempt in Retrying(**_retry_policy(self.retries, request)):
             with attempt:
                 return _checked(self.http.request(
                     request.method, request.path, json=request.body, params=request.query,
@@ -213,7 +231,7 @@ class Client:
 
 
 class AsyncClient:
-    def __init__(self, url: str, *, api_key: str | None = None, retries: int = 0,
+    def __init__(self, url: str, *, api_key: str | None = None, retries: int = RETRIES,
                  http_timeout: float = 330.0) -> None:
         self.retries = retries
         self._key = api_key
@@ -274,7 +292,7 @@ class AsyncClient:
                 await asyncio.sleep(_pause_before_resuming(exc, drops))
 
     async def _send(self, request: _Request) -> Any:
-        async for attempt in AsyncRetrying(**_retry_policy(self.retries)):
+        async for attempt in AsyncRetrying(**_retry_policy(self.retries, request)):
             with attempt:
                 return _checked(await self.http.request(
                     request.method, request.path, json=request.body, params=request.query,

@@ -98,7 +98,7 @@ def test_the_image_installs_every_package_and_the_workers_import_the_example_fro
     assert "examples" not in packages  # source, not an installed package
     for package in (*packages, "examples"):
         assert f"COPY {package} ./{package}" in dockerfile
-    assert 'pip install ".[examples]"' in dockerfile  # numpy, for the example pool
+    assert 'pip install ".[examples,postgres]"' in dockerfile  # numpy; psycopg for PostgreSQL
     workdir = re.search(r"^WORKDIR (\S+)", dockerfile, re.MULTILINE)
     assert workdir is not None
     worker = build_parser().parse_args(_command(compose["services"]["workers"])[1:])

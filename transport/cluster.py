@@ -7,11 +7,14 @@ robust channels restore their topology, consumers and prefetch there (see
 `workers.consumer.subscription` for the consumers aio-pika does not restore).
 
 aio-pika connects to `connection.url`, read once per attempt; `ClusterConnection.url` hands out the
-nodes in turn. A node that is down costs one attempt (`RECONNECT_INTERVAL` apart).
+nodes in turn. A node that is down costs one attempt. Attempts are `reconnect_interval` apart,
+jittered by +-50 % (`ClusterConnection.reconnect_interval`): a fleet that lost the same node does
+not come back to the next one in lockstep.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +22,13 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.robust_connection import RobustConnection
 from yarl import URL
+
+RECONNECT_INTERVAL_S = 1.5  # between attempts, jittered: 0.75-2.25 s (aio-pika's default is 5)
+
+
+def jittered(interval: float) -> float:
+    """`interval` +-50 %: processes that lost the same node do not retry in lockstep."""
+    return interval * random.uniform(0.5, 1.5)
 
 
 def node_urls(amqp_url: str) -> list[str]:
@@ -51,6 +61,15 @@ class ClusterConnection(RobustConnection):
         if value.password != self._nodes[self._current].password:
             self._nodes = [node.with_password(value.password) for node in self._nodes]
 
+    @property
+    def reconnect_interval(self) -> float:
+        """The pause before the next attempt: the configured one, +-50 %."""
+        return jittered(self._interval)
+
+    @reconnect_interval.setter
+    def reconnect_interval(self, value: float) -> None:
+        self._interval = value
+
     def __str__(self) -> str:
         node = self._nodes[self._current]
         return str(node.with_password("******") if node.password else node)
@@ -59,13 +78,11 @@ class ClusterConnection(RobustConnection):
 async def connect_cluster(amqp_url: str, **kwargs: Any) -> AbstractRobustConnection:
     """A robust connection to the first node that answers, moving between nodes after."""
     nodes = node_urls(amqp_url)
-    if len(nodes) == 1:
-        connection: AbstractRobustConnection = await aio_pika.connect_robust(nodes[0], **kwargs)
-        return connection
+    kwargs.setdefault("reconnect_interval", RECONNECT_INTERVAL_S)
     last: BaseException | None = None
     for first in range(len(nodes)):
         try:
-            connection = await aio_pika.connect_robust(
+            connection: AbstractRobustConnection = await aio_pika.connect_robust(
                 nodes[first], nodes=nodes, first=first, connection_class=ClusterConnection,
                 **kwargs)
             return connection

@@ -22,12 +22,15 @@ from gateway import tasks
 from gateway.settings import GatewaySettings
 from protocol import codec, names
 from transport.cluster import connect_cluster
+from transport.confirms import Nack, NackJudge, PublishNacked
 from transport.topology import declare_exchanges
 
 log = logging.getLogger("rpcfleet.gateway")
 
-RECONNECT_INTERVAL_S = 1.0
+RECONNECT_INTERVAL_S = 0.5  # jittered, 0.25-0.75 s: back before the consumers (1.5 s)
 OnConnected = Callable[["BrokerLink"], Awaitable[None]]
+OnChannel = Callable[[AbstractRobustChannel], Awaitable[None]]
+Drained = Callable[[AbstractRobustChannel], Awaitable[None]]
 
 
 class BrokerLink:
@@ -43,6 +46,13 @@ class BrokerLink:
         self._on_lost: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._late: set[asyncio.Task[None]] = set()  # callbacks registered after connecting
+        # What a nack on the confirming channel means, and when to replace that channel
+        # (transport.confirms): only quorum queues stall a channel.
+        self.judge = NackJudge(quorum=settings.queues == "quorum")
+        self._on_channel: list[OnChannel] = []  # set up each new confirming channel (replies)
+        self._drained: list[Drained] = []  # until nothing waits on a replaced channel (calls)
+        self._renewal: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
         # This process on rpcfleet.events (the app-id of what it publishes there): its own
         # announcements come back to it through its events queue, and are dropped there.
         self.origin = f"gateway-{os.getpid()}-{os.urandom(4).hex()}"
@@ -61,6 +71,13 @@ class BrokerLink:
             task = asyncio.ensure_future(callback(self))
             self._late.add(task)
             task.add_done_callback(self._late.discard)
+
+    def when_channel(self, setup: OnChannel, drained: Drained) -> None:
+        """`setup` runs on every new confirming channel before anything is published on it (the
+        direct reply-to consumer); a channel replaced by `renew` stays open until `drained`
+        returns (sync calls published there get their replies there)."""
+        self._on_channel.append(setup)
+        self._drained.append(drained)
 
     async def send_control(self, command: BaseModel, key: str, *, confirm: bool = False) -> bool:
         """A command to the consumers bound to `key` on rpcfleet.control: on the plain channel,
@@ -91,16 +108,70 @@ class BrokerLink:
 
         On the confirming channel (`confirm`) it returns once the broker answered: Basic.Ack,
         or the returned message when no queue took a `mandatory` one; a nack raises
-        DeliveryError. A missing or closed channel raises ChannelInvalidStateError at once (the
-        raw channel would wait for a writer that is gone); no answer within `timeout` raises
-        TimeoutError: never a hang."""
+        PublishNacked with the judge's verdict (transport.confirms). A missing or closed
+        channel raises ChannelInvalidStateError at once (the raw channel would wait for a
+        writer that is gone); no answer within `timeout` raises TimeoutError: never a hang."""
         channel = self._channel(confirm)
         if channel is None or channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
         async with asyncio.timeout(timeout):
             raw = await channel.get_underlay_channel()
-            return await raw.basic_publish(body, exchange=exchange, routing_key=key,
-                                           properties=properties, mandatory=mandatory)
+            try:
+                answer = await raw.basic_publish(body, exchange=exchange, routing_key=key,
+                                                 properties=properties, mandatory=mandatory)
+            except aiormq.exceptions.DeliveryError:
+                # On a channel already replaced, the verdict that replaced it stands.
+                verdict = self.judge.nacked(key) if channel is self.channel else Nack.STALLED
+                raise PublishNacked(key, verdict) from None
+        if confirm and channel is self.channel and isinstance(answer, Basic.Ack):
+            self.judge.confirmed(key)
+        return answer
+
+    def renew(self) -> asyncio.Task[None] | None:
+        """Replace the confirming channel by a new one (transport.confirms: a quorum queue that
+        refuses a channel started on a dead leader takes the next one), at the judge's pace.
+        Returns the renewal under way, if any, for a publish to wait on before trying again."""
+        if self._renewal is not None and not self._renewal.done():
+            return self._renewal
+        if self.connection is None or self.connection.is_closed or not self.judge.renewal_due():
+            return None
+        self._renewal = asyncio.ensure_future(self._renew(self.connection))
+        return self._renewal
+
+    async def _renew(self, connection: AbstractRobustConnection) -> None:
+        old = self.channel
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            for setup in self._on_channel:
+                await setup(channel)
+        except Exception as exc:  # the connection is going: its reconnect brings a channel
+            log.warning("could not open a new confirming channel: %s", exc)
+            return
+        self._watch(channel)
+        self.channel = channel
+        log.warning("the broker nacked publishes on a channel that never had them confirmed "
+                    "(a quorum queue changing leader): publishing on a new channel")
+        if old is not None:
+            old.close_callbacks.discard(self._lost)
+            task = asyncio.ensure_future(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, channel: AbstractRobustChannel) -> None:
+        """Close a replaced channel once nothing waits on it, or after the longest call."""
+        longest = self.settings.rpc_timeout_max + self.settings.publish_timeout
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(longest):
+                for drained in self._drained:
+                    await drained(channel)
+        with contextlib.suppress(Exception):
+            await channel.close()
+
+    def _watch(self, channel: AbstractRobustChannel) -> None:
+        """A confirming channel: its loss fails what waits on it; reopened, it is new."""
+        channel.close_callbacks.add(self._lost)
+        channel.reopen_callbacks.add(lambda *_: self.judge.opened())
+        self.judge.opened()
 
     def _channel(self, confirm: bool) -> AbstractRobustChannel | None:
         return self.channel if confirm else self.plain
@@ -113,7 +184,7 @@ class BrokerLink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await tasks.stop(self._task)
+        await tasks.stop(self._task, self._renewal, *self._retiring)
         if self.connection is not None:
             with contextlib.suppress(Exception):
                 await self.connection.close()
@@ -135,8 +206,8 @@ class BrokerLink:
     async def _open(self) -> None:
         connection = await connect_cluster(
             self.settings.amqp_url, heartbeat=self.settings.heartbeat, timeout=10,
-            # Back within a second of the broker: before the consumers (5 s), so their new
-            # sessions find a gateway to replay the cancels stored meanwhile.
+            # Back within a second of the broker: before the consumers, so their new sessions
+            # find a gateway to replay the cancels stored meanwhile.
             reconnect_interval=RECONNECT_INTERVAL_S,
             client_properties={"connection_name": "rpcfleet-gateway"})
         try:
@@ -147,7 +218,7 @@ class BrokerLink:
             await connection.close()
             raise
         connection.close_callbacks.add(self._lost)
-        channel.close_callbacks.add(self._lost)
+        self._watch(channel)
         self.connection, self.channel, self.plain = connection, channel, plain
 
     def _lost(self, *args: Any) -> None:

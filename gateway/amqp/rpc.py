@@ -1,10 +1,13 @@
 """Synchronous calls over AMQP: a table from correlation id to future (SPEC: sync calls).
 
 Publish with `mandatory` and publisher confirms: the broker's return means no pool serves the
-method (404 at once, no waiting for a timeout), a nack or a confirm that does not come means
-overloaded (503 quickly, never a hang). Replies arrive on direct reply-to, consumed no-ack on the
-publishing channel; a reply that matches nothing (late, stray) is counted and dropped; every
-pending call fails fast when the channel closes; every call is bounded by its deadline.
+method (404 at once, no waiting for a timeout); a nack means the queue is full (`overloaded`) or,
+on a quorum queue that never took this channel's publishes, that it cannot take them on this
+channel (`unavailable`, after one try on a new channel: see `transport.confirms`); a confirm that
+does not come means the outcome is unknown (503 quickly, never a hang). Replies arrive on direct
+reply-to, consumed no-ack on the publishing channel; a reply that matches nothing (late, stray)
+is counted and dropped; every pending call fails fast when the channel closes; every call is
+bounded by its deadline.
 """
 
 from __future__ import annotations
@@ -12,19 +15,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import OrderedDict
-from collections.abc import Coroutine
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiormq
+from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from gateway.amqp.link import BrokerLink
-from gateway.errors import DeadlineExceeded, Overloaded, PublishUnknown, UnknownMethod
+from gateway.errors import (
+    DeadlineExceeded,
+    LostMidPublish,
+    NotConfirmed,
+    Overloaded,
+    Unavailable,
+    UnknownMethod,
+)
 from gateway.metrics import Metrics
 from protocol import Cancel, Request, names
 from protocol.clock import now_ms
+from transport.confirms import Nack, PublishNacked
 from transport.consumers import KeptConsumer
 
 log = logging.getLogger("rpcfleet.gateway")
@@ -50,7 +62,11 @@ class RpcClient:
         self.abandoned: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self._replies: KeptConsumer | None = None
+        self._calls_on: Counter[AbstractRobustChannel] = Counter()  # calls waiting, by channel
+        self._channel_of: dict[str, AbstractRobustChannel] = {}
         link.when_connected(self._start)
+        self._drained: dict[AbstractRobustChannel, asyncio.Event] = {}
+        link.when_channel(self._subscribe, self._drain)
         link.when_lost(self._fail_pending)
 
     @property
@@ -60,13 +76,17 @@ class RpcClient:
 
     async def _start(self, link: BrokerLink) -> None:
         assert link.channel is not None
+        await self._subscribe(link.channel)
+
+    async def _subscribe(self, channel: AbstractRobustChannel) -> None:
         # Direct reply-to on the publishing channel, at the AMQP level on purpose: a robust queue
         # would try to redeclare the pseudo-queue when it restores, and publishing with reply_to
-        # before consuming is refused.
+        # before consuming is refused. A renewed channel gets its own (link.when_channel).
         async def consume(raw: aiormq.abc.AbstractChannel) -> None:
             await raw.basic_consume(names.DIRECT_REPLY_TO, self._on_reply, no_ack=True)
-        self._replies = KeptConsumer(link.channel, consume, "the reply consumer")
-        await self._replies.start()
+        replies = KeptConsumer(channel, consume, "the reply consumer")
+        await replies.start()
+        self._replies = replies
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -105,6 +125,7 @@ class RpcClient:
                                                 deadline_ms, priority=priority, trace=trace))
         future: asyncio.Future[DeliveredMessage] = asyncio.get_running_loop().create_future()
         self.pending[call_id] = future
+        self._went_out_on(call_id)  # its reply comes there, even once the link renewed it
         try:
             await self._publish(method, body, properties, call_id, remaining_ms)
             try:
@@ -114,9 +135,30 @@ class RpcClient:
                 raise DeadlineExceeded(f"no reply from {method} before the deadline",
                                        call_id=call_id) from None
             except BrokerLost as exc:
-                raise Overloaded(str(exc), call_id=call_id) from None
+                raise Unavailable(f"{exc} while the call was out (it may have run)",
+                                  call_id=call_id) from None
         finally:
             self.pending.pop(call_id, None)
+            self._went_out_on(call_id, None)
+
+    async def _drain(self, channel: AbstractRobustChannel) -> None:
+        """Until no call waits for a reply on `channel` (one the link replaced)."""
+        if self._calls_on[channel] > 0:
+            await self._drained.setdefault(channel, asyncio.Event()).wait()
+
+    def _went_out_on(self, call_id: str, channel: object = "current") -> None:
+        """Which confirming channel a call's reply will come on (None: the call is over)."""
+        previous = self._channel_of.pop(call_id, None)
+        if previous is not None:
+            self._calls_on[previous] -= 1
+            if self._calls_on[previous] <= 0:
+                del self._calls_on[previous]
+                if (drained := self._drained.pop(previous, None)) is not None:
+                    drained.set()
+        if channel is None or self.link.channel is None:
+            return
+        self._channel_of[call_id] = self.link.channel
+        self._calls_on[self.link.channel] += 1
 
     def abandon(self, call_id: str, control_key: str) -> None:
         """The caller hung up: stop waiting, and have the request skipped if it is still queued
@@ -138,9 +180,9 @@ class RpcClient:
 
     async def _publish(self, method: str, body: bytes, properties: Basic.Properties,
                        call_id: str, remaining_ms: int) -> None:
-        assert self.link.channel is not None
         await publish_confirmed(self.link, self.metrics, method, body, properties, call_id,
-                                min(self.publish_timeout, remaining_ms / 1000))
+                                min(self.publish_timeout, remaining_ms / 1000),
+                                lambda: self._went_out_on(call_id))
 
 
 def new_call_id() -> str:
@@ -159,27 +201,53 @@ def request_properties(request: Request) -> Basic.Properties:
 
 
 async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, body: bytes,
-                            properties: Basic.Properties, call_id: str, timeout: float) -> None:
+                            properties: Basic.Properties, call_id: str, timeout: float,
+                            moved: Callable[[], None] = lambda: None) -> None:
     """Publish a request `mandatory` and wait for the broker's confirm, within `timeout`.
 
-    Returned (no queue bound for the method) → UnknownMethod; nacked (queue full under
-    reject-publish) or no connection → Overloaded (definite: nothing was enqueued); not confirmed
-    in time (broker down or blocked) or the connection lost mid-publish → PublishUnknown (the
-    broker may hold it). Never a hang.
+    Returned (no queue bound for the method) → UnknownMethod; nacked by a full queue or no
+    connection → Overloaded (definite: nothing was enqueued); nacked by a quorum queue that never
+    took this channel's publishes → tried once more on the new channel the link opens (a nack is
+    definite, so a retry cannot run it twice; `moved` is told), then Unavailable (definite too);
+    not confirmed in time (broker down or blocked) → NotConfirmed (overloaded), the connection
+    lost mid-publish → LostMidPublish (unavailable): both PublishUnknown, the broker may hold
+    it. Never a hang.
     """
     if link.channel is None or not link.up:
         raise Overloaded("the broker is unreachable", call_id=call_id)
     try:
-        confirm = await link.publish(body, names.EXCHANGE, method, properties, confirm=True,
-                                     mandatory=True, timeout=timeout)
-    except aiormq.exceptions.DeliveryError:
-        metrics.publish_nacks.inc()
-        raise Overloaded("the queue refused the request (it is full)", call_id=call_id) from None
+        async with asyncio.timeout(timeout):
+            try:
+                confirm = await link.publish(body, names.EXCHANGE, method, properties,
+                                             confirm=True, mandatory=True, timeout=timeout)
+            except PublishNacked as nacked:
+                metrics.publish_nacks.inc()
+                renewal = link.renew() if nacked.verdict is Nack.STALLED else None
+                if renewal is None:
+                    raise
+                await asyncio.shield(renewal)
+                moved()
+                confirm = await link.publish(body, names.EXCHANGE, method, properties,
+                                             confirm=True, mandatory=True, timeout=timeout)
+    except PublishNacked as nacked:
+        if nacked.verdict is Nack.REFUSED:
+            raise Overloaded("the queue refused the request (it is full)",
+                             call_id=call_id) from None
+        raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
+                          "queue changing leader); nothing was enqueued", call_id=call_id
+                          ) from None
     except TimeoutError:
-        raise PublishUnknown("the broker did not confirm the request in time (down or "
-                             "blocked)", call_id=call_id) from None
+        raise NotConfirmed("the broker did not confirm the request in time (down or "
+                           "blocked)", call_id=call_id) from None
     except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-        raise PublishUnknown(f"the broker connection failed mid-publish: {type(exc).__name__}",
+        raise LostMidPublish(f"the broker connection failed mid-publish: {type(exc).__name__}",
+                             call_id=call_id) from None
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this request itself is being cancelled (its caller left, or shutdown)
+        # aiormq cancels the confirms a closing channel still owes: the outcome is unknown.
+        raise LostMidPublish("the broker connection closed before it confirmed the request",
                              call_id=call_id) from None
     if not isinstance(confirm, Basic.Ack):
         metrics.publish_returns.inc()

@@ -51,7 +51,7 @@ def test_retries_wait_out_no_workers_as_retry_after_says(
     wait_for_workers(gateway, 1)
     first.signal(signal.SIGTERM)
     first.wait(timeout=30)
-    with Client(gateway.url) as fleet:
+    with Client(gateway.url, retries=0) as fleet:
         def refused() -> RpcfleetError | None:
             try:
                 fleet.call("echo", timeout=0.2)

@@ -117,7 +117,7 @@ def test_readiness_flips_when_the_broker_stops_and_comes_back(tmp_path: Path) ->
             node.stop_app()
             caller.join(timeout=30)
             # The call waiting for its reply fails as the channel closes, not at its deadline.
-            assert error_code(pending[0]) == (503, "overloaded")
+            assert error_code(pending[0]) == (503, "unavailable")
             assert time.monotonic() - stopped < 8  # stop_app itself takes a few seconds
             wait_ready(gateway, status=503)
             down = http.post("/v1/rpc/echo", json={"x": 2})

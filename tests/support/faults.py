@@ -47,6 +47,7 @@ class Attempt:
     error: str | None = None  # the exception that ended it without an answer
     callback: str | None = None  # a job's callback_url
     deadline: float = 0.0  # seconds the request may take: answered after deadline + 1 s, it hung
+    code: str | None = None  # an error answer's code (SPEC: errors)
 
 
 @dataclass
@@ -77,7 +78,8 @@ class Ledger:
             return
         self._record(Attempt("job", *_classify(response), value,
                              time.monotonic() - started, time.monotonic(), response.status_code,
-                             callback=callback_url, deadline=SUBMIT_DEADLINE_S))
+                             callback=callback_url, deadline=SUBMIT_DEADLINE_S,
+                             code=_error_code(response)))
 
     def call(self, http: httpx.Client, ms: int = 20, timeout: float = 5) -> None:
         value = f"c{next(self._values)}"
@@ -92,7 +94,8 @@ class Ledger:
         if outcome == OK and response.json()["result"]["value"] != value:
             outcome = "wrong answer"
         self._record(Attempt("call", outcome, call_id, value, time.monotonic() - started,
-                             time.monotonic(), response.status_code, deadline=timeout))
+                             time.monotonic(), response.status_code, deadline=timeout,
+                             code=_error_code(response)))
 
     def _unanswered(self, kind: str, value: str, started: float, exc: httpx.HTTPError,
                     deadline: float) -> None:
@@ -110,6 +113,15 @@ class Ledger:
     def runs(self) -> Counter[str]:
         return Counter(line.split()[0] for line in (self.folder / "runs").read_text().split("\n")
                        if line.strip())
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    if response.status_code < 400:
+        return None
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return f"not JSON ({response.headers.get('content-type')})"
 
 
 def _classify(response: httpx.Response) -> tuple[str, str | None]:

@@ -55,14 +55,21 @@ class PostgresServer:
         data = self.directory / "data"
         self._run(str(self.bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U",
                   "postgres", "--no-sync")
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Start the server on its existing data (after `stop`: a database outage ends)."""
+        data = self.directory / "data"
         # fsync off: a test server's data is thrown away; durability is not what it tests.
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(data), "-l",
                   str(self.directory / "log"), "-w", "-o",
                   f"-h 127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off", "start")
 
     def stop(self) -> None:
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"), "-m",
-                  "fast", "-w", "stop")
+        """Stop the server (a database outage, or the end); a stopped one stays stopped."""
+        data = self.directory / "data"
+        if (data / "postmaster.pid").exists():
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
 
     def create_database(self) -> str:
         import psycopg

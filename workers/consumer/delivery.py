@@ -52,6 +52,10 @@ class Delivery:
         return self._props.headers or {}
 
     @property
+    def expiration(self) -> str | None:
+        return self._props.expiration
+
+    @property
     def priority(self) -> int | None:
         return self._props.priority
 

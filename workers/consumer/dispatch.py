@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractRobustChannel
 
 from protocol import DeadReason, ErrorCode, codec, names
 from protocol.clock import now_ms
@@ -34,6 +34,7 @@ from workers.consumer.outcome import Outcome, Stopper, failure, run_batch, run_h
 from workers.consumer.settling import Settle, Settler
 from workers.consumer.starts import JobEventSink, StartEvents
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
+from workers.consumer.strays import StrayReplies
 from workers.consumer.topology import PoolTopology
 from workers.context import JobContext
 from workers.handlers import Handler, InvalidParams
@@ -57,7 +58,7 @@ class Dispatcher:
     def __init__(
         self,
         setup: ConsumerSetup,
-        channel: AbstractChannel,
+        channel: AbstractRobustChannel,
         topology: PoolTopology,
         executor: Executor,
         cancels: Cancels,
@@ -66,6 +67,7 @@ class Dispatcher:
         on_exit_request: Callable[[], None],
         measure: AutoPrefetch,
         tracing: Tracing | None = None,
+        strays: StrayReplies | None = None,
     ) -> None:
         self.setup = setup
         self.channel = channel
@@ -85,7 +87,8 @@ class Dispatcher:
         self.runs: dict[str, asyncio.Future[Settle]] = {}  # job id -> its handler, running here
         self.recent: OrderedDict[str, Outcome] = OrderedDict()  # job id -> how it ended here
         self._orphans: set[asyncio.Task[None]] = set()
-        self.settler = Settler(setup, channel, topology, counters, measure)
+        self.settler = Settler(setup, channel, topology, counters, measure,
+                               strays or StrayReplies(setup.settings.amqp_url))
         self.starts = StartEvents(job_event)
 
     async def handle(self, message: Delivery) -> None:

@@ -33,6 +33,7 @@ from workers.consumer.delivery import Delivery, InFlight
 from workers.consumer.dispatch import Dispatcher
 from workers.consumer.recycle import EXIT_RECYCLE, Recycling
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
+from workers.consumer.strays import StrayReplies
 from workers.consumer.subscription import Subscription
 from workers.consumer.topology import QueueArguments, declare_pool
 from workers.memory import private_bytes
@@ -63,6 +64,7 @@ class Consumer:
         self._handled = 0
         self.tracing = Tracing()
         self._session = 0
+        self.strays = StrayReplies(self.settings.amqp_url)  # replies to callers a node took
         max_private = self.settings.max_private_mb
         self.recycling = Recycling(self.settings.max_messages,
                                    max_private * 1048576 if max_private else None)
@@ -96,6 +98,7 @@ class Consumer:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await connection.close()
+            await self.strays.close()
             executor.shutdown(wait=False, cancel_futures=True)
             self.tracing.shutdown()
         return self._exit_code
@@ -115,7 +118,7 @@ class Consumer:
         self._events = await self._events_channel.get_exchange(names.EVENTS_EXCHANGE)
         self.dispatcher = Dispatcher(
             self.setup, confirmed, topology, executor, self.cancels, self.counters,
-            self._job_event, self._request_replacement, self.measure, self.tracing)
+            self._job_event, self._request_replacement, self.measure, self.tracing, self.strays)
         self.subscription = Subscription(
             work, topology.queue, self._on_message, self.in_flight,
             redeclare=lambda: self._redeclare(confirmed),
@@ -151,6 +154,7 @@ class Consumer:
         if not await self._control.wait_ready(CONTROL_BACK_S):
             log.warning("the control queue is not back yet; announcing the new session anyway")
         self._session += 1
+        self.strays.new_session()
         await self._learn_cancels()
 
     async def _redeclare(self, channel: AbstractChannel) -> None:

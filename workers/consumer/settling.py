@@ -9,12 +9,14 @@ cannot be written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiormq
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic as _Basic
 from tenacity import (
@@ -26,11 +28,13 @@ from tenacity import (
 
 from protocol import DeadReason, names
 from protocol.queues import durable_queue_arguments
+from transport.confirms import NackJudge, judged, renew_if_stalled
 from workers.consumer import outgoing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome
 from workers.consumer.state import ConsumerSetup, Counters
+from workers.consumer.strays import StrayReplies
 from workers.consumer.topology import PoolTopology
 
 log = logging.getLogger("rpcfleet.worker")
@@ -62,10 +66,15 @@ class Settle:
 
 
 class Settler:
-    def __init__(self, setup: ConsumerSetup, channel: AbstractChannel, topology: PoolTopology,
-                 counters: Counters, measure: AutoPrefetch) -> None:
+    def __init__(self, setup: ConsumerSetup, channel: AbstractRobustChannel,
+                 topology: PoolTopology, counters: Counters, measure: AutoPrefetch,
+                 strays: StrayReplies) -> None:
         self.setup = setup
         self.channel = channel  # confirming: dead-letter and retry copies, job replies
+        # A nack from a quorum queue this channel never reached: reopen it (transport.confirms).
+        self.judge = judged(NackJudge(quorum=setup.settings.queues == "quorum"), channel)
+        # Sync replies whose caller may have gone with a broker node (workers.consumer.strays).
+        self.strays = strays
         self.topology = topology
         self.counters = counters
         self.measure = measure  # a job reply's confirm is a broker round trip: auto prefetch
@@ -76,19 +85,25 @@ class Settler:
         if settle.dead is not None:
             reason, detail = settle.dead
             log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
-            await self.topology.dead_letters.publish(
-                outgoing.dead_letter_message(message, pool, reason, detail), routing_key=pool,
-                timeout=CONFIRM_TIMEOUT_S)
+            async with self._judging(names.dead_queue(pool)):
+                await self.topology.dead_letters.publish(
+                    outgoing.dead_letter_message(message, pool, reason, detail),
+                    routing_key=pool, timeout=CONFIRM_TIMEOUT_S)
         if settle.retry:
-            await self.channel.default_exchange.publish(
-                outgoing.retry_message(message, settle.attempt), routing_key=names.pool_queue(pool),
-                timeout=CONFIRM_TIMEOUT_S)
+            async with self._judging(names.pool_queue(pool)):
+                await self.channel.default_exchange.publish(
+                    outgoing.retry_message(message, settle.attempt),
+                    routing_key=names.pool_queue(pool), timeout=CONFIRM_TIMEOUT_S)
         outcome = settle.reply
         if outcome is not None:
             self._count(outcome)
         if outcome is not None and message.reply_to:
             properties = outgoing.reply_properties(message, self.worker, settle.attempt, outcome)
             if not names.is_durable_reply_to(message.reply_to):
+                if self.strays.is_stray(message):  # published before this session: aside
+                    await self.strays.send(message.reply_to, outcome.body, properties)
+                    await message.ack()
+                    return
                 # A sync reply: transient, to direct reply-to, in one write with the ack after it.
                 message.settling()
                 await outgoing.reply_then_ack(message.channel, body=outcome.body,
@@ -133,7 +148,9 @@ class Settler:
                                                   properties=properties, mandatory=ours,
                                                   timeout=CONFIRM_TIMEOUT_S)
         except aiormq.exceptions.DeliveryError as exc:
-            raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {exc}") from None
+            verdict = await renew_if_stalled(self.judge, self.channel, reply_to)
+            raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {exc} "
+                                    f"({verdict.value})") from None
         except TimeoutError:
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: no confirm within "
                                     f"{CONFIRM_TIMEOUT_S} s") from None
@@ -144,7 +161,19 @@ class Settler:
             raise ReplyNotConfirmed(f"{reply_to} did not exist; declared it")
         if not isinstance(confirm, _Basic.Ack):
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id} got {confirm!r}")
+        self.judge.confirmed(reply_to)
         self.measure.observe_round_trip(time.perf_counter() - sent)
+
+    @contextlib.asynccontextmanager
+    async def _judging(self, target: str) -> AsyncIterator[None]:
+        """A copy published to `target` (a queue): confirmed, it counts for the judge; nacked,
+        the judge may have the channel reopened before the error goes on."""
+        try:
+            yield
+        except aiormq.exceptions.DeliveryError:
+            await renew_if_stalled(self.judge, self.channel, target)
+            raise
+        self.judge.confirmed(target)
 
     def _count(self, outcome: Outcome) -> None:
         self.counters.processed += 1

@@ -11,7 +11,7 @@ from rpcfleet.broker import LocalBroker, free_port
 from tests.support.fleet import worker_factory
 from tests.support.gateway import gateway_factory, wait_for_workers
 from tests.support.waiting import wait_for
-from transport.cluster import node_urls
+from transport.cluster import ClusterConnection, jittered, node_urls
 
 
 def test_the_url_list_is_split_on_commas() -> None:
@@ -51,3 +51,9 @@ def test_gateway_and_worker_skip_a_dead_node_and_move_on_when_theirs_goes(
             next(factory, None)
         for node in nodes:
             node.stop()
+
+
+def test_reconnect_attempts_are_jittered_around_the_interval() -> None:
+    assert ClusterConnection.reconnect_interval.fget is not None  # the pause aio-pika reads
+    pauses = {jittered(1.5) for _ in range(50)}
+    assert len(pauses) > 1 and all(0.75 <= p <= 2.25 for p in pauses)

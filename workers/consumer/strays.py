@@ -1,0 +1,90 @@
+"""Sync replies whose caller may have gone with a broker node: sent on a connection of their own.
+
+RabbitMQ 3.10 crashes the channel, and with it the whole connection (541 INTERNAL_ERROR), that
+publishes to a direct reply-to address whose channel lived on a node that is no longer running
+(`rabbit_channel:deliver_reply`, a `case_clause`; measured in tests/cluster/test_failover.py).
+After a node dies, the pool queue still holds the sync calls its gateways published through it:
+a consumer that answers one of them inline loses its connection, gets the call redelivered,
+answers again, and so on until the call expires: the minute of refusals issue 27 saw.
+
+So a consumer sends the reply of a sync call published before its current session began (it
+reconnected since: a node may have died, whether its own or its caller's) on a connection that
+carries nothing else, then acks the request on its own channel. A caller that is alive gets the
+reply as usual; one that is gone takes only this connection down, reopened for the next stray.
+"When it was published" is the request's deadline header minus its expiration, both set by the
+gateway at publish; CLOCK_SKEW_MS covers clocks of different hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from pamqp.commands import Basic
+
+from protocol.clock import now_ms
+from protocol.requests import read_deadline
+from transport.cluster import node_urls
+from workers.consumer.delivery import Delivery
+
+log = logging.getLogger("rpcfleet.worker")
+
+CLOCK_SKEW_MS = 2000
+
+
+class StrayReplies:
+    def __init__(self, amqp_url: str) -> None:
+        self._urls = node_urls(amqp_url)
+        self._since_ms = 0  # calls published before this may have lost their caller's node
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+
+    def new_session(self) -> None:
+        """The consumer reconnected: calls published until now (and a skew) may be strays."""
+        self._since_ms = now_ms() + CLOCK_SKEW_MS
+
+    def is_stray(self, message: Delivery) -> bool:
+        if not self._since_ms:
+            return False
+        deadline, expiration = read_deadline(message.headers), message.expiration
+        if deadline is None or not expiration or not expiration.isdigit():
+            return False
+        return deadline - int(expiration) < self._since_ms
+
+    async def send(self, reply_to: str, body: bytes, properties: Basic.Properties) -> None:
+        """Publish the reply on the strays' own connection (opened on first use). A failure is
+        logged, not raised: its caller is most likely gone with its node."""
+        try:
+            channel = await self._open()
+            raw = await channel.get_underlay_channel()
+            await raw.basic_publish(body, routing_key=reply_to, properties=properties)
+        except Exception as exc:
+            log.info("a reply to %s published before this consumer's reconnect was not sent "
+                     "(%s: its caller went with a broker node)", properties.correlation_id,
+                     type(exc).__name__)
+            await self.close()
+
+    async def _open(self) -> AbstractChannel:
+        if self._channel is not None and not self._channel.is_closed:
+            return self._channel
+        await self.close()
+        last: Exception | None = None
+        for url in self._urls:
+            try:
+                self._connection = await aio_pika.connect(
+                    url, timeout=5, client_properties={"connection_name": "rpcfleet-strays"})
+                self._channel = await self._connection.channel(publisher_confirms=False)
+                return self._channel
+            except Exception as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            try:
+                await connection.close()
+            except Exception as exc:  # it is being torn down anyway
+                log.debug("closing the strays' connection: %s", exc)

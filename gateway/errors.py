@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from protocol import HTTP_STATUS, ErrorCode, codec
@@ -147,9 +148,19 @@ class RemoteError(GatewayError):
 
 def render(exc: BaseException, retry_after: int) -> tuple[int, bytes, dict[str, str]]:
     """(status, JSON body, headers) of an error answer: the one renderer of the gateway."""
-    if not isinstance(exc, GatewayError):
+    if isinstance(exc, _store_outages()):
+        exc = Unavailable(f"the job store cannot take the request right now "
+                          f"({type(exc).__name__}); try again")
+    elif not isinstance(exc, GatewayError):
         exc = InternalError(f"the gateway failed: {type(exc).__name__}")
     return exc.status, exc.body(), exc.headers(retry_after)
+
+
+@functools.cache
+def _store_outages() -> tuple[type[BaseException], ...]:
+    from gateway.store.base import outage_errors
+
+    return outage_errors()
 
 
 def error_body(code: str, message: str, call_id: str | None = None) -> bytes:

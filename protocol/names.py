@@ -108,3 +108,12 @@ def dead_events_queue(store_id: str) -> str:
     """The dead-letter copies for the gateways sharing one job store: bound to rpcfleet.dlx with
     every pool's key, so each store sees every dead letter and records its own jobs'."""
     return f"{DEAD_EVENTS_QUEUE}.{store_id}"
+
+
+PARKED_PREFIX = "rpcfleet.parked."
+
+
+def parking_queue(queue: str) -> str:
+    """Where an outcome from `queue` waits while the job store cannot record it: a durable queue
+    whose messages expire back into `queue` (no requeue, so no delivery is spent on it)."""
+    return PARKED_PREFIX + queue.removeprefix("rpcfleet.")

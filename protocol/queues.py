@@ -53,3 +53,23 @@ def pool_queue_arguments(pool: str, queue_type: QueueType, delivery_limit: int |
         arguments["x-dead-letter-strategy"] = "at-least-once"
         arguments["x-overflow"] = "reject-publish"
     return arguments
+
+
+PARK_MS = 5000  # how long a parked outcome waits before it goes back to its queue
+
+
+def parking_queue_arguments(returns_to: str, queue_type: QueueType) -> dict[str, Any]:
+    """A parking queue (`names.parking_queue`): what is parked there goes back to `returns_to`
+    after PARK_MS, dead-lettered through the default exchange (at least once on quorum queues).
+    A requeue would count against a quorum queue's delivery limit (20 by default from RabbitMQ
+    4.0, and every return counts before 4.3); a dead-lettered message comes back as a new one."""
+    arguments: dict[str, Any] = {
+        "x-message-ttl": PARK_MS,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": returns_to,
+        **durable_queue_arguments(queue_type),
+    }
+    if queue_type == "quorum":
+        arguments["x-dead-letter-strategy"] = "at-least-once"
+        arguments["x-overflow"] = "reject-publish"
+    return arguments

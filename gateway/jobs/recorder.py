@@ -3,8 +3,12 @@
 Job replies arrive on this store's own `rpcfleet.replies.{store}` queue (competing consumers
 across the gateway processes that share the store) and dead letters on its
 `rpcfleet.dead-events.{store}` queue; both are also read from the 1.0 topology's shared queues.
-Each outcome is stored idempotently and only then acked; a store that fails hands the delivery
-back after a backoff. The process that stores an outcome announces `job.{id}.finished` on
+Each outcome is stored idempotently and only then acked. An outcome the store cannot record now
+(the database down, locked, full) is parked: republished, confirmed, to its queue's parking queue,
+from which it expires back into its queue a few seconds later, and only then acked. It is never
+handed back with a requeue: a quorum queue counts every return against its delivery limit (20
+by default from RabbitMQ 4.0), and would drop the outcome of a job during a store outage.
+The process that stores an outcome announces `job.{id}.finished` on
 rpcfleet.events and wakes the callback outbox. Workers' `started` and `progress` events are
 recorded here too.
 """
@@ -14,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from pamqp.commands import Basic
 
 from gateway.amqp.link import BrokerLink
 from gateway.fleet.view import FleetView
@@ -28,12 +32,16 @@ from gateway.metrics import Metrics
 from gateway.store import JobStore
 from gateway.webhooks import CallbackDispatcher
 from protocol import ErrorBody, JobEvent, JobStatus, names, now_ms
-from protocol.queues import QueueType, durable_queue_arguments
+from protocol.queues import (
+    PARK_MS,
+    QueueType,
+    durable_queue_arguments,
+    parking_queue_arguments,
+)
 
 log = logging.getLogger("rpcfleet.jobs")
 
-SHARED_HANDBACK_S = 1.0  # before handing another host's reply back to the shared queue
-STORE_BACKOFF_MAX_S = 10.0  # a failing store is retried at least this often
+PARK_FAILED_PAUSE_S = 1.0  # before a requeue, when even parking failed (the broker going)
 REPLY_PREFETCH = 64  # each outcome is one small store write: batch the broker round trips
 
 
@@ -54,7 +62,6 @@ class OutcomeRecorder:
         self.ready = asyncio.Event()
         self._dead_events: AbstractQueue | None = None
         self._watched_pools: set[str] = set()
-        self._store_failures = 0  # in a row: the backoff grows with them
         link.when_connected(self._consume)
 
     async def _consume(self, link: BrokerLink) -> None:
@@ -71,15 +78,18 @@ class OutcomeRecorder:
         for pool in self.view.pools():
             await self.watch_pool(pool)
         # The shared queues of the 1.0 topology: replies of jobs submitted before a gateway had
-        # its own queue (handed back when this store does not know the job, for the host that
+        # its own queue (parked when this store does not know the job, for the host that
         # does), and the shared dead-letter copy, which workers keep filling.
         legacy = await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
         legacy_dead = await channel.declare_queue(names.DEAD_EVENTS_QUEUE, durable=True,
                                                   arguments=shared)
-        await replies.consume(self._settled(self._on_reply))
-        await dead.consume(self._settled(self._on_dead_letter))
-        await legacy.consume(self._settled(self._on_shared_reply))
-        await legacy_dead.consume(self._settled(self._on_dead_letter))
+        for queue, record in ((replies, self._on_reply), (dead, self._on_dead_letter),
+                              (legacy, self._on_shared_reply),
+                              (legacy_dead, self._on_dead_letter)):
+            await channel.declare_queue(
+                names.parking_queue(queue.name), durable=True,
+                arguments=parking_queue_arguments(queue.name, self.queue_type))
+            await queue.consume(self._settled(record, queue.name))
         self.ready.set()
 
     async def watch_pool(self, pool: str) -> None:
@@ -88,27 +98,45 @@ class OutcomeRecorder:
             await self._dead_events.bind(names.DEAD_LETTER_EXCHANGE, routing_key=pool)
             self._watched_pools.add(pool)
 
-    def _settled(self, record: Callable[[AbstractIncomingMessage], Awaitable[None]]
-                 ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        """Every outcome delivery is settled: acked once stored (by `record`), or, when the
-        store fails (locked, disk full, database down), handed back to the queue after a
-        backoff, never left unacked (64 such would stall this consumer for good)."""
+    def _settled(self, record: Callable[[AbstractIncomingMessage], Awaitable[None]],
+                 queue: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        """Every outcome delivery from `queue` is settled: acked once stored (by `record`), or,
+        when the store fails (locked, disk full, database down), parked, never left unacked (64
+        such would stall this consumer for good)."""
 
         async def consume(message: AbstractIncomingMessage) -> None:
             try:
                 await record(message)
             except Exception as exc:
-                self._store_failures += 1
-                wait = min(STORE_BACKOFF_MAX_S, 0.1 * 2 ** min(self._store_failures, 10))
-                log.warning("could not store the outcome of %s (%r); handing it back in "
-                            "%.1f s", message.correlation_id, exc, wait)
-                await asyncio.sleep(random.uniform(wait / 2, wait))
-                with contextlib.suppress(Exception):  # a closed channel hands it back anyway
-                    await message.nack(requeue=True)
-                return
-            self._store_failures = 0
+                log.warning("could not store the outcome of %s (%r); parking it for %.0f s",
+                            message.correlation_id, exc, PARK_MS / 1000)
+                await self._park(message, queue)
 
         return consume
+
+    async def _park(self, message: AbstractIncomingMessage, queue: str) -> None:
+        """Republish `message` to `queue`'s parking queue, confirmed, then ack it: it comes back
+        to `queue` as a new message after PARK_MS. Only if even that fails (the broker going) is
+        it handed back with a requeue."""
+        properties = Basic.Properties(
+            content_type=message.content_type, correlation_id=message.correlation_id,
+            message_id=message.message_id, message_type=message.type,
+            reply_to=message.reply_to, headers=dict(message.headers or {}), delivery_mode=2,
+            app_id=message.app_id)
+        try:
+            confirm = await self.link.publish(
+                message.body, "", names.parking_queue(queue), properties, confirm=True,
+                timeout=self.link.settings.publish_timeout)
+            if not isinstance(confirm, Basic.Ack):
+                raise RuntimeError(f"parking {message.correlation_id} got {confirm!r}")
+        except Exception as exc:
+            log.warning("could not park the outcome of %s (%r); handing it back",
+                        message.correlation_id, exc)
+            await asyncio.sleep(PARK_FAILED_PAUSE_S)
+            with contextlib.suppress(Exception):  # a closed channel hands it back anyway
+                await message.nack(requeue=True)
+            return
+        await message.ack()
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         job_id = message.correlation_id or ""
@@ -123,8 +151,8 @@ class OutcomeRecorder:
 
     async def _on_shared_reply(self, message: AbstractIncomingMessage) -> None:
         if await self.store.get(message.correlation_id or "") is None:
-            await asyncio.sleep(SHARED_HANDBACK_S)  # another host's job: let its gateway take it
-            await message.nack(requeue=True)
+            # Another host's job: back to the shared queue in a while, for its gateway.
+            await self._park(message, names.REPLIES_QUEUE)
             return
         await self._on_reply(message)
 

@@ -15,6 +15,20 @@ from protocol import ErrorBody, Job, JobStatus
 PublishClaim = Literal["claimed", "held", "done"]
 
 
+def outage_errors() -> tuple[type[BaseException], ...]:
+    """What the drivers raise when the database cannot take a statement right now (down,
+    unreachable, locked, its pool exhausted): answered 503 `unavailable`, not a 500."""
+    import sqlite3
+
+    errors: list[type[BaseException]] = [sqlite3.OperationalError]
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:  # the postgres extra is not installed
+        return tuple(errors)
+    return (*errors, psycopg.OperationalError, psycopg_pool.PoolTimeout)
+
+
 class IdempotencyConflict(ValueError):
     """The Idempotency-Key was used before with another body."""
 

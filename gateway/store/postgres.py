@@ -82,6 +82,9 @@ CREATE TABLE IF NOT EXISTS events (
 # Several gateways may start at once on a fresh database: one creates the schema at a time.
 SCHEMA_LOCK = 0x7270_6366  # "rpcf", an advisory lock key
 POOL_MAX = 10  # connections per gateway process: the store's calls are short
+# How long a statement waits for a connection (psycopg_pool: 30 s): a database that is down
+# fails a request in seconds, not half a minute, and an outcome is parked sooner.
+POOL_WAIT_S = 5.0
 
 
 class PostgresJobStore:
@@ -94,7 +97,7 @@ class PostgresJobStore:
         from psycopg_pool import AsyncConnectionPool
 
         pool = AsyncConnectionPool(dsn, min_size=1, max_size=POOL_MAX, open=False,
-                                   kwargs={"autocommit": True})
+                                   kwargs={"autocommit": True}, timeout=POOL_WAIT_S)
         await pool.open(wait=True, timeout=30)
         try:
             async with pool.connection() as db, db.transaction():

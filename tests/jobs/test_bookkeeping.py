@@ -61,7 +61,7 @@ def test_jobs_whose_outcomes_are_stored_late_keep_the_workers_finish_times(
         assert job["attempts"] == 1
 
 
-def test_an_outcome_the_store_cannot_take_is_handed_back_and_recorded_later(
+def test_an_outcome_the_store_cannot_take_is_parked_and_recorded_later(
     start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
 ) -> None:
     start_worker(processes=1)
@@ -70,7 +70,7 @@ def test_an_outcome_the_store_cannot_take_is_handed_back_and_recorded_later(
     with gateway.client() as http:
         job_id = submit(http, "sleep", {"seconds": 0.5}).json()["id"]
         # Another process holds the store's write lock past its busy timeout (10 s): the
-        # outcome cannot be stored, so it must go back to the queue, not stay unacked.
+        # outcome cannot be stored, so it must be parked (and come back), not stay unacked.
         lock = sqlite3.connect(tmp_path / "state" / "jobs.sqlite3", isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
         try:

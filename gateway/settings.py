@@ -21,6 +21,9 @@ CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 
 
 class GatewaySettings(CommonSettings):
+    # 4 s: a silent broker node is left within 15 s. A gateway runs no handler code, so nothing
+    # holds its loop (and its heartbeats) for long.
+    heartbeat: int = Field(default=4, ge=0, description="AMQP heartbeat seconds")
     host: str | None = Field(default=None, description="bind address (default 127.0.0.1 "
                              "without API keys, else 0.0.0.0)")
     port: int = Field(default=8000, description="port (default 8000)")

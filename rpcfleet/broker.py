@@ -79,6 +79,8 @@ class LocalBroker:
     # Management stats refresh every 5 s by default; tests and the fleet page want fresher ones.
     statistics_interval_ms: int = 500
     dist_port: int = 0  # Erlang distribution port; 0: AMQP port + 20000, or a free one
+    config: tuple[str, ...] = ()  # more rabbitmq.conf lines (a cluster member's)
+    net_ticktime: int | None = None  # Erlang's (60 s): how soon peers count this node gone
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +121,9 @@ class LocalBroker:
             "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
             "HOME": str(d),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            **({"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-kernel net_ticktime {self.net_ticktime}",
+                "RABBITMQ_CTL_ERL_ARGS": f"-kernel net_ticktime {self.net_ticktime}"}
+               if self.net_ticktime else {}),
         }
 
     def _write_config(self) -> None:
@@ -135,6 +140,7 @@ class LocalBroker:
             # persistent request and reply cost the broker ~20 % less CPU, and the worker's
             # confirmed reply returns sooner (docs/performance.md, jobs).
             "classic_queue.default_version = 2",
+            *self.config,
         ]
         if self.management_port:
             lines += [
@@ -218,6 +224,11 @@ class LocalBroker:
             self._process.wait(timeout=30)
             self._process = None
 
+    def freeze(self) -> None:
+        """SIGSTOP the node: it goes silent (its sockets stay open, nothing answers), as a host
+        that hangs or is cut off without a reset looks to its peers and clients."""
+        os.kill(int(self.pid_file.read_text().strip()), signal.SIGSTOP)
+
     def stop_app(self) -> None:
         """Stop AMQP service but keep the node: what a broker outage looks like to clients."""
         self.ctl("stop_app")
@@ -229,6 +240,12 @@ class LocalBroker:
             if time.monotonic() > deadline:
                 raise BrokerError("start_app returned but the AMQP port stays closed")
             time.sleep(0.05)
+
+
+# A member cut off from the majority pauses (the setting to use with quorum queues), and peers
+# count a silent node gone within about 10-15 s instead of 60-75 (Erlang's default tick time).
+CLUSTER_CONFIG = ("cluster_partition_handling = pause_minority",)
+NET_TICKTIME_S = 10
 
 
 @dataclass
@@ -247,7 +264,8 @@ class LocalCluster:
         if not self.nodes:
             self.nodes = [LocalBroker(directory=self.directory / f"node-{i}", port=self.port + i,
                                       management_port=self.management_port if i == 0 else None,
-                                      name=f"rpcfleet-{i}") for i in range(self.count)]
+                                      name=f"rpcfleet-{i}", config=CLUSTER_CONFIG,
+                                      net_ticktime=NET_TICKTIME_S) for i in range(self.count)]
 
     @property
     def amqp_url(self) -> str:

@@ -39,10 +39,19 @@ def node_urls(amqp_url: str) -> list[str]:
     return urls
 
 
+def with_options(url: URL, nodes: Sequence[str]) -> list[URL]:
+    """The nodes, each carrying the connection's options. aio-pika puts them (heartbeat,
+    timeouts, the connection name...) in the query of the URL it builds for the first node, and
+    aiormq reads the heartbeat from the URL of each attempt: a bare node URL would connect with
+    aiormq's 60 s heartbeat whatever RPCFLEET_HEARTBEAT says."""
+    options = {key: value for key, value in url.query.items() if key not in ("nodes", "first")}
+    return [URL(node).update_query(options) for node in nodes]
+
+
 class ClusterConnection(RobustConnection):
     def __init__(self, url: URL | str, *args: Any, nodes: Sequence[str] = (),
                  first: int = 0, **kwargs: Any) -> None:
-        self._nodes = [URL(node) for node in nodes] or [URL(url)]
+        self._nodes = with_options(URL(url), nodes) or [URL(url)]
         self._turn = first
         self._current = first
         super().__init__(self._nodes[first], *args, **kwargs)

@@ -22,8 +22,9 @@ class CommonSettings(BaseSettings):
 
     amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/",
                           description="broker URL; several comma-separated for a cluster")
-    # AMQP heartbeat: 30 s detects a dead peer within a minute without chatter; handlers run off
-    # the event loop so pure-Python CPU work does not stop heartbeats.
+    # AMQP heartbeat, seconds. A peer that sends nothing for (heartbeat + 1) x 3 s is dead to
+    # aio-pika's side (a broker node that went silent: powered off, frozen, cut off without a
+    # reset), and the connection moves to another node. Each layer sets its own default.
     heartbeat: int = Field(default=30, ge=0, description="AMQP heartbeat seconds")
     # Fleet announcements: a worker missing 3 beats (15 s) leaves the fleet view.
     beat_interval: float = Field(default=5.0, gt=0)

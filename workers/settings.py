@@ -11,6 +11,9 @@ from transport.settings import CommonSettings
 
 
 class WorkerSettings(CommonSettings):
+    # 5 s: a silent broker node is left within 18 s. The price: a handler's C call that holds
+    # the GIL (and so the consumer's heartbeats) for over 10 s gets the consumer dropped.
+    heartbeat: int = Field(default=5, ge=0, description="AMQP heartbeat seconds")
     processes: int = Field(default=1, ge=1, description="consumer processes")
     # Prefetch 1: a heavy handler should not hoard messages another idle process could take.
     # "auto": start at 1 and let each consumer size it from its handler time and broker round

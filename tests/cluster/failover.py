@@ -24,8 +24,12 @@ from tests.support.waiting import wait_for
 POOL = "ledger"
 QUEUE = names.pool_queue(POOL)
 ROLES = ("leader", "follower", "clients")  # the pool queue's leader, a follower, the clients'
+SILENT = "silent"  # the clients' node frozen (SIGSTOP): no reset, nothing answers
 LOAD_S = 10.0  # of mixed load per case; the node dies once the load runs
 GAP_LIMIT_S = 5.0  # sync calls answered again within this of the kill (issue 27)
+# A silent node is noticed by heartbeats (a gateway's 4 s: 15 s; a worker's 5 s: 18 s) and by its
+# peers' net tick (10 s in LocalCluster); then the clients reconnect and the leaders move.
+SILENT_GAP_LIMIT_S = 40.0
 
 
 @dataclass
@@ -71,8 +75,8 @@ def quorum_fleet(cluster: LocalCluster, folder: Path) -> Iterator[Fleet]:
 
 
 def pick(cluster: LocalCluster, role: str) -> tuple[LocalBroker, str]:
-    """The node to kill for `role`, preferring one that has that role alone; with every role
-    it has, for the report."""
+    """The node to kill for `role` (a follower: one that no client uses, when there is one);
+    with every role it has, for the report."""
     leader = cluster.queue_leader(QUEUE).nodename
     clients = Counter(node.nodename for node in cluster.client_nodes())
     busiest = clients.most_common(1)[0][0] if clients else leader
@@ -84,9 +88,8 @@ def pick(cluster: LocalCluster, role: str) -> tuple[LocalBroker, str]:
     nodes = [node.nodename for node in cluster.nodes]
     if role == "leader":
         choice = leader
-    elif role == "clients":
-        choice = min((n for n in clients if n != leader), default=busiest,
-                     key=lambda n: -clients[n])
+    elif role in ("clients", SILENT):
+        choice = busiest  # the node most client connections use
     else:
         followers = [n for n in nodes if n != leader and n not in clients]
         choice = followers[0] if followers else next(n for n in nodes if n != leader)
@@ -94,17 +97,24 @@ def pick(cluster: LocalCluster, role: str) -> tuple[LocalBroker, str]:
 
 
 def kill_under_load(fleet: Fleet, role: str, load_s: float = LOAD_S) -> Failover:
-    """Mixed load; kill the node of `role` once calls flow; account for every request; then
-    restart the node and wait until it is back in the pool queue's members."""
+    """Mixed load; kill the node of `role` (or freeze it, SILENT) once calls flow; account for
+    every request; then restart the node and wait until it is back in the queue's members."""
     ledger = Ledger(fleet.ledger)
     url = fleet.gateway.url
+    if role == SILENT:
+        load_s += SILENT_GAP_LIMIT_S  # calls must still flow when the fleet has moved
     loading = in_background(lambda: load(ledger, url, load_s))
     wait_for(lambda: sum(a.kind == "call" and a.outcome == OK for a in ledger.attempts) >= 20,
              timeout=30, what="calls to flow before the kill")
     node, roles = pick(fleet.cluster, role)
     killed_at = time.monotonic()
-    node.kill()
+    if role == SILENT:
+        node.freeze()
+    else:
+        node.kill()
     loading.join()
+    if role == SILENT:
+        node.kill()  # then brought back like the others
     with httpx.Client(base_url=url, timeout=15) as http:
         gap = _gap(ledger, killed_at, http)
         report = account(ledger, http, drain_seconds=120)

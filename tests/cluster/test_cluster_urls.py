@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from yarl import URL
 
 from rpcfleet.broker import LocalBroker, free_port
 from tests.support.fleet import worker_factory
 from tests.support.gateway import gateway_factory, wait_for_workers
 from tests.support.waiting import wait_for
-from transport.cluster import ClusterConnection, jittered, node_urls
+from transport.cluster import ClusterConnection, jittered, node_urls, with_options
 
 
 def test_the_url_list_is_split_on_commas() -> None:
@@ -51,6 +52,14 @@ def test_gateway_and_worker_skip_a_dead_node_and_move_on_when_theirs_goes(
             next(factory, None)
         for node in nodes:
             node.stop()
+
+
+def test_every_node_is_tried_with_the_connections_options() -> None:
+    built = URL("amqp://u:p@a:5672/?heartbeat=4&nodes=amqp://u:p@a:5672/&first=0")
+    nodes = with_options(built, ["amqp://u:p@a:5672/", "amqp://u:p@b:5673/"])
+    assert [(n.host, n.port, n.query.get("heartbeat")) for n in nodes] == [
+        ("a", 5672, "4"), ("b", 5673, "4")]
+    assert all("nodes" not in n.query and "first" not in n.query for n in nodes)
 
 
 def test_reconnect_attempts_are_jittered_around_the_interval() -> None:

@@ -206,10 +206,7 @@ class LocalBroker:
         except BrokerError:
             if self.is_running():
                 raise
-        self.pid_file.unlink(missing_ok=True)
-        if self._process is not None:
-            self._process.wait(timeout=60)
-            self._process = None
+        self._ended(timeout=60)
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (beam and its helpers): a crash, as a
@@ -219,9 +216,13 @@ class LocalBroker:
             os.killpg(os.getpgid(pid), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+        self._ended(timeout=30)
+
+    def _ended(self, timeout: float) -> None:
+        """The node is gone: forget its pid file, reap the process started here."""
         self.pid_file.unlink(missing_ok=True)
         if self._process is not None:
-            self._process.wait(timeout=30)
+            self._process.wait(timeout=timeout)
             self._process = None
 
     def freeze(self) -> None:

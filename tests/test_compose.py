@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import re
-import shlex
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 from gateway.settings import GatewaySettings
 from rpcfleet.cli import build_parser
+from tests.support.compose import KNOWN_EXTRA_ENV, REPO, command, load
 from workers import load_pool
 from workers.settings import WorkerSettings
-
-REPO = Path(__file__).resolve().parents[1]
-KNOWN_EXTRA_ENV = {"RPCFLEET_EXAMPLE_CACHE_MB"}  # read by the example pool itself
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
-    return loaded
-
-
-def _command(service: dict[str, Any]) -> list[str]:
-    command = service["command"]
-    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+    return load("compose.yaml")
 
 
 def test_the_stack_has_a_pinned_rabbitmq_a_gateway_and_the_example_pool(
@@ -56,8 +45,8 @@ def test_services_start_after_the_broker_is_healthy(compose: dict[str, Any]) -> 
 
 def test_every_command_parses_with_the_real_cli(compose: dict[str, Any]) -> None:
     parser = build_parser()
-    gateway = parser.parse_args(_command(compose["services"]["gateway"])[1:])
-    worker = parser.parse_args(_command(compose["services"]["workers"])[1:])
+    gateway = parser.parse_args(command(compose["services"]["gateway"])[1:])
+    worker = parser.parse_args(command(compose["services"]["workers"])[1:])
     assert gateway.command == "gateway" and worker.command == "worker"
     assert load_pool(worker.target).name == "vectors"
     assert gateway.host == "0.0.0.0"  # reachable from the published port
@@ -101,5 +90,5 @@ def test_the_image_installs_every_package_and_the_workers_import_the_example_fro
     assert 'pip install ".[examples,postgres]"' in dockerfile  # numpy; psycopg for PostgreSQL
     workdir = re.search(r"^WORKDIR (\S+)", dockerfile, re.MULTILINE)
     assert workdir is not None
-    worker = build_parser().parse_args(_command(compose["services"]["workers"])[1:])
+    worker = build_parser().parse_args(command(compose["services"]["workers"])[1:])
     assert worker.app_dir == workdir.group(1)  # where the image copied examples/

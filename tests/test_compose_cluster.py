@@ -4,36 +4,26 @@ settings and itself (the node list, the cluster's members, the proxy's upstreams
 from __future__ import annotations
 
 import re
-import shlex
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 from gateway.settings import GatewaySettings
 from rpcfleet.cli import build_parser
+from tests.support.compose import KNOWN_EXTRA_ENV, REPO, command, load
 from transport.cluster import node_urls
 from workers import load_pool
 from workers.settings import WorkerSettings
 
-REPO = Path(__file__).resolve().parents[1]
 NODES = ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3")
 GATEWAYS = ("gateway-1", "gateway-2")
 WORKERS = ("workers-1", "workers-2")
-KNOWN_EXTRA_ENV = {"RPCFLEET_EXAMPLE_CACHE_MB"}  # read by the example pool itself
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((REPO / "compose.cluster.yaml").read_text())
-    return loaded
-
-
-def _command(service: dict[str, Any]) -> list[str]:
-    command = service["command"]
-    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+    return load("compose.cluster.yaml")
 
 
 def _config(compose: dict[str, Any], name: str) -> str:
@@ -98,11 +88,11 @@ def test_every_command_parses_with_the_real_cli_and_the_proxy_reaches_every_gate
     parser = build_parser()
     ports = set()
     for name in GATEWAYS:
-        gateway = parser.parse_args(_command(compose["services"][name])[1:])
+        gateway = parser.parse_args(command(compose["services"][name])[1:])
         assert gateway.command == "gateway" and gateway.host == "0.0.0.0"
         ports.add(gateway.port)
     for name in WORKERS:
-        worker = parser.parse_args(_command(compose["services"][name])[1:])
+        worker = parser.parse_args(command(compose["services"][name])[1:])
         assert worker.command == "worker" and load_pool(worker.target).name == "vectors"
     caddyfile = _config(compose, "caddyfile")
     upstreams = re.search(r"reverse_proxy ([^{]+)\{", caddyfile)

@@ -10,8 +10,9 @@ three nodes). Everything shares this machine's cores: the cluster's three nodes 
 gateway and the worker, which a real deployment would not.
 
 Failover: `tests/cluster/failover.py`, repeated: under mixed load, SIGKILL the pool queue's
-leader, a follower, the clients' node; report the gap (kill to the first sync call sent after it
-answered 200) as median and maximum per case, and what was lost or duplicated in all of them.
+leader, a follower, the clients' node, and freeze the clients' node (SIGSTOP: silent); report the
+gap (kill to the first sync call sent after it answered 200) as median and maximum per case, and
+what was lost or duplicated in all of them.
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ def throughput(seconds: int) -> None:
 
 
 def failover(repeats: int) -> None:
-    from tests.cluster.failover import ROLES, Failover, kill_under_load, quorum_fleet
+    from tests.cluster.failover import ROLES, SILENT, Failover, kill_under_load, quorum_fleet
 
-    seen: dict[str, list[Failover]] = {role: [] for role in ROLES}
+    seen: dict[str, list[Failover]] = {role: [] for role in (*ROLES, SILENT)}
     with tempfile.TemporaryDirectory(prefix="rpcfleet-bench-") as tmp:
         folder = Path(tmp)
         cluster = LocalCluster(directory=folder / "cluster", port=free_port_run(3), count=3)
@@ -91,7 +92,7 @@ def failover(repeats: int) -> None:
             with quorum_fleet(cluster, folder) as fleet:
                 print(f"clients: {_clients(cluster)}", flush=True)
                 for repeat in range(repeats):
-                    for role in ROLES:
+                    for role in seen:
                         result = kill_under_load(fleet, role)
                         seen[role].append(result)
                         print(f"  {repeat + 1}/{repeats} {result.role} ({result.killed}): gap "

@@ -13,6 +13,7 @@
     │   ├── PublishUnknown ................ the publish may have reached the broker (keeps the id):
     │   │   ├── NotConfirmed .............. overloaded (no confirm in time: blocked, or down)
     │   │   └── LostMidPublish ............ unavailable (the connection went mid-publish)
+    │   ├── PublishedUnrecorded ........... unavailable (queued, but the store failed after)
     │   └── NoWorkers ..................... no_workers
     ├── PayloadTooLarge ................... 413 payload_too_large
     ├── RequestTimeout .................... 408 request_timeout (the body did not arrive in time)
@@ -26,7 +27,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from protocol import HTTP_STATUS, ErrorCode, codec
@@ -104,6 +104,11 @@ class LostMidPublish(PublishUnknown, Unavailable):
     """The connection or channel went while the publish waited for its confirm."""
 
 
+class PublishedUnrecorded(Unavailable):
+    """The broker confirmed a job's request, but the store could not mark it published: the
+    job exists and runs (answered with its id), never deleted as if refused."""
+
+
 class NoWorkers(Retryable):
     code = ErrorCode.NO_WORKERS
 
@@ -148,7 +153,7 @@ class RemoteError(GatewayError):
 
 def render(exc: BaseException, retry_after: int) -> tuple[int, bytes, dict[str, str]]:
     """(status, JSON body, headers) of an error answer: the one renderer of the gateway."""
-    if isinstance(exc, _store_outages()):
+    if _store_outage(exc):
         exc = Unavailable(f"the job store cannot take the request right now "
                           f"({type(exc).__name__}); try again")
     elif not isinstance(exc, GatewayError):
@@ -156,11 +161,10 @@ def render(exc: BaseException, retry_after: int) -> tuple[int, bytes, dict[str, 
     return exc.status, exc.body(), exc.headers(retry_after)
 
 
-@functools.cache
-def _store_outages() -> tuple[type[BaseException], ...]:
-    from gateway.store.base import outage_errors
+def _store_outage(exc: BaseException) -> bool:
+    from gateway.store.base import is_outage
 
-    return outage_errors()
+    return is_outage(exc)
 
 
 def error_body(code: str, message: str, call_id: str | None = None) -> bytes:

@@ -85,8 +85,12 @@ def dead_reason(headers: dict[str, Any]) -> tuple[str, str]:
     if reason is not None:
         return str(reason), str(headers.get(names.HEADER_DEAD_DETAIL, ""))
     deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        broker_reason = str(deaths[0].get("reason", "unknown"))
+    # The newest death first; a stay in a gateway's parking queue (its expiry back) is not one.
+    real = [death for death in deaths if isinstance(death, dict)
+            and not str(death.get("queue", "")).startswith(names.PARKED_PREFIX)
+            ] if isinstance(deaths, list) else []
+    if real:
+        broker_reason = str(real[0].get("reason", "unknown"))
         return f"broker:{broker_reason}", f"dead-lettered by the broker ({broker_reason})"
     return "unknown", ""
 

@@ -79,10 +79,11 @@ class NackJudge:
 class PublishNacked(Exception):
     """The broker nacked a publish (nothing was enqueued), judged by `NackJudge`."""
 
-    def __init__(self, target: str, verdict: Nack) -> None:
+    def __init__(self, target: str, verdict: Nack, *, replaced: bool = False) -> None:
         super().__init__(f"the broker refused a message for {target!r} ({verdict.value})")
         self.target = target
         self.verdict = verdict
+        self.replaced = replaced  # nacked on a channel renewed since: try the new one
 
 
 def judged(judge: NackJudge, channel: AbstractRobustChannel) -> NackJudge:

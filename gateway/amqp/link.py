@@ -120,9 +120,9 @@ class BrokerLink:
                 answer = await raw.basic_publish(body, exchange=exchange, routing_key=key,
                                                  properties=properties, mandatory=mandatory)
             except aiormq.exceptions.DeliveryError:
-                # On a channel already replaced, the verdict that replaced it stands.
-                verdict = self.judge.nacked(key) if channel is self.channel else Nack.STALLED
-                raise PublishNacked(key, verdict) from None
+                if channel is not self.channel:  # replaced meanwhile: its verdict stands
+                    raise PublishNacked(key, Nack.STALLED, replaced=True) from None
+                raise PublishNacked(key, self.judge.nacked(key)) from None
         if confirm and channel is self.channel and isinstance(answer, Basic.Ack):
             self.judge.confirmed(key)
         return answer

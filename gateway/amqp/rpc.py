@@ -213,8 +213,9 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
     lost mid-publish → LostMidPublish (unavailable): both PublishUnknown, the broker may hold
     it. Never a hang.
     """
+    # Definite refusals carry no id: nothing was enqueued (a client may send it again).
     if link.channel is None or not link.up:
-        raise Overloaded("the broker is unreachable", call_id=call_id)
+        raise Overloaded("the broker is unreachable")
     try:
         async with asyncio.timeout(timeout):
             try:
@@ -222,20 +223,21 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
                                              confirm=True, mandatory=True, timeout=timeout)
             except PublishNacked as nacked:
                 metrics.publish_nacks.inc()
-                renewal = link.renew() if nacked.verdict is Nack.STALLED else None
-                if renewal is None:
+                if nacked.verdict is not Nack.STALLED:
                     raise
-                await asyncio.shield(renewal)
+                if not nacked.replaced:  # on a channel already replaced: try the current one
+                    renewal = link.renew()
+                    if renewal is None:
+                        raise
+                    await asyncio.shield(renewal)
                 moved()
                 confirm = await link.publish(body, names.EXCHANGE, method, properties,
                                              confirm=True, mandatory=True, timeout=timeout)
     except PublishNacked as nacked:
         if nacked.verdict is Nack.REFUSED:
-            raise Overloaded("the queue refused the request (it is full)",
-                             call_id=call_id) from None
+            raise Overloaded("the queue refused the request (it is full)") from None
         raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
-                          "queue changing leader); nothing was enqueued", call_id=call_id
-                          ) from None
+                          "queue changing leader); nothing was enqueued") from None
     except TimeoutError:
         raise NotConfirmed("the broker did not confirm the request in time (down or "
                            "blocked)", call_id=call_id) from None

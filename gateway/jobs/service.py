@@ -18,7 +18,15 @@ from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import publish_confirmed, request_properties
 from gateway.auth import Caller
 from gateway.calls import check_method_name, json_object
-from gateway.errors import BadRequest, Conflict, GatewayError, NotFound, Overloaded, PublishUnknown
+from gateway.errors import (
+    BadRequest,
+    Conflict,
+    GatewayError,
+    NotFound,
+    Overloaded,
+    PublishedUnrecorded,
+    PublishUnknown,
+)
 from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
 from gateway.jobs.recorder import OutcomeRecorder
@@ -116,7 +124,7 @@ class JobService:
         if is_new:
             try:
                 await self._publish(job, params, trace)
-            except (PublishUnknown, asyncio.CancelledError):
+            except (PublishUnknown, PublishedUnrecorded, asyncio.CancelledError):
                 # The broker may hold it: keep the job. If it is delivered it runs and is
                 # recorded; a retry under the same Idempotency-Key returns this job; if it stays
                 # unconfirmed, the housekeeping fails and cancels it (`abandon_unpublished`).
@@ -162,7 +170,13 @@ class JobService:
                                                              self.settings.queues)))
             await publish_confirmed(self.link, self.metrics, job.method, params, properties,
                                     job.id, self.settings.publish_timeout)
-        await self.store.mark_published(job.id)
+        try:
+            await self.store.mark_published(job.id)
+        except Exception as exc:  # the broker has it: the job exists, whatever the store says
+            log.warning("job %s was published but the store could not mark it (%r)", job.id, exc)
+            raise PublishedUnrecorded(f"the job was queued but the job store cannot take "
+                                      f"writes right now ({type(exc).__name__})",
+                                      call_id=job.id) from None
 
     async def abandon_unpublished(self) -> int:
         """Fail queued jobs whose requests the broker never confirmed and nobody resubmitted

@@ -15,18 +15,23 @@ from protocol import ErrorBody, Job, JobStatus
 PublishClaim = Literal["claimed", "held", "done"]
 
 
-def outage_errors() -> tuple[type[BaseException], ...]:
-    """What the drivers raise when the database cannot take a statement right now (down,
-    unreachable, locked, its pool exhausted): answered 503 `unavailable`, not a 500."""
+SQLITE_OUTAGES = ("locked", "busy", "disk", "unable to open", "full")  # not a bug of ours
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot take a statement right now (down, unreachable,
+    locked, full, its pool exhausted): answered 503 `unavailable`, not a 500. A SQL error (a
+    bug) is not one."""
     import sqlite3
 
-    errors: list[type[BaseException]] = [sqlite3.OperationalError]
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(word in str(exc).lower() for word in SQLITE_OUTAGES)
     try:
         import psycopg
         import psycopg_pool
     except ImportError:  # the postgres extra is not installed
-        return tuple(errors)
-    return (*errors, psycopg.OperationalError, psycopg_pool.PoolTimeout)
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout)
 
 
 class IdempotencyConflict(ValueError):

@@ -118,6 +118,7 @@ def test_a_full_queue_refuses_the_publish_and_the_call_is_overloaded(
         busy.join()
         filler.join()
     assert error_code(refused) == (503, "overloaded")
+    assert "id" not in refused.json()["error"]  # definite: nothing enqueued, safe to send again
     assert refused.headers["retry-after"] == "1"
     assert took < 1.0
 

@@ -9,6 +9,7 @@ cannot be written.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -154,6 +155,15 @@ class Settler:
         except TimeoutError:
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: no confirm within "
                                     f"{CONFIRM_TIMEOUT_S} s") from None
+        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
+                ConnectionError, asyncio.CancelledError) as exc:
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # this settle itself is being cancelled
+            # The channel closed under the publish (reopened by aio-pika, or by the judge for
+            # another target): try again on the channel as it is now.
+            raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: its channel closed "
+                                    f"({type(exc).__name__})") from None
         if ours and isinstance(confirm, DeliveredMessage):
             await self.channel.declare_queue(
                 reply_to, durable=True,

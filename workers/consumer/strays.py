@@ -8,9 +8,11 @@ a consumer that answers one of them inline loses its connection, gets the call r
 answers again, and so on until the call expires: the minute of refusals issue 27 saw.
 
 So a consumer sends the reply of a sync call published before its current session began (it
-reconnected since: a node may have died, whether its own or its caller's) on a connection that
-carries nothing else, then acks the request on its own channel. A caller that is alive gets the
-reply as usual; one that is gone takes only this connection down, reopened for the next stray.
+started or reconnected since: a node may have died, whether its own or its caller's) on a
+connection that carries nothing else, then acks the request on its own channel. A caller that is
+alive gets the reply as usual; one that is gone takes only this connection down, reopened for the
+next stray. Replies sent after one that takes it down are lost with it (no confirms: a direct
+reply-to publish is confirmed at once anyway), so a live caller among them gets a 504.
 "When it was published" is the request's deadline header minus its expiration, both set by the
 gateway at publish; CLOCK_SKEW_MS covers clocks of different hosts.
 """
@@ -36,7 +38,9 @@ CLOCK_SKEW_MS = 2000
 class StrayReplies:
     def __init__(self, amqp_url: str) -> None:
         self._urls = node_urls(amqp_url)
-        self._since_ms = 0  # calls published before this may have lost their caller's node
+        # Calls published before this may have lost their caller's node: from the start too (a
+        # consumer that starts after a node died finds that node's calls in the queue).
+        self._since_ms = now_ms() + CLOCK_SKEW_MS
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
 
@@ -45,8 +49,6 @@ class StrayReplies:
         self._since_ms = now_ms() + CLOCK_SKEW_MS
 
     def is_stray(self, message: Delivery) -> bool:
-        if not self._since_ms:
-            return False
         deadline, expiration = read_deadline(message.headers), message.expiration
         if deadline is None or not expiration or not expiration.isdigit():
             return False

@@ -213,14 +213,17 @@ def account(ledger: Ledger, http: httpx.Client, drain_seconds: float = 90) -> Re
 
     wait_for(all_ended, timeout=drain_seconds, interval=0.5, what="every accepted job to end",
              detail=unfinished)
-    effects, runs = ledger.effects(), ledger.runs()
+    # First the jobs, then the effects (a job recorded succeeded committed its effect before),
+    # then the jobs again: a terminal state never changes. An indeterminate job (503 with its id)
+    # the broker did hold may still be queued or running now: only terminal states compare.
     first = {a.job_id: final(a.job_id or "") for a in jobs}
-    again = {a.job_id: final(a.job_id or "") for a in jobs}  # a terminal state never changes
+    effects, runs = ledger.effects(), ledger.runs()
+    again = {a.job_id: final(a.job_id or "") for a in jobs}
     lost, duplicated, failed_jobs, recovered = [], [], 0, 0
     for attempt in jobs:
         job_id = attempt.job_id or ""
         job = first[job_id]
-        if first[job_id] != again[job_id]:
+        if job is not None and job["status"] in TERMINAL_STATES and job != again[job_id]:
             duplicated.append(job_id)
         if job is not None and job["status"] == "succeeded" and \
                 job["result"]["value"] != effects.get(job_id):

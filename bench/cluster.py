@@ -34,6 +34,7 @@ CONCURRENCY = 16
 
 @contextmanager
 def _fleet(amqp_url: str, queue_type: str, folder: Path) -> Iterator[str]:
+    folder.mkdir(parents=True, exist_ok=True)
     env = env_with(RPCFLEET_AMQP_URL=amqp_url, RPCFLEET_QUEUE_TYPE=queue_type,
                    RPCFLEET_STATE_DIR=folder / "state", RPCFLEET_EXAMPLE_CACHE_MB=16)
     port = free_port()

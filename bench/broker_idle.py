@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from bench.rpc import cpu_seconds
-from rpcfleet.broker import LocalBroker, LocalCluster, free_port, free_port_run
+from rpcfleet.broker import LocalBroker, free_port, free_port_run
+from rpcfleet.cluster import LocalCluster
 
 FLAGS = "+S 1 +sbwt none +sbwtdcpu none +sbwtdio none"
 ENV = "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"

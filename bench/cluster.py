@@ -27,7 +27,8 @@ from pathlib import Path
 
 from bench.harness import RPCFLEET, env_with, post_script, private_broker, process
 from bench.rpc import wait_http, wrk
-from rpcfleet.broker import LocalCluster, free_port, free_port_run
+from rpcfleet.broker import free_port, free_port_run
+from rpcfleet.cluster import LocalCluster
 
 CONCURRENCY = 16
 

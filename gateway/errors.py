@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.store.base import is_outage
 from protocol import HTTP_STATUS, ErrorCode, codec
 
 
@@ -153,18 +154,12 @@ class RemoteError(GatewayError):
 
 def render(exc: BaseException, retry_after: int) -> tuple[int, bytes, dict[str, str]]:
     """(status, JSON body, headers) of an error answer: the one renderer of the gateway."""
-    if _store_outage(exc):
+    if is_outage(exc):
         exc = Unavailable(f"the job store cannot take the request right now "
                           f"({type(exc).__name__}); try again")
     elif not isinstance(exc, GatewayError):
         exc = InternalError(f"the gateway failed: {type(exc).__name__}")
     return exc.status, exc.body(), exc.headers(retry_after)
-
-
-def _store_outage(exc: BaseException) -> bool:
-    from gateway.store.base import is_outage
-
-    return is_outage(exc)
 
 
 def error_body(code: str, message: str, call_id: str | None = None) -> bytes:

@@ -22,7 +22,7 @@ from gateway import tasks
 from gateway.settings import GatewaySettings
 from protocol import codec, names
 from transport.cluster import connect_cluster
-from transport.confirms import Nack, NackJudge, PublishNacked
+from transport.confirms import Nack, NackJudge, PublishNacked, judged
 from transport.topology import declare_exchanges
 
 log = logging.getLogger("rpcfleet.gateway")
@@ -170,8 +170,7 @@ class BrokerLink:
     def _watch(self, channel: AbstractRobustChannel) -> None:
         """A confirming channel: its loss fails what waits on it; reopened, it is new."""
         channel.close_callbacks.add(self._lost)
-        channel.reopen_callbacks.add(lambda *_: self.judge.opened())
-        self.judge.opened()
+        judged(self.judge, channel).opened()
 
     def _channel(self, confirm: bool) -> AbstractRobustChannel | None:
         return self.channel if confirm else self.plain

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -62,7 +62,7 @@ class RpcClient:
         self.abandoned: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self._replies: KeptConsumer | None = None
-        self._calls_on: Counter[AbstractRobustChannel] = Counter()  # calls waiting, by channel
+        # The confirming channel each waiting call's reply comes on (a renewal can move a call).
         self._channel_of: dict[str, AbstractRobustChannel] = {}
         link.when_connected(self._start)
         self._drained: dict[AbstractRobustChannel, asyncio.Event] = {}
@@ -139,26 +139,26 @@ class RpcClient:
                                   call_id=call_id) from None
         finally:
             self.pending.pop(call_id, None)
-            self._went_out_on(call_id, None)
+            self._left(call_id)
 
     async def _drain(self, channel: AbstractRobustChannel) -> None:
         """Until no call waits for a reply on `channel` (one the link replaced)."""
-        if self._calls_on[channel] > 0:
+        if channel in self._channel_of.values():
             await self._drained.setdefault(channel, asyncio.Event()).wait()
 
-    def _went_out_on(self, call_id: str, channel: object = "current") -> None:
-        """Which confirming channel a call's reply will come on (None: the call is over)."""
+    def _went_out_on(self, call_id: str) -> None:
+        """The call goes out on the link's confirming channel now: its reply comes there."""
+        self._left(call_id)
+        if self.link.channel is not None:
+            self._channel_of[call_id] = self.link.channel
+
+    def _left(self, call_id: str) -> None:
+        """The call no longer waits on its channel; the last one to leave a replaced channel
+        lets it be closed (only then is the scan paid, and only while one is being retired)."""
         previous = self._channel_of.pop(call_id, None)
-        if previous is not None:
-            self._calls_on[previous] -= 1
-            if self._calls_on[previous] <= 0:
-                del self._calls_on[previous]
-                if (drained := self._drained.pop(previous, None)) is not None:
-                    drained.set()
-        if channel is None or self.link.channel is None:
-            return
-        self._channel_of[call_id] = self.link.channel
-        self._calls_on[self.link.channel] += 1
+        if (previous in self._drained
+                and previous not in self._channel_of.values()):
+            self._drained.pop(previous).set()
 
     def abandon(self, call_id: str, control_key: str) -> None:
         """The caller hung up: stop waiting, and have the request skipped if it is still queued

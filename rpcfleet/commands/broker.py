@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from rpcfleet.broker import BrokerError, LocalCluster
+    from rpcfleet.broker import BrokerError
+    from rpcfleet.cluster import LocalCluster
 
     cluster = LocalCluster(directory=args.dir, port=args.port, count=args.nodes,
                            management_port=args.management)

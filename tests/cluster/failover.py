@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 
 from protocol import names
-from rpcfleet.broker import LocalBroker, LocalCluster
+from rpcfleet.broker import LocalBroker
+from rpcfleet.cluster import LocalCluster
 from tests.faults.stage import in_background
 from tests.support.faults import OK, Ledger, Report, account, load
 from tests.support.fleet import worker_factory

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rpcfleet.broker import LocalCluster, free_port_run
+from rpcfleet.broker import free_port_run
+from rpcfleet.cluster import LocalCluster
 from tests.cluster.failover import (
     GAP_LIMIT_S,
     ROLES,

@@ -26,10 +26,14 @@ def check_method_name(method: str) -> None:
                             "ASCII letters, digits, '_', '-' or '.'")
 
 
+EMPTY_OBJECT = b"{}"
+
+
 def json_object(body: bytes, shape: str) -> dict[str, Any]:
-    """Parse a body that must be a JSON object (`shape` says which, in the error)."""
+    """Parse a body that must be a JSON object (`shape` says which, in the error); an empty
+    body is `{}` (a method with no params is called with no body: `curl -X POST`)."""
     try:
-        value = codec.loads(body) if body else None
+        value = codec.loads(body) if body.strip() else {}
     except ValueError:
         raise BadRequest("the body is not valid JSON") from None
     if not isinstance(value, dict):
@@ -74,6 +78,7 @@ async def _perform_call(found: Services, method: str, body: bytes, timeout: floa
     try:
         check_method_name(method)
         json_object(body, "the method's params")  # a bad one never reaches a worker
+        body = body if body.strip() else EMPTY_OBJECT
         seconds = min(timeout or settings.rpc_timeout_default, settings.rpc_timeout_max)
         if pool is not None and not found.view.has_live_worker(pool):
             raise NoWorkers(f"pool {pool} has no live consumer")
@@ -84,7 +89,11 @@ async def _perform_call(found: Services, method: str, body: bytes, timeout: floa
             return codec.dumps({"id": call_id, "result": decoded.get("result")})
         error = decoded.get("error") or {}
         raise RemoteError(str(error.get("code", "worker_error")),
-                          str(error.get("message", "the worker failed")), call_id=call_id)
+                          str(error.get("message", "the worker failed")), call_id=call_id,
+                          status=error.get("status"), details=error.get("details"))
+    except RemoteError as exc:
+        code = exc.label
+        raise
     except GatewayError as exc:
         code = exc.code
         raise

@@ -20,7 +20,8 @@
     ├── Unauthorized / Forbidden .......... 401 / 403
     ├── MethodNotAllowed .................. 405 method_not_allowed
     ├── InternalError ..................... 500 internal_error (anything unexpected: a bug)
-    └── RemoteError ....................... the worker's own code (worker_error, time_limit, ...)
+    └── RemoteError ....................... the worker's own code (worker_error, time_limit, ...),
+                                            or its handler's CallError (its code and status)
 
 `render` turns any exception into the response parts, for the fast path and the app alike.
 """
@@ -31,6 +32,7 @@ from typing import Any
 
 from gateway.store.base import is_outage
 from protocol import HTTP_STATUS, ErrorCode, codec
+from protocol.errors import CALL_ERROR_LABEL, call_error_problem
 
 
 class GatewayError(Exception):
@@ -142,14 +144,35 @@ class InternalError(GatewayError):
 
 
 class RemoteError(GatewayError):
-    """A worker's failure reply, carrying its code."""
+    """A worker's failure reply, carrying its code; or an error its handler meant (a
+    `workers.CallError`: the application's code, its status and details, answered as they are)."""
 
-    def __init__(self, code: str, message: str, *, call_id: str | None = None) -> None:
+    def __init__(self, code: str, message: str, *, call_id: str | None = None,
+                 status: object = None, details: Any = None) -> None:
         super().__init__(message, call_id=call_id)
+        self.meant = status is not None and call_error_problem(code, status) is None
+        self.given_code, self.given_status, self.details = code, status, details
         try:
             self.code = ErrorCode(code)
         except ValueError:
             self.code = ErrorCode.WORKER_ERROR
+
+    @property
+    def status(self) -> int:
+        if self.meant:
+            assert isinstance(self.given_status, int)
+            return self.given_status
+        return HTTP_STATUS.get(self.code, 500)
+
+    @property
+    def label(self) -> str:
+        """What the metrics call it: every error a handler meant is one label."""
+        return CALL_ERROR_LABEL if self.meant else str(self.code)
+
+    def body(self) -> bytes:
+        if self.meant:
+            return error_body(self.given_code, self.message, self.call_id, self.details)
+        return error_body(self.code, self.message, self.call_id)
 
 
 def render(exc: BaseException, retry_after: int) -> tuple[int, bytes, dict[str, str]]:
@@ -162,8 +185,11 @@ def render(exc: BaseException, retry_after: int) -> tuple[int, bytes, dict[str, 
     return exc.status, exc.body(), exc.headers(retry_after)
 
 
-def error_body(code: str, message: str, call_id: str | None = None) -> bytes:
+def error_body(code: str, message: str, call_id: str | None = None,
+               details: Any = None) -> bytes:
     error: dict[str, Any] = {"code": code, "message": message}
     if call_id:
         error["id"] = call_id
+    if details is not None:
+        error["details"] = details
     return codec.dumps({"error": error})

@@ -117,6 +117,13 @@ class FleetCollector(Collector):
         yield from families.values()
         yield batch_size
         yield batch_calls
+        clashes = GaugeMetricFamily(
+            "rpcfleet_method_pools", "Pools whose live workers announce a method, for methods "
+            "more than one pool announces (each of their calls runs in every one)",
+            labels=["method"])
+        for method, pools in self.view.clashes().items():
+            clashes.add_metric([method], float(len(pools)))
+        yield clashes
         depth = GaugeMetricFamily("rpcfleet_queue_messages", "Messages ready in a pool queue",
                                   labels=["pool"])
         consumers = GaugeMetricFamily("rpcfleet_queue_consumers", "Consumers of a pool queue",

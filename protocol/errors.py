@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -53,6 +54,23 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.EXPIRED: 504,
     ErrorCode.MAX_ATTEMPTS: 500,
 }
+
+
+# Errors a handler means (SPEC 1.2): `workers.CallError(code, message, status=...)`. Its code is
+# the application's own, in this shape; its status one of these client errors.
+CALL_ERROR_CODE = r"[a-z][a-z0-9_]{0,63}"
+CALL_ERROR_STATUSES = frozenset({400, 403, 404, 409, 422, 429})
+# What the gateway's metrics call every such answer (one label, whatever the application's codes).
+CALL_ERROR_LABEL = "call_error"
+
+
+def call_error_problem(code: object, status: object) -> str | None:
+    """What makes (code, status) not an error a handler may mean, or None when it may."""
+    if not isinstance(code, str) or re.fullmatch(CALL_ERROR_CODE, code) is None:
+        return f"code {code!r} must match {CALL_ERROR_CODE}"
+    if status not in CALL_ERROR_STATUSES:
+        return f"status {status!r} must be one of {sorted(CALL_ERROR_STATUSES)}"
+    return None
 
 
 class DeadReason(StrEnum):

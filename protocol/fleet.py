@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
@@ -55,6 +56,9 @@ class WorkerEntry(BaseModel):
     last_seen: str
     beat_interval: float = 5.0
     docs: dict[str, MethodDoc] | None = None  # an extension: per method, for the API docs
+    # An extension: the rpcfleet version the consumer runs (two side by side during a rolling
+    # upgrade: docs/upgrading.md). None from a version before it was sent.
+    version: str | None = None
 
 
 class SetPrefetch(BaseModel):
@@ -79,6 +83,32 @@ class Replayed(BaseModel):
 
 ControlCommand = Annotated[SetPrefetch | Cancel | Replayed, Field(discriminator="op")]
 CONTROL_ADAPTER: TypeAdapter[SetPrefetch | Cancel | Replayed] = TypeAdapter(ControlCommand)
+CONTROL_OPS = frozenset(("set_prefetch", "cancel", "replayed"))
+
+
+class UnknownCommand(ValueError):
+    """A control command whose `op` this version does not know: a newer gateway's, during a
+    rolling upgrade (docs/upgrading.md). A consumer ignores it."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__(f"unknown control command {op!r}")
+        self.op = op
+
+
+def read_control(body: bytes) -> SetPrefetch | Cancel | Replayed:
+    """The command in a control message; `UnknownCommand` for an op this version does not
+    know, ValueError for a malformed one. Unknown fields of a known op are ignored: a newer
+    gateway may add some."""
+    try:
+        return CONTROL_ADAPTER.validate_json(body)
+    except ValueError:
+        try:
+            op = json.loads(body).get("op")
+        except (ValueError, AttributeError):
+            op = None
+        if isinstance(op, str) and op not in CONTROL_OPS:
+            raise UnknownCommand(op) from None
+        raise
 
 
 class JobEvent(BaseModel):

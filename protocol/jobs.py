@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol import names
 from protocol.replies import ErrorBody
@@ -78,6 +78,23 @@ class JobUpdate(BaseModel):
 
 # A job may wait queued 30 days at most: finite, and within AMQP's expiration (49.7 days).
 JOB_TIMEOUT_MAX_S = 30 * 86400
+
+
+JOB_BODY_SHAPE = ('a job body is {"params": {...}} (the method\'s params), with optionally '
+                  '"callback_url", "priority" (0-9) and "timeout" (seconds)')
+
+
+def job_body_problem(exc: ValidationError) -> str:
+    """What is wrong with a job body, in one line that says what a job body is: a key the
+    body does not know is most often params sent without their `{"params": ...}` wrapper."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "the body"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown key {where!r}")
+        else:
+            problems.append(f"{where}: {error['msg']}")
+    return f"{'; '.join(problems)}: {JOB_BODY_SHAPE}"
 
 
 class JobSubmission(BaseModel):

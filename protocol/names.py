@@ -50,6 +50,12 @@ def pool_queue(pool: str) -> str:
     return f"rpcfleet.pool.{pool}"
 
 
+def claim_queue(method: str) -> str:
+    """A method's claim (SPEC 1.2, one pool per method): a queue no message ever enters, declared
+    with the serving pool's name as an argument, held by that pool's consumers."""
+    return f"rpcfleet.claim.{method}"
+
+
 def dead_queue(pool: str) -> str:
     return f"rpcfleet.dead.{pool}"
 

@@ -55,6 +55,21 @@ def pool_queue_arguments(pool: str, queue_type: QueueType, delivery_limit: int |
     return arguments
 
 
+# The broker compares only the arguments it knows when a queue is declared again (an `x-`
+# argument of our own would never be refused), so the pool's name rides in one it compares and
+# that never acts here: no message ever enters a claim queue, so none is ever dead-lettered.
+CLAIM_POOL_ARGUMENT = "x-dead-letter-routing-key"
+# A claim outlives its last consumer by this (a restart keeps it), then the broker deletes it.
+CLAIM_EXPIRES_MS = 60_000
+
+
+def claim_arguments(pool: str) -> dict[str, Any]:
+    """A method's claim queue (`names.claim_queue`): the broker refuses (406) a declaration of
+    it with another pool's name, which is how a second pool learns the method is taken."""
+    return {"x-dead-letter-exchange": "", CLAIM_POOL_ARGUMENT: pool,
+            "x-expires": CLAIM_EXPIRES_MS}
+
+
 PARK_MS = 5000  # how long a parked outcome waits before it goes back to its queue
 
 

@@ -1,10 +1,11 @@
-"""Reply envelope: {"ok": true, "result": ...} or {"ok": false, "error": {"code", "message"}}."""
+"""Reply envelope: {"ok": true, "result": ...} or {"ok": false, "error": {"code", "message"}}; an
+error a handler means (`workers.CallError`) adds its HTTP `status` and, when given, `details`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from protocol import codec
 from protocol.errors import ErrorCode
@@ -13,6 +14,10 @@ from protocol.errors import ErrorCode
 class ErrorBody(BaseModel):
     code: str
     message: str
+    # Set for an error a handler means (SPEC 1.2, `workers.CallError`): the HTTP status to
+    # answer with, and what else it said (JSON). Left out of the JSON when unset.
+    status: int | None = Field(default=None, exclude_if=lambda value: value is None)
+    details: Any = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class Reply(BaseModel):
@@ -30,8 +35,14 @@ def encode_success(result: Any) -> bytes:
     return codec.dumps({"ok": True, "result": result})
 
 
-def encode_failure(code: ErrorCode | str, message: str) -> bytes:
-    return codec.dumps({"ok": False, "error": {"code": str(code), "message": message}})
+def encode_failure(code: ErrorCode | str, message: str, status: int | None = None,
+                   details: Any = None) -> bytes:
+    error: dict[str, Any] = {"code": str(code), "message": message}
+    if status is not None:
+        error["status"] = status
+    if details is not None:
+        error["details"] = details
+    return codec.dumps({"ok": False, "error": error})
 
 
 def decode(body: bytes) -> Reply:

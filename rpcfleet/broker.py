@@ -79,6 +79,10 @@ class LocalBroker:
     dist_port: int = 0  # Erlang distribution port; 0: AMQP port + 20000, or a free one
     config: tuple[str, ...] = ()  # more rabbitmq.conf lines (a cluster member's)
     net_ticktime: int | None = None  # Erlang's (60 s): how soon peers count this node gone
+    # A node on its own host: listening on `host` inside network namespace `netns` (tests of
+    # partitions: tests/support/netns.py), named with a long name (`name@host`).
+    host: str = "127.0.0.1"
+    netns: str | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,17 +91,24 @@ class LocalBroker:
 
     @property
     def nodename(self) -> str:
+        if self.netns:
+            return f"{self.name}@{self.host}"
         return f"{self.name}-{self.port}@localhost"
 
     @property
     def amqp_url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        return f"amqp://guest:guest@{self.host}:{self.port}/"
+
+    @property
+    def inside(self) -> list[str]:
+        """What runs a command on the node's host: nothing on this one, else its namespace."""
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
 
     @property
     def management_url(self) -> str | None:
         if self.management_port is None:
             return None
-        return f"http://127.0.0.1:{self.management_port}"
+        return f"http://{self.host}:{self.management_port}"
 
     @property
     def pid_file(self) -> Path:
@@ -108,7 +119,7 @@ class LocalBroker:
         return {
             **os.environ,
             "RABBITMQ_NODENAME": self.nodename,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_IP_ADDRESS": self.host,
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
@@ -118,11 +129,18 @@ class LocalBroker:
             "RABBITMQ_FEATURE_FLAGS_FILE": str(d / "feature_flags"),
             "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
             "HOME": str(d),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            **({"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-kernel net_ticktime {self.net_ticktime}",
-                "RABBITMQ_CTL_ERL_ARGS": f"-kernel net_ticktime {self.net_ticktime}"}
-               if self.net_ticktime else {}),
+            "ERL_EPMD_ADDRESS": self.host,
+            **({"RABBITMQ_USE_LONGNAME": "true"} if self.netns else {}),
+            # Erlang distribution (the node's peers and rabbitmqctl) on the node's address only,
+            # not every interface: the cookie is all that guards it.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": " ".join(
+                [f"-kernel inet_dist_use_interface {{{self.host.replace('.', ',')}}}",
+                 *self._tick_args()]),
+            **({"RABBITMQ_CTL_ERL_ARGS": " ".join(self._tick_args())} if self.net_ticktime else {}),
         }
+
+    def _tick_args(self) -> list[str]:
+        return [f"-kernel net_ticktime {self.net_ticktime}"] if self.net_ticktime else []
 
     def _write_config(self) -> None:
         d = self.directory
@@ -140,16 +158,18 @@ class LocalBroker:
             "classic_queue.default_version = 2",
             *self.config,
         ]
+        if self.netns:  # its clients come from other hosts (namespaces of this machine)
+            lines.append("loopback_users.guest = false")
         if self.management_port:
             lines += [
-                "management.tcp.ip = 127.0.0.1",
+                f"management.tcp.ip = {self.host}",
                 f"management.tcp.port = {self.management_port}",
             ]
         (d / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
         done = subprocess.run(
-            [str(CTL), "-n", self.nodename, *args],
+            [*self.inside, str(CTL), "-n", self.nodename, *args],
             env=self.env(),
             capture_output=True,
             text=True,
@@ -165,7 +185,7 @@ class LocalBroker:
             os.kill(pid, 0)
         except (OSError, ValueError):
             return False
-        return _accepts(self.port)
+        return _accepts(self.host, self.port)
 
     def start(self, timeout: float = 90) -> None:
         ensure_installed()
@@ -174,7 +194,7 @@ class LocalBroker:
         self._write_config()
         log = open(self.directory / "log" / "console.log", "ab")
         self._process = subprocess.Popen(
-            [str(SERVER)],
+            [*self.inside, str(SERVER)],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -191,7 +211,7 @@ class LocalBroker:
                 raise BrokerError(f"node did not write {self.pid_file}; see {self.directory}/log")
             time.sleep(0.05)
         self.ctl("wait", str(self.pid_file), "--timeout", str(int(timeout)), timeout=timeout + 10)
-        while not _accepts(self.port):
+        while not _accepts(self.host, self.port):
             if time.monotonic() > deadline:
                 raise BrokerError(f"node is up but port {self.port} does not accept connections")
             time.sleep(0.05)
@@ -235,15 +255,15 @@ class LocalBroker:
     def start_app(self) -> None:
         self.ctl("start_app")
         deadline = time.monotonic() + 60
-        while not _accepts(self.port):
+        while not _accepts(self.host, self.port):
             if time.monotonic() > deadline:
                 raise BrokerError("start_app returned but the AMQP port stays closed")
             time.sleep(0.05)
 
 
-def _accepts(port: int) -> bool:
+def _accepts(host: str, port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False

@@ -52,16 +52,19 @@ class Job(_Job):
 
 
 class RpcfleetError(Exception):
-    """An error answer of the gateway: its code (SPEC: errors), HTTP status and message."""
+    """An error answer of the gateway: its code (SPEC: errors), HTTP status and message. For an
+    error the method's handler meant (`workers.CallError`), `code` is the application's own
+    (`not_found`, `out_of_stock`...) and `details` what it added, if anything."""
 
     def __init__(self, status: int, code: str, message: str, call_id: str | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, details: Any = None) -> None:
         super().__init__(f"{code} ({status}): {message}")
         self.status = status
         self.code = code
         self.message = message
         self.call_id = call_id
         self.retry_after = retry_after
+        self.details = details
 
     @property
     def retryable(self) -> bool:
@@ -131,14 +134,16 @@ def _checked(response: httpx.Response) -> Any:
     """The JSON of a success, or the gateway's error raised as RpcfleetError."""
     if response.status_code < 400:
         return response.json()
+    details = None
     try:
         error = response.json()["error"]
         code, message, call_id = str(error["code"]), str(error["message"]), error.get("id")
+        details = error.get("details")
     except (ValueError, KeyError, TypeError):
         code, message, call_id = "http_error", response.text[:200], None
     retry_after = response.headers.get("retry-after")
     raise RpcfleetError(response.status_code, code, message, call_id,
-                        float(retry_after) if retry_after else None)
+                        float(retry_after) if retry_after else None, details)
 
 
 def _retry_wait(state: RetryCallState) -> float:

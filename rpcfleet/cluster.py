@@ -87,12 +87,23 @@ class LocalCluster:
                                            "--formatter", "json"))
         return [str(name) for row in rows if row["name"] == queue for name in row["online"]]
 
-    def client_nodes(self) -> list[LocalBroker]:
-        """The node of each client connection (by the port it connected to)."""
-        rows = json.loads(self._live().ctl("list_connections", "port", "--formatter", "json"))
-        by_port = {node.port: node for node in self.nodes}
-        return [by_port[int(row["port"])] for row in rows if int(row["port"]) in by_port]
+    def client_nodes(self, peer: str | None = None) -> list[LocalBroker]:
+        """The node of each client connection (by the address and port it connected to); only
+        those of clients at address `peer` when given."""
+        rows = json.loads(self._live().ctl("list_connections", "host", "port", "peer_host",
+                                           "--formatter", "json"))
+        by_address = {(node.host, node.port): node for node in self.nodes}
+        return [by_address[key] for row in rows
+                if (key := (_address(row["host"]), int(row["port"]))) in by_address
+                and peer in (None, _address(row["peer_host"]))]
 
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.stop()
+
+
+def _address(value: object) -> str:
+    """An address as rabbitmqctl's JSON gives it: a string, or the IP's octets in a list."""
+    if isinstance(value, list):
+        return ".".join(str(octet) for octet in value)
+    return str(value)

@@ -22,6 +22,7 @@ from protocol import names
 from protocol.clock import now_ms
 from protocol.dead import DeadLetter, replay_headers
 from transport.cluster import node_urls
+from transport.copies import copied_properties
 
 
 @dataclass
@@ -60,14 +61,10 @@ class DeadLetterQueue:
             raise ReplayRefused(refusal)
         message = item.message
         deadline = now_ms() + int(timeout * 1000) if timeout is not None else None
-        properties = Basic.Properties(
-            content_type=message.content_type, correlation_id=message.correlation_id,
-            message_id=message.message_id, message_type=message.type,
-            reply_to=message.reply_to, priority=message.priority,
-            delivery_mode=int(message.delivery_mode),
+        properties = copied_properties(
+            message, headers=replay_headers(message.headers, deadline),
             expiration=(str(min(int(timeout * 1000), names.MAX_EXPIRATION_MS))
-                        if timeout is not None else None),
-            headers=replay_headers(message.headers, deadline))
+                        if timeout is not None else None))
         underlay = await self.channel.get_underlay_channel()
         try:
             confirm = await underlay.basic_publish(

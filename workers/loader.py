@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from types import ModuleType
 
 from workers.pool import Pool
 
@@ -16,10 +17,19 @@ class PoolNotFound(LookupError):
 def reload_pool(target: str) -> Pool:
     """Import the pool's module again (new handler code; the caller keeps its cache)."""
     module_name, _, attribute = target.partition(":")
-    module = importlib.reload(sys.modules[module_name])
-    pool = getattr(module, attribute, None)
+    return _pool_in(importlib.reload(sys.modules[module_name]), target, attribute)
+
+
+def _pool_in(module: ModuleType, target: str, attribute: str) -> Pool:
+    """The Pool `module.attribute`, or PoolNotFound saying what the module has instead."""
+    pools = sorted(name for name, value in vars(module).items() if isinstance(value, Pool))
+    has = (f"it has {', '.join(repr(name) for name in pools)}" if pools
+           else "it defines no workers.Pool")
+    if not hasattr(module, attribute):
+        raise PoolNotFound(f"module {module.__name__!r} has no attribute {attribute!r}; {has}")
+    pool = getattr(module, attribute)
     if not isinstance(pool, Pool):
-        raise PoolNotFound(f"{target!r} is {type(pool).__name__}, not a workers.Pool")
+        raise PoolNotFound(f"{target!r} is a {type(pool).__name__}, not a workers.Pool; {has}")
     return pool
 
 
@@ -39,8 +49,11 @@ def load_pool(target: str, app_dir: str = ".") -> Pool:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise PoolNotFound(f"cannot import {module_name!r}: {exc}") from exc
-    pool = getattr(module, attribute, None)
-    if not isinstance(pool, Pool):
-        raise PoolNotFound(f"{target!r} is {type(pool).__name__}, not a workers.Pool")
-    return pool
+        if exc.name is not None and module_name.split(".")[0] == exc.name.split(".")[0]:
+            raise PoolNotFound(
+                f"cannot import {module_name!r}: no {exc.name!r} in {path} (the folder "
+                f"--app-dir names; default: the current one). Point --app-dir at the folder "
+                f"that holds {module_name.split('.')[0]!r}") from exc
+        raise PoolNotFound(f"cannot import {module_name!r}: {exc} (a module it imports is "
+                           f"missing: install it in this environment)") from exc
+    return _pool_in(module, target, attribute)

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 
+from workers.consumer.claims import EXIT_CLASH, MethodClash
 from workers.consumer.runtime import Consumer
 from workers.consumer.state import ConsumerSetup
 from workers.memory import describe
@@ -35,6 +36,9 @@ def consumer_main(setup: ConsumerSetup) -> int:
             setup.cache_info = describe(setup.cache)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(Consumer(setup).run())
+    except MethodClash as exc:
+        log.error("consumer %s stops: %s", setup.worker_id, exc)
+        return EXIT_CLASH
     except Exception:
         log.exception("consumer %s crashed", setup.worker_id)
         return 1

@@ -14,6 +14,8 @@ class WorkerSettings(CommonSettings):
     # 5 s: a silent broker node is left within 18 s. The price: a handler's C call that holds
     # the GIL (and so the consumer's heartbeats) for over 10 s gets the consumer dropped.
     heartbeat: int = Field(default=5, ge=0, description="AMQP heartbeat seconds")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="the worker's log verbosity (a handler's error: ERROR)")
     processes: int = Field(default=1, ge=1, description="consumer processes")
     # Prefetch 1: a heavy handler should not hoard messages another idle process could take.
     # "auto": start at 1 and let each consumer size it from its handler time and broker round
@@ -27,7 +29,8 @@ class WorkerSettings(CommonSettings):
     drain_timeout: float = Field(default=30.0, gt=0)
     cap_native_threads: bool = Field(
         default=True, description="native thread pools (OpenBLAS, OpenMP, MKL) at one thread "
-                                  "per consumer; off: left at their default")
+                                  "per consumer; off: leave native thread pools at their "
+                                  "default size")
     # Recycling: a consumer drains and is replaced by a fresh fork (no cache reload) after this
     # many messages, or once its private memory (pages not shared with the supervisor) passes
     # this many MiB. None: never.
@@ -38,7 +41,8 @@ class WorkerSettings(CommonSettings):
     # False: each consumer builds its own cache after fork (caches that hold threads, sockets or
     # locks cannot cross a fork); costs one cache per process and a reload on every replacement.
     preload: bool = Field(default=True, description="build the cache once before forking; off: "
-                                                    "in each consumer")
+                                                    "build the cache in each consumer, after the "
+                                                    "fork")
     # Quorum pool queues only (set when a queue is first declared; changing them later needs
     # the queue drained and deleted): the broker's delivery limit, a backstop for consumers
     # that die before counting an attempt (RPCFLEET_MAX_ATTEMPTS acts first), and its

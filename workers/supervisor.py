@@ -12,6 +12,7 @@ consumer receives it again answers it instead of running it again.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -20,6 +21,8 @@ import socket
 import time
 from types import FrameType
 
+from transport.cluster import connect_cluster
+from workers.consumer.claims import EXIT_CLASH, MethodClash, check_claims
 from workers.consumer.recycle import EXIT_RECYCLE
 from workers.consumer.state import ConsumerSetup
 from workers.loader import module_file, reload_pool
@@ -50,9 +53,14 @@ class Supervisor:
         self.slots = SlotTable(settings.processes)
         self.children: dict[int, int] = {}  # pid -> slot
         self._stopping = False
+        self._exit_code = 0
         self._last_fork: dict[int, float] = {}
 
     def run(self) -> int:
+        clash = self._claimed_elsewhere()
+        if clash is not None:
+            log.error("pool %s does not start: %s", self.pool.name, clash)
+            return EXIT_CLASH
         started = time.monotonic()
         cache = self.pool.load_cache() if self.settings.preload else None
         info = describe(cache) if self.settings.preload else CacheInfo(None, "per-process")
@@ -72,7 +80,29 @@ class Supervisor:
             self._watch(cache, info)
         finally:
             self._shutdown()
-        return 0
+        return self._exit_code
+
+    def _claimed_elsewhere(self) -> MethodClash | None:
+        """Claim the pool's methods before anything else (SPEC 1.2, one pool per method): a
+        method another live pool serves stops this one here, before its cache loads and before
+        anything is bound. A broker that cannot be reached now is left to the consumers, which
+        claim again before they bind."""
+        async def check() -> None:
+            connection = await connect_cluster(self.settings.amqp_url,
+                                               heartbeat=self.settings.heartbeat)
+            try:
+                await check_claims(connection, self.pool.name, self.pool.methods)
+            finally:
+                await connection.close()
+
+        try:
+            asyncio.run(check())
+        except MethodClash as exc:
+            return exc
+        except Exception as exc:
+            log.warning("could not check the pool's method claims now (%s: %s); its "
+                        "consumers will, before they bind", type(exc).__name__, exc)
+        return None
 
     def _fork(self, slot: int, cache: object, info: CacheInfo) -> None:
         self._last_fork[slot] = time.monotonic()
@@ -100,6 +130,13 @@ class Supervisor:
                 return
             slot = self.children.pop(pid, None)
             if slot is None or self._stopping:
+                continue
+            if os.waitstatus_to_exitcode(status) == EXIT_CLASH:
+                log.error("slot %s: consumer pid %s found a method of pool %s taken by another "
+                          "pool (its log says which): stopping the pool", slot, pid,
+                          self.pool.name)
+                self._exit_code = EXIT_CLASH
+                self._stopping = True
                 continue
             if os.waitstatus_to_exitcode(status) == EXIT_RECYCLE:
                 log.info("slot %s: consumer pid %s recycled; forking a fresh one", slot, pid)

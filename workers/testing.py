@@ -39,12 +39,18 @@ T = TypeVar("T")
 
 
 class MethodFailed(Exception):
-    """The method answered with an error, as a client would receive it."""
+    """The method answered with an error, as a client would receive it: its code and message;
+    for an error the handler meant (`CallError`), its status and details too. When the handler
+    raised, the exception it raised is this one's cause (`__cause__`): pytest shows the
+    handler's own frame."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None,
+                 details: Any = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.status = status
+        self.details = details
 
 
 @dataclass
@@ -148,7 +154,7 @@ def _answer(outcome: Outcome) -> Any:
     if reply.ok:
         return reply.result
     error = reply.error or replies.ErrorBody(code=str(ErrorCode.WORKER_ERROR), message="")
-    raise MethodFailed(error.code, error.message)
+    raise MethodFailed(error.code, error.message, error.status, error.details) from outcome.raised
 
 
 __all__ = ["MethodFailed", "PoolTester", "RecordingJob"]

@@ -16,12 +16,12 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import ConfirmationFrameType, DeliveredMessage
 from pamqp.commands import Basic
 from pydantic import BaseModel
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from gateway import tasks
 from gateway.settings import GatewaySettings
 from protocol import codec, names
-from transport.cluster import connect_cluster
+from transport.cluster import connect_cluster, masked
 from transport.confirms import Nack, NackJudge, PublishNacked, judged
 from transport.topology import declare_exchanges
 
@@ -194,6 +194,7 @@ class BrokerLink:
             wait=wait_exponential_jitter(multiplier=0.2, max=5),
             retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPError,
                                            asyncio.TimeoutError, ConnectionError)),
+            before_sleep=self._unreachable,
         ):
             with attempt:
                 await self._open()
@@ -202,9 +203,18 @@ class BrokerLink:
         self.connected.set()
         log.info("gateway connected to the broker")
 
+    def _unreachable(self, state: RetryCallState) -> None:
+        """Say which broker cannot be reached and why (the first time, then every tenth):
+        a mistyped RPCFLEET_AMQP_URL shows in the log, its password masked."""
+        if state.attempt_number % 10 != 1:
+            return
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning("cannot reach the broker at %s (%s: %s); retrying until it answers",
+                    masked(self.settings.amqp_url), type(error).__name__, error)
+
     async def _open(self) -> None:
         connection = await connect_cluster(
-            self.settings.amqp_url, heartbeat=self.settings.heartbeat, timeout=10,
+            self.settings.amqp_url, heartbeat=self.settings.heartbeat,
             # Back within a second of the broker: before the consumers, so their new sessions
             # find a gateway to replay the cancels stored meanwhile.
             reconnect_interval=RECONNECT_INTERVAL_S,

@@ -50,7 +50,11 @@ class FleetView:
             idle_since = kept if kept is not None else now
         self._seen[entry.id] = _Seen(entry, now, idle_since)
         for method in entry.methods:
-            self._method_pool[method] = entry.pool
+            # Two live pools announcing one method (SPEC 1.2: flag it, keep the first): the
+            # method stays with the pool that had it while that one has live workers.
+            holder = self._method_pool.get(method)
+            if holder is None or holder == entry.pool or not self._pool_alive(holder, now):
+                self._method_pool[method] = entry.pool
         self._pool_methods[entry.pool] = entry.methods
         if entry.docs is not None:
             self._pool_docs[entry.pool] = entry.docs
@@ -59,6 +63,19 @@ class FleetView:
 
     def _alive(self, seen: _Seen, now: float) -> bool:
         return now - seen.at <= MISSED_BEATS * seen.entry.beat_interval
+
+    def _pool_alive(self, pool: str, now: float) -> bool:
+        return any(s.entry.pool == pool and self._alive(s, now) for s in self._seen.values())
+
+    def clashes(self) -> dict[str, list[str]]:
+        """Methods that live workers of more than one pool announce, with those pools (the
+        one calls are counted against first): each such call runs in every one of them."""
+        pools: dict[str, set[str]] = {}
+        for entry in self.workers():
+            for method in entry.methods:
+                pools.setdefault(method, set()).add(entry.pool)
+        return {method: sorted(found, key=lambda p: (p != self._method_pool.get(method), p))
+                for method, found in sorted(pools.items()) if len(found) > 1}
 
     def workers(self) -> list[WorkerEntry]:
         now = time.monotonic()

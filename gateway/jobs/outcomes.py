@@ -15,6 +15,8 @@ def from_reply(body: bytes) -> tuple[JobStatus, Any, ErrorBody | None]:
         return JobStatus.SUCCEEDED, reply.result, None
     error = reply.error or ErrorBody(code=ErrorCode.WORKER_ERROR, message="no error given")
     final = {ErrorCode.CANCELLED: JobStatus.CANCELLED, ErrorCode.EXPIRED: JobStatus.EXPIRED}
+    if error.status is not None:  # an error the handler meant (CallError): whatever its code
+        return JobStatus.FAILED, None, error
     return final.get(error.code, JobStatus.FAILED), None, error  # type: ignore[call-overload]
 
 

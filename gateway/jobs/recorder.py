@@ -38,6 +38,7 @@ from protocol.queues import (
     durable_queue_arguments,
     parking_queue_arguments,
 )
+from transport.copies import copied_properties
 
 log = logging.getLogger("rpcfleet.jobs")
 
@@ -118,11 +119,7 @@ class OutcomeRecorder:
         """Republish `message` to `queue`'s parking queue, confirmed, then ack it: it comes back
         to `queue` as a new message after PARK_MS. Only if even that fails (the broker going) is
         it handed back with a requeue."""
-        properties = Basic.Properties(
-            content_type=message.content_type, correlation_id=message.correlation_id,
-            message_id=message.message_id, message_type=message.type,
-            reply_to=message.reply_to, headers=dict(message.headers or {}), delivery_mode=2,
-            app_id=message.app_id)
+        properties = copied_properties(message, delivery_mode=2)
         try:
             confirm = await self.link.publish(
                 message.body, "", names.parking_queue(queue), properties, confirm=True,

@@ -14,6 +14,8 @@ import os
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 
+from pydantic import ValidationError
+
 from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import publish_confirmed, request_properties
 from gateway.auth import Caller
@@ -47,6 +49,7 @@ from protocol import (
     names,
     now_ms,
 )
+from protocol.jobs import job_body_problem
 from protocol.queues import job_message_priority
 from transport.tracing import Tracing
 
@@ -95,8 +98,8 @@ class JobService:
         data = json_object(raw, '{"params": {...}, ...}')
         try:
             submission = JobSubmission.model_validate(data)
-        except ValueError as exc:
-            raise BadRequest(str(exc).replace("\n", " ")) from None
+        except ValidationError as exc:
+            raise BadRequest(job_body_problem(exc)) from None
         if submission.callback_url is not None:
             if self.signer is None:
                 raise BadRequest("callback_url needs RPCFLEET_CALLBACK_SECRET on the gateway")

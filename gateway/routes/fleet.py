@@ -32,6 +32,10 @@ class PoolInfo(BaseModel):
     consumers: int | None
     dead_letters: int | None = Field(
         description="messages in rpcfleet.dead.{pool} (see `rpcfleet dead POOL`)")
+    clashes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="(1.2) methods of this pool that live workers of another pool announce too, "
+                    "with every pool announcing each: such a call runs in each of them")
 
 
 @router.get("/v1/workers", response_model=list[WorkerEntry],
@@ -47,16 +51,20 @@ async def workers(request: Request) -> Response:
 async def pools(request: Request) -> list[PoolInfo]:
     found = services(request)
     counts = found.queues.snapshot()
-    return [_pool_info(pool, methods, counts.get(pool))
+    clashes = found.view.clashes()
+    return [_pool_info(pool, methods, counts.get(pool),
+                       {m: pools for m, pools in clashes.items() if pool in pools})
             for pool, methods in sorted(found.view.pools().items())]
 
 
-def _pool_info(pool: str, methods: list[str], counts: QueueCounts | None) -> PoolInfo:
+def _pool_info(pool: str, methods: list[str], counts: QueueCounts | None,
+               clashes: dict[str, list[str]]) -> PoolInfo:
     if counts is None:  # not polled yet
         return PoolInfo(pool=pool, methods=methods, queue_depth=None, consumers=None,
-                        dead_letters=None)
+                        dead_letters=None, clashes=clashes)
     return PoolInfo(pool=pool, methods=methods, queue_depth=counts.messages,
-                    consumers=counts.consumers, dead_letters=counts.dead_letters)
+                    consumers=counts.consumers, dead_letters=counts.dead_letters,
+                    clashes=clashes)
 
 
 async def _send(request: Request, key: str, body: PrefetchBody) -> dict[str, Any]:

@@ -84,12 +84,13 @@ async def job_events(job_id: str, request: Request, caller: CallerDep,
     first, or after `Last-Event-ID` when a client reconnects."""
     service = jobs(request)
     await service.get(job_id, caller)  # 404 before the stream starts
-    return StreamingResponse(_stream(service, job_id, last_event_id or 0),
+    return StreamingResponse(_stream(service, job_id, last_event_id or 0, str(request.base_url)),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def _stream(service: JobService, job_id: str, after: int) -> AsyncIterator[bytes]:
+async def _stream(service: JobService, job_id: str, after: int,
+                  base_url: str) -> AsyncIterator[bytes]:
     events = service.follow(job_id, after)
     next_event = asyncio.ensure_future(anext(events))
     try:
@@ -102,8 +103,9 @@ async def _stream(service: JobService, job_id: str, after: int) -> AsyncIterator
                 record = next_event.result()
             except StopAsyncIteration:
                 return
+            # The job as polling answers it (its status_url too).
             yield (f"id: {record.seq}\nevent: {record.event}\ndata: ".encode()
-                   + codec.dumps(record.job.model_dump(mode="json")) + b"\n\n")
+                   + job_document(record.job, base_url) + b"\n\n")
             next_event = asyncio.ensure_future(anext(events))
     finally:
         next_event.cancel()

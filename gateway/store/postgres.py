@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
+from gateway.store.pg_schema import prepare
 from gateway.store.rows import (
     CANCELLED_QUEUED,
     COLUMNS,
@@ -31,56 +32,6 @@ from gateway.store.rows import (
 )
 from protocol import ErrorBody, Job, JobStatus, codec
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rpcfleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    method TEXT NOT NULL,
-    status TEXT NOT NULL,
-    result TEXT,
-    error TEXT,
-    progress TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    worker TEXT,
-    created_ms BIGINT NOT NULL,
-    started_ms BIGINT,
-    finished_ms BIGINT,
-    priority INTEGER NOT NULL DEFAULT 0,
-    deadline_ms BIGINT,
-    callback_url TEXT,
-    idempotency_key TEXT UNIQUE,
-    body_hash TEXT,
-    cancel_pending BOOLEAN NOT NULL DEFAULT FALSE,
-    published BOOLEAN NOT NULL DEFAULT TRUE,
-    publish_lease_ms BIGINT NOT NULL DEFAULT 0,
-    owner TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_ms);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_ms);
-CREATE INDEX IF NOT EXISTS jobs_cancel_pending ON jobs (cancel_pending) WHERE cancel_pending;
-CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (publish_lease_ms) WHERE NOT published;
-CREATE TABLE IF NOT EXISTS outbox (
-    id TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    url TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_ms BIGINT NOT NULL,
-    lease_ms BIGINT NOT NULL DEFAULT 0,
-    last_error TEXT,
-    finished_ms BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);
-CREATE TABLE IF NOT EXISTS events (
-    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    job TEXT,
-    PRIMARY KEY (job_id, seq)
-);
-"""
-# Several gateways may start at once on a fresh database: one creates the schema at a time.
-SCHEMA_LOCK = 0x7270_6366  # "rpcf", an advisory lock key
 POOL_MAX = 10  # connections per gateway process: the store's calls are short
 # How long a statement waits for a connection (psycopg_pool: 30 s): a database that is down
 # fails a request in seconds, not half a minute, and an outcome is parked sooner.
@@ -100,21 +51,15 @@ class PostgresJobStore:
                                    kwargs={"autocommit": True}, timeout=POOL_WAIT_S)
         await pool.open(wait=True, timeout=30)
         try:
-            async with pool.connection() as db, db.transaction():
-                await db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                await db.execute(SCHEMA)
-                await db.execute("INSERT INTO rpcfleet_meta (key, value) VALUES ('store_id', %s) "
-                                 "ON CONFLICT (key) DO NOTHING", ("pg" + uuid.uuid4().hex[:14],))
-                row = await (await db.execute(
-                    "SELECT value FROM rpcfleet_meta WHERE key = 'store_id'")).fetchone()
+            store_id = await prepare(pool)
         except BaseException:
             await pool.close()
             raise
-        assert row is not None
-        return cls(pool, str(row[0]))
+        return cls(pool, store_id)
 
     async def close(self) -> None:
         await self._pool.close()
+
 
     async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         async with self._pool.connection() as db:

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     finished_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);
+CREATE INDEX IF NOT EXISTS outbox_job ON outbox (job_id);
 -- Every state and progress change of a job, in order (SSE and WebSocket replay them). `job` is
 -- the job object as of the event; NULL for the terminal one (the job itself no longer changes).
 CREATE TABLE IF NOT EXISTS events (

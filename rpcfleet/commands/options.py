@@ -29,6 +29,10 @@ def add_setting_options(parser: argparse.ArgumentParser, model: type[BaseSetting
         if kind is bool:
             default_true = bool(field.default)
             flag = flag or ("--no-" if default_true else "--") + name.replace("_", "-")
+            if default_true and field.description and "; off: " in field.description:
+                # A description reads "what it does; off: what then": the flag turns it off.
+                on, off = field.description.split("; off: ", 1)
+                help_text = f"{off} (default: {on}; {env}=false)"
             parser.add_argument(flag, dest=name, action="store_const", const=not default_true,
                                 default=None, help=help_text)
             continue

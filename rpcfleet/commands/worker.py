@@ -14,7 +14,7 @@ NATIVE_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREAD
 
 
 SETTINGS = ("processes", "prefetch", "concurrency", "amqp_url", "heartbeat", "queue_type",
-            "max_messages", "max_private_mb", "preload", "cap_native_threads")
+            "max_messages", "max_private_mb", "preload", "cap_native_threads", "log_level")
 FLAGS = {"cap_native_threads": "--no-cap-threads"}
 
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.cap_native_threads:
         for var in NATIVE_THREAD_VARS:
             os.environ.setdefault(var, "1")  # before the pool's module imports numpy
-    logging.basicConfig(level=logging.INFO,
+    logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s [worker %(process)d] %(message)s")
 
     from workers import PoolNotFound, Supervisor, load_pool

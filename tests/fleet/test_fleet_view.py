@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 
 import httpx
 
@@ -20,7 +21,7 @@ def _prefetches(http: httpx.Client) -> dict[str, int]:
     return {w["id"]: w["prefetch"] for w in http.get("/v1/workers").json()}
 
 
-def test_workers_lists_one_entry_per_consumer_with_its_memory_and_cache(
+def test_workers_lists_one_entry_per_consumer_with_its_memory_cache_and_version(
     start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:
     supervisor = start_worker(processes=2)
@@ -33,6 +34,7 @@ def test_workers_lists_one_entry_per_consumer_with_its_memory_and_cache(
         assert entry["pss_bytes"] > 0 and entry["cache_bytes"] >= 1024 * 1024
         assert "echo" in entry["methods"] and entry["prefetch"] == 1
         assert entry["concurrency"] == 1 and entry["in_flight"] == 0
+        assert entry["version"] == version("rpcfleet")  # two side by side while upgrading
 
 
 def test_a_pool_prefetch_change_shows_in_the_fleet_within_2s_and_a_worker_one_alone(
@@ -104,3 +106,40 @@ def test_the_cli_lists_workers_and_sets_prefetch(
     assert listed.returncode == 0 and ":basic:0" in listed.stdout and "prefetch" in listed.stdout
     assert changed.returncode == 0 and "prefetch 4 sent to pool basic" in changed.stdout
     assert refused.returncode == 1 and "invalid_params" in refused.stdout
+
+
+def test_two_pools_announcing_one_method_are_flagged_on_the_pools_and_in_the_metrics(
+    amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    """A worker of a version before method claims (SPEC 1.2) can still announce a method
+    another pool serves: the gateway says so on /v1/pools and in its metrics."""
+    import asyncio
+
+    import aio_pika
+
+    from protocol import WorkerEntry, names
+
+    start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    older = WorkerEntry(id="h:impostor:0", pool="impostor", host="h", pid=1, slot=0,
+                        methods=["echo", "mine"], prefetch=1, concurrency=1, in_flight=0,
+                        processed=0, failed=0, pss_bytes=None, cache_bytes=None,
+                        last_seen="now", beat_interval=60)
+
+    async def beat() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            events = await channel.get_exchange(names.EVENTS_EXCHANGE)
+            await events.publish(aio_pika.Message(older.model_dump_json().encode()),
+                                 routing_key=names.beat_key("impostor", 0))
+
+    asyncio.run(beat())
+    with gateway.client() as http:
+        pools = wait_for(lambda: (found := {p["pool"]: p for p in http.get("/v1/pools").json()})
+                         .get("impostor") and found, what="the older worker's pool listed")
+        assert pools["basic"]["clashes"] == {"echo": ["basic", "impostor"]}
+        assert pools["impostor"]["clashes"] == {"echo": ["basic", "impostor"]}  # not "mine"
+        assert 'rpcfleet_method_pools{method="echo"} 2.0' in http.get("/metrics").text
+        assert http.post("/v1/rpc/echo", json={"n": 1}).json()["result"] == {"n": 1}

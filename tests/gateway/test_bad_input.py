@@ -51,6 +51,30 @@ def test_job_bodies_out_of_bounds_or_with_unknown_keys_are_422(
     assert error_code(answer) == (422, "invalid_params"), answer.text
 
 
+def test_a_job_body_without_its_params_wrapper_says_what_a_job_body_is(
+    start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway()
+    with gateway.client() as http:
+        answer = http.post("/v1/jobs/echo", json={"id": 3})
+    assert error_code(answer) == (422, "invalid_params")
+    message = answer.json()["error"]["message"]
+    assert message.startswith("unknown key 'id': a job body is {\"params\": {...}}"), message
+    assert "pydantic" not in message and "https://" not in message
+
+
+def test_an_empty_body_is_no_params(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    with gateway.client() as http:
+        called = http.post("/v1/rpc/echo")  # curl -X POST .../v1/rpc/echo, no -d
+        submitted = http.post("/v1/jobs/echo", content=b"")
+    assert (called.status_code, called.json()["result"]) == (200, {}), called.text
+    assert submitted.status_code == 202, submitted.text
+
+
 def test_an_oversize_chunked_prefetch_body_is_413(start_gateway: StartGateway) -> None:
     gateway = start_gateway(max_body_bytes=1000)
     with gateway.client() as http:

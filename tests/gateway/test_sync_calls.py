@@ -128,7 +128,8 @@ def test_an_unreachable_broker_answers_overloaded_quickly_never_a_hang(
 ) -> None:
     from rpcfleet.broker import free_port
 
-    gateway = start_gateway(amqp=f"amqp://guest:guest@127.0.0.1:{free_port()}/", ready=False)
+    port = free_port()
+    gateway = start_gateway(amqp=f"amqp://guest:s3cret@127.0.0.1:{port}/", ready=False)
     with gateway.client() as http:
         wait_for(lambda: _health(http) == 200, what="the gateway to serve /healthz")
         started = time.monotonic()
@@ -137,6 +138,11 @@ def test_an_unreachable_broker_answers_overloaded_quickly_never_a_hang(
     assert error_code(response) == (503, "overloaded")
     assert time.monotonic() - started < 1.0
     assert error_code(ready) == (503, "overloaded")
+    # The log says which broker, its password masked, and why.
+    wait_for(lambda: f"cannot reach the broker at amqp://guest:******@127.0.0.1:{port}/ ("
+             in gateway.proc.output(), what="the unreachable broker in the log",
+             detail=gateway.proc.output)
+    assert "s3cret" not in gateway.proc.output()
 
 
 def _health(http: httpx.Client) -> int:

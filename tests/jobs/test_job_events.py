@@ -89,6 +89,21 @@ def test_sse_resumes_after_last_event_id(
     assert after_first == everything[1:]
 
 
+def test_sse_data_is_the_job_as_polling_answers_it(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    with gateway.client() as http:
+        job_id = submit(http, "echo", {"n": 1}).json()["id"]
+        final = until(http, job_id, "succeeded")
+        with http.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+            data = [json.loads(line[6:]) for line in stream.iter_lines()
+                    if line.startswith("data: ")]
+    assert data[-1] == final  # status_url included
+    assert all(job["status_url"] == f"{gateway.url}/v1/jobs/{job_id}" for job in data)
+
+
 def test_a_socket_refuses_bad_tokens_and_hides_other_callers_jobs(
     start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:

@@ -6,10 +6,11 @@ import asyncio
 import os
 import signal
 import time
+from typing import Any
 
 from pydantic import BaseModel
 
-from workers import JobContext, Pool
+from workers import CallError, JobContext, Pool
 
 
 def load_cache() -> dict[str, object]:
@@ -38,6 +39,13 @@ def greet(params: Greeting) -> str:
 @pool.method
 def boom(params: dict[str, object]) -> None:
     raise RuntimeError(f"boom: {params.get('why', 'no reason')}")
+
+
+@pool.method
+def refuse(params: dict[str, Any]) -> None:
+    """An error the handler means: the code, status and details its params ask for."""
+    raise CallError(params["code"], params.get("message", "refused"),
+                    status=params.get("status", 422), details=params.get("details"))
 
 
 @pool.method

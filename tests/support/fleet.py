@@ -18,10 +18,12 @@ def worker_factory(amqp_url: str, tmp_path: Path) -> Iterator[StartWorker]:
 
     def start(target: str = "tests.pools.basic:pool", *, pool: str = "basic",
               processes: int = 1, prefetch: int = 1, wait: bool = True,
-              extra: tuple[str, ...] = (), **settings: object) -> Proc:
+              extra: tuple[str, ...] = (), inside: tuple[str, ...] = (),
+              **settings: object) -> Proc:
+        """`inside`: a prefix that runs the worker on another host (tests/support/netns.py)."""
         settings.setdefault("beat_interval", 1)
         env = child_env(amqp_url, **settings)
-        argv = [*RPCFLEET, "worker", target, "--processes", str(processes),
+        argv = [*inside, *RPCFLEET, "worker", target, "--processes", str(processes),
                 "--prefetch", str(prefetch), *extra]
         proc = Proc(argv, env, tmp_path / f"worker-{len(started)}.log")
         started.append(proc)

@@ -53,13 +53,17 @@ def gateway_factory(amqp_url: str, tmp_path: Path) -> Iterator[StartGateway]:
     started: list[Gateway] = []
 
     def start(*, workers: int = 1, ready: bool = True, amqp: str | None = None,
+              inside: tuple[str, ...] = (), address: str = "127.0.0.1",
               **settings: object) -> Gateway:
+        """`inside` and `address`: a gateway on another host (tests/support/netns.py)."""
         port = free_port()
+        if inside:
+            settings.setdefault("host", address)
         settings.setdefault("state_dir", tmp_path / f"gateway-{len(started)}")
         env = child_env(amqp or amqp_url, **settings)
-        argv = [*RPCFLEET, "gateway", "--port", str(port), "--workers", str(workers)]
+        argv = [*inside, *RPCFLEET, "gateway", "--port", str(port), "--workers", str(workers)]
         proc = Proc(argv, env, tmp_path / f"gateway-{len(started)}.log")
-        gateway = Gateway(proc, f"http://127.0.0.1:{port}")
+        gateway = Gateway(proc, f"http://{address}:{port}")
         started.append(gateway)
         if ready:
             wait_ready(gateway)

@@ -4,11 +4,22 @@ after a change (SPEC: worker entry)."""
 from __future__ import annotations
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 
 from protocol import WorkerEntry
 from protocol.clock import now_ms, rfc3339
 from workers.consumer.state import ConsumerSetup, Counters
 from workers.memory import pss_bytes
+
+
+def _installed_version() -> str | None:
+    try:
+        return version("rpcfleet")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return None
+
+
+VERSION = _installed_version()
 
 
 def worker_entry(setup: ConsumerSetup, prefetch: int, auto: bool, in_flight: int,
@@ -33,4 +44,5 @@ def worker_entry(setup: ConsumerSetup, prefetch: int, auto: bool, in_flight: int
         last_seen=rfc3339(now_ms()),
         beat_interval=setup.settings.beat_interval,
         docs=setup.pool.docs(),
+        version=VERSION,
     )

@@ -88,7 +88,8 @@ class Dispatcher:
         self.recent: OrderedDict[str, Outcome] = OrderedDict()  # job id -> how it ended here
         self._orphans: set[asyncio.Task[None]] = set()
         self.settler = Settler(setup, channel, topology, counters, measure,
-                               strays or StrayReplies(setup.settings.amqp_url))
+                               strays or StrayReplies(setup.settings.amqp_url,
+                                                      setup.settings.heartbeat))
         self.starts = StartEvents(job_event)
 
     async def handle(self, message: Delivery) -> None:
@@ -188,6 +189,8 @@ class Dispatcher:
             if not any(result.must_exit for result in results):
                 slots.untrack(slot, first)
             outcomes.update(zip(live, results, strict=True))
+            for index, result in zip(live, results, strict=True):
+                log_raised(handler.name, str(items[index][0].correlation_id), result)
         return [outcomes[index] for index in range(len(items))]
 
     async def _conclude(self, message: Delivery, decision: Settle) -> None:
@@ -324,6 +327,7 @@ class Dispatcher:
             self.cancels.running.pop(job_id, None)
             self.starts.ended(job_id)
         self.measure.observe_handler(time.perf_counter() - started)
+        log_raised(handler.name, job_id, outcome)
         if not outcome.must_exit:
             slots.untrack(slot, job_id)
         return Settle(run.attempt, reply=outcome)
@@ -381,3 +385,12 @@ def _killed(reason: str, time_limit: float | None) -> Outcome:
         return failure(ErrorCode.CANCELLED, "the job was cancelled while running")
     return failure(ErrorCode.TIME_LIMIT,
                    f"the handler ran past its time limit of {time_limit} s and was killed")
+
+
+def log_raised(method: str, call_id: str, outcome: Outcome) -> None:
+    """A handler's exception, as its caller got it (`worker_error`), with its traceback (SPEC
+    1.2): the one trace of the failure on the worker's side. A CallError is an answer, not
+    logged."""
+    if outcome.raised is not None:
+        log.error("%s %s failed: %s: %s", method, call_id, type(outcome.raised).__name__,
+                  outcome.raised, exc_info=outcome.raised)

@@ -13,6 +13,7 @@ from typing import Any
 from protocol import ErrorCode
 from protocol.clock import now_ms
 from protocol.replies import encode_failure, encode_success
+from workers.errors import CallError
 from workers.handlers import Handler
 
 
@@ -24,6 +25,10 @@ class Outcome:
     must_exit: bool = False  # the handler may still run: replace this process after the reply
     started_at: int | None = None  # epoch ms, when a handler ran
     finished_at: int | None = None
+    # What the handler raised, for the log, when its failure is `worker_error`; None otherwise
+    # (a result, a CallError: an answer the handler meant, a time limit, a cancel).
+    raised: BaseException | None = None
+    meant: bool = False  # a CallError: the application's answer, not a failure of the worker
 
 
 class Stopper:
@@ -74,7 +79,7 @@ async def run_batch(
     if failed is not None:
         outcomes = [failed] * size
     else:
-        outcomes = [failure(ErrorCode.WORKER_ERROR, f"{type(item).__name__}: {item}")
+        outcomes = [(meant(item) if isinstance(item, CallError) else raised(item))
                     if isinstance(item, Exception) else encode_result(item, max_result_bytes)
                     for item in result]
     finished_at = now_ms()
@@ -127,12 +132,14 @@ async def _invoke(
         return None, failure(ErrorCode.TIME_LIMIT,
                              f"{handler.name} ran past its time limit of {handler.time_limit} s",
                              must_exit=True)
+    except CallError as exc:
+        return None, meant(exc)
     except HandlerExit as exc:
-        return None, failure(ErrorCode.WORKER_ERROR, str(exc))
+        return None, dataclasses.replace(failure(ErrorCode.WORKER_ERROR, str(exc)), raised=exc)
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         # The handler's failure is the caller's answer, not ours: a SystemExit from a handler
         # thread arrives here too, and ends its request, never the consumer.
-        return None, failure(ErrorCode.WORKER_ERROR, f"{type(exc).__name__}: {exc}")
+        return None, raised(exc)
     finally:
         if timer is not None:
             timer.cancel()
@@ -150,6 +157,17 @@ def encode_result(result: Any, max_result_bytes: int) -> Outcome:
             f"the reply would be {len(body)} bytes, over the limit of {max_result_bytes}",
         )
     return Outcome(body, ok=True)
+
+
+def raised(exc: BaseException) -> Outcome:
+    """The `worker_error` of an exception a handler raised (or returned for a batch item)."""
+    return dataclasses.replace(failure(ErrorCode.WORKER_ERROR, f"{type(exc).__name__}: {exc}"),
+                               raised=exc)
+
+
+def meant(exc: CallError) -> Outcome:
+    return Outcome(encode_failure(exc.code, exc.message, exc.status, exc.details), ok=False,
+                   code=exc.code, meant=True)
 
 
 def failure(code: ErrorCode, message: str, must_exit: bool = False) -> Outcome:

@@ -19,12 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 
-from protocol import CONTROL_ADAPTER, Cancel, Replayed, SetPrefetch, WorkerEntry, codec, names
+from protocol import Cancel, Replayed, SetPrefetch, WorkerEntry, codec, names
 from protocol.clock import now_ms
-from transport.cluster import connect_cluster
+from protocol.fleet import UnknownCommand, read_control
+from transport.cluster import ClusterConnection, connect_cluster
 from transport.consumers import KeptConsumer, private_queue
 from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
@@ -64,7 +65,8 @@ class Consumer:
         self._handled = 0
         self.tracing = Tracing()
         self._session = 0
-        self.strays = StrayReplies(self.settings.amqp_url)  # replies to callers a node took
+        # Replies to callers a node may have taken with it.
+        self.strays = StrayReplies(self.settings.amqp_url, self.settings.heartbeat)
         max_private = self.settings.max_private_mb
         self.recycling = Recycling(self.settings.max_messages,
                                    max_private * 1048576 if max_private else None)
@@ -87,6 +89,8 @@ class Consumer:
         connection = await connect_cluster(
             self.settings.amqp_url, heartbeat=self.settings.heartbeat,
             client_properties={"connection_name": f"rpcfleet-worker {self.setup.worker_id}"})
+        if isinstance(connection, ClusterConnection):
+            self.strays.follow(lambda: connection.node)
         # One thread more than the handlers that may run at once (the dispatcher's semaphore):
         # a handler abandoned past its time limit or cancel keeps its thread, and the handlers
         # this process still runs before it leaves must not queue behind it.
@@ -115,6 +119,8 @@ class Consumer:
         topology = await declare_pool(confirmed, self.setup.pool.name, self.setup.pool.methods,
                                       self._queue_arguments())
         self.topology = topology
+        for held in topology.claims:  # the claim lives while a consumer of this pool does
+            await held.consume(_hold, no_ack=True)
         self._events = await self._events_channel.get_exchange(names.EVENTS_EXCHANGE)
         self.dispatcher = Dispatcher(
             self.setup, confirmed, topology, executor, self.cancels, self.counters,
@@ -219,7 +225,11 @@ class Consumer:
 
     async def _on_control(self, message: DeliveredMessage) -> None:
         try:
-            command = CONTROL_ADAPTER.validate_json(message.body)
+            command = read_control(message.body)
+        except UnknownCommand as exc:
+            log.info("ignoring control command %r: this version does not know it (a newer "
+                     "gateway's, during a rolling upgrade?)", exc.op)
+            return
         except ValueError as exc:
             log.warning("ignoring a malformed control command: %s", exc)
             return
@@ -350,3 +360,7 @@ class Consumer:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _hold(message: AbstractIncomingMessage) -> None:
+    """A claim queue's consumer: nothing is ever published to one."""

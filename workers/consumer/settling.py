@@ -187,5 +187,5 @@ class Settler:
 
     def _count(self, outcome: Outcome) -> None:
         self.counters.processed += 1
-        if not outcome.ok:
+        if not outcome.ok and not outcome.meant:  # a CallError is the application's answer
             self.counters.failed += 1

@@ -19,34 +19,50 @@ gateway at publish; CLOCK_SKEW_MS covers clocks of different hosts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
+from yarl import URL
 
 from protocol.clock import now_ms
 from protocol.requests import read_deadline
-from transport.cluster import node_urls
+from transport.cluster import CONNECT_TIMEOUT_S, node_urls
 from workers.consumer.delivery import Delivery
 
 log = logging.getLogger("rpcfleet.worker")
 
 CLOCK_SKEW_MS = 2000
+CLOSE_WAIT_S = 1.0
 
 
 class StrayReplies:
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, heartbeat: int) -> None:
         self._urls = node_urls(amqp_url)
+        self._heartbeat = heartbeat
+        self._renew = False
+        self._opening = asyncio.Lock()  # replies sent at once share one new connection
+        self._node: Callable[[], URL | None] = lambda: None
         # Calls published before this may have lost their caller's node: from the start too (a
         # consumer that starts after a node died finds that node's calls in the queue).
         self._since_ms = now_ms() + CLOCK_SKEW_MS
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
 
+    def follow(self, node: Callable[[], URL | None]) -> None:
+        """Open on the node the consumer's own connection uses (`node()`) first: the node it
+        reached last is the one most likely alive and reachable from here."""
+        self._node = node
+
     def new_session(self) -> None:
-        """The consumer reconnected: calls published until now (and a skew) may be strays."""
+        """The consumer reconnected: calls published until now (and a skew) may be strays, and
+        the strays' connection, opened before, may be on a node that is gone or cut off without
+        a word (its heartbeat would tell only later): the next stray opens a new one."""
         self._since_ms = now_ms() + CLOCK_SKEW_MS
+        self._renew = True
 
     def is_stray(self, message: Delivery) -> bool:
         deadline, expiration = read_deadline(message.headers), message.expiration
@@ -68,25 +84,38 @@ class StrayReplies:
             await self.close()
 
     async def _open(self) -> AbstractChannel:
-        if self._channel is not None and not self._channel.is_closed:
-            return self._channel
-        await self.close()
-        last: Exception | None = None
-        for url in self._urls:
-            try:
-                self._connection = await aio_pika.connect(
-                    url, timeout=5, client_properties={"connection_name": "rpcfleet-strays"})
-                self._channel = await self._connection.channel(publisher_confirms=False)
+        async with self._opening:
+            if self._renew:
+                self._renew = False
+                await self.close()
+            if self._channel is not None and not self._channel.is_closed:
                 return self._channel
-            except Exception as exc:
-                last = exc
-        assert last is not None
-        raise last
+            await self.close()
+            last: Exception | None = None
+            for url in self._in_order():
+                try:
+                    self._connection = await aio_pika.connect(
+                        url, timeout=CONNECT_TIMEOUT_S, heartbeat=self._heartbeat,
+                        client_properties={"connection_name": "rpcfleet-strays"})
+                    self._channel = await self._connection.channel(publisher_confirms=False)
+                    return self._channel
+                except Exception as exc:
+                    last = exc
+            assert last is not None
+            raise last
+
+    def _in_order(self) -> list[str]:
+        node = self._node()
+        if node is None:
+            return self._urls
+        first = [url for url in self._urls
+                 if (URL(url).host, URL(url).port) == (node.host, node.port)]
+        return first + [url for url in self._urls if url not in first]
 
     async def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and not connection.is_closed:
-            try:
-                await connection.close()
+            try:  # a silent peer never answers the close: do not wait for it
+                await asyncio.wait_for(connection.close(), CLOSE_WAIT_S)
             except Exception as exc:  # it is being torn down anyway
-                log.debug("closing the strays' connection: %s", exc)
+                log.debug("closing the strays' connection: %r", exc)

@@ -19,6 +19,7 @@ from protocol.queues import (
     pool_queue_arguments,
 )
 from transport.topology import declare_exchanges
+from workers.consumer.claims import claim
 
 log = logging.getLogger("rpcfleet.worker")
 REOPEN_WAIT_S = 10.0  # a robust channel reopens in milliseconds; past this, something is wrong
@@ -31,6 +32,7 @@ class PoolTopology:
     events: AbstractExchange
     control: AbstractExchange
     queue: AbstractQueue
+    claims: list[AbstractQueue]  # one per method: held by a consumer while this one serves
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ async def declare_pool(
     arguments: QueueArguments,
 ) -> PoolTopology:
     queue_type = arguments.queue_type
+    claims = await claim(channel, pool, methods)  # before anything is bound: MethodClash
     exchanges = await declare_exchanges(channel)
     name = names.pool_queue(pool)
     try:
@@ -73,7 +76,7 @@ async def declare_pool(
     # Replies of jobs must never be dropped for want of a queue, even before a gateway starts.
     await channel.declare_queue(names.REPLIES_QUEUE, durable=True, arguments=shared)
     return PoolTopology(requests, dead, exchanges[names.EVENTS_EXCHANGE],
-                        exchanges[names.CONTROL_EXCHANGE], queue)
+                        exchanges[names.CONTROL_EXCHANGE], queue, claims)
 
 
 async def _passive(channel: AbstractChannel, name: str) -> AbstractQueue:

@@ -1,0 +1,25 @@
+"""A message sent on again (parked, replayed): its properties copied from the delivery, with
+what the new send changes. One copy for every re-publish, so none forgets a property."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from pamqp.commands import Basic
+
+
+def copied_properties(message: AbstractIncomingMessage, **changes: Any) -> Basic.Properties:
+    """The delivery's properties as a publish takes them, `changes` applied (`headers=`,
+    `expiration=`, `delivery_mode=`...). The expiration is not copied: a delivered message's
+    TTL has run its course, and the new send says what it wants."""
+    properties: dict[str, Any] = {
+        "content_type": message.content_type, "content_encoding": message.content_encoding,
+        "correlation_id": message.correlation_id, "message_id": message.message_id,
+        "message_type": message.type, "reply_to": message.reply_to,
+        "priority": message.priority, "app_id": message.app_id,
+        "delivery_mode": int(message.delivery_mode) if message.delivery_mode else None,
+        "headers": dict(message.headers or {}),
+    }
+    properties.update(changes)
+    return Basic.Properties(**properties)

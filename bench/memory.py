@@ -1,6 +1,7 @@
 """Memory: total PSS of a worker pool over the example index, preloaded vs. one cache per process.
 
     python -m bench.memory [--cache-mb 1024] [--processes 1 2 4]
+    python -m bench.memory --object-cache [--entries 1000000] [--processes 1 2 4 8]
 
 For each K it starts `rpcfleet worker examples.vectors:pool --processes K`, makes every consumer
 scan the whole index (so every page is touched in every process), then sums PSS over the
@@ -56,7 +57,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache-mb", type=int, default=1024)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--object-cache", action="store_true",
+                        help="instead: a cache of many small Python objects, as a plain dict, "
+                             "after gc.freeze() and as workers.SharedMapping (bench.object_cache)")
+    parser.add_argument("--entries", type=int, default=1_000_000,
+                        help="entries of the object cache (--object-cache)")
     args = parser.parse_args()
+    if args.object_cache:
+        from bench.object_cache import report
+
+        report(args.entries, args.processes)
+        return
     rows = []
     with private_broker() as node, tempfile.TemporaryDirectory() as logs:
         for k in args.processes:

@@ -10,6 +10,12 @@ from pydantic import BaseModel
 
 DecodeError = orjson.JSONDecodeError
 
+# The one rule for what a result (and a CallError's details) may hold, said where it is refused.
+JSON_RULE = ("a result is JSON: dict (str keys), list, tuple, str, int, float, bool, None; "
+             "pydantic models, dataclasses, enums, datetime/date/time (ISO 8601), UUID, sets "
+             "(as lists) and numpy arrays are converted; anything else is refused (bytes: "
+             "encode them, base64 or text)")
+
 
 def _default(value: Any) -> Any:
     if isinstance(value, BaseModel):

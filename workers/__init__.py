@@ -6,6 +6,7 @@ from workers.handlers import InvalidParams
 from workers.loader import PoolNotFound, load_pool
 from workers.memory import CacheInfo, describe, pss_bytes
 from workers.pool import Pool
+from workers.shared_mapping import SharedMapping
 from workers.supervisor import Supervisor
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "JobContext",
     "Pool",
     "PoolNotFound",
+    "SharedMapping",
     "Supervisor",
     "describe",
     "load_pool",

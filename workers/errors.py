@@ -28,7 +28,8 @@ class CallError(Exception):
             try:
                 codec.dumps(details)
             except TypeError as exc:
-                raise ValueError(f"CallError: details must be JSON ({exc})") from None
+                raise ValueError(f"CallError: details must be JSON ({exc}): {codec.JSON_RULE}"
+                                 ) from None
         super().__init__(f"{code} ({status}): {message}")
         self.code = code
         self.message = message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -87,4 +88,23 @@ class Pool:
         return self._docs
 
     def load_cache(self) -> Any:
-        return self.cache_factory() if self.cache_factory is not None else None
+        """The cache, from the pool's loader; `CacheLoadFailed` (one line: what and where)
+        when the loader raises."""
+        if self.cache_factory is None:
+            return None
+        try:
+            return self.cache_factory()
+        except Exception as exc:
+            raise CacheLoadFailed(self.name, exc) from exc
+
+
+class CacheLoadFailed(Exception):
+    """A pool's cache loader raised: says so in one line, with the loader's innermost frame
+    (the traceback stays on `__cause__`, logged at DEBUG)."""
+
+    def __init__(self, pool: str, error: Exception) -> None:
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" \
+            if frames else ""
+        super().__init__(f"the cache loader of pool {pool!r} failed{where}: "
+                         f"{type(error).__name__}: {error}")

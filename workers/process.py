@@ -13,8 +13,11 @@ from workers.consumer.claims import EXIT_CLASH, MethodClash
 from workers.consumer.runtime import Consumer
 from workers.consumer.state import ConsumerSetup
 from workers.memory import describe
+from workers.pool import CacheLoadFailed
 
 log = logging.getLogger("rpcfleet.worker")
+
+EXIT_CACHE = 79  # the pool's cache loader raised in this consumer (--no-preload)
 
 
 def consumer_main(setup: ConsumerSetup) -> int:
@@ -34,8 +37,14 @@ def consumer_main(setup: ConsumerSetup) -> int:
         if not setup.settings.preload:
             setup.cache = setup.pool.load_cache()
             setup.cache_info = describe(setup.cache)
+            log.info("consumer %s: cache of %s bytes (%s) built", setup.worker_id,
+                     setup.cache_info.bytes, setup.cache_info.shape)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(Consumer(setup).run())
+    except CacheLoadFailed as exc:
+        log.error("consumer %s stops: %s", setup.worker_id, exc)
+        log.debug("the cache loader's traceback", exc_info=exc.__cause__)
+        return EXIT_CACHE
     except MethodClash as exc:
         log.error("consumer %s stops: %s", setup.worker_id, exc)
         return EXIT_CLASH

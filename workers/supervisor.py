@@ -27,8 +27,8 @@ from workers.consumer.recycle import EXIT_RECYCLE
 from workers.consumer.state import ConsumerSetup
 from workers.loader import module_file, reload_pool
 from workers.memory import CacheInfo, describe
-from workers.pool import Pool
-from workers.process import run_in_child
+from workers.pool import CacheLoadFailed, Pool
+from workers.process import EXIT_CACHE, run_in_child
 from workers.settings import WorkerSettings
 from workers.slots import SlotTable
 
@@ -36,6 +36,11 @@ log = logging.getLogger("rpcfleet.supervisor")
 
 WATCH_INTERVAL_S = 0.2  # how often deaths and overdue jobs are checked
 RESPAWN_BACKOFF_S = 1.0  # a slot whose consumer dies at once is not re-forked in a tight loop
+# A cache loader that raises in the consumers (--no-preload): tried again after 1, 2, 4, 8 s,
+# then the pool gives up (exit EXIT_GAVE_UP) rather than fork and fail once a second forever.
+CACHE_ATTEMPTS = 5
+CACHE_BACKOFF_MAX_S = 30.0
+EXIT_GAVE_UP = 3  # the supervisor's own: the cache could not be built
 SHUTDOWN_GRACE_S = 10.0  # beyond the consumers' drain timeout, before SIGKILL
 
 
@@ -54,6 +59,8 @@ class Supervisor:
         self.children: dict[int, int] = {}  # pid -> slot
         self._stopping = False
         self._exit_code = 0
+        self._due: dict[int, float] = {}  # slot -> when to fork its replacement (monotonic)
+        self._cache_failures = 0  # cache loads failed in a row (--no-preload)
         self._last_fork: dict[int, float] = {}
 
     def run(self) -> int:
@@ -62,10 +69,19 @@ class Supervisor:
             log.error("pool %s does not start: %s", self.pool.name, clash)
             return EXIT_CLASH
         started = time.monotonic()
-        cache = self.pool.load_cache() if self.settings.preload else None
+        try:
+            cache = self.pool.load_cache() if self.settings.preload else None
+        except CacheLoadFailed as exc:
+            log.error("pool %s does not start: %s", self.pool.name, exc)
+            log.debug("the cache loader's traceback", exc_info=exc.__cause__)
+            return EXIT_GAVE_UP
         info = describe(cache) if self.settings.preload else CacheInfo(None, "per-process")
-        log.info("pool %s: cache of %s bytes (%s) loaded in %.1f s", self.pool.name, info.bytes,
-                 info.shape, time.monotonic() - started)
+        if self.settings.preload:
+            log.info("pool %s: cache of %s bytes (%s) loaded in %.1f s", self.pool.name,
+                     info.bytes, info.shape, time.monotonic() - started)
+        else:
+            log.info("pool %s: each consumer builds its own cache (--no-preload)",
+                     self.pool.name)
         if not info.shares_well:
             log.warning("the cache is made of many small Python objects: reference counting "
                         "copies its pages into every consumer. Keep big data in buffers.")
@@ -118,12 +134,14 @@ class Supervisor:
 
     def _watch(self, cache: object, info: CacheInfo) -> None:
         while not self._stopping:
-            self._reap(cache, info)
+            self._reap()
+            self._respawn_due(cache, info)
             self._backstop()
             self._reload_step()
             time.sleep(WATCH_INTERVAL_S)
 
-    def _reap(self, cache: object, info: CacheInfo) -> None:
+    def _reap(self) -> None:
+        """Collect exited consumers; schedule each slot's replacement (`_due`)."""
         while self.children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -131,14 +149,30 @@ class Supervisor:
             slot = self.children.pop(pid, None)
             if slot is None or self._stopping:
                 continue
-            if os.waitstatus_to_exitcode(status) == EXIT_CLASH:
+            code = os.waitstatus_to_exitcode(status)
+            if code == EXIT_CLASH:
                 log.error("slot %s: consumer pid %s found a method of pool %s taken by another "
                           "pool (its log says which): stopping the pool", slot, pid,
                           self.pool.name)
-                self._exit_code = EXIT_CLASH
-                self._stopping = True
+                self._stop_with(EXIT_CLASH)
                 continue
-            if os.waitstatus_to_exitcode(status) == EXIT_RECYCLE:
+            now = time.monotonic()
+            if code == EXIT_CACHE:
+                self._cache_failures += 1
+                if self._cache_failures >= CACHE_ATTEMPTS:
+                    log.error("pool %s: the cache loader failed %s times in a row (the lines "
+                              "above say why): giving up", self.pool.name, self._cache_failures)
+                    self._stop_with(EXIT_GAVE_UP)
+                    continue
+                pause = min(RESPAWN_BACKOFF_S * 2 ** (self._cache_failures - 1),
+                            CACHE_BACKOFF_MAX_S)
+                log.warning("slot %s: the cache loader failed in consumer pid %s (%s of %s); "
+                            "trying again in %.0f s", slot, pid, self._cache_failures,
+                            CACHE_ATTEMPTS, pause)
+                self._due[slot] = now + pause
+                continue
+            self._cache_failures = 0  # this consumer got past its cache
+            if code == EXIT_RECYCLE:
                 log.info("slot %s: consumer pid %s recycled; forking a fresh one", slot, pid)
             elif self._replacing is not None and self._replacing[1] == pid:
                 log.info("slot %s: consumer pid %s drained; forking one with the new code",
@@ -146,10 +180,18 @@ class Supervisor:
             else:
                 log.warning("slot %s: consumer pid %s exited (%s); forking a replacement", slot,
                             pid, _describe_status(status))
-            wait = RESPAWN_BACKOFF_S - (time.monotonic() - self._last_fork.get(slot, 0.0))
-            if wait > 0:
-                time.sleep(wait)
-            self._fork(slot, cache, info)
+            self._due[slot] = max(now, self._last_fork.get(slot, 0.0) + RESPAWN_BACKOFF_S)
+
+    def _respawn_due(self, cache: object, info: CacheInfo) -> None:
+        now = time.monotonic()
+        for slot, at in sorted(self._due.items()):
+            if at <= now and not self._stopping:
+                del self._due[slot]
+                self._fork(slot, cache, info)
+
+    def _stop_with(self, code: int) -> None:
+        self._exit_code = code
+        self._stopping = True
 
     def _backstop(self) -> None:
         now = time.time_ns() // 1_000_000
@@ -212,7 +254,7 @@ class Supervisor:
             pid = self.slots.pid(slot)
             if pid in self.children:
                 self._replacing = (slot, pid)
-                _signal(pid, signal.SIGTERM)  # drains, exits; _reap forks the new code
+                _signal(pid, signal.SIGTERM)  # drains, exits; _reap schedules the new code
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         del frame

@@ -35,6 +35,11 @@ def unserialisable(params: dict[str, object]) -> object:
 
 
 @pool.method
+def raw_bytes(params: dict[str, object]) -> object:
+    return {"data": b"\x00\x01"}
+
+
+@pool.method
 async def staged(params: dict[str, object], job: JobContext) -> int:
     job.progress(0.5, "half")
     await asyncio.sleep(0)
@@ -78,3 +83,12 @@ def test_a_batch_answers_per_request_and_is_refused_by_call() -> None:
     assert answers[0] == 4 and isinstance(answers[1], MethodFailed)
     with pytest.raises(TypeError):
         tester.call("doubled", {"n": 2})
+
+
+def test_a_result_that_is_not_json_says_the_one_rule_of_what_a_result_may_hold() -> None:
+    tester = PoolTester(pool)
+    with pytest.raises(MethodFailed) as refused:
+        tester.call("raw_bytes")
+    assert refused.value.code == "worker_error"
+    assert "bytes" in refused.value.message and "base64" in refused.value.message
+    assert "datetime" in refused.value.message  # what is converted, said once, everywhere

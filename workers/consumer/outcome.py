@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import ErrorCode
+from protocol import ErrorCode, codec
 from protocol.clock import now_ms
 from protocol.replies import encode_failure, encode_success
 from workers.errors import CallError
@@ -150,7 +150,8 @@ def encode_result(result: Any, max_result_bytes: int) -> Outcome:
     try:
         body = encode_success(result)
     except TypeError as exc:
-        return failure(ErrorCode.WORKER_ERROR, f"result is not JSON serialisable: {exc}")
+        return failure(ErrorCode.WORKER_ERROR,
+                       f"result is not JSON serialisable ({exc}): {codec.JSON_RULE}")
     if len(body) > max_result_bytes:
         return failure(
             ErrorCode.RESULT_TOO_LARGE,

@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 COMMANDS = ("up", "broker", "gateway", "worker", "workers", "prefetch", "dead")
 
 
@@ -35,8 +37,23 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
-    code: int = args._run(args)
+    try:
+        code: int = args._run(args)
+    except ValidationError as exc:  # a setting out of range, from the environment or a flag
+        print(f"rpcfleet {argv[0] if argv else ''}: {settings_problem(exc)}", file=sys.stderr)
+        return 2
     return code
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line per bad setting, named as the user set it (RPCFLEET_NAME or --name)."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        value = error.get("input")
+        lines.append(f"invalid setting RPCFLEET_{name.upper()} (--{name.replace('_', '-')})"
+                     f"={value!r}: {error['msg']}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ plain channel (a robust channel caches DeclareOk and would show stale counts).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
-import aiormq
+from aio_pika.abc import AbstractChannel
 
 from gateway import tasks
 from gateway.amqp.link import BrokerLink
@@ -47,21 +48,41 @@ class QueueStats:
 
     async def _poll(self) -> None:
         await self.link.connected.wait()
-        channel: aiormq.abc.AbstractChannel | None = None
+        # One channel of the link's, reopened by aio-pika after a missing queue closed it (a
+        # 404 on a passive declare): its raw channel is fetched again, never a new one opened
+        # (each left behind would be reopened too: +2 channels a second, issue 22).
+        robust: AbstractChannel | None = None
         while True:
             for pool in self.view.pools():
                 try:
-                    if channel is None or channel.is_closed:
+                    if robust is None or robust.is_closed:
                         assert self.link.connection is not None
+                        if robust is not None:
+                            with contextlib.suppress(Exception):
+                                await robust.close()
                         robust = await self.link.connection.channel(publisher_confirms=False)
-                        channel = await robust.get_underlay_channel()
+                    channel = await robust.get_underlay_channel()
                     ok = await channel.queue_declare(names.pool_queue(pool), passive=True)
                     dead = await channel.queue_declare(names.dead_queue(pool), passive=True)
                     self._counts[pool] = QueueCounts(int(ok.message_count or 0),
                                                      int(ok.consumer_count or 0),
                                                      int(dead.message_count or 0))
                     self.view.observe_consumers(pool, int(ok.consumer_count or 0))
-                except Exception as exc:  # a missing queue closes the channel: reopen next time
+                except Exception as exc:  # a missing queue closes the raw channel
                     log.debug("queue stats of %s unavailable: %s", pool, exc)
-                    channel = None
+                    await _reopened(robust)
             await asyncio.sleep(POLL_S)
+
+
+async def _reopened(robust: AbstractChannel | None, wait_s: float = 2.0) -> None:
+    """Until aio-pika has reopened the robust channel the broker closed (milliseconds), so the
+    next declare goes on a live one; a connection that is gone is the next poll's business."""
+    if robust is None:
+        return
+    with contextlib.suppress(TimeoutError, Exception):
+        async with asyncio.timeout(wait_s):
+            while True:
+                raw = await robust.get_underlay_channel()
+                if not raw.is_closed:
+                    return
+                await asyncio.sleep(0.02)

@@ -96,6 +96,10 @@ async def build_indexes(pool: Any) -> None:
         if not (locked and locked[0]):
             log.info("another gateway is building the job store's indexes")
             return
+        # A concurrent build waits for the transactions open on its table and may take long on
+        # a big one: neither the session's lock timeout nor its statement timeout applies.
+        await db.execute("SET lock_timeout = 0")
+        await db.execute("SET statement_timeout = 0")
         try:
             for name, definition in INDEXES:
                 found = await (await db.execute(
@@ -109,3 +113,5 @@ async def build_indexes(pool: Any) -> None:
                 await db.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {definition}")
         finally:
             await db.execute("SELECT pg_advisory_unlock(%s)", (INDEX_LOCK,))
+            await db.execute("RESET lock_timeout")
+            await db.execute("RESET statement_timeout")

@@ -36,6 +36,15 @@ POOL_MAX = 10  # connections per gateway process: the store's calls are short
 # How long a statement waits for a connection (psycopg_pool: 30 s): a database that is down
 # fails a request in seconds, not half a minute, and an outcome is parked sooner.
 POOL_WAIT_S = 5.0
+# A database that stops answering costs a request seconds, not forever (issue 22): connecting
+# gives up after 5 s, waiting for a row lock after 5 s, any statement after 30 s; each ends as
+# an outage (503 `unavailable`, an outcome parked). The index build lifts the last two.
+CONNECT_TIMEOUT_S = 5
+LOCK_TIMEOUT_MS = 5_000
+STATEMENT_TIMEOUT_MS = 30_000
+SESSION = {"connect_timeout": CONNECT_TIMEOUT_S,
+           "options": f"-c lock_timeout={LOCK_TIMEOUT_MS} "
+                      f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}
 
 
 class PostgresJobStore:
@@ -48,7 +57,7 @@ class PostgresJobStore:
         from psycopg_pool import AsyncConnectionPool
 
         pool = AsyncConnectionPool(dsn, min_size=1, max_size=POOL_MAX, open=False,
-                                   kwargs={"autocommit": True}, timeout=POOL_WAIT_S)
+                                   kwargs={"autocommit": True, **SESSION}, timeout=POOL_WAIT_S)
         await pool.open(wait=True, timeout=30)
         try:
             store_id = await prepare(pool)
@@ -129,9 +138,14 @@ class PostgresJobStore:
             rows = list(await (await db.execute(
                 "UPDATE jobs SET status = 'failed', error = %s, finished_ms = %s, "
                 "published = TRUE, cancel_pending = TRUE WHERE NOT published AND "
-                "status = 'queued' AND publish_lease_ms < %s RETURNING id, method",
+                "status = 'queued' AND publish_lease_ms < %s RETURNING id, method, callback_url",
                 (error.model_dump_json(), at_ms, leased_before_ms))).fetchall())
             for row in rows:
+                if row[2]:  # its caller hears of it like of any other end
+                    await db.execute(
+                        "INSERT INTO outbox (id, job_id, url, next_ms, finished_ms) "
+                        "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+                        ("msg_" + uuid.uuid4().hex, str(row[0]), row[2], at_ms, at_ms))
                 await self._event(db, str(row[0]), JobStatus.FAILED)
         return [(str(r[0]), str(r[1])) for r in rows]
 

@@ -132,12 +132,17 @@ class SqliteJobStore:
     def _abandon(self, leased_before_ms: int, at_ms: int) -> list[tuple[str, str]]:
         error = NEVER_CONFIRMED
         with self._write() as db:
-            rows = db.execute("SELECT id, method FROM jobs WHERE published = 0 AND status = "
-                              "'queued' AND publish_lease_ms < ?", (leased_before_ms,)).fetchall()
-            for job_id, _ in rows:
+            rows = db.execute("SELECT id, method, callback_url FROM jobs WHERE published = 0 "
+                              "AND status = 'queued' AND publish_lease_ms < ?",
+                              (leased_before_ms,)).fetchall()
+            for job_id, _, callback_url in rows:
                 db.execute("UPDATE jobs SET status = 'failed', error = ?, finished_ms = ?, "
                            "published = 1, cancel_pending = 1 WHERE id = ?",
                            (error.model_dump_json(), at_ms, job_id))
+                if callback_url:  # its caller hears of it like of any other end
+                    db.execute("INSERT OR IGNORE INTO outbox (id, job_id, url, next_ms, "
+                               "finished_ms) VALUES (?,?,?,?,?)",
+                               ("msg_" + uuid.uuid4().hex, job_id, callback_url, at_ms, at_ms))
                 self._event(job_id, JobStatus.FAILED)
         return [(str(r[0]), str(r[1])) for r in rows]
 

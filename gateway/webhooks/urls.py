@@ -16,6 +16,13 @@ from urllib.parse import urlsplit
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that embed an IPv4 address in their low 32 bits, which Python 3.11 does not
+# unwrap: SIIT's IPv4-translated addresses, the deprecated IPv4-compatible ones, and local-use
+# NAT64 (RFC 8215). The embedded address is checked like any other.
+EMBEDDING_V4 = (ipaddress.ip_network("::ffff:0:0:0/96"), ipaddress.ip_network("::/96"),
+                ipaddress.ip_network("64:ff9b:1::/48"))
+# Not global, though Python 3.11 says it is: site-local (deprecated, RFC 3879).
+NOT_GLOBAL = (ipaddress.ip_network("fec0::/10"),)
 
 
 class CallbackUrlRefused(ValueError):
@@ -55,13 +62,16 @@ def _embedded(ip: ipaddress.IPv4Address | ipaddress.IPv6Address
             found.append(ip.sixtofour)
         if ip.teredo is not None:
             found.extend(ip.teredo)
-        if ip in NAT64:
+        if ip in NAT64 or any(ip in network for network in EMBEDDING_V4):
             found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return found
 
 
 def forbidden(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and (
+            any(ip in network for network in NOT_GLOBAL) or ip in EMBEDDING_V4[2]):
+        return True  # local-use NAT64 is never global, whatever it embeds
     return any(not candidate.is_global or candidate.is_multicast
                for candidate in _embedded(ip))
 
@@ -85,6 +95,9 @@ class UrlGuard:
         port = port or (443 if parts.scheme == "https" else 80)
         try:
             addresses = await self.resolver(host, port)
+        except UnicodeError:  # IDNA: a label over 63 characters, an empty one...
+            raise CallbackUrlRefused(f"callback_url host {host[:80]!r} is not a valid host name"
+                                     ) from None
         except OSError:
             raise CallbackHostUnresolved(f"callback_url host {host!r} does not resolve"
                                          ) from None

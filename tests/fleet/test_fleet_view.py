@@ -14,6 +14,7 @@ import httpx
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
 from tests.support.processes import REPO
+from tests.support.rabbit import Vhost, open_channels
 from tests.support.waiting import wait_for
 
 
@@ -143,3 +144,35 @@ def test_two_pools_announcing_one_method_are_flagged_on_the_pools_and_in_the_met
         assert pools["impostor"]["clashes"] == {"echo": ["basic", "impostor"]}  # not "mine"
         assert 'rpcfleet_method_pools{method="echo"} 2.0' in http.get("/metrics").text
         assert http.post("/v1/rpc/echo", json={"n": 1}).json()["result"] == {"n": 1}
+
+
+def test_a_missing_dead_letter_queue_costs_the_gateway_no_channels(
+    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    """Issue 22: each failed statistics poll opened a new robust channel and left the old one
+    (which aio-pika reopens): +2 channels a second per gateway process until channel_max."""
+    import asyncio
+
+    import aio_pika
+
+    from protocol import names
+
+    start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+
+    async def delete_dead_letter_queue() -> None:
+        connection = await aio_pika.connect(vhost.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(names.dead_queue("basic"))
+
+    asyncio.run(delete_dead_letter_queue())
+    before = open_channels(vhost, "rpcfleet-gateway")
+    # Watch over 8 polls (0.5 s apart): the count must not climb.
+    counts = []
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        counts.append(open_channels(vhost, "rpcfleet-gateway"))
+        time.sleep(0.5)
+    assert max(counts) <= before + 1, (before, counts)

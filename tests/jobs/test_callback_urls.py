@@ -15,6 +15,10 @@ REFUSED = [
     "http://224.0.0.1/", "http://2130706433/", "http://0x7f.1/", "http://017700000001/",
     "http://127.1/", "ftp://example.com/", "file:///etc/passwd", "http:///path",
     "http://[::1]:8080/", "javascript:alert(1)",
+    # Issue 22: forms Python 3.11 counts as global. Local-use NAT64 (RFC 8215), SIIT's
+    # IPv4-translated addresses, the deprecated IPv4-compatible ones and site-local.
+    "http://[64:ff9b:1::a00:1]/", "http://[::ffff:0:7f00:1]/", "http://[::ffff:0:a00:1]/",
+    "http://[::7f00:1]/", "http://[::a00:1]/", "http://[fec0::1]/",
 ]
 
 
@@ -26,6 +30,12 @@ async def public(host: str, port: int) -> list[str]:
 async def test_non_public_addresses_and_schemes_are_refused(url: str) -> None:
     with pytest.raises(CallbackUrlRefused):
         await UrlGuard([]).check(url)
+
+
+async def test_a_host_that_is_not_a_valid_name_is_refused_not_a_crash() -> None:
+    # A 64-character label: the resolver's IDNA encoding raises UnicodeError (was a 500).
+    with pytest.raises(CallbackUrlRefused, match="not a valid host name"):
+        await UrlGuard([]).check(f"http://{'a' * 64}.example.com/hook")
 
 
 async def test_a_listed_host_is_allowed_and_the_checked_address_is_kept() -> None:

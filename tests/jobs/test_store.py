@@ -149,6 +149,22 @@ async def test_unpublished_jobs_nobody_resubmitted_are_failed_the_rest_left_alon
     await store.close()
 
 
+async def test_a_job_abandoned_by_housekeeping_still_gets_its_callback(
+    stores: StoreFactory
+) -> None:
+    """Issue 22: a job failed by housekeeping (its publish never confirmed) had no outbox row,
+    so its caller never heard of it."""
+    store = await stores()
+    await store.create(_job("orphan", publish_lease_ms=5_000,
+                            callback_url="https://hooks.example.com/done"))
+    await store.create(_job("quiet", publish_lease_ms=5_000))
+    await store.abandon_unpublished(leased_before_ms=10_000, at_ms=11_000)
+    due = await store.claim_deliveries(now_ms=12_000, limit=10, lease_ms=60_000)
+    assert [(d.job_id, d.url, d.finished_ms) for d in due] == [
+        ("orphan", "https://hooks.example.com/done", 11_000)]
+    await store.close()
+
+
 async def test_a_store_file_from_before_publish_claims_gains_the_columns(tmp_path: Path) -> None:
     path = tmp_path / "jobs.sqlite3"
     old = sqlite3.connect(path)

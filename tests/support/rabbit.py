@@ -73,11 +73,10 @@ def delete_vhost(vhost: Vhost) -> None:
 
 
 
-def close_channels(vhost: Vhost, connection_name: str = "") -> int:
-    """Have the broker close the vhost's channels (of connections whose name starts with
-    `connection_name`) as it does for a double ack: 406 PRECONDITION_FAILED, connection kept.
-    Returns how many it closed."""
-    expr = (
+def _channels_expr(vhost: Vhost, connection_name: str) -> str:
+    """Erlang: `Chs`, the vhost's channels on connections whose name starts with
+    `connection_name`."""
+    return (
         "Name = fun(C) -> Props = proplists:get_value(client_properties, "
         "rabbit_networking:connection_info(C, [client_properties]), []), "
         'case lists:keyfind(<<"connection_name">>, 1, Props) of '
@@ -85,9 +84,23 @@ def close_channels(vhost: Vhost, connection_name: str = "") -> int:
         "Chs = [P || P <- rabbit_channel:list_local(), "
         "[{vhost, V}, {connection, C}] <- [rabbit_channel:info(P, [vhost, connection])], "
         f'V =:= <<"{vhost.name}">>, lists:prefix("{connection_name}", Name(C))], '
-        "[rabbit_channel:do(P, {'basic.ack', 987654321, false}) || P <- Chs], length(Chs)."
     )
+
+
+def close_channels(vhost: Vhost, connection_name: str = "") -> int:
+    """Have the broker close the vhost's channels (of connections whose name starts with
+    `connection_name`) as it does for a double ack: 406 PRECONDITION_FAILED, connection kept.
+    Returns how many it closed."""
+    expr = (_channels_expr(vhost, connection_name)
+            + "[rabbit_channel:do(P, {'basic.ack', 987654321, false}) || P <- Chs], length(Chs).")
     return int(vhost.broker.ctl("eval", expr).strip())
+
+
+def open_channels(vhost: Vhost, connection_name: str = "") -> int:
+    """How many channels the broker holds open on the vhost's connections whose name starts
+    with `connection_name`."""
+    return int(vhost.broker.ctl("eval", _channels_expr(vhost, connection_name)
+                                + "length(Chs).").strip())
 
 
 def set_broker_env(vhost: Vhost, key: str, value: int) -> None:

@@ -1,0 +1,32 @@
+"""Operator settings out of range are refused at start, by name, not at the first call (issue
+22: `rpc_timeout_max=1e20` was a 500 at the first call)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.settings import GatewaySettings
+from tests.support.processes import REPO, RPCFLEET, child_env
+
+
+@pytest.mark.parametrize("setting", [
+    {"rpc_timeout_max": 1e20}, {"rpc_timeout_default": float("nan")},
+    {"publish_timeout": float("inf")}, {"callback_window": 1e12}, {"port": 70000},
+    {"heartbeat": 10**6}, {"job_retention": -1},
+])
+def test_absurd_values_are_refused(setting: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        GatewaySettings(**setting)  # type: ignore[arg-type]
+
+
+def test_the_cli_names_the_bad_setting_in_one_line() -> None:
+    env = child_env("amqp://guest:guest@127.0.0.1:1/", rpc_timeout_max="1e20")
+    done = subprocess.run([*RPCFLEET, "gateway", "--port", "0"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "rpcfleet gateway: invalid setting RPCFLEET_RPC_TIMEOUT_MAX (--rpc-timeout-max)='1e20': "
+        "Input should be less than or equal to 86400")

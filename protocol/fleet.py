@@ -53,6 +53,9 @@ class WorkerEntry(BaseModel):
     pss_bytes: int | None
     cache_bytes: int | None
     cache_shape: str | None = None
+    # An extension (1.2): private memory this consumer gained since it started, when past a
+    # share of the shared cache: the sign that the cache is being copied into it. None: not so.
+    cache_copied_bytes: int | None = None
     last_seen: str
     beat_interval: float = 5.0
     docs: dict[str, MethodDoc] | None = None  # an extension: per method, for the API docs

@@ -99,7 +99,14 @@ function render(workers, pools) {
     cell(row, rate(w), true).classList.add("rate");
     cell(row, w.failed, true);
     cell(row, mib(w.pss_bytes), true);
-    cell(row, mib(w.cache_bytes) + (w.cache_shape ? " · " + w.cache_shape : ""));
+    const cache = cell(row, mib(w.cache_bytes) + (w.cache_shape ? " · " + w.cache_shape : "") +
+      (w.cache_copied_bytes ? " · copied " + mib(w.cache_copied_bytes) : ""));
+    if (w.cache_copied_bytes) {
+      cache.classList.add("copied");
+      cache.title = "this consumer's private memory grew by " + mib(w.cache_copied_bytes) +
+        ": the cache is being copied into it (many small Python objects). Build it as a " +
+        "workers.SharedMapping, or of buffers (docs/workers.md).";
+    }
     cell(row, w.last_seen);
     prefetchControl(row, "/v1/workers/" + encodeURIComponent(w.id) + "/prefetch", w.id);
   }

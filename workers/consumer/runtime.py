@@ -30,6 +30,7 @@ from transport.consumers import KeptConsumer, private_queue
 from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
+from workers.consumer.copywatch import CopyWatch
 from workers.consumer.delivery import Delivery, InFlight
 from workers.consumer.dispatch import Dispatcher
 from workers.consumer.recycle import EXIT_RECYCLE, Recycling
@@ -65,6 +66,9 @@ class Consumer:
         self._handled = 0
         self.tracing = Tracing()
         self._session = 0
+        self.copy_watch = CopyWatch(self.setup.worker_id, self.setup.cache_info.bytes,
+                                    shared=self.settings.preload)
+        self._copied: int | None = None
         # Replies to callers a node may have taken with it.
         self.strays = StrayReplies(self.settings.amqp_url, self.settings.heartbeat)
         max_private = self.settings.max_private_mb
@@ -314,6 +318,7 @@ class Consumer:
                              self.counters, self._consuming() and not leaving)
         entry.leaving = leaving
         entry.session = self._session
+        entry.cache_copied_bytes = self._copied
         if self.dispatcher.batchers:
             entry.batches = {name: batcher.stats.as_dict()
                              for name, batcher in self.dispatcher.batchers.items()}
@@ -327,6 +332,7 @@ class Consumer:
         while True:
             await asyncio.sleep(self.settings.beat_interval)
             self._consider_recycling(memory=self.recycling.watches_memory)
+            self._copied = self.copy_watch.copied()
             await self._beat()
 
     @property

@@ -46,9 +46,11 @@ def node_urls(amqp_url: str) -> list[str]:
 
 def masked(amqp_url: str) -> str:
     """`RPCFLEET_AMQP_URL` fit for a log: every node, passwords replaced by ******."""
-    nodes = [URL(node) for node in node_urls(amqp_url)]
-    return ",".join(str(node.with_password("******") if node.password else node)
-                    for node in nodes)
+    return ",".join(_masked(URL(node)) for node in node_urls(amqp_url))
+
+
+def _masked(node: URL) -> str:
+    return str(node.with_password("******") if node.password else node)
 
 
 def with_options(url: URL, nodes: Sequence[str]) -> list[URL]:
@@ -97,8 +99,7 @@ class ClusterConnection(RobustConnection):
         self._interval = value
 
     def __str__(self) -> str:
-        node = self._nodes[self._current]
-        return str(node.with_password("******") if node.password else node)
+        return _masked(self.node)
 
 
 async def connect_cluster(amqp_url: str, **kwargs: Any) -> AbstractRobustConnection:

@@ -79,7 +79,7 @@ async def _reopened(robust: AbstractChannel | None, wait_s: float = 2.0) -> None
     next declare goes on a live one; a connection that is gone is the next poll's business."""
     if robust is None:
         return
-    with contextlib.suppress(TimeoutError, Exception):
+    with contextlib.suppress(Exception):  # the timeout included
         async with asyncio.timeout(wait_s):
             while True:
                 raw = await robust.get_underlay_channel()

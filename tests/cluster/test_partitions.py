@@ -162,22 +162,24 @@ def test_a_node_that_goes_silent_to_everyone_costs_seconds(partitioned: Partitio
     _check(seen, SILENT_LIMIT_S, partitioned)
 
 
-def test_a_gateway_host_cut_from_every_node_answers_then_comes_back(
-        partitioned: Partitioned) -> None:
+def _client_host_cut(partitioned: Partitioned, host: str) -> Failover:
+    """Cut client host `host` from every node for CUT_SPAN_S under load; the gap counts from
+    the heal (nothing could answer before)."""
     net = partitioned.network
-    seen = under_load(partitioned.fleet, "gateway cut", "the gateway host cut from n0, n1, n2",
-                      Fault(lambda: net.cut("gateway", *NODES), heal=lambda: net.heal("gateway"),
+    seen = under_load(partitioned.fleet, f"{host} cut", f"the {host} host cut from n0, n1, n2",
+                      Fault(lambda: net.cut(host, *NODES), heal=lambda: net.heal(host),
                             heal_after=CUT_SPAN_S, restore=partitioned.whole),
                       load_s=CUT_SPAN_S + BACK_LIMIT_S)
     _check(seen, BACK_LIMIT_S, partitioned)
+    return seen
+
+
+def test_a_gateway_host_cut_from_every_node_answers_then_comes_back(
+        partitioned: Partitioned) -> None:
+    seen = _client_host_cut(partitioned, "gateway")
     # While cut, the gateway answered: refusals came back (not only client-side timeouts).
     assert any(kind.split()[1] == "503" for kind in seen.refusals), seen.refusals
 
 
 def test_a_worker_host_cut_from_every_node_resumes_its_work(partitioned: Partitioned) -> None:
-    net = partitioned.network
-    seen = under_load(partitioned.fleet, "worker cut", "the worker host cut from n0, n1, n2",
-                      Fault(lambda: net.cut("worker", *NODES), heal=lambda: net.heal("worker"),
-                            heal_after=CUT_SPAN_S, restore=partitioned.whole),
-                      load_s=CUT_SPAN_S + BACK_LIMIT_S)
-    _check(seen, BACK_LIMIT_S, partitioned)
+    _client_host_cut(partitioned, "worker")

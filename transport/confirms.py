@@ -9,11 +9,16 @@ client on that dead leader and stays there: every publish of that channel to tha
 nacked, for as long as the channel lives (40 s and more in the failover test), while a channel
 opened a moment later is acked at once. A channel that was already publishing to the queue
 follows the new leader by itself. (3.11.23 / 3.12.5 and later look the leader up in Ra's
-leaderboard instead of the queue record.)
+leaderboard instead of the queue record.) When that leader is not dead but cut off (a node paused
+by `pause_minority`, docs/reliability.md "Partitions"), the channel gets no nack either: its
+publishes to the queue are never confirmed at all. Measured in the partition test: one gateway
+process of two answered every call `503 overloaded` (2 s each, its publish timeout) for as long
+as the load ran, while the other, on a channel opened after the move, answered at once.
 
-So a nack on a channel that has never had a publish to that routing target confirmed is the
-signature of a queue that cannot take it *on this channel*: the cure is a new channel, and the
-answer meanwhile is `unavailable`, not `overloaded`. A nack after confirms on the same channel is
+So a nack, or a confirm that never comes, on a channel that has never had a publish to that
+routing target confirmed is the signature of a queue that cannot take it *on this channel*: the
+cure is a new channel, and the answer meanwhile is `unavailable` (`overloaded` after a timeout:
+the broker may hold that one), not a full queue. A nack after confirms on the same channel is
 the queue refusing (full): `overloaded`, and the channel is fine. `NackJudge` keeps that
 knowledge for one confirming channel and paces its renewals (backing off while renewals do not
 help, so a queue that is really full costs a channel open every few seconds, not a storm).
@@ -93,15 +98,17 @@ def judged(judge: NackJudge, channel: AbstractRobustChannel) -> NackJudge:
 
 
 async def renew_if_stalled(judge: NackJudge, channel: AbstractRobustChannel,
-                           target: str) -> Nack:
-    """After a nack for `target` on a robust `channel` (the worker's confirming channel): when
+                           target: str, *, unanswered: bool = False) -> Nack:
+    """After a nack for `target` on a robust `channel` (the worker's confirming channel), or no
+    confirm in time (`unanswered`): when
     it is the stalled kind and a renewal is due, close the AMQP channel under it, which aio-pika
     reopens at once as a new one (what was in flight on it fails and is tried again by its
     owner). Returns the verdict."""
     verdict = judge.nacked(target)
     if verdict is Nack.STALLED and judge.renewal_due():
-        log.warning("the broker nacked a publish to %s on a channel that never had one "
-                    "confirmed (a quorum queue changing leader): reopening the channel", target)
+        log.warning("the broker %s a publish to %s on a channel that never had one confirmed "
+                    "(a quorum queue changing leader): reopening the channel",
+                    "never confirmed" if unanswered else "nacked", target)
         raw = await channel.get_underlay_channel()
         await raw.close()
     return verdict

@@ -127,18 +127,19 @@ class BrokerLink:
             self.judge.confirmed(key)
         return answer
 
-    def renew(self) -> asyncio.Task[None] | None:
+    def renew(self, why: str = "nacked") -> asyncio.Task[None] | None:
         """Replace the confirming channel by a new one (transport.confirms: a quorum queue that
-        refuses a channel started on a dead leader takes the next one), at the judge's pace.
+        refuses a channel started on a dead leader takes the next one), at the judge's pace;
+        `why`: what the broker did to publishes there ("nacked", "never confirmed").
         Returns the renewal under way, if any, for a publish to wait on before trying again."""
         if self._renewal is not None and not self._renewal.done():
             return self._renewal
         if self.connection is None or self.connection.is_closed or not self.judge.renewal_due():
             return None
-        self._renewal = asyncio.ensure_future(self._renew(self.connection))
+        self._renewal = asyncio.ensure_future(self._renew(self.connection, why))
         return self._renewal
 
-    async def _renew(self, connection: AbstractRobustConnection) -> None:
+    async def _renew(self, connection: AbstractRobustConnection, why: str) -> None:
         old = self.channel
         try:
             channel = await connection.channel(publisher_confirms=True)
@@ -149,8 +150,8 @@ class BrokerLink:
             return
         self._watch(channel)
         self.channel = channel
-        log.warning("the broker nacked publishes on a channel that never had them confirmed "
-                    "(a quorum queue changing leader): publishing on a new channel")
+        log.warning("the broker %s publishes on a channel that never had them confirmed "
+                    "(a quorum queue changing leader): publishing on a new channel", why)
         if old is not None:
             old.close_callbacks.discard(self._lost)
             task = asyncio.ensure_future(self._retire(old))

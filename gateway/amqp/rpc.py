@@ -209,7 +209,9 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
     connection → Overloaded (definite: nothing was enqueued); nacked by a quorum queue that never
     took this channel's publishes → tried once more on the new channel the link opens (a nack is
     definite, so a retry cannot run it twice; `moved` is told), then Unavailable (definite too);
-    not confirmed in time (broker down or blocked) → NotConfirmed (overloaded), the connection
+    not confirmed in time (broker down or blocked) → NotConfirmed (overloaded), and when the
+    channel never had the method confirmed the link renews it for the next calls (a quorum
+    queue client stuck on a leader cut off by a partition, transport.confirms); the connection
     lost mid-publish → LostMidPublish (unavailable): both PublishUnknown, the broker may hold
     it. Never a hang.
     """
@@ -239,6 +241,8 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
         raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
                           "queue changing leader); nothing was enqueued") from None
     except TimeoutError:
+        if link.judge.nacked(method) is Nack.STALLED:  # a channel stuck on a cut-off leader
+            link.renew("never confirmed")
         raise NotConfirmed("the broker did not confirm the request in time (down or "
                            "blocked)", call_id=call_id) from None
     except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:

@@ -153,8 +153,9 @@ class Settler:
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {exc} "
                                     f"({verdict.value})") from None
         except TimeoutError:
+            verdict = await renew_if_stalled(self.judge, self.channel, reply_to, unanswered=True)
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: no confirm within "
-                                    f"{CONFIRM_TIMEOUT_S} s") from None
+                                    f"{CONFIRM_TIMEOUT_S} s ({verdict.value})") from None
         except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
                 ConnectionError, asyncio.CancelledError) as exc:
             task = asyncio.current_task()

@@ -21,11 +21,13 @@ from protocol import (
     MethodDoc,
     Replayed,
     SetPrefetch,
+    SetProcesses,
     WorkerEntry,
     names,
 )
 
 AMQP_BINDING = "0.3.0"
+CONTROL_MESSAGES = ("SetPrefetch", "SetProcesses", "Cancel", "Replayed")
 
 
 def _exchange(name: str, kind: str) -> dict[str, Any]:
@@ -101,14 +103,14 @@ def asyncapi_document(docs: dict[str, dict[str, MethodDoc]]) -> dict[str, Any]:
                        "`rpcfleet.replies.{store}` for a job (persistent, confirmed).",
         "messages": replies,
     }
-    for name, model in (("SetPrefetch", SetPrefetch), ("Cancel", Cancel),
-                        ("Replayed", Replayed), ("WorkerEntry", WorkerEntry),
-                        ("JobEvent", JobEvent)):
+    for name, model in (("SetPrefetch", SetPrefetch), ("SetProcesses", SetProcesses),
+                        ("Cancel", Cancel), ("Replayed", Replayed),
+                        ("WorkerEntry", WorkerEntry), ("JobEvent", JobEvent)):
         schemas.update(_model_schema(name, model))
     messages.update({
         f"control.{name}": {"name": name, "contentType": names.CONTENT_TYPE,
                             "payload": {"$ref": f"#/components/schemas/{name}"}}
-        for name in ("SetPrefetch", "Cancel", "Replayed")})
+        for name in CONTROL_MESSAGES})
     messages["events.beat"] = {
         "name": "WorkerEntry", "contentType": names.CONTENT_TYPE,
         "summary": "A consumer's beat, every RPCFLEET_BEAT_INTERVAL and at once on a change",
@@ -122,7 +124,7 @@ def asyncapi_document(docs: dict[str, dict[str, MethodDoc]]) -> dict[str, Any]:
         "description": "Commands to consumers: `pool.{pool}`, `worker.{id}` or `all`.",
         "parameters": {"target": {"description": "pool.{pool}, worker.{id} or all"}},
         "messages": {name: {"$ref": f"#/components/messages/control.{name}"}
-                     for name in ("SetPrefetch", "Cancel", "Replayed")},
+                     for name in CONTROL_MESSAGES},
         "bindings": {"amqp": _exchange(names.CONTROL_EXCHANGE, "topic")},
     }
     channels["events"] = {

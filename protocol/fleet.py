@@ -5,12 +5,61 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
 PREFETCH_MIN = 1
 PREFETCH_MAX = 1000  # a consumer holding more than this is a queue, not a worker
 
 PrefetchValue = Annotated[int, Field(ge=PREFETCH_MIN, le=PREFETCH_MAX)] | Literal["auto"]
+
+
+class ProcessRange(BaseModel):
+    """The consumers a host runs for a pool (SPEC 1.2, elastic pools): at least `min`, up to
+    `max`; min = max is a fixed count. Written `MIN..MAX` (or `N`) on the command line and in
+    RPCFLEET_PROCESSES."""
+
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ProcessRange:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+    @classmethod
+    def parse(cls, text: str | int) -> ProcessRange:
+        """`4` (fixed) or `1..8`; ValueError with what is wrong."""
+        if isinstance(text, int):
+            return cls(min=text, max=text)
+        low, dots, high = text.strip().partition("..")
+        try:
+            least, most = int(low), int(high) if dots else int(low)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a count (4) or a range (1..8)") from None
+        if least < 1:
+            raise ValueError(f"{text!r}: a pool keeps at least 1 consumer per host")
+        if least > most:
+            raise ValueError(f"{text!r}: MIN is above MAX")
+        return cls(min=least, max=most)
+
+    @property
+    def elastic(self) -> bool:
+        return self.min < self.max
+
+    def __str__(self) -> str:
+        return f"{self.min}..{self.max}" if self.elastic else str(self.min)
+
+
+class Processes(BaseModel):
+    """A worker entry's `processes` (SPEC 1.2): its host's range for the pool and the consumers
+    it runs now."""
+
+    min: int
+    max: int
+    now: int
+    # An extension: why the supervisor holds back a consumer it would add (host memory), or None.
+    held_back: str | None = None
 
 
 class MethodDoc(BaseModel):
@@ -62,6 +111,9 @@ class WorkerEntry(BaseModel):
     # An extension: the rpcfleet version the consumer runs (two side by side during a rolling
     # upgrade: docs/upgrading.md). None from a version before it was sent.
     version: str | None = None
+    # (1.2) Its host's range for the pool and the consumers there now; None from a version
+    # before elastic pools.
+    processes: Processes | None = None
 
 
 class SetPrefetch(BaseModel):
@@ -77,6 +129,18 @@ class Cancel(BaseModel):
     queued_only: bool = False
 
 
+class SetProcesses(BaseModel):
+    """(1.2) A pool's consumers per host, live: each host's supervisor applies the range."""
+
+    op: Literal["set_processes"] = "set_processes"
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @property
+    def range(self) -> ProcessRange:
+        return ProcessRange(min=self.min, max=self.max)
+
+
 class Replayed(BaseModel):
     """Sent by a gateway to a new consumer after the cancels it may not know (an extension:
     a consumer that ignores it merely waits its replay grace before consuming)."""
@@ -84,9 +148,10 @@ class Replayed(BaseModel):
     op: Literal["replayed"] = "replayed"
 
 
-ControlCommand = Annotated[SetPrefetch | Cancel | Replayed, Field(discriminator="op")]
-CONTROL_ADAPTER: TypeAdapter[SetPrefetch | Cancel | Replayed] = TypeAdapter(ControlCommand)
-CONTROL_OPS = frozenset(("set_prefetch", "cancel", "replayed"))
+Command = SetPrefetch | SetProcesses | Cancel | Replayed
+ControlCommand = Annotated[Command, Field(discriminator="op")]
+CONTROL_ADAPTER: TypeAdapter[Command] = TypeAdapter(ControlCommand)
+CONTROL_OPS = frozenset(("set_prefetch", "set_processes", "cancel", "replayed"))
 
 
 class UnknownCommand(ValueError):
@@ -98,7 +163,7 @@ class UnknownCommand(ValueError):
         self.op = op
 
 
-def read_control(body: bytes) -> SetPrefetch | Cancel | Replayed:
+def read_control(body: bytes) -> Command:
     """The command in a control message; `UnknownCommand` for an op this version does not
     know, ValueError for a malformed one. Unknown fields of a known op are ignored: a newer
     gateway may add some."""

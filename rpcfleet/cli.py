@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-COMMANDS = ("up", "broker", "gateway", "worker", "workers", "prefetch", "dead")
+COMMANDS = ("up", "broker", "gateway", "worker", "workers", "prefetch", "processes", "dead")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

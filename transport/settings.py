@@ -16,6 +16,8 @@ from protocol.queues import QueueType
 from transport.cluster import node_urls
 from transport.tracing import Exporter
 
+MAX_PROCESSES_LIMIT = 256  # consumers one supervisor may run for a pool, whatever is asked
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RPCFLEET_", extra="ignore")
@@ -34,6 +36,10 @@ class CommonSettings(BaseSettings):
         default=None, description="pool queues: classic, or quorum (the default on a cluster)")
     max_attempts: int = Field(default=3, ge=1)
     max_result_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    # Elastic pools: the highest MAX a range may ask for, live included (a gateway refuses more;
+    # a supervisor sizes the table it shares with its consumers by it).
+    max_processes: int = Field(default=32, ge=1, le=MAX_PROCESSES_LIMIT,
+                               description="the highest MAX a process range may ask for")
     # OpenTelemetry spans (the `otel` extra): otlp (OTEL_EXPORTER_OTLP_* configure it) or
     # console. None: off.
     otel_exporter: Exporter | None = None

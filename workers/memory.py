@@ -23,6 +23,18 @@ def private_bytes(pid: int | str = "self") -> int | None:
     return _rollup(pid, "Private_Clean:", "Private_Dirty:")
 
 
+def available_bytes() -> int | None:
+    """What the host can still give processes without swapping (MemAvailable); None: unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _rollup(pid: int | str, *fields: str) -> int | None:
     """The sum of these fields of /proc/PID/smaps_rollup, in bytes; None when unreadable."""
     total, found = 0, False

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
+from pydantic_settings import NoDecode
 
+from protocol.fleet import ProcessRange
 from protocol.queues import DeadLetterStrategy
 from transport.settings import CommonSettings
+
+
+def _process_range(value: Any) -> Any:
+    return ProcessRange.parse(value) if isinstance(value, str | int) else value
+
+
+# `4` or `1..8`, from the environment as written (not JSON) and from the command line.
+ProcessesSetting = Annotated[ProcessRange, NoDecode, BeforeValidator(_process_range),
+                             PlainSerializer(str)]
 
 
 class WorkerSettings(CommonSettings):
@@ -16,7 +27,18 @@ class WorkerSettings(CommonSettings):
     heartbeat: int = Field(default=5, ge=0, description="AMQP heartbeat seconds")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="the worker's log verbosity (a handler's error: ERROR)")
-    processes: int = Field(default=1, ge=1, description="consumer processes")
+    processes: ProcessesSetting = Field(
+        default=ProcessRange(min=1, max=1),
+        description="consumer processes: N, or MIN..MAX to follow the load (elastic)")
+    # Elastic pools: how long the pool must have been idle enough that one consumer fewer would
+    # have done before one is retired (one per period).
+    scale_idle: float = Field(default=60.0, gt=0, le=86400,
+                              description="seconds of low load before an elastic pool retires "
+                                          "a consumer")
+    # Never fork past the host's free memory: a consumer's measured private memory plus this.
+    scale_memory_margin_mb: int = Field(default=256, ge=0,
+                                        description="free memory (MB) kept beyond a new "
+                                                    "consumer's own")
     # Prefetch 1: a heavy handler should not hoard messages another idle process could take.
     # "auto": start at 1 and let each consumer size it from its handler time and broker round
     # trip (as `PUT .../prefetch {"prefetch": "auto"}` does live).
@@ -49,3 +71,10 @@ class WorkerSettings(CommonSettings):
     # dead-lettering strategy (at-least-once: a dead letter is never lost between queues).
     delivery_limit: int | None = Field(default=10, ge=1)
     dead_letter_strategy: DeadLetterStrategy = "at-least-once"
+
+    @model_validator(mode="after")
+    def _within_limit(self) -> WorkerSettings:
+        if self.processes.max > self.max_processes:
+            raise ValueError(f"processes {self.processes} is above max_processes "
+                             f"({self.max_processes}; RPCFLEET_MAX_PROCESSES raises it)")
+        return self

@@ -1,16 +1,21 @@
 """Memory shared between the supervisor and its consumers, created before forking (MAP_SHARED).
 
 Per slot: the prefetch in force (so a replacement keeps it), the jobs running with their hard
-deadlines (so the supervisor can SIGKILL a consumer that stopped answering), and a small ring of
-tombstones (jobs whose consumer was killed for a time limit or a cancel): a consumer that receives
-one of them again answers it instead of running it again.
+deadlines (so the supervisor can SIGKILL a consumer that stopped answering), what the consumer
+holds now (what an elastic pool scales on, workers/scaling.py), and a small
+ring of tombstones (jobs whose consumer was killed for a time limit or a cancel): a consumer that
+receives one of them again answers it instead of running it again. For the pool: its process
+range (a consumer that hears `set_processes` writes it; the supervisor applies it), the consumers
+running, the pool queue's backlog as one consumer last saw it, and why the supervisor holds back a
+consumer it would add.
+
+The table has room for `capacity` slots (RPCFLEET_MAX_PROCESSES); an elastic pool uses a few.
 """
 
 from __future__ import annotations
 
 import ctypes
 import mmap
-from collections.abc import Iterator
 
 JOB_ID_BYTES = 64
 RUNNING_PER_SLOT = 16  # jobs tracked per consumer; more concurrent handlers go untracked
@@ -31,7 +36,19 @@ class _Slot(ctypes.Structure):
         ("serving", ctypes.c_int32),  # the pid of the consumer once it takes messages
         ("prefetch", ctypes.c_int32),  # 0: not set yet, use the configured default
         ("prefetch_auto", ctypes.c_int32),
+        ("in_flight", ctypes.c_int32),  # deliveries the consumer holds now
         ("running", _Running * RUNNING_PER_SLOT),
+    ]
+
+
+class _Pool(ctypes.Structure):
+    _fields_ = [
+        ("min", ctypes.c_int32),
+        ("max", ctypes.c_int32),
+        ("now", ctypes.c_int32),  # consumers running (retiring ones excluded)
+        ("backlog", ctypes.c_int64),  # ready messages in the pool queue
+        ("backlog_at_ms", ctypes.c_int64),  # when a consumer read it (0: never)
+        ("held_back", ctypes.c_char * 120),
     ]
 
 
@@ -46,18 +63,60 @@ class SlotTable:
     """The shared table. Each slot's fields have one writer (its consumer), except `pid` and the
     tombstones, which only the supervisor writes."""
 
-    def __init__(self, slots: int) -> None:
-        self.count = slots
-        size = ctypes.sizeof(_Slot) * slots + ctypes.sizeof(_Tombstone) * TOMBSTONES + 8
+    def __init__(self, capacity: int) -> None:
+        self.count = capacity
+        size = (ctypes.sizeof(_Slot) * capacity + ctypes.sizeof(_Tombstone) * TOMBSTONES + 8
+                + ctypes.sizeof(_Pool))
         self._map = mmap.mmap(-1, size)  # anonymous + MAP_SHARED: children see our writes
-        self._slots = (_Slot * slots).from_buffer(self._map)
-        offset = ctypes.sizeof(_Slot) * slots
+        self._slots = (_Slot * capacity).from_buffer(self._map)
+        offset = ctypes.sizeof(_Slot) * capacity
         self._tombs = (_Tombstone * TOMBSTONES).from_buffer(self._map, offset)
         # Where this process put each job it tracks: the hot path skips a scan of the slot.
         self._where: dict[tuple[int, str], int] = {}
-        self._next_tomb = ctypes.c_int64.from_buffer(
-            self._map, offset + ctypes.sizeof(_Tombstone) * TOMBSTONES
-        )
+        offset += ctypes.sizeof(_Tombstone) * TOMBSTONES
+        self._next_tomb = ctypes.c_int64.from_buffer(self._map, offset)
+        self._pool = _Pool.from_buffer(self._map, offset + 8)
+
+    # -- the pool (elastic pools) -------------------------------------------------------------
+    def process_range(self) -> tuple[int, int]:
+        return int(self._pool.min), int(self._pool.max)
+
+    def set_process_range(self, least: int, most: int) -> None:
+        self._pool.min, self._pool.max = least, most
+
+    def running_now(self) -> int:
+        return int(self._pool.now)
+
+    def set_running_now(self, count: int) -> None:
+        self._pool.now = count
+
+    def backlog(self, now_ms: int, max_age_ms: int) -> int | None:
+        """The pool queue's ready messages as a consumer last read them; None when that is
+        older than `max_age_ms` (or never happened)."""
+        at = int(self._pool.backlog_at_ms)
+        return int(self._pool.backlog) if at and now_ms - at <= max_age_ms else None
+
+    def set_backlog(self, ready: int, at_ms: int) -> None:
+        self._pool.backlog = ready
+        self._pool.backlog_at_ms = at_ms
+
+    def held_back(self) -> str | None:
+        return self._pool.held_back.decode() or None
+
+    def set_held_back(self, why: str | None) -> None:
+        self._pool.held_back = (why or "").encode()[:119]
+
+    def in_flight(self, slot: int) -> int:
+        return int(self._slots[slot].in_flight)
+
+    def set_in_flight(self, slot: int, count: int) -> None:
+        self._slots[slot].in_flight = count
+
+    def reporter(self) -> int | None:
+        """The lowest slot whose consumer serves: the one that reads the pool queue's backlog."""
+        return next((i for i in range(self.count)
+                     if self._slots[i].serving and self._slots[i].serving == self._slots[i].pid),
+                    None)
 
     # -- prefetch -----------------------------------------------------------------------------
     def prefetch(self, slot: int) -> tuple[int, bool]:
@@ -70,9 +129,11 @@ class SlotTable:
 
     # -- liveness and running jobs ------------------------------------------------------------
     def set_pid(self, slot: int, pid: int) -> None:
+        """A new consumer in `slot` (0: the slot is empty now)."""
         entry = self._slots[slot]
         entry.pid = pid
         entry.serving = 0
+        entry.in_flight = 0
         self._where = {key: i for key, i in self._where.items() if key[0] != slot}
         for running in entry.running:
             running.hard_deadline_ms = 0
@@ -134,6 +195,3 @@ class SlotTable:
             if tomb.job_id == key:
                 return str(tomb.reason.decode())
         return None
-
-    def slots(self) -> Iterator[int]:
-        return iter(range(self.count))

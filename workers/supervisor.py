@@ -1,4 +1,6 @@
-"""The supervisor: loads the cache ONCE, forks the consumers that share it, replaces the dead.
+"""The supervisor: loads the cache ONCE, forks the consumers that share it, replaces the dead,
+and, for an elastic pool (`--processes MIN..MAX`), adds and retires consumers as the load asks
+(workers/scaling.py decides; the consumers report through the slot table, workers/slots.py).
 
 New handler code without a cache reload: on SIGHUP (or, with `--reload`, when the pool's module
 file changes) it imports the module again and replaces the consumers one at a time, each once the
@@ -21,14 +23,16 @@ import socket
 import time
 from types import FrameType
 
+from protocol.clock import now_ms
 from transport.cluster import connect_cluster
 from workers.consumer.claims import EXIT_CLASH, MethodClash, check_claims
 from workers.consumer.recycle import EXIT_RECYCLE
 from workers.consumer.state import ConsumerSetup
 from workers.loader import module_file, reload_pool
-from workers.memory import CacheInfo, describe
+from workers.memory import CacheInfo, available_bytes, describe, private_bytes
 from workers.pool import CacheLoadFailed, Pool
 from workers.process import EXIT_CACHE, run_in_child
+from workers.scaling import Decision, Sample, Scaler
 from workers.settings import WorkerSettings
 from workers.slots import SlotTable
 
@@ -42,6 +46,9 @@ CACHE_ATTEMPTS = 5
 CACHE_BACKOFF_MAX_S = 30.0
 EXIT_GAVE_UP = 3  # the supervisor's own: the cache could not be built
 SHUTDOWN_GRACE_S = 10.0  # beyond the consumers' drain timeout, before SIGKILL
+BACKLOG_FRESH_MS = 3000  # a backlog read longer ago than this is not known (its reader left)
+CONSUMER_GUESS_BYTES = 64 << 20  # a consumer's private memory before one could be measured
+HELD_BACK_CLEARS_S = 10.0  # "held back" stays said this long after the last time it was
 
 
 class Supervisor:
@@ -55,8 +62,13 @@ class Supervisor:
         self._replacing: tuple[int, int] | None = None  # (slot, old pid) being replaced
         self.settings = settings
         self.host = host or socket.gethostname()
-        self.slots = SlotTable(settings.processes)
+        self.slots = SlotTable(settings.max_processes)
+        self.slots.set_process_range(settings.processes.min, settings.processes.max)
         self.children: dict[int, int] = {}  # pid -> slot
+        self.active: set[int] = set()  # slots that have a consumer (or one about to be forked)
+        self._retiring: set[int] = set()  # slots whose consumer drains to leave for good
+        self.scaler = Scaler(settings.scale_idle)
+        self._held_back_at: float | None = None
         self._stopping = False
         self._exit_code = 0
         self._due: dict[int, float] = {}  # slot -> when to fork its replacement (monotonic)
@@ -90,8 +102,10 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
-        for slot in self.slots.slots():
+        for slot in range(self.settings.processes.min):
+            self.active.add(slot)
             self._fork(slot, cache, info)
+        self.slots.set_running_now(len(self.active))
         try:
             self._watch(cache, info)
         finally:
@@ -136,6 +150,7 @@ class Supervisor:
         while not self._stopping:
             self._reap()
             self._respawn_due(cache, info)
+            self._scale(cache, info)
             self._backstop()
             self._reload_step()
             time.sleep(WATCH_INTERVAL_S)
@@ -150,6 +165,12 @@ class Supervisor:
             if slot is None or self._stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
+            if slot in self._retiring:
+                self._retiring.discard(slot)
+                self._vacate(slot)
+                log.info("slot %s: consumer pid %s retired (%s)", slot, pid,
+                         _describe_status(status))
+                continue
             if code == EXIT_CLASH:
                 log.error("slot %s: consumer pid %s found a method of pool %s taken by another "
                           "pool (its log says which): stopping the pool", slot, pid,
@@ -188,6 +209,86 @@ class Supervisor:
             if at <= now and not self._stopping:
                 del self._due[slot]
                 self._fork(slot, cache, info)
+
+    # -- elastic pools -------------------------------------------------------------------------
+    def _scale(self, cache: object, info: CacheInfo) -> None:
+        """Sample what the consumers hold and the queue's backlog; apply the scaler's decision."""
+        if self._stopping:
+            return
+        least, most = self.slots.process_range()
+        at = time.monotonic()
+        live = sorted(self.active - self._retiring)
+        busy = sum(self.slots.in_flight(slot) > 0 for slot in live)
+        backlog = self.slots.backlog(now_ms(), BACKLOG_FRESH_MS)
+        self.scaler.observe(Sample(at, len(live), busy, backlog))
+        decision = self.scaler.decide(at, len(live), least, most)
+        if decision is not None:
+            self._apply(decision, live, cache, info)
+        if self._held_back_at is not None and at - self._held_back_at > HELD_BACK_CLEARS_S:
+            self._held_back_at = None
+            self.slots.set_held_back(None)
+        self.slots.set_running_now(len(self.active - self._retiring))
+
+    def _apply(self, decision: Decision, live: list[int], cache: object,
+               info: CacheInfo) -> None:
+        if decision.change < 0:
+            retiring = [slot for slot in reversed(live)
+                        if self._replacing is None or self._replacing[0] != slot]
+            for slot in retiring[:-decision.change]:
+                log.info("pool %s: retiring the consumer of slot %s (%s)", self.pool.name, slot,
+                         decision.why)
+                self._retire(slot)
+            return
+        for _ in range(decision.change):
+            free = [slot for slot in range(self.slots.count) if slot not in self.active]
+            if not free or not self._room_for_one():
+                return
+            slot = free[0]
+            self._inherit_prefetch(slot, live)
+            self.active.add(slot)
+            log.info("pool %s: adding a consumer in slot %s (%s)", self.pool.name, slot,
+                     decision.why)
+            self._fork(slot, cache, info)
+
+    def _retire(self, slot: int) -> None:
+        """A graceful leave: no new deliveries, what it holds finished and acked (SIGTERM)."""
+        pid = self.slots.pid(slot)
+        if pid in self.children:
+            self._retiring.add(slot)
+            _signal(pid, signal.SIGTERM)
+        else:  # dead and waiting for its replacement: none comes
+            self._due.pop(slot, None)
+            self._vacate(slot)
+
+    def _vacate(self, slot: int) -> None:
+        self.active.discard(slot)
+        self.slots.set_pid(slot, 0)
+
+    def _inherit_prefetch(self, slot: int, live: list[int]) -> None:
+        """A new consumer takes the pool's prefetch in force (a live one's), not its slot's
+        last value nor the configured default."""
+        value, auto = next((self.slots.prefetch(s) for s in live if self.slots.prefetch(s)[0]),
+                           (0, False))
+        self.slots.set_prefetch(slot, value, auto)
+
+    def _room_for_one(self) -> bool:
+        """Never fork past the host's free memory: a consumer's measured private memory (the
+        largest of this pool's) plus RPCFLEET_SCALE_MEMORY_MARGIN_MB must fit."""
+        free = available_bytes()
+        if free is None:
+            return True
+        sizes = [size for pid in self.children if (size := private_bytes(pid))]
+        consumer = max(sizes, default=CONSUMER_GUESS_BYTES)
+        margin = self.settings.scale_memory_margin_mb << 20
+        if free >= consumer + margin:
+            return True
+        why = (f"host memory: {free >> 20} MiB free, a consumer needs {consumer >> 20} MiB "
+               f"+ {margin >> 20} MiB margin")
+        if self._held_back_at is None:
+            log.warning("pool %s: not adding a consumer: %s", self.pool.name, why)
+        self._held_back_at = time.monotonic()
+        self.slots.set_held_back(why)
+        return False
 
     def _stop_with(self, code: int) -> None:
         self._exit_code = code
@@ -237,7 +338,7 @@ class Supervisor:
                       self.pool.name)
             return
         self.pool = pool
-        self._rolling = list(self.slots.slots())
+        self._rolling = sorted(self.active - self._retiring)
         log.info("reloaded %s (methods: %s); replacing %s consumers one at a time, same cache",
                  self.target, ", ".join(pool.methods), len(self._rolling))
 

@@ -1,24 +1,45 @@
-"""The fleet (admin): live workers, pools with their queues, live prefetch changes, dead
-letters."""
+"""The fleet (admin): live workers, pools with their queues, live prefetch and process-range
+changes, dead letters.
+
+Their bodies are JSON whatever Content-Type claims (`curl -d` sends a form type), as the sync
+route reads them: `JsonBodyRoute`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from gateway.errors import NotFound, Overloaded
+from gateway.errors import BadRequest, NotFound, Overloaded
 from gateway.fleet.queues import QueueCounts
 from gateway.routes.deps import require_admin, services
-from protocol import PrefetchValue, SetPrefetch, WorkerEntry, codec, names
+from protocol import PrefetchValue, SetPrefetch, SetProcesses, WorkerEntry, codec, names
 from protocol.dead import DeadLetter
 from protocol.jobs import JOB_TIMEOUT_MAX_S
 from transport.deadletters import DeadLetterQueue, ReplayRefused, dead_letter_session
 
-router = APIRouter(tags=["fleet"], dependencies=[Depends(require_admin)])
+
+class JsonBodyRoute(APIRoute):
+    """A route whose body is read as JSON whatever its Content-Type says."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def as_json(request: Request) -> Response:
+            headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+            headers.append((b"content-type", b"application/json"))
+            return await handler(Request({**request.scope, "headers": headers},
+                                         request.receive))
+
+        return as_json
+
+
+router = APIRouter(tags=["fleet"], dependencies=[Depends(require_admin)],
+                   route_class=JsonBodyRoute)
 
 
 class PrefetchBody(BaseModel):
@@ -67,20 +88,25 @@ def _pool_info(pool: str, methods: list[str], counts: QueueCounts | None,
                     clashes=clashes)
 
 
-async def _send(request: Request, key: str, body: PrefetchBody) -> dict[str, Any]:
+async def _send(request: Request, key: str, command: SetPrefetch | SetProcesses) -> None:
+    """A control command the broker confirmed taking; `overloaded` when it cannot."""
     link = services(request).link
-    if not link.up or not await link.send_control(SetPrefetch(prefetch=body.prefetch), key,
-                                                  confirm=True):
+    if not link.up or not await link.send_control(command, key, confirm=True):
         raise Overloaded("the broker is unreachable")
-    return {"accepted": True, "target": key, "prefetch": body.prefetch}
+
+
+def _known_pool(request: Request, pool: str) -> None:
+    if pool not in services(request).view.pools():
+        raise NotFound(f"no pool {pool!r} has announced itself")
 
 
 @router.put("/v1/pools/{pool}/prefetch", status_code=202,
             summary="Set the prefetch of every consumer of a pool, live")
 async def pool_prefetch(pool: str, body: PrefetchBody, request: Request) -> dict[str, Any]:
-    if pool not in services(request).view.pools():
-        raise NotFound(f"no pool {pool!r} has announced itself")
-    return await _send(request, names.control_pool_key(pool), body)
+    _known_pool(request, pool)
+    key = names.control_pool_key(pool)
+    await _send(request, key, SetPrefetch(prefetch=body.prefetch))
+    return {"accepted": True, "target": key, "prefetch": body.prefetch}
 
 
 @router.put("/v1/workers/{worker_id}/prefetch", status_code=202,
@@ -89,7 +115,30 @@ async def worker_prefetch(worker_id: str, body: PrefetchBody,
                           request: Request) -> dict[str, Any]:
     if services(request).view.worker(worker_id) is None:
         raise NotFound(f"no live worker {worker_id!r}")
-    return await _send(request, names.control_worker_key(worker_id), body)
+    key = names.control_worker_key(worker_id)
+    await _send(request, key, SetPrefetch(prefetch=body.prefetch))
+    return {"accepted": True, "target": key, "prefetch": body.prefetch}
+
+
+class ProcessesBody(BaseModel):
+    min: int = Field(ge=1, description="consumers each host keeps at least", examples=[1])
+    max: int = Field(ge=1, description="consumers each host runs at most "
+                                       "(RPCFLEET_MAX_PROCESSES bounds it)", examples=[8])
+
+
+@router.put("/v1/pools/{pool}/processes", status_code=202,
+            summary="(1.2) Set a pool's consumers per host, live: a range, or min = max")
+async def pool_processes(pool: str, body: ProcessesBody, request: Request) -> dict[str, Any]:
+    most = services(request).settings.max_processes
+    if body.min > body.max:
+        raise BadRequest(f"min ({body.min}) is above max ({body.max})")
+    if body.max > most:
+        raise BadRequest(f"max ({body.max}) is above this gateway's limit of {most} "
+                         "(RPCFLEET_MAX_PROCESSES)")
+    _known_pool(request, pool)
+    key = names.control_pool_key(pool)
+    await _send(request, key, SetProcesses(min=body.min, max=body.max))
+    return {"accepted": True, "target": key, "processes": {"min": body.min, "max": body.max}}
 
 
 # -- dead letters (the fleet page and `rpcfleet dead` share transport.deadletters) ------------

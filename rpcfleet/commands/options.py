@@ -60,6 +60,16 @@ def _first_of(kinds: list[tuple[Any, list[Any] | None]]) -> Callable[[str], Any]
     return parse
 
 
+def _parsed_by(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type that keeps the parser's own message."""
+    def read(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return read
+
+
 def _value_type(annotation: Any) -> tuple[Any, list[Any] | None]:
     """The argparse type (and choices) of a field: `int | None` is int, a Literal its values."""
     if typing.get_origin(annotation) is typing.Annotated:
@@ -74,4 +84,7 @@ def _value_type(annotation: Any) -> tuple[Any, list[Any] | None]:
         return type(values[0]), values
     if annotation in (int, float, str, bool, Path):
         return annotation, None
+    parse = getattr(annotation, "parse", None)
+    if callable(parse):  # a value written as text (protocol.fleet.ProcessRange: "1..8")
+        return _parsed_by(parse), None
     raise TypeError(f"no command-line option for a setting of type {annotation!r}")

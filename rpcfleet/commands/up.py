@@ -21,7 +21,8 @@ EXAMPLE_POOL = "examples.vectors:pool"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="gateway HTTP port (default 8000)")
     parser.add_argument("--amqp-port", type=int, default=5672, help="broker port (default 5672)")
-    parser.add_argument("--processes", type=int, default=2, help="example pool consumers")
+    parser.add_argument("--processes", default="2",
+                        help="example pool consumers: N, or MIN..MAX (elastic)")
     parser.add_argument("--gateway-workers", type=int, default=1, help="gateway processes")
     parser.add_argument("--pool", default=EXAMPLE_POOL,
                         help=f"MODULE:POOL (default {EXAMPLE_POOL})")
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     me = [sys.executable, "-m", "rpcfleet.cli"]
     components = [
         Component("workers", [*me, "worker", args.pool, "--app-dir", args.app_dir,
-                              "--processes", str(args.processes)], env),
+                              "--processes", args.processes], env),
         Component("gateway", [*me, "gateway", "--port", str(args.port),
                               "--workers", str(args.gateway_workers)], env),
     ]
@@ -140,6 +141,7 @@ def _print_quickstart(base: str, management: str | None) -> None:
         f"  curl -s {base}/v1/jobs/<id>        curl -N {base}/v1/jobs/<id>/events",
         f"  curl -s {base}/v1/workers",
         f"  curl -s -X PUT {base}/v1/pools/vectors/prefetch -d '{{\"prefetch\": 4}}'",
+        f"  curl -s -X PUT {base}/v1/pools/vectors/processes -d '{{\"min\": 1, \"max\": 4}}'",
         f"  open {base}/ui (fleet page), {base}/docs (API), {base}/pages/jobs.html (a job, live)",
     ]
     if management:

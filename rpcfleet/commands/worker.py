@@ -6,15 +6,17 @@ import argparse
 import logging
 import os
 
-HELP = "run a worker pool: rpcfleet worker package.module:pool --processes N --prefetch P"
+HELP = ("run a worker pool: rpcfleet worker package.module:pool --processes N (or MIN..MAX) "
+        "--prefetch P")
 
 # Native thread pools sized to the host in every consumer would oversubscribe the cores N times.
 NATIVE_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                       "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
-SETTINGS = ("processes", "prefetch", "concurrency", "amqp_url", "heartbeat", "queue_type",
-            "max_messages", "max_private_mb", "preload", "cap_native_threads", "log_level")
+SETTINGS = ("processes", "max_processes", "scale_idle", "prefetch", "concurrency", "amqp_url",
+            "heartbeat", "queue_type", "max_messages", "max_private_mb", "preload",
+            "cap_native_threads", "log_level")
 FLAGS = {"cap_native_threads": "--no-cap-threads"}
 
 

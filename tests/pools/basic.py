@@ -49,8 +49,10 @@ def refuse(params: dict[str, Any]) -> None:
 
 
 @pool.method
-def record(params: dict[str, str]) -> str:
-    """Appends its tag to a log file: the order in which the consumer ran the calls."""
+def record(params: dict[str, Any]) -> str:
+    """Appends its tag to a log file: the order in which the consumer ran the calls (after
+    `seconds` of work, when given: each effect committed once its work is done)."""
+    time.sleep(float(params.get("seconds", 0)))
     with open(params["log"], "a") as log:
         log.write(params["tag"] + "\n")
     return params["tag"]

@@ -16,7 +16,7 @@ BEAT = {"id": "h:pool:0", "pool": "pool", "host": "h", "pid": 7, "slot": 0, "met
 
 
 def test_a_beat_with_fields_of_a_newer_worker_is_read_without_them() -> None:
-    newer = {**BEAT, "processes": {"min": 1, "max": 4}, "scaling": "up"}
+    newer = {**BEAT, "gpus": {"used": 1, "free": 3}, "scaling": "up"}
     entry = WorkerEntry.model_validate_json(json.dumps(newer))
     assert entry == WorkerEntry.model_validate_json(json.dumps(BEAT))
 
@@ -29,8 +29,8 @@ def test_a_beat_of_an_older_worker_gets_the_defaults_of_the_fields_it_lacks() ->
 
 def test_a_command_this_version_does_not_know_is_told_apart_from_a_malformed_one() -> None:
     with pytest.raises(UnknownCommand) as unknown:
-        read_control(b'{"op": "set_processes", "min": 1, "max": 4}')
-    assert unknown.value.op == "set_processes"
+        read_control(b'{"op": "warm_cache", "keys": [1, 4]}')
+    assert unknown.value.op == "warm_cache"
     for malformed in (b'{"op": "set_prefetch", "prefetch": 0}', b"not json", b"[1]"):
         with pytest.raises(ValueError) as bad:
             read_control(malformed)

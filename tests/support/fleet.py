@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol import names
+from protocol import ProcessRange, names
 from tests.support.processes import RPCFLEET, Proc, child_env, wait_consumers
 
 StartWorker = Callable[..., Proc]
@@ -17,10 +17,11 @@ def worker_factory(amqp_url: str, tmp_path: Path) -> Iterator[StartWorker]:
     started: list[Proc] = []
 
     def start(target: str = "tests.pools.basic:pool", *, pool: str = "basic",
-              processes: int = 1, prefetch: int = 1, wait: bool = True,
+              processes: int | str = 1, prefetch: int = 1, wait: bool = True,
               extra: tuple[str, ...] = (), inside: tuple[str, ...] = (),
               **settings: object) -> Proc:
-        """`inside`: a prefix that runs the worker on another host (tests/support/netns.py)."""
+        """`processes`: a count or a range (`1..4`: waits for the minimum); `inside`: a prefix
+        that runs the worker on another host (tests/support/netns.py)."""
         settings.setdefault("beat_interval", 1)
         env = child_env(amqp_url, **settings)
         argv = [*inside, *RPCFLEET, "worker", target, "--processes", str(processes),
@@ -28,7 +29,8 @@ def worker_factory(amqp_url: str, tmp_path: Path) -> Iterator[StartWorker]:
         proc = Proc(argv, env, tmp_path / f"worker-{len(started)}.log")
         started.append(proc)
         if wait:
-            wait_consumers(amqp_url, names.pool_queue(pool), processes, proc=proc)
+            wait_consumers(amqp_url, names.pool_queue(pool), ProcessRange.parse(processes).min,
+                           proc=proc)
         return proc
 
     yield start

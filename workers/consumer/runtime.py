@@ -22,7 +22,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 
-from protocol import Cancel, Replayed, SetPrefetch, WorkerEntry, codec, names
+from protocol import Cancel, Replayed, SetPrefetch, SetProcesses, WorkerEntry, codec, names
 from protocol.clock import now_ms
 from protocol.fleet import UnknownCommand, read_control
 from transport.cluster import ClusterConnection, connect_cluster
@@ -33,6 +33,7 @@ from workers.consumer.beats import worker_entry
 from workers.consumer.copywatch import CopyWatch
 from workers.consumer.delivery import Delivery, InFlight
 from workers.consumer.dispatch import Dispatcher
+from workers.consumer.elastic import ElasticReport
 from workers.consumer.recycle import EXIT_RECYCLE, Recycling
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.strays import StrayReplies
@@ -66,6 +67,8 @@ class Consumer:
         self._handled = 0
         self.tracing = Tracing()
         self._session = 0
+        self.elastic = ElasticReport(setup.slots, setup.slot, names.pool_queue(setup.pool.name),
+                                     self.settings.max_processes)
         self.copy_watch = CopyWatch(self.setup.worker_id, self.setup.cache_info.bytes,
                                     shared=self.settings.preload)
         self._copied: int | None = None
@@ -142,6 +145,7 @@ class Consumer:
         await self._beat()  # serving now: say so at once
         self.setup.slots.set_serving(self.setup.slot, os.getpid())
         self._spawn(self._beat_loop())
+        self._spawn(self.elastic.watch_backlog(lambda: self._events_channel))
         if self.auto:
             self._spawn(self._auto_loop())
         log.info("consumer %s (pid %s) serving %s at prefetch %s", self.setup.worker_id,
@@ -200,6 +204,7 @@ class Consumer:
 
     async def _on_message(self, message: Delivery) -> None:
         self.in_flight.enter()
+        self.elastic.holding(self.in_flight.count)
         try:
             await self.dispatcher.handle(message)
         except Exception:
@@ -214,6 +219,7 @@ class Consumer:
                     await message.reject(requeue=True)
         finally:
             self.in_flight.leave()
+            self.elastic.holding(self.in_flight.count)
             self._handled += 1
             self._consider_recycling(memory=False)
 
@@ -246,6 +252,8 @@ class Consumer:
                                        "cancelled")
         elif isinstance(command, SetPrefetch):
             self._spawn(self._apply_prefetch(command))
+        elif isinstance(command, SetProcesses):
+            self.elastic.apply(command)  # the supervisor applies it within a fraction of a second
         elif isinstance(command, Replayed):
             self._replayed.set()
 
@@ -319,6 +327,7 @@ class Consumer:
         entry.leaving = leaving
         entry.session = self._session
         entry.cache_copied_bytes = self._copied
+        entry.processes = self.elastic.processes()
         if self.dispatcher.batchers:
             entry.batches = {name: batcher.stats.as_dict()
                              for name, batcher in self.dispatcher.batchers.items()}

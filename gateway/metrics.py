@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from gateway.fleet.queues import QueueStats
+    from gateway.fleet.queues import QueueCounts, QueueStats
     from gateway.fleet.view import FleetView
 
 # Sync calls span sub-millisecond echoes to minutes-long handlers.
@@ -86,7 +86,7 @@ class FleetCollector(Collector):
         self.view = view
         self.queues = queues
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         labels = ["worker", "pool"]
         families = {
             "prefetch": GaugeMetricFamily("rpcfleet_worker_prefetch", "Prefetch in force",
@@ -130,10 +130,43 @@ class FleetCollector(Collector):
                                       labels=["pool"])
         dead = GaugeMetricFamily("rpcfleet_dead_letters", "Messages in a pool's dead-letter queue",
                                  labels=["pool"])
-        for pool, stats in self.queues.snapshot().items():
+        snapshot = self.queues.snapshot()
+        for pool, stats in snapshot.items():
             depth.add_metric([pool], stats.messages)
             consumers.add_metric([pool], stats.consumers)
             dead.add_metric([pool], stats.dead_letters)
         yield depth
         yield consumers
         yield dead
+        yield from self._elastic(snapshot)
+
+    def _elastic(self, snapshot: dict[str, QueueCounts]
+                 ) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """Elastic pools (SPEC 1.2): each host's consumers and range, its scaling decisions,
+        and the consumers each pool needs now (gateway.fleet.demand), for KEDA / HPA."""
+        host_labels = ["pool", "host"]
+        running = GaugeMetricFamily("rpcfleet_pool_consumers",
+                                    "Consumers a host runs for a pool", labels=host_labels)
+        least = GaugeMetricFamily("rpcfleet_pool_processes_min",
+                                  "The least consumers a host keeps for a pool",
+                                  labels=host_labels)
+        most = GaugeMetricFamily("rpcfleet_pool_processes_max",
+                                 "The most consumers a host runs for a pool", labels=host_labels)
+        decisions = CounterMetricFamily(
+            "rpcfleet_pool_scaling_decisions", "Consumers an elastic pool's host added (up) or "
+            "retired (down) since its supervisor started", labels=[*host_labels, "direction"])
+        for (pool, host), processes in sorted(self.view.hosts().items()):
+            running.add_metric([pool, host], processes.now)
+            least.add_metric([pool, host], processes.min)
+            most.add_metric([pool, host], processes.max)
+            decisions.add_metric([pool, host, "up"], processes.added)
+            decisions.add_metric([pool, host, "down"], processes.retired)
+        desired = GaugeMetricFamily(
+            "rpcfleet_pool_desired_consumers", "Consumers a pool needs now, every host together: "
+            "those busy plus what clears its backlog within 10 s (docs/operations.md)",
+            labels=["pool"])
+        for pool in sorted(self.view.pools()):
+            counts = snapshot.get(pool)
+            desired.add_metric([pool], self.view.desired_consumers(
+                pool, counts.messages if counts is not None else None))
+        yield from (running, least, most, decisions, desired)

@@ -51,6 +51,14 @@ class ProcessRange(BaseModel):
         return f"{self.min}..{self.max}" if self.elastic else str(self.min)
 
 
+class ScalingDecision(BaseModel):
+    """One decision of an elastic pool's supervisor: when, which way, why."""
+
+    at: str  # RFC 3339
+    change: int  # consumers added (> 0) or retired (< 0)
+    why: str
+
+
 class Processes(BaseModel):
     """A worker entry's `processes` (SPEC 1.2): its host's range for the pool and the consumers
     it runs now."""
@@ -58,8 +66,12 @@ class Processes(BaseModel):
     min: int
     max: int
     now: int
-    # An extension: why the supervisor holds back a consumer it would add (host memory), or None.
+    # Extensions: why the supervisor holds back a consumer it would add (host memory), or None;
+    # the consumers it added and retired since it started; its last decision.
     held_back: str | None = None
+    added: int = 0
+    retired: int = 0
+    last: ScalingDecision | None = None
 
 
 class MethodDoc(BaseModel):

@@ -26,7 +26,9 @@ def _exported_series() -> set[str]:
     text = generate_latest(metrics.exposition).decode()
     series = set(re.findall(r"^(rpcfleet_\w+)", text, re.MULTILINE))
     source = (Path(__file__).resolve().parents[1] / "gateway" / "metrics.py").read_text()
-    return series | set(re.findall(r'GaugeMetricFamily\(\s*"(rpcfleet_\w+)"', source))
+    counters = re.findall(r'CounterMetricFamily\(\s*"(rpcfleet_\w+)"', source)
+    return (series | set(re.findall(r'GaugeMetricFamily\(\s*"(rpcfleet_\w+)"', source))
+            | {f"{name}_total" for name in counters})
 
 
 def test_every_dashboard_expression_names_exported_series() -> None:
@@ -42,10 +44,16 @@ def test_every_dashboard_expression_names_exported_series() -> None:
     assert len(ids) == len(set(ids))
 
 
-def test_the_keda_example_scales_on_a_real_pool_queue() -> None:
+def test_the_keda_example_scales_on_the_desired_consumers_and_a_real_pool_queue() -> None:
     documents = list(yaml.safe_load_all((DOCS / "keda-scaledobject.yaml").read_text()))
     scaled = next(d for d in documents if d["kind"] == "ScaledObject")
-    trigger = scaled["spec"]["triggers"][0]
+    desired, queue = scaled["spec"]["triggers"]
+    assert desired["type"] == "prometheus"
+    query = desired["metadata"]["query"]
+    assert query == 'max(rpcfleet_pool_desired_consumers{pool="vectors"})'
+    assert set(re.findall(r"\brpcfleet_\w+", query)) <= _exported_series()
+    assert int(desired["metadata"]["threshold"]) >= 1
+    trigger = queue
     assert trigger["type"] == "rabbitmq" and trigger["metadata"]["mode"] == "QueueLength"
     assert trigger["metadata"]["queueName"] == names.pool_queue("vectors")
     assert scaled["spec"]["minReplicaCount"] >= 1  # never 0: sync calls would meet no_workers

@@ -49,6 +49,11 @@ class _Pool(ctypes.Structure):
         ("backlog", ctypes.c_int64),  # ready messages in the pool queue
         ("backlog_at_ms", ctypes.c_int64),  # when a consumer read it (0: never)
         ("held_back", ctypes.c_char * 120),
+        ("added", ctypes.c_int64),  # consumers the scaler added since the supervisor started
+        ("retired", ctypes.c_int64),
+        ("last_at_ms", ctypes.c_int64),  # the last decision (0: none yet)
+        ("last_change", ctypes.c_int32),
+        ("last_why", ctypes.c_char * 160),
     ]
 
 
@@ -105,6 +110,22 @@ class SlotTable:
 
     def set_held_back(self, why: str | None) -> None:
         self._pool.held_back = (why or "").encode()[:119]
+
+    def record_decision(self, change: int, why: str, at_ms: int) -> None:
+        pool = self._pool
+        if change > 0:
+            pool.added += change
+        else:
+            pool.retired -= change
+        pool.last_change, pool.last_why = change, why.encode()[:159]
+        pool.last_at_ms = at_ms
+
+    def decisions(self) -> tuple[int, int, tuple[int, int, str] | None]:
+        """(added, retired, the last decision as (at ms, change, why) or None)."""
+        pool = self._pool
+        last = ((int(pool.last_at_ms), int(pool.last_change), pool.last_why.decode())
+                if pool.last_at_ms else None)
+        return int(pool.added), int(pool.retired), last
 
     def in_flight(self, slot: int) -> int:
         return int(self._slots[slot].in_flight)

@@ -231,6 +231,7 @@ class Supervisor:
 
     def _apply(self, decision: Decision, live: list[int], cache: object,
                info: CacheInfo) -> None:
+        done = 0
         if decision.change < 0:
             retiring = [slot for slot in reversed(live)
                         if self._replacing is None or self._replacing[0] != slot]
@@ -238,17 +239,20 @@ class Supervisor:
                 log.info("pool %s: retiring the consumer of slot %s (%s)", self.pool.name, slot,
                          decision.why)
                 self._retire(slot)
-            return
-        for _ in range(decision.change):
+                done -= 1
+        for _ in range(max(decision.change, 0)):
             free = [slot for slot in range(self.slots.count) if slot not in self.active]
             if not free or not self._room_for_one():
-                return
+                break
             slot = free[0]
             self._inherit_prefetch(slot, live)
             self.active.add(slot)
             log.info("pool %s: adding a consumer in slot %s (%s)", self.pool.name, slot,
                      decision.why)
             self._fork(slot, cache, info)
+            done += 1
+        if done:
+            self.slots.record_decision(done, decision.why, now_ms())
 
     def _retire(self, slot: int) -> None:
         """A graceful leave: no new deliveries, what it holds finished and acked (SIGTERM)."""

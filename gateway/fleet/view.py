@@ -14,11 +14,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from protocol import MethodDoc, WorkerEntry
+from gateway.fleet.demand import PoolLoad, desired_consumers
+from protocol import MethodDoc, Processes, WorkerEntry
 
 MISSED_BEATS = 3  # one lost beat is noise; three is a worker that is gone
 ZERO_GRACE_S = 1.0  # a count of 0 seen by two polls this far apart: not a re-subscription blip
 RESTORE_GRACE_S = 10.0  # a worker restoring its subscription keeps its pool "serving" this long
+RATE_SPAN_S = 10.0  # a worker's completion rate is smoothed over about this long
 
 
 @dataclass
@@ -26,6 +28,7 @@ class _Seen:
     entry: WorkerEntry
     at: float  # monotonic
     idle_since: float | None = None  # when its beats started saying "not consuming"
+    rate: float = 0.0  # requests it completes per second (smoothed over its beats)
 
 
 class FleetView:
@@ -48,7 +51,7 @@ class FleetView:
         if not entry.consuming:
             kept = previous.idle_since if previous is not None else None
             idle_since = kept if kept is not None else now
-        self._seen[entry.id] = _Seen(entry, now, idle_since)
+        self._seen[entry.id] = _Seen(entry, now, idle_since, _rate(previous, entry, now))
         for method in entry.methods:
             # Two live pools announcing one method (SPEC 1.2: flag it, keep the first): the
             # method stays with the pool that had it while that one has live workers.
@@ -108,6 +111,27 @@ class FleetView:
         broker_empty = zero_since is not None and now - zero_since >= ZERO_GRACE_S
         return restoring or not broker_empty
 
+    def hosts(self) -> dict[tuple[str, str], Processes]:
+        """Per (pool, host), the host's process range and consumers, as its beats say (1.2)."""
+        found: dict[tuple[str, str], Processes] = {}
+        for entry in self.workers():
+            if entry.processes is not None:
+                found.setdefault((entry.pool, entry.host), entry.processes)
+        return found
+
+    def desired_consumers(self, pool: str, backlog: int | None) -> int:
+        """The consumers `pool` needs now, every host together (gateway.fleet.demand)."""
+        return desired_consumers(self.load(pool, backlog))
+
+    def load(self, pool: str, backlog: int | None) -> PoolLoad:
+        """What `gateway.fleet.demand` needs of a pool: its consumers, how busy, how fast."""
+        live = [s for s in self._seen.values()
+                if s.entry.pool == pool and self._alive(s, time.monotonic())]
+        busy = sum(min(s.entry.in_flight, s.entry.concurrency) / s.entry.concurrency
+                   for s in live)
+        return PoolLoad(consumers=len(live), busy=busy, throughput=sum(s.rate for s in live),
+                        backlog=backlog)
+
     def pools(self) -> dict[str, list[str]]:
         """Every pool ever announced, with its methods."""
         return dict(self._pool_methods)
@@ -115,3 +139,16 @@ class FleetView:
     def docs(self) -> dict[str, dict[str, MethodDoc]]:
         """Per pool, per method, what its workers announced for the API docs."""
         return dict(self._pool_docs)
+
+
+def _rate(previous: _Seen | None, entry: WorkerEntry, now: float) -> float:
+    """The worker's completions per second, an average over its beats weighted by their spans
+    (a beat sent at once after a change covers a short span, and moves the rate little)."""
+    if previous is None or previous.entry.pid != entry.pid:
+        return 0.0
+    span = now - previous.at
+    done = entry.processed - previous.entry.processed
+    if span <= 0 or done < 0:
+        return previous.rate
+    weight = min(span / RATE_SPAN_S, 1.0)
+    return previous.rate + weight * (done / span - previous.rate)

@@ -1,4 +1,5 @@
-// The fleet page: polls the gateway's admin API and sets prefetch live. No build step.
+// The fleet page: polls the gateway's admin API and sets prefetch and process ranges live.
+// No build step.
 "use strict";
 
 const REFRESH_MS = 2000; // the fleet changes within 2 s of a prefetch command: show it as fast
@@ -36,17 +37,16 @@ function cell(row, text, numeric) {
   return td;
 }
 
-function prefetchControl(row, path, label) {
-  const form = document.getElementById("prefetch-control").content.firstElementChild
-    .cloneNode(true);
+// A form that PUTs what is typed in it to `path`: `bodyOf` turns the text into the body.
+function control(row, template, what, path, label, bodyOf) {
+  const form = document.getElementById(template).content.firstElementChild.cloneNode(true);
   form.dataset.target = label;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const raw = form.elements.prefetch.value.trim();
-    const value = raw === "auto" ? "auto" : Number(raw);
+    const raw = form.elements.value.value.trim();
     try {
-      await api("PUT", path, { prefetch: value });
-      setStatus("prefetch " + raw + " sent to " + label);
+      await api("PUT", path, bodyOf(raw));
+      setStatus(what + " " + raw + " sent to " + label);
       form.reset();
       refresh();
     } catch (error) {
@@ -54,6 +54,45 @@ function prefetchControl(row, path, label) {
     }
   });
   row.insertCell().appendChild(form);
+}
+
+function prefetchControl(row, path, label) {
+  control(row, "prefetch-control", "prefetch", path, label,
+    (raw) => ({ prefetch: raw === "auto" ? "auto" : Number(raw) }));
+}
+
+// "1..8" or "4": each host's consumers for the pool (the gateway explains a bad range).
+function processesControl(row, pool) {
+  control(row, "processes-control", "processes",
+    "/v1/pools/" + encodeURIComponent(pool) + "/processes", "pool " + pool, (raw) => {
+      const [low, high] = raw.includes("..") ? raw.split("..") : [raw, raw];
+      return { min: Number(low), max: Number(high) };
+    });
+}
+
+// Per host: its consumers now, its range, whether it holds one back, and its last decision.
+function processesCell(row, hosts) {
+  const td = cell(row, "");
+  td.className = "processes";
+  for (const [host, p] of hosts) {
+    const line = document.createElement("div");
+    line.dataset.host = host;
+    line.textContent = host + ": " + p.now + " (" + (p.min === p.max ? p.min : p.min + ".." + p.max)
+      + ")" + (p.held_back ? " · held back" : "");
+    if (p.held_back) line.classList.add("held-back");
+    const last = p.last ? new Date(p.last.at).toLocaleTimeString() + " " +
+      (p.last.change > 0 ? "+" : "") + p.last.change + ": " + p.last.why : "no decision yet";
+    line.title = (p.held_back ? p.held_back + "\n" : "") + "+" + p.added + " / -" + p.retired +
+      " since start; last: " + last;
+    if (p.last) {
+      const decision = document.createElement("span");
+      decision.className = "muted decision";
+      decision.textContent = " · " + new Date(p.last.at).toLocaleTimeString() + " " +
+        (p.last.change > 0 ? "+" : "") + p.last.change;
+      line.appendChild(decision);
+    }
+    td.appendChild(line);
+  }
 }
 
 function setStatus(text, isError) {
@@ -81,6 +120,8 @@ function render(workers, pools) {
       dead.append(" ", show);
     }
     cell(row, pool.workers, true);
+    processesCell(row, pool.hosts);
+    processesControl(row, pool.pool);
     cell(row, pool.prefetch.join(", "));
     prefetchControl(row, "/v1/pools/" + encodeURIComponent(pool.pool) + "/prefetch",
       "pool " + pool.pool);
@@ -128,17 +169,18 @@ function rate(worker) {
 function summarise(workers, stats) {
   const pools = new Map();
   for (const entry of stats) {
-    pools.set(entry.pool, { ...entry, workers: 0, prefetch: [] });
+    pools.set(entry.pool, { ...entry, workers: 0, prefetch: [], hosts: new Map() });
   }
   for (const w of workers) {
     if (!pools.has(w.pool)) {
       pools.set(w.pool, { pool: w.pool, methods: w.methods, queue_depth: null,
-        consumers: null, dead_letters: null, workers: 0, prefetch: [] });
+        consumers: null, dead_letters: null, workers: 0, prefetch: [], hosts: new Map() });
     }
     const pool = pools.get(w.pool);
     pool.workers += 1;
     const shown = w.prefetch_mode === "auto" ? "auto" : String(w.prefetch);
     if (!pool.prefetch.includes(shown)) pool.prefetch.push(shown);
+    if (w.processes && !pool.hosts.has(w.host)) pool.hosts.set(w.host, w.processes);
   }
   return [...pools.values()].sort((a, b) => a.pool.localeCompare(b.pool));
 }
@@ -240,6 +282,6 @@ async function refresh() {
 document.getElementById("job-status").addEventListener("change", () => refresh());
 refresh();
 setInterval(() => {
-  // Do not rebuild the tables under someone typing a prefetch value.
+  // Do not rebuild the tables under someone typing a prefetch value or a range.
   if (!(document.activeElement && document.activeElement.tagName === "INPUT")) refresh();
 }, REFRESH_MS);

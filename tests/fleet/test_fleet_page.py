@@ -47,6 +47,21 @@ def test_the_fleet_page_lists_workers_and_sets_prefetch_live(
     page.wait_for_function(
         "() => [...document.querySelectorAll('#workers .prefetch-value')]"
         ".every(td => td.textContent.trim() === '3')", timeout=10_000)
+    # The pool's consumers per host, and a range set there (SPEC 1.2, elastic pools).
+    host = entries[0]["host"]
+    page.wait_for_function(
+        f"() => document.querySelector('#pools tr[data-pool=basic] .processes "
+        f"[data-host=\"{host}\"]')?.textContent.startsWith('{host}: 2 (2)')", timeout=10_000)
+    range_form = page.locator("#pools tr[data-pool=basic] form.processes")
+    range_form.locator("input").fill("2..3")
+    range_form.locator("button").click()
+    with gateway.client(headers=admin) as http:
+        wait_for(lambda: all(w["processes"]["max"] == 3 for w in http.get("/v1/workers").json()),
+                 what="the fleet to apply processes 2..3")
+    page.wait_for_function(
+        f"() => document.querySelector('#pools tr[data-pool=basic] .processes "
+        f"[data-host=\"{host}\"]')?.textContent.startsWith('{host}: 2 (2..3)')",
+        timeout=10_000)
     # Live charts: calls made now show as calls/s and latency on the pool's charts.
     with gateway.client(headers={"Authorization": "Bearer caller"}) as http:
         def busy() -> bool:

@@ -68,6 +68,12 @@ def test_an_elastic_pool_grows_under_load_and_shrinks_when_idle_losing_nothing(
     try:
         wait_for(lambda: consumer_count(amqp_url, QUEUE) == 3, timeout=40, interval=0.2,
                  what="the pool to grow to its maximum of 3", detail=worker.output)
+        # /metrics: the host's consumers, and more needed than it may run (6 callers, 3 busy,
+        # requests waiting): what a KEDA rule adds hosts on.
+        wait_for(lambda: _metric(gateway, "rpcfleet_pool_consumers", pool="basic") == 3,
+                 timeout=20, what="/metrics to show the host's 3 consumers")
+        wait_for(lambda: (_metric(gateway, "rpcfleet_pool_desired_consumers", pool="basic")
+                          or 0) >= 3, timeout=20, what="the desired consumers to reach 3")
         # One caller stays: the pool retires one consumer of 3 while calls flow (one busy on
         # average; two do), and keeps 2 (one of 1 would be 100 % busy).
         callers.keep(1)
@@ -77,8 +83,14 @@ def test_an_elastic_pool_grows_under_load_and_shrinks_when_idle_losing_nothing(
         callers.keep(0)
     wait_for(lambda: consumer_count(amqp_url, QUEUE) == 1, timeout=40, interval=0.2,
              what="the idle pool back to its minimum of 1", detail=worker.output)
-    entries = wait_for(lambda: _fleet_says(gateway, {"min": 1, "max": 3, "now": 1}),
-                       timeout=20, what="the beats to say 1..3, 1 running")
+    entries = wait_for(lambda: _fleet_says(gateway, {"min": 1, "max": 3, "now": 1,
+                                                     "added": 2, "retired": 2}),
+                       timeout=20, what="the beats to say 1..3, 1 running, 2 added, 2 retired")
+    assert entries[0]["processes"]["last"]["change"] == -1
+    assert _metric(gateway, "rpcfleet_pool_scaling_decisions_total", pool="basic",
+                   direction="up") == 2
+    assert _metric(gateway, "rpcfleet_pool_scaling_decisions_total", pool="basic",
+                   direction="down") == 2
 
     wrong = [a for a in callers.answers if a[1] != 200 or a[2].get("result") != a[0]]
     assert not wrong, wrong[:5]
@@ -179,6 +191,17 @@ def _fleet_says(gateway: Gateway, processes: dict[str, int],
     ok = len(live) == workers and all(
         {k: e["processes"][k] for k in processes} == processes for e in live)
     return live if ok else None
+
+
+def _metric(gateway: Gateway, name: str, **labels: str) -> float | None:
+    """The value of the first series `name` of /metrics whose labels include `labels`."""
+    text = httpx.get(f"{gateway.url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series.split("{")[0] == name and all(f'{k}="{v}"' in series
+                                                 for k, v in labels.items()):
+            return float(value)
+    return None
 
 
 def _held_back(gateway: Gateway) -> list[dict[str, Any]] | None:

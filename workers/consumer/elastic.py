@@ -19,7 +19,8 @@ from collections.abc import Callable
 from aio_pika.abc import AbstractChannel
 
 from protocol import Processes, SetProcesses
-from protocol.clock import now_ms
+from protocol.clock import now_ms, rfc3339
+from protocol.fleet import ScalingDecision
 from workers.slots import SlotTable
 
 log = logging.getLogger("rpcfleet.worker")
@@ -50,8 +51,11 @@ class ElasticReport:
 
     def processes(self) -> Processes:
         least, most = self.slots.process_range()
+        added, retired, last = self.slots.decisions()
         return Processes(min=least, max=most, now=self.slots.running_now(),
-                         held_back=self.slots.held_back())
+                         held_back=self.slots.held_back(), added=added, retired=retired,
+                         last=ScalingDecision(at=rfc3339(last[0]), change=last[1], why=last[2])
+                         if last else None)
 
     async def watch_backlog(self, channel: Callable[[], AbstractChannel | None]) -> None:
         """Every second, while the range is elastic and this consumer is its host's reporter:

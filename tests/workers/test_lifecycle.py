@@ -50,6 +50,34 @@ async def test_sigterm_drains_finishes_in_flight_work_and_leaves_the_rest_queued
     del waiting
 
 
+async def test_sigterm_hands_back_what_was_prefetched_but_not_started(
+    amqp_url: str, vhost: Vhost, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """A draining consumer (SIGTERM, a recycle, an elastic pool retiring it) finishes what runs
+    and gives back what it holds but has not started, as the attempt it is: another consumer
+    takes it at once instead of waiting for the drain (issue 22, 3.4)."""
+    leaving = start_worker(processes=1, prefetch=3)
+    marker = tmp_path / "started"
+    async with amqp_client(amqp_url) as client:
+        sent = [await client.send("sleep", {"seconds": seconds, "marker": str(marker)},
+                                  timeout=60) for seconds in (6, 1, 1)]
+        await async_wait_for(lambda: _pids(marker), what="the first sleep to start")
+        _, unacked, _ = vhost.queue_counts(names.pool_queue("basic"))
+        assert unacked == 3  # one running, two held
+        staying = start_worker(processes=1, prefetch=1, wait=False)
+        await async_wait_for(lambda: consumer_count(amqp_url, names.pool_queue("basic")) == 2,
+                             timeout=30, what="a second consumer")
+        assert len(_pids(marker)) == 1  # the first still runs, the other two are held
+        leaving.signal(signal.SIGTERM)
+        answers = [await client.answer(call, timeout=30) for call in sent]
+        assert await asyncio.to_thread(leaving.wait, 20) == 0
+    ran_in = _pids(marker)
+    assert all(a.reply.ok and a.attempt == 1 for a in answers), answers
+    assert len(ran_in) == 3  # each ran once
+    assert ran_in[1] == ran_in[2] != ran_in[0]  # the two held ones ran in the staying one
+    assert "handing back" not in staying.output()
+
+
 async def test_a_handler_past_its_time_limit_gets_time_limit_and_its_process_is_replaced(
     amqp_url: str, start_worker: StartWorker, tmp_path: Path
 ) -> None:
@@ -64,6 +92,25 @@ async def test_a_handler_past_its_time_limit_gets_time_limit_and_its_process_is_
     assert after.reply.ok and after.reply.result["pid"] != first  # a fresh process, same slot
     assert after.worker == answer.worker
     assert len(_pids(marker)) == 1
+
+
+async def test_after_a_time_limit_nothing_held_starts_in_the_leaving_process(
+    amqp_url: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Prefetch above concurrency: a request held behind a handler abandoned past its time limit
+    does not start in the process that is leaving (where the drain would cut it); it goes back
+    as the attempt it is and runs in the replacement (issue 22, 3.4)."""
+    start_worker("tests.pools.limits:pool", pool="limits", processes=1, prefetch=2)
+    marker = tmp_path / "started"
+    async with amqp_client(amqp_url) as client:
+        abandoned = await client.send("slow", {"seconds": 30, "marker": str(marker)}, timeout=30)
+        held = await client.send("nap", {"seconds": 0.2, "marker": str(marker)}, timeout=30)
+        limited = await client.answer(abandoned, timeout=20)
+        napped = await client.answer(held, timeout=20)
+    assert limited.reply.error is not None and limited.reply.error.code == ErrorCode.TIME_LIMIT
+    assert napped.reply.ok and napped.attempt == 1
+    leaving, replacement = _pids(marker)
+    assert napped.reply.result["pid"] == replacement != leaving
 
 
 async def test_a_consumer_stuck_in_a_gil_holding_call_is_killed_and_the_job_answered_not_rerun(

@@ -180,6 +180,8 @@ class Dispatcher:
                     handler, handler.arguments([items[i][1].params for i in live],
                                                self.setup.cache, None),
                     len(live), Stopper(), self.executor, self.setup.settings.max_result_bytes)
+                if any(result.must_exit for result in results):
+                    self.handing_back.set()  # before its slot frees: nothing new starts here
             finally:
                 self.semaphore.release()
                 for index in live:
@@ -196,6 +198,9 @@ class Dispatcher:
     async def _conclude(self, message: Delivery, decision: Settle) -> None:
         await self.settler.settle(message, decision)
         if decision.reply is not None and decision.reply.must_exit:
+            # Before the handler's slot frees (the caller releases it after this returns): a
+            # delivery waiting for it must not start in a process that is leaving.
+            self.handing_back.set()
             log.warning("job %s ended with %s while its handler may still run: replacing "
                         "this process", message.correlation_id, decision.reply.code)
             # The supervisor's backstop waits for the others this process holds to finish

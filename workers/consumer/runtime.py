@@ -188,12 +188,14 @@ class Consumer:
                 await self.subscription.stop()
         except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:
             log.warning("could not cancel the subscription cleanly: %r", exc)
+        # Whatever the reason to leave (SIGTERM, a recycle, an elastic pool retiring this
+        # consumer, a handler abandoned past its time limit or cancel): deliveries held but not
+        # started go back to the queue as the attempt they are, for another consumer to take at
+        # once; running ones finish and are acked. What this process holds is neither lost nor
+        # counted again.
+        self.dispatcher.handing_back.set()
         if self._exit_code == EXIT_REPLACE:
-            # A handler was abandoned (time limit, cancel): what this process holds besides it
-            # is neither lost nor counted again. Deliveries not started go back to the queue as
-            # the attempt they are; running ones finish. Then leave (the abandoned thread may
-            # never end: the process exits with os._exit).
-            self.dispatcher.handing_back.set()
+            # The abandoned thread may never end: the process exits with os._exit.
             if not await self.in_flight.idle(self.settings.drain_timeout):
                 log.warning("leaving with %s deliveries still running; the broker redelivers "
                             "them", self.in_flight.count)

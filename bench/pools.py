@@ -43,3 +43,11 @@ async def burn_inline(params: dict[str, object]) -> int:
     thread and no contention for the GIL between that thread and the loop; the loop reads
     nothing while it burns (fine for milliseconds; heartbeats are 30 s apart)."""
     return work.burn(params)
+
+
+@pool.method
+def wait_50ms(params: dict[str, object]) -> int:
+    """Waits 50 ms, as a handler calling out would (`bench.elastic`: the cores are not the
+    limit, the consumers are)."""
+    time.sleep(0.05)
+    return 1

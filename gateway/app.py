@@ -54,6 +54,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             stack.callback(services.metrics.close)
             await stack.enter_async_context(services.link)
             await stack.enter_async_context(services.queues)
+            await stack.enter_async_context(services.retirements)
             await stack.enter_async_context(jobs_running(services))
             yield
 

@@ -13,6 +13,7 @@ from gateway.amqp.rpc import RpcClient
 from gateway.auth import Auth
 from gateway.fleet.listener import EventListener
 from gateway.fleet.queues import QueueStats
+from gateway.fleet.retirements import Retirements
 from gateway.fleet.view import FleetView
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
@@ -33,6 +34,7 @@ class Services:
     events: EventListener
     queues: QueueStats
     tracing: Tracing
+    retirements: Retirements
     jobs: JobService | None = None  # set by the lifespan while the jobs service runs
 
     @classmethod
@@ -44,7 +46,8 @@ class Services:
         metrics.watch_fleet(view, queues)
         return cls(settings=settings, auth=Auth(settings), metrics=metrics, link=link,
                    rpc=RpcClient(link, metrics, settings.publish_timeout), view=view,
-                   events=EventListener(link, view), queues=queues, tracing=Tracing())
+                   events=EventListener(link, view), queues=queues, tracing=Tracing(),
+                   retirements=Retirements(link, view))
 
 
 def services(connection: HTTPConnection) -> Services:

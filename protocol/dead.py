@@ -78,6 +78,18 @@ def replay_headers(headers: dict[str, Any] | None, deadline_ms: int | None) -> d
     return fresh
 
 
+def dead_letter_headers(headers: dict[str, Any] | None, pool: str, reason: str, detail: str,
+                        at_ms: int) -> dict[str, Any]:
+    """A request's headers as its copy for `rpcfleet.dlx` carries them: why, where, when (a
+    basic.reject cannot add headers, so whoever dead-letters publishes such a copy)."""
+    copied = dict(headers or {})
+    copied[names.HEADER_DEAD_REASON] = reason
+    copied[names.HEADER_POOL] = pool
+    copied[names.HEADER_DEAD_DETAIL] = detail[:500]
+    copied[names.HEADER_DEAD_AT] = at_ms
+    return copied
+
+
 def dead_reason(headers: dict[str, Any]) -> tuple[str, str]:
     """Why a message was dead-lettered, and a detail: our header, else the broker's x-death
     (as `broker:<reason>`)."""

@@ -81,3 +81,4 @@ class DeadReason(StrEnum):
     MAX_ATTEMPTS = "max_attempts"
     UNKNOWN_METHOD = "unknown_method"
     CANCELLED = "cancelled"
+    RETIRED = "retired"  # its pool was taken out of service without a drain (1.2)

@@ -153,6 +153,23 @@ class SetProcesses(BaseModel):
         return ProcessRange(min=self.min, max=self.max)
 
 
+class RetirePool(BaseModel):
+    """(1.2) A pool taken out of service: its consumers leave for good, and their supervisors
+    with them. `drain`: sent once its queue is empty, they finish what they hold; without,
+    they finish what runs and hand back the rest, which is then dead-lettered (`retired`)."""
+
+    op: Literal["retire"] = "retire"
+    drain: bool = False
+
+
+class PoolRetired(BaseModel):
+    """(1.2) On rpcfleet.events as `pool.{pool}.retired`: a pool's queue is gone."""
+
+    pool: str
+    drained: bool
+    dead_lettered: int
+
+
 class Replayed(BaseModel):
     """Sent by a gateway to a new consumer after the cancels it may not know (an extension:
     a consumer that ignores it merely waits its replay grace before consuming)."""
@@ -160,10 +177,10 @@ class Replayed(BaseModel):
     op: Literal["replayed"] = "replayed"
 
 
-Command = SetPrefetch | SetProcesses | Cancel | Replayed
+Command = SetPrefetch | SetProcesses | RetirePool | Cancel | Replayed
 ControlCommand = Annotated[Command, Field(discriminator="op")]
 CONTROL_ADAPTER: TypeAdapter[Command] = TypeAdapter(ControlCommand)
-CONTROL_OPS = frozenset(("set_prefetch", "set_processes", "cancel", "replayed"))
+CONTROL_OPS = frozenset(("set_prefetch", "set_processes", "retire", "cancel", "replayed"))
 
 
 class UnknownCommand(ValueError):

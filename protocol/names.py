@@ -69,6 +69,11 @@ def job_event_key(job_id: str, kind: str) -> str:
     return f"job.{job_id}.{kind}"
 
 
+def pool_retired_key(pool: str) -> str:
+    """Routing key on rpcfleet.events of a pool's retirement, once its queue is deleted (1.2)."""
+    return f"pool.{pool}.retired"
+
+
 def beat_key(pool: str, slot: int) -> str:
     return f"worker.{pool}.{slot}"
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-COMMANDS = ("up", "broker", "gateway", "worker", "workers", "prefetch", "processes", "dead")
+COMMANDS = ("up", "broker", "gateway", "worker", "workers", "prefetch", "processes", "retire",
+            "dead")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

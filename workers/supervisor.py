@@ -27,6 +27,7 @@ from protocol.clock import now_ms
 from transport.cluster import connect_cluster
 from workers.consumer.claims import EXIT_CLASH, MethodClash, check_claims
 from workers.consumer.recycle import EXIT_RECYCLE
+from workers.consumer.runtime import EXIT_RETIRED
 from workers.consumer.state import ConsumerSetup
 from workers.loader import module_file, reload_pool
 from workers.memory import CacheInfo, available_bytes, describe, private_bytes
@@ -170,6 +171,12 @@ class Supervisor:
                 self._vacate(slot)
                 log.info("slot %s: consumer pid %s retired (%s)", slot, pid,
                          _describe_status(status))
+                continue
+            if code == EXIT_RETIRED:
+                if self._exit_code == 0 and not self._stopping:
+                    log.info("pool %s was retired: stopping its consumers and leaving",
+                             self.pool.name)
+                self._stop_with(0)
                 continue
             if code == EXIT_CLASH:
                 log.error("slot %s: consumer pid %s found a method of pool %s taken by another "

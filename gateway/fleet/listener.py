@@ -32,7 +32,8 @@ class EventListener:
     async def _start(self, link: BrokerLink) -> None:
         assert link.plain is not None
         self.events = KeptConsumer(
-            link.plain, private_queue(names.EVENTS_EXCHANGE, ("worker.#", "job.#"), self._on_event),
+            link.plain, private_queue(names.EVENTS_EXCHANGE, ("worker.#", "job.#", "pool.#"),
+                                      self._on_event),
             "the fleet events queue")
         await self.events.start()
 
@@ -49,6 +50,8 @@ class EventListener:
             if self.view.update(entry):
                 for on_new in self.new_consumer_handlers:
                     await on_new(entry)
+        elif key.startswith("pool.") and key.endswith(".retired"):
+            self.view.retire(key[len("pool."):-len(".retired")])
         elif key.startswith("job."):
             for handler in self.job_handlers:
                 await handler(key, message.body)

@@ -38,6 +38,8 @@ class FleetView:
         self._pool_methods: dict[str, list[str]] = {}
         self._pool_docs: dict[str, dict[str, MethodDoc]] = {}  # the latest a pool announced
         self._zero_since: dict[str, float] = {}  # pools whose queue the broker shows unconsumed
+        # Pools taken out of service (their queue deleted), with the pids their workers had.
+        self._retired: dict[str, set[int]] = {}
 
     def update(self, entry: WorkerEntry) -> bool:
         """Record a beat; True when it comes from a consumer not seen before: a new process, or
@@ -59,6 +61,9 @@ class FleetView:
             if holder is None or holder == entry.pool or not self._pool_alive(holder, now):
                 self._method_pool[method] = entry.pool
         self._pool_methods[entry.pool] = entry.methods
+        retired = self._retired.get(entry.pool)
+        if retired is not None and entry.consuming and entry.pid not in retired:
+            del self._retired[entry.pool]  # served again: a host started it anew
         if entry.docs is not None:
             self._pool_docs[entry.pool] = entry.docs
         return (previous is None or previous.entry.pid != entry.pid
@@ -131,6 +136,16 @@ class FleetView:
                    for s in live)
         return PoolLoad(consumers=len(live), busy=busy, throughput=sum(s.rate for s in live),
                         backlog=backlog)
+
+    def retire(self, pool: str) -> None:
+        """The pool's queue is gone (SPEC 1.2): listed as retired until a new worker serves it
+        (a late beat of one that left does not count)."""
+        self._retired[pool] = {s.entry.pid for s in self._seen.values() if s.entry.pool == pool}
+        for worker_id in [k for k, s in self._seen.items() if s.entry.pool == pool]:
+            del self._seen[worker_id]
+
+    def is_retired(self, pool: str) -> bool:
+        return pool in self._retired
 
     def pools(self) -> dict[str, list[str]]:
         """Every pool ever announced, with its methods."""

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import aiormq
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from gateway.errors import BadRequest, NotFound, Overloaded
+from gateway.errors import BadRequest, Conflict, NotFound, Overloaded
 from gateway.fleet.queues import QueueCounts
 from gateway.routes.deps import require_admin, services
 from protocol import PrefetchValue, SetPrefetch, SetProcesses, WorkerEntry, codec, names
@@ -57,6 +58,13 @@ class PoolInfo(BaseModel):
         default_factory=dict,
         description="(1.2) methods of this pool that live workers of another pool announce too, "
                     "with every pool announcing each: such a call runs in each of them")
+    retired: bool = Field(default=False,
+                          description="(1.2) taken out of service: its queue is gone")
+    retiring: dict[str, Any] | None = Field(
+        default=None,
+        description="(1.2) a retirement under way through this gateway process: drain, state "
+                    "(unbound, draining, leaving, dead-lettering, deleted, failed: ...), "
+                    "dead_lettered")
 
 
 @router.get("/v1/workers", response_model=list[WorkerEntry],
@@ -73,9 +81,17 @@ async def pools(request: Request) -> list[PoolInfo]:
     found = services(request)
     counts = found.queues.snapshot()
     clashes = found.view.clashes()
-    return [_pool_info(pool, methods, counts.get(pool),
-                       {m: pools for m, pools in clashes.items() if pool in pools})
-            for pool, methods in sorted(found.view.pools().items())]
+    infos = []
+    for pool, methods in sorted(found.view.pools().items()):
+        info = _pool_info(pool, methods, counts.get(pool),
+                          {m: pools for m, pools in clashes.items() if pool in pools})
+        info.retired = found.view.is_retired(pool)
+        retirement = found.retirements.running.get(pool)
+        if retirement is not None:
+            info.retiring = {"drain": retirement.drain, "state": retirement.state,
+                             "dead_lettered": retirement.dead_lettered}
+        infos.append(info)
+    return infos
 
 
 def _pool_info(pool: str, methods: list[str], counts: QueueCounts | None,
@@ -139,6 +155,25 @@ async def pool_processes(pool: str, body: ProcessesBody, request: Request) -> di
     key = names.control_pool_key(pool)
     await _send(request, key, SetProcesses(min=body.min, max=body.max))
     return {"accepted": True, "target": key, "processes": {"min": body.min, "max": body.max}}
+
+
+@router.delete("/v1/pools/{pool}", status_code=202,
+               summary="(1.2) Take a pool out of service: unbind it, serve (drain) or "
+                       "dead-letter what is queued, stop its workers, delete its queue")
+async def retire(pool: str, request: Request, drain: bool = False) -> dict[str, Any]:
+    found = services(request)
+    _known_pool(request, pool)
+    if found.view.is_retired(pool):
+        raise NotFound(f"pool {pool!r} is retired already")
+    if found.retirements.under_way(pool) is not None:
+        raise Conflict(f"pool {pool!r} is being retired already")
+    if found.link.connection is None or not found.link.up:
+        raise Overloaded("the broker is unreachable")
+    try:
+        retirement = await found.retirements.start(pool, found.view.pools()[pool], drain)
+    except (ConnectionError, aiormq.exceptions.AMQPError) as exc:
+        raise Overloaded(f"the broker could not unbind the pool: {exc}") from None
+    return {"accepted": True, "pool": pool, "drain": drain, "state": retirement.state}
 
 
 # -- dead letters (the fleet page and `rpcfleet dead` share transport.deadletters) ------------

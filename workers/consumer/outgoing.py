@@ -32,6 +32,7 @@ from pamqp.header import ContentHeader
 
 from protocol import names
 from protocol.clock import now_ms
+from protocol.dead import dead_letter_headers
 from protocol.requests import read_deadline
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome
@@ -83,12 +84,7 @@ def _copy(request: Delivery, headers: dict[str, Any]) -> aio_pika.Message:
 def dead_letter_message(request: Delivery, pool: str, reason: str,
                         detail: str) -> aio_pika.Message:
     """A copy for `rpcfleet.dlx` carrying why (basic.reject cannot add headers)."""
-    headers = dict(request.headers or {})
-    headers[names.HEADER_DEAD_REASON] = reason
-    headers[names.HEADER_POOL] = pool
-    headers[names.HEADER_DEAD_DETAIL] = detail[:500]
-    headers[names.HEADER_DEAD_AT] = now_ms()
-    message = _copy(request, headers)
+    message = _copy(request, dead_letter_headers(request.headers, pool, reason, detail, now_ms()))
     message.expiration = None  # kept for inspection and replay, not to expire again
     return message
 

@@ -24,7 +24,7 @@ from aiormq.abc import DeliveredMessage
 
 from protocol import Cancel, Replayed, SetPrefetch, SetProcesses, WorkerEntry, codec, names
 from protocol.clock import now_ms
-from protocol.fleet import UnknownCommand, read_control
+from protocol.fleet import RetirePool, UnknownCommand, read_control
 from transport.cluster import ClusterConnection, connect_cluster
 from transport.consumers import KeptConsumer, private_queue
 from transport.tracing import Tracing
@@ -45,6 +45,7 @@ log = logging.getLogger("rpcfleet.worker")
 
 EXIT_DRAINED = 0
 EXIT_REPLACE = 75  # abandoned a handler (time limit, cancel): the supervisor forks a fresh one
+EXIT_RETIRED = 77  # its pool was retired (SPEC 1.2): the supervisor stops the pool, exit 0
 REPLAY_GRACE_S = 1.0  # a gateway answers a first beat in milliseconds; none up costs 1 s once
 CONTROL_BACK_S = 10.0  # a reopened connection restores its channels within a second or two
 CANCEL_TIMEOUT_S = 5.0  # a healthy broker confirms a basic.cancel in milliseconds
@@ -63,6 +64,7 @@ class Consumer:
         self._stop = asyncio.Event()
         self._replayed = asyncio.Event()
         self._exit_code = EXIT_DRAINED
+        self._retire_drained = False  # retired once its queue was served: finish what it holds
         self._tasks: set[asyncio.Task[None]] = set()
         self._handled = 0
         self.tracing = Tracing()
@@ -181,7 +183,7 @@ class Consumer:
                               settings.dead_letter_strategy)
 
     async def _drain(self) -> None:
-        if self._exit_code == EXIT_DRAINED:  # stopping for good, not to be replaced: say so
+        if self._exit_code in (EXIT_DRAINED, EXIT_RETIRED):  # for good, not replaced: say so
             await self._beat(leaving=True)
         try:  # with the broker gone the cancel cannot be confirmed: do not wait for it forever
             async with asyncio.timeout(CANCEL_TIMEOUT_S):
@@ -192,8 +194,10 @@ class Consumer:
         # consumer, a handler abandoned past its time limit or cancel): deliveries held but not
         # started go back to the queue as the attempt they are, for another consumer to take at
         # once; running ones finish and are acked. What this process holds is neither lost nor
-        # counted again.
-        self.dispatcher.handing_back.set()
+        # counted again. A pool retired with a drain is the exception: its queue is empty and
+        # unbound, so what it holds is the last of its work.
+        if not self._retire_drained:
+            self.dispatcher.handing_back.set()
         if self._exit_code == EXIT_REPLACE:
             # The abandoned thread may never end: the process exits with os._exit.
             if not await self.in_flight.idle(self.settings.drain_timeout):
@@ -256,6 +260,12 @@ class Consumer:
             self._spawn(self._apply_prefetch(command))
         elif isinstance(command, SetProcesses):
             self.elastic.apply(command)  # the supervisor applies it within a fraction of a second
+        elif isinstance(command, RetirePool):
+            log.info("pool %s retired%s: leaving for good", self.setup.pool.name,
+                     " (drained)" if command.drain else "")
+            self._retire_drained = command.drain
+            self._exit_code = EXIT_RETIRED
+            self._stop.set()
         elif isinstance(command, Replayed):
             self._replayed.set()
 
@@ -342,6 +352,8 @@ class Consumer:
     async def _beat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.beat_interval)
+            if self._stop.is_set():
+                return  # leaving: its last beat said so, and a later one must not undo it
             self._consider_recycling(memory=self.recycling.watches_memory)
             self._copied = self.copy_watch.copied()
             await self._beat()

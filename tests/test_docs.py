@@ -29,9 +29,9 @@ def test_the_readme_commands_go_through_the_bootstrap_script_and_ci_calls_the_te
 
 
 def test_every_cli_command_the_readme_names_exists() -> None:
-    named = set(re.findall(r"rpcfleet (\w+)", README)) & {"up", "broker", "gateway", "worker",
-                                                         "workers", "prefetch", "processes",
-                                                         "jobs"}
+    named = set(re.findall(r"rpcfleet (\w+)", README)) & {
+        "up", "broker", "gateway", "worker", "workers", "prefetch", "processes", "retire",
+        "jobs"}
     assert named <= set(COMMANDS)
 
 

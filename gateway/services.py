@@ -42,6 +42,7 @@ class Services:
         metrics = Metrics()
         link = BrokerLink(settings)
         view = FleetView()
+        link.route = view.route  # a method two pools announce goes to the first one only
         queues = QueueStats(link, view)
         metrics.watch_fleet(view, queues)
         return cls(settings=settings, auth=Auth(settings), metrics=metrics, link=link,

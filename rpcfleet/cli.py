@@ -50,7 +50,10 @@ def settings_problem(exc: ValidationError) -> str:
     """One line per bad setting, named as the user set it (RPCFLEET_NAME or --name)."""
     lines = []
     for error in exc.errors(include_url=False):
-        name = str(error["loc"][0]) if error["loc"] else "?"
+        if not error["loc"]:  # a rule across settings: its message names them
+            lines.append(f"invalid settings: {str(error['msg']).removeprefix('Value error, ')}")
+            continue
+        name = str(error["loc"][0])
         value = error.get("input")
         lines.append(f"invalid setting RPCFLEET_{name.upper()} (--{name.replace('_', '-')})"
                      f"={value!r}: {error['msg']}")

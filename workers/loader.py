@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from types import ModuleType
 
+from workers.handlers import HandlerSignatureError
 from workers.pool import Pool
 
 
@@ -56,4 +58,17 @@ def load_pool(target: str, app_dir: str = ".") -> Pool:
                 f"that holds {module_name.split('.')[0]!r}") from exc
         raise PoolNotFound(f"cannot import {module_name!r}: {exc} (a module it imports is "
                            f"missing: install it in this environment)") from exc
+    except HandlerSignatureError as exc:  # a method the pool cannot call as written
+        raise PoolNotFound(f"{module_name!r} defines a method rpcfleet cannot call: {exc}") \
+            from exc
+    except Exception as exc:  # the module's own code failed while it was imported
+        where = _raised_at(exc)
+        raise PoolNotFound(f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+                           f"{f' ({where})' if where else ''}") from exc
     return _pool_in(module, target, attribute)
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Where in the user's code an exception was raised: `file:line` of its last frame."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""

@@ -56,6 +56,9 @@ class BrokerLink:
         # This process on rpcfleet.events (the app-id of what it publishes there): its own
         # announcements come back to it through its events queue, and are dropped there.
         self.origin = f"gateway-{os.getpid()}-{os.urandom(4).hex()}"
+        # Where a request for a method goes: (exchange, routing key). The requests exchange by
+        # the method's name, unless the fleet view routes it (a method two pools announce).
+        self.route: Callable[[str], tuple[str, str]] = lambda method: (names.EXCHANGE, method)
 
     @property
     def up(self) -> bool:

@@ -218,10 +218,11 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
     # Definite refusals carry no id: nothing was enqueued (a client may send it again).
     if link.channel is None or not link.up:
         raise Overloaded("the broker is unreachable")
+    exchange, key = link.route(method)
     try:
         async with asyncio.timeout(timeout):
             try:
-                confirm = await link.publish(body, names.EXCHANGE, method, properties,
+                confirm = await link.publish(body, exchange, key, properties,
                                              confirm=True, mandatory=True, timeout=timeout)
             except PublishNacked as nacked:
                 metrics.publish_nacks.inc()
@@ -233,7 +234,7 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
                         raise
                     await asyncio.shield(renewal)
                 moved()
-                confirm = await link.publish(body, names.EXCHANGE, method, properties,
+                confirm = await link.publish(body, exchange, key, properties,
                                              confirm=True, mandatory=True, timeout=timeout)
     except PublishNacked as nacked:
         if nacked.verdict is Nack.REFUSED:
@@ -241,7 +242,7 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
         raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
                           "queue changing leader); nothing was enqueued") from None
     except TimeoutError:
-        if link.judge.nacked(method) is Nack.STALLED:  # a channel stuck on a cut-off leader
+        if link.judge.nacked(key) is Nack.STALLED:  # a channel stuck on a cut-off leader
             link.renew("never confirmed")
         raise NotConfirmed("the broker did not confirm the request in time (down or "
                            "blocked)", call_id=call_id) from None

@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 
 from gateway.fleet.demand import PoolLoad, desired_consumers
-from protocol import MethodDoc, Processes, WorkerEntry
+from protocol import MethodDoc, Processes, WorkerEntry, names
 
 MISSED_BEATS = 3  # one lost beat is noise; three is a worker that is gone
 ZERO_GRACE_S = 1.0  # a count of 0 seen by two polls this far apart: not a re-subscription blip
 RESTORE_GRACE_S = 10.0  # a worker restoring its subscription keeps its pool "serving" this long
+ROUTES_EVERY_S = 1.0  # how stale the routes of clashing methods may be
 RATE_SPAN_S = 10.0  # a worker's completion rate is smoothed over about this long
 
 
@@ -38,6 +39,8 @@ class FleetView:
         self._pool_methods: dict[str, list[str]] = {}
         self._pool_docs: dict[str, dict[str, MethodDoc]] = {}  # the latest a pool announced
         self._zero_since: dict[str, float] = {}  # pools whose queue the broker shows unconsumed
+        self._first_pools: dict[str, str] = {}  # a clashing method -> the pool that had it
+        self._routed_at = float("-inf")
         # Pools taken out of service (their queue deleted), with the pids their workers had.
         self._retired: dict[str, set[int]] = {}
 
@@ -93,6 +96,19 @@ class FleetView:
 
     def worker(self, worker_id: str) -> WorkerEntry | None:
         return next((e for e in self.workers() if e.id == worker_id), None)
+
+    def route(self, method: str) -> tuple[str, str]:
+        """Where a request for `method` is published, as (exchange, routing key): through the
+        requests exchange by its name; when two live pools announce it (SPEC 1.2: keep routing
+        to the first), straight to the first pool's queue, so that only that pool runs it."""
+        now = time.monotonic()
+        if now - self._routed_at > ROUTES_EVERY_S:  # a scan of the fleet, once a second at most
+            self._routed_at = now
+            self._first_pools = {m: pools[0] for m, pools in self.clashes().items()}
+        first = self._first_pools.get(method)
+        if first is not None:
+            return "", names.pool_queue(first)
+        return names.EXCHANGE, method
 
     def pool_of(self, method: str) -> str | None:
         return self._method_pool.get(method)

@@ -108,7 +108,19 @@ function render(workers, pools) {
     const row = poolBody.insertRow();
     row.dataset.pool = pool.pool;
     cell(row, pool.pool);
-    cell(row, pool.methods.join(", "));
+    const methods = cell(row, pool.methods.join(", "));
+    const clashes = Object.entries(pool.clashes || {});
+    if (clashes.length) {
+      // SPEC 1.2: another live pool announces some of these methods; the gateway routes them
+      // to the first pool only.
+      const flag = document.createElement("div");
+      flag.className = "clash";
+      flag.textContent = "⚠ " + clashes.map(([m, pools]) => m + ": " + pools.join(", ")).join("; ");
+      flag.title = "announced by more than one pool: calls go to the first pool listed only. " +
+        "Retire or rename the other (docs/workers.md, One pool per method).";
+      methods.appendChild(flag);
+    }
+    if (pool.retired) row.classList.add("retired");
     cell(row, pool.queue_depth ?? "–", true);
     cell(row, pool.consumers ?? "–", true);
     const dead = cell(row, pool.dead_letters ?? "–", true);

@@ -13,6 +13,7 @@ import httpx
 
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.jobs import until
 from tests.support.processes import REPO
 from tests.support.rabbit import Vhost, open_channels
 from tests.support.waiting import wait_for
@@ -109,11 +110,12 @@ def test_the_cli_lists_workers_and_sets_prefetch(
     assert refused.returncode == 1 and "invalid_params" in refused.stdout
 
 
-def test_two_pools_announcing_one_method_are_flagged_on_the_pools_and_in_the_metrics(
-    amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway
+def test_two_pools_announcing_one_method_are_flagged_and_only_the_first_runs_it(
+    amqp_url: str, vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:
-    """A worker of a version before method claims (SPEC 1.2) can still announce a method
-    another pool serves: the gateway says so on /v1/pools and in its metrics."""
+    """A worker of a version before method claims (SPEC 1.2) can still bind and announce a
+    method another pool serves: the gateway says so on /v1/pools and in its metrics, and keeps
+    routing that method to the pool that had it (no copy reaches the other's queue)."""
     import asyncio
 
     import aio_pika
@@ -132,6 +134,8 @@ def test_two_pools_announcing_one_method_are_flagged_on_the_pools_and_in_the_met
         connection = await aio_pika.connect(amqp_url)
         async with connection:
             channel = await connection.channel()
+            queue = await channel.declare_queue(names.pool_queue("impostor"), durable=True)
+            await queue.bind(names.EXCHANGE, routing_key="echo")  # as it would, unclaimed
             events = await channel.get_exchange(names.EVENTS_EXCHANGE)
             await events.publish(aio_pika.Message(older.model_dump_json().encode()),
                                  routing_key=names.beat_key("impostor", 0))
@@ -143,7 +147,11 @@ def test_two_pools_announcing_one_method_are_flagged_on_the_pools_and_in_the_met
         assert pools["basic"]["clashes"] == {"echo": ["basic", "impostor"]}
         assert pools["impostor"]["clashes"] == {"echo": ["basic", "impostor"]}  # not "mine"
         assert 'rpcfleet_method_pools{method="echo"} 2.0' in http.get("/metrics").text
-        assert http.post("/v1/rpc/echo", json={"n": 1}).json()["result"] == {"n": 1}
+        for n in range(5):
+            assert http.post("/v1/rpc/echo", json={"n": n}).json()["result"] == {"n": n}
+            job = http.post("/v1/jobs/echo", json={"params": {"n": n}}).json()["id"]
+            assert until(http, job, "succeeded")["result"] == {"n": n}
+    assert vhost.queue_counts(names.pool_queue("impostor"))[0] == 0  # no copy went there
 
 
 def test_a_missing_dead_letter_queue_costs_the_gateway_no_channels(

@@ -30,3 +30,13 @@ def test_the_cli_names_the_bad_setting_in_one_line() -> None:
     assert done.stderr.strip() == (
         "rpcfleet gateway: invalid setting RPCFLEET_RPC_TIMEOUT_MAX (--rpc-timeout-max)='1e20': "
         "Input should be less than or equal to 86400")
+
+
+def test_a_rule_across_settings_is_one_line_naming_them() -> None:
+    env = child_env("amqp://guest:guest@127.0.0.1:1/", processes="1..64")
+    done = subprocess.run([*RPCFLEET, "worker", "tests.pools.basic:pool"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "rpcfleet worker: invalid settings: processes 1..64 is above max_processes (32; "
+        "RPCFLEET_MAX_PROCESSES raises it)")

@@ -58,3 +58,23 @@ def test_a_module_whose_own_import_fails_says_so(tmp_path: Path) -> None:
         load_pool(f"{name}:pool", str(tmp_path))
     assert "No module named 'no_such_dependency_xyz'" in str(broken.value)
     assert "install it" in str(broken.value)
+
+
+def test_a_module_that_raises_while_imported_says_what_and_where(tmp_path: Path) -> None:
+    name = f"raising_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("x = 1\nraise RuntimeError('no config file')\n")
+    with pytest.raises(PoolNotFound) as raised:
+        load_pool(f"{name}:pool", str(tmp_path))
+    assert str(raised.value) == (f"importing {name!r} raised RuntimeError: no config file "
+                                 f"({tmp_path / f'{name}.py'}:2)")
+
+
+def test_a_method_rpcfleet_cannot_call_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    name = f"badsig_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "from workers import Pool\npool = Pool('x')\n@pool.method\ndef get(p: dict) -> dict:\n"
+        "    return p\n")
+    with pytest.raises(PoolNotFound) as bad:
+        load_pool(f"{name}:pool", str(tmp_path))
+    assert str(bad.value).startswith(f"{name!r} defines a method rpcfleet cannot call: handler "
+                                     "'get' takes ['p']")

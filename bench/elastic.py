@@ -54,32 +54,63 @@ class Run:
     peak_pss: int = 0
 
 
-async def _load(url: str, step_s: float, run: Run, start: float) -> None:
-    """Open loop: each call sent at its time, whatever the earlier ones are doing."""
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-        async def one(sent: float) -> None:
-            try:
-                answer = await http.post("/v1/rpc/wait_50ms", json={})
-                status = answer.status_code
-            except httpx.HTTPError:
-                status = 0
-            run.calls.append((sent - start, time.monotonic() - sent, status))
+CONNECTIONS = 256  # keep-alive connections the load keeps open; more waiting calls queue here
 
-        tasks: set[asyncio.Task[None]] = set()
-        for index, factor in enumerate(STEPS):
-            rate = BASE_RATE * factor
-            step_start = start + index * step_s
-            count = int(rate * step_s)
-            for n in range(count):
-                at = step_start + n / rate
-                delay = at - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                task = asyncio.create_task(one(time.monotonic()))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        await asyncio.gather(*tasks)
+
+async def _load(url: str, step_s: float, run: Run, start: float) -> None:
+    """Open loop: each call is due at its time, whatever the earlier ones are doing; its latency
+    counts from when it was due, so a call waiting here for a free connection (every one
+    holding a call the pool has not answered) is as late as one waiting in the pool's queue."""
+    host, port = url.removeprefix("http://").split(":")
+    due: asyncio.Queue[float | None] = asyncio.Queue()
+
+    request = (f"POST /v1/rpc/wait_50ms HTTP/1.1\r\nHost: {host}\r\n"
+               "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while (at := await due.get()) is not None:
+                writer.write(request)
+                status = await _response(reader)
+                if status == 0:  # the server closed it while idle (keep-alive timeout): again
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    writer.write(request)
+                    status = await _response(reader)
+                run.calls.append((at - start, time.monotonic() - at, status))
+        finally:
+            writer.close()
+
+    senders = [asyncio.create_task(connection()) for _ in range(CONNECTIONS)]
+    for index, factor in enumerate(STEPS):
+        rate = BASE_RATE * factor
+        step_start = start + index * step_s
+        for n in range(int(rate * step_s)):
+            at = step_start + n / rate
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            due.put_nowait(at)
+    for _ in senders:
+        due.put_nowait(None)
+    await asyncio.gather(*senders)
+
+
+async def _response(reader: asyncio.StreamReader) -> int:
+    """One HTTP/1.1 response off a keep-alive connection: its status (the body is read off);
+    0 when the connection was closed."""
+    first = (await reader.readline()).split()
+    if len(first) < 2:
+        return 0
+    status = int(first[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
 
 
 def measure(name: str, processes: str, step_s: float, scale_idle: float, folder: Path,
@@ -186,6 +217,7 @@ def plot(runs: list[Run], path: Path) -> None:
             at += window
         bottom.plot(xs, ys, label=run.name)
     top.set_ylabel("consumers")
+    top.set_xlim(0, len(STEPS) * runs[0].step_s)
     top.legend(loc="upper left")
     bottom.set_ylabel("p99 latency, ms (5 s windows)")
     bottom.set_yscale("log")

@@ -25,9 +25,10 @@ from protocol import (
     WorkerEntry,
     names,
 )
+from protocol.fleet import RetirePool
 
 AMQP_BINDING = "0.3.0"
-CONTROL_MESSAGES = ("SetPrefetch", "SetProcesses", "Cancel", "Replayed")
+CONTROL_MESSAGES = ("SetPrefetch", "SetProcesses", "RetirePool", "Cancel", "Replayed")
 
 
 def _exchange(name: str, kind: str) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def asyncapi_document(docs: dict[str, dict[str, MethodDoc]]) -> dict[str, Any]:
         "messages": replies,
     }
     for name, model in (("SetPrefetch", SetPrefetch), ("SetProcesses", SetProcesses),
-                        ("Cancel", Cancel), ("Replayed", Replayed),
+                        ("RetirePool", RetirePool), ("Cancel", Cancel), ("Replayed", Replayed),
                         ("WorkerEntry", WorkerEntry), ("JobEvent", JobEvent)):
         schemas.update(_model_schema(name, model))
     messages.update({

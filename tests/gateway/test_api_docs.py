@@ -133,7 +133,7 @@ def test_the_amqp_contract_is_an_asyncapi_document_of_the_announced_methods(
     assert "invalid_params" in failure["properties"]["error"]["properties"]["code"]["enum"]
     control = {_resolve(document, m["$ref"])["name"]
                for m in document["channels"]["control"]["messages"].values()}
-    assert control == {"SetPrefetch", "Cancel", "Replayed"}
+    assert control == {"SetPrefetch", "SetProcesses", "RetirePool", "Cancel", "Replayed"}
 
 
 def test_nested_models_resolve_in_the_asyncapi_document_too() -> None:

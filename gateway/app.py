@@ -25,6 +25,7 @@ from gateway.lean import without_pydantic_v1
 from gateway.limits import BodyLimit, ConnectionLimit
 from gateway.services import Services
 from gateway.settings import GatewaySettings
+from gateway.store.base import is_outage, outage_types
 
 with without_pydantic_v1():
     from gateway.routes import contract, fleet, health, jobs, ui
@@ -88,6 +89,9 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
                 f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
                 for err in exc.errors())
             exc = BadRequest(details or "invalid request")
+        elif is_outage(exc):
+            log.warning("%s %s: the job store cannot take it now (%s: %s)", request.method,
+                        request.url.path, type(exc).__name__, str(exc).splitlines()[0])
         elif not isinstance(exc, GatewayError):
             log.error("%s %s failed unexpectedly", request.method, request.url.path,
                       exc_info=exc)
@@ -95,7 +99,8 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
         return Response(body, status_code=status, media_type="application/json",
                         headers=headers)
 
-    for kind in (GatewayError, HTTPException, RequestValidationError, Exception):
+    for kind in (GatewayError, HTTPException, RequestValidationError, *outage_types(),
+                 Exception):
         app.add_exception_handler(kind, respond)
 
 

@@ -18,20 +18,31 @@ PublishClaim = Literal["claimed", "held", "done"]
 SQLITE_OUTAGES = ("locked", "busy", "disk", "unable to open", "full")  # not a bug of ours
 
 
-def is_outage(exc: BaseException) -> bool:
-    """Whether `exc` says the database cannot take a statement right now (down, unreachable,
-    locked, full, its pool exhausted): answered 503 `unavailable`, not a 500. A SQL error (a
-    bug) is not one."""
+def outage_types() -> tuple[type[BaseException], ...]:
+    """The exception classes a database outage comes as (sqlite3's and, with the postgres extra,
+    psycopg's): the app handles them itself (`gateway.app`), so an outage is answered 503 and the
+    keep-alive connection stays open (an error left to Starlette's last handler is answered too,
+    but uvicorn then closes the connection under the client's next request)."""
     import sqlite3
 
-    if isinstance(exc, sqlite3.OperationalError):
-        return any(word in str(exc).lower() for word in SQLITE_OUTAGES)
+    found: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
     try:
         import psycopg
         import psycopg_pool
     except ImportError:  # the postgres extra is not installed
-        return False
-    return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout)
+        return found
+    return (*found, psycopg.OperationalError, psycopg_pool.PoolTimeout)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot take a statement right now (down, unreachable,
+    locked, full, its pool exhausted, a lock or statement timeout): answered 503 `unavailable`,
+    not a 500. A SQL error (a bug) is not one."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(word in str(exc).lower() for word in SQLITE_OUTAGES)
+    return isinstance(exc, outage_types())
 
 
 class IdempotencyConflict(ValueError):

@@ -19,9 +19,9 @@ HEARTBEAT_S = 5
 
 
 def fleet(start_worker: StartWorker, start_gateway: StartGateway, ledger: Path,
-           processes: int = 2, prefetch: int = 2) -> str:
+           processes: int = 2, prefetch: int = 2, **worker_settings: object) -> str:
     start_worker("tests.pools.ledger:pool", pool="ledger", processes=processes,
-                 prefetch=prefetch, test_ledger=ledger, heartbeat=HEARTBEAT_S)
+                 prefetch=prefetch, test_ledger=ledger, heartbeat=HEARTBEAT_S, **worker_settings)
     gateway = start_gateway(rpc_timeout_default=10, publish_timeout=2)
     wait_for_workers(gateway, processes)
     return gateway.url

@@ -46,6 +46,10 @@ class Retirement:
     state: str = "unbound"  # then draining, leaving, dead-lettering, deleted, or failed: ...
     dead_lettered: int = 0
 
+    @property
+    def ended(self) -> bool:
+        return self.state == "deleted" or self.state.startswith("failed")
+
 
 async def unbind_pool(connection: AbstractConnection, pool: str, methods: list[str]) -> None:
     """The first step, done before a retirement is answered: from here on a call of the pool's

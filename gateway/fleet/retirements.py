@@ -32,8 +32,7 @@ class Retirements:
 
     def under_way(self, pool: str) -> Retirement | None:
         found = self.running.get(pool)
-        return found if found is not None and found.state not in ("deleted",) and not \
-            found.state.startswith("failed") else None
+        return found if found is not None and not found.ended else None
 
     async def start(self, pool: str, methods: list[str], drain: bool) -> Retirement:
         """Unbind the pool (a call of its methods is refused from the moment this returns),

@@ -80,15 +80,14 @@ function processesCell(row, hosts) {
     line.textContent = host + ": " + p.now + " (" + (p.min === p.max ? p.min : p.min + ".." + p.max)
       + ")" + (p.held_back ? " · held back" : "");
     if (p.held_back) line.classList.add("held-back");
-    const last = p.last ? new Date(p.last.at).toLocaleTimeString() + " " +
-      (p.last.change > 0 ? "+" : "") + p.last.change + ": " + p.last.why : "no decision yet";
+    const when = p.last ? new Date(p.last.at).toLocaleTimeString() + " " +
+      (p.last.change > 0 ? "+" : "") + p.last.change : null;
     line.title = (p.held_back ? p.held_back + "\n" : "") + "+" + p.added + " / -" + p.retired +
-      " since start; last: " + last;
-    if (p.last) {
+      " since start; last: " + (when ? when + ": " + p.last.why : "no decision yet");
+    if (when) {
       const decision = document.createElement("span");
       decision.className = "muted decision";
-      decision.textContent = " · " + new Date(p.last.at).toLocaleTimeString() + " " +
-        (p.last.change > 0 ? "+" : "") + p.last.change;
+      decision.textContent = " · " + when;
       line.appendChild(decision);
     }
     td.appendChild(line);

@@ -264,8 +264,7 @@ class Consumer:
             log.info("pool %s retired%s: leaving for good", self.setup.pool.name,
                      " (drained)" if command.drain else "")
             self._retire_drained = command.drain
-            self._exit_code = EXIT_RETIRED
-            self._stop.set()
+            self._leave(EXIT_RETIRED)
         elif isinstance(command, Replayed):
             self._replayed.set()
 
@@ -378,11 +377,14 @@ class Consumer:
         reason = self.recycling.reason(self._handled, private_bytes() if memory else None)
         if reason is not None:
             log.info("consumer %s recycles: %s", self.setup.worker_id, reason)
-            self._exit_code = EXIT_RECYCLE
-            self._stop.set()
+            self._leave(EXIT_RECYCLE)
 
     def _request_replacement(self) -> None:
-        self._exit_code = EXIT_REPLACE
+        self._leave(EXIT_REPLACE)
+
+    def _leave(self, code: int) -> None:
+        """Drain and exit with `code`: what the supervisor does next depends on it."""
+        self._exit_code = code
         self._stop.set()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

@@ -40,6 +40,7 @@ async def jobs_running(services: Services) -> AsyncIterator[JobService]:
                              dispatcher, signer, guard, services.tracing)
         services.events.job_handlers.append(service.outcomes.on_job_event)
         services.events.new_consumer_handlers.append(service.on_new_consumer)
+        stack.push_async_callback(service.close)
         services.jobs = service
         stack.callback(setattr, services, "jobs", None)
         stack.push_async_callback(

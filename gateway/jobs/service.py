@@ -11,11 +11,14 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import replace
+from typing import Any
 
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, stop_after_delay, wait_exponential_jitter
 
+from gateway import tasks
 from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import publish_confirmed, request_properties
 from gateway.auth import Caller
@@ -34,7 +37,7 @@ from gateway.jobs.hub import JobHub
 from gateway.jobs.recorder import OutcomeRecorder
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
-from gateway.store import IdempotencyConflict, JobStore, NewJob
+from gateway.store import IdempotencyConflict, JobStore, NewJob, PublishClaim
 from gateway.store.rows import TERMINAL_EVENTS, JobEventRecord
 from gateway.webhooks import CallbackDispatcher, CallbackUrlRefused, Signer, UrlGuard
 from protocol import (
@@ -88,6 +91,9 @@ class JobService:
         self.outcomes = OutcomeRecorder(link, store, self.hub, metrics, dispatcher, view,
                                         settings.queues)
         self._background: set[asyncio.Task[None]] = set()
+        # Jobs the broker confirmed whose "published" mark the store refused: marked again in
+        # the background; a retry under their key meanwhile must not publish them again.
+        self._unmarked: set[str] = set()
         link.when_connected(self._replay_on_reconnect)
 
     # -- submit -------------------------------------------------------------------------------
@@ -138,7 +144,10 @@ class JobService:
                     exc.call_id = None  # a 503 without an id: nothing was enqueued
                 raise
             return stored, True
-        claim = await self.store.claim_publish(stored.id, created, self._publish_lease_ms)
+        if stored.id in self._unmarked:
+            claim: PublishClaim = "held"
+        else:
+            claim = await self.store.claim_publish(stored.id, created, self._publish_lease_ms)
         if claim == "held":
             raise Overloaded("the same submission is being published by another request",
                              call_id=stored.id)
@@ -176,10 +185,38 @@ class JobService:
         try:
             await self.store.mark_published(job.id)
         except Exception as exc:  # the broker has it: the job exists, whatever the store says
-            log.warning("job %s was published but the store could not mark it (%r)", job.id, exc)
+            log.warning("job %s was published but the store could not mark it (%r); marking "
+                        "it again in the background", job.id, exc)
+            self._start(self._mark_until_taken(job.id))
             raise PublishedUnrecorded(f"the job was queued but the job store cannot take "
                                       f"writes right now ({type(exc).__name__})",
                                       call_id=job.id) from None
+
+    async def _mark_until_taken(self, job_id: str) -> None:
+        """Mark a confirmed job published once the store takes writes again: until then a
+        retry under its Idempotency-Key past the submitter's lease would publish it a second
+        time, and the housekeeping would settle it as never published."""
+        self._unmarked.add(job_id)
+        try:
+            async for attempt in AsyncRetrying(
+                    wait=wait_exponential_jitter(initial=0.1, max=1.0),
+                    stop=stop_after_delay(ABANDON_AFTER_MS / 2000), reraise=True):
+                with attempt:
+                    await self.store.mark_published(job_id)
+        except Exception as exc:
+            log.error("job %s stays marked unpublished (%r): the housekeeping settles it as "
+                      "never published and cancels it", job_id, exc)
+        finally:
+            self._unmarked.discard(job_id)
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        """A background task of the service, stopped by `close`."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        await tasks.stop(*self._background)
 
     async def abandon_unpublished(self) -> int:
         """Fail queued jobs whose requests the broker never confirmed and nobody resubmitted
@@ -302,9 +339,7 @@ class JobService:
         link.connection.reconnect_callbacks.add(self._replay_after_reconnect)
 
     def _replay_after_reconnect(self, *args: object) -> None:
-        task = asyncio.ensure_future(self.replay_all_cancels())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._start(self.replay_all_cancels())
 
     async def replay_cancels(self, entry: WorkerEntry) -> None:
         """A consumer that started later learns of cancels of jobs that may still be queued."""

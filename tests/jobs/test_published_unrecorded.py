@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, error_code, wait_for_workers
@@ -28,6 +29,7 @@ CREATE TRIGGER refuse_mark BEFORE UPDATE OF published ON jobs FOR EACH ROW
 """
 
 
+@pytest.mark.slow  # ~25 s: the consumer is kept busy past the submitter's publish lease
 def test_a_job_confirmed_by_the_broker_but_not_marked_runs_once_and_keeps_its_id(
     pg_dsn: str, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
 ) -> None:

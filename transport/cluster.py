@@ -15,6 +15,7 @@ not come back to the next one in lockstep.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -70,6 +71,18 @@ class ClusterConnection(RobustConnection):
         self._current = first
         super().__init__(self._nodes[first], *args, **kwargs)
         self._turn = first  # what __init__ read does not count as an attempt
+
+    async def connect(self, timeout: Any = None) -> None:
+        """The first connect. If it fails or is cancelled, the connection is closed: aio-pika
+        would otherwise keep the robust connection's reconnect loop running, and that loop
+        swallows cancellation, so whoever gave up (a gateway whose start failed) could not
+        exit (`asyncio.run` waits for the loop forever)."""
+        try:
+            await super().connect(timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
 
     @property
     def url(self) -> URL:

@@ -14,7 +14,7 @@ from gateway.services import Services
 from gateway.settings import GatewaySettings
 from gateway.store import JobStore, SqliteJobStore
 from gateway.webhooks import CallbackDispatcher, Signer, UrlGuard
-from protocol import now_ms
+from protocol import names, now_ms
 
 log = logging.getLogger("rpcfleet.jobs")
 
@@ -32,6 +32,8 @@ async def jobs_running(services: Services) -> AsyncIterator[JobService]:
     async with AsyncExitStack() as stack:
         store = await open_store(settings)
         stack.push_async_callback(store.close)
+        log.info("job store %s: job replies arrive on %s", store.store_id,
+                 names.replies_queue(store.store_id))
         dispatcher = None
         if signer is not None:
             dispatcher = await stack.enter_async_context(

@@ -7,6 +7,8 @@ import logging
 import uuid
 from typing import Any
 
+from gateway.store.identity import check_instance
+
 log = logging.getLogger("rpcfleet.gateway")
 
 SCHEMA = """
@@ -75,13 +77,35 @@ async def prepare(pool: Any) -> str:
     async with pool.connection() as db, db.transaction():
         await db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         await db.execute(SCHEMA)
-        await db.execute("INSERT INTO rpcfleet_meta (key, value) VALUES ('store_id', %s) "
-                         "ON CONFLICT (key) DO NOTHING", ("pg" + uuid.uuid4().hex[:14],))
-        row = await (await db.execute(
-            "SELECT value FROM rpcfleet_meta WHERE key = 'store_id'")).fetchone()
-    assert row is not None
+        instance = await _instance(db)
+        await db.execute("INSERT INTO rpcfleet_meta (key, value) VALUES ('store_id', %s), "
+                         "('store_instance', %s) ON CONFLICT (key) DO NOTHING",
+                         ("pg" + uuid.uuid4().hex[:14], instance))
+        rows = dict(await (await db.execute(
+            "SELECT key, value FROM rpcfleet_meta "
+            "WHERE key IN ('store_id', 'store_instance')")).fetchall())
+    store_id = str(rows["store_id"])
+    check_instance(
+        "in this database", store_id, str(rows["store_instance"]), instance,
+        new_id="DELETE FROM rpcfleet_meta WHERE key IN ('store_id', 'store_instance')",
+        adopt=f"UPDATE rpcfleet_meta SET value = '{instance}' WHERE key = 'store_instance'")
     await build_indexes(pool)
-    return str(row[0])
+    return store_id
+
+
+async def _instance(db: Any) -> str:
+    """The database's own identity: the cluster's system identifier (kept by its replicas, so a
+    promoted standby is the same instance) and the database's oid (another database restored
+    from a dump, on this cluster or another, is another instance)."""
+    row = await (await db.execute(
+        "SELECT oid FROM pg_database WHERE datname = current_database()")).fetchone()
+    try:
+        async with db.transaction():  # a savepoint: the function may be refused to this role
+            system = (await (await db.execute(
+                "SELECT system_identifier FROM pg_control_system()")).fetchone())[0]
+    except Exception:
+        system = "unknown"
+    return f"cluster {system} database oid {row[0]}"
 
 
 async def build_indexes(pool: Any) -> None:

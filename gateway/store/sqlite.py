@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.group_commit import GroupCommit
+from gateway.store.identity import check_instance
 from gateway.store.rows import (
     CANCELLED_QUEUED,
     COLUMNS,
@@ -45,9 +46,14 @@ T = TypeVar("T")
 class SqliteJobStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not path.exists()
         self._db = connect(str(path))
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="jobstore")
-        self.store_id = _store_id(path.with_suffix(".id"))
+        try:
+            self.store_id = _store_id(path.with_suffix(".id"), path, adopt=fresh)
+        except BaseException:
+            self._db.close()
+            raise
         self._writes = GroupCommit(self._db)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
@@ -316,19 +322,32 @@ class SqliteJobStore:
             (state, error, retry_at_ms, delivery_id))
 
 
-def _store_id(path: Path) -> str:
+def _store_id(path: Path, database: Path, *, adopt: bool = False) -> str:
     """This file's identity, kept next to it: the gateways sharing the file (one host) share a
     replies queue named after it; another state dir, even on the same machine, is another
-    host. Created once; O_EXCL makes two processes starting together agree on one."""
+    host. Created once; O_EXCL makes two processes starting together agree on one. The second
+    line is the database file's inode: a copy of the directory is another file, and refuses
+    to start under the original's id (`gateway.store.identity`). An id file of one line (from
+    before 1.2, or after a move) adopts the file it is beside, and so does one beside a database
+    file just created (the old one deleted to start afresh: no other store is involved)."""
+    instance = f"inode {database.stat().st_ino}"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         deadline = time.monotonic() + 5
-        while not (text := path.read_text().strip()) and time.monotonic() < deadline:
+        while not (text := path.read_text()).endswith("\n") and time.monotonic() < deadline:
             time.sleep(0.01)  # its creator is writing it
-        if not text:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if not lines:
             raise RuntimeError(f"{path} is empty: remove it to give the store a new id") from None
-        return text
+        store_id, recorded = lines[0], (lines[1] if len(lines) > 1 else "")
+        if not recorded or (adopt and recorded != instance):
+            path.write_text(f"{store_id}\n{instance}\n")
+            return store_id
+        check_instance(str(database), store_id, recorded, instance,
+                       new_id=f"remove {path}",
+                       adopt=f"remove the second line of {path}")
+        return store_id
     with os.fdopen(fd, "w") as out:
-        out.write(uuid.uuid4().hex[:16] + "\n")
-    return path.read_text().strip()
+        out.write(f"{uuid.uuid4().hex[:16]}\n{instance}\n")
+    return path.read_text().splitlines()[0].strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,10 +37,35 @@ def run(args: argparse.Namespace) -> int:
     # Each uvicorn worker builds its app from the environment: hand the overrides down.
     for key, value in overrides.items():
         os.environ[f"RPCFLEET_{key.upper()}"] = str(value)
+    problem = store_problem(settings)
+    if problem is not None:
+        print(f"rpcfleet gateway: {problem}", file=sys.stderr)
+        return 2
     raise_open_file_limit()
     with shared_metrics(settings.workers):
         serve(settings, args.log_level)
     return 0
+
+
+def store_problem(settings: GatewaySettings) -> str | None:
+    """Why the job store cannot serve, said once before any process starts: a store copied from
+    another (its id would clash on the broker), or a job store URL of the wrong kind."""
+    import asyncio
+
+    from gateway.jobs.running import open_store
+    from gateway.store.identity import StoreCopied
+
+    async def check() -> None:
+        store = await open_store(settings)
+        await store.close()
+
+    try:
+        asyncio.run(check())
+    except (StoreCopied, ValueError) as exc:
+        return str(exc)
+    except Exception:  # unreachable now, say: each process's start says so, as before
+        pass
+    return None
 
 
 def raise_open_file_limit() -> None:

@@ -3,6 +3,9 @@ move to another when theirs goes. Two private nodes stand in for a cluster's mem
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 from pathlib import Path
 
 import httpx
@@ -11,8 +14,8 @@ from yarl import URL
 from rpcfleet.broker import LocalBroker, free_port
 from tests.support.fleet import worker_factory
 from tests.support.gateway import gateway_factory, wait_for_workers
-from tests.support.waiting import wait_for
-from transport.cluster import ClusterConnection, jittered, node_urls, with_options
+from tests.support.waiting import async_wait_for, wait_for
+from transport.cluster import ClusterConnection, connect_cluster, jittered, node_urls, with_options
 
 
 def test_the_url_list_is_split_on_commas() -> None:
@@ -66,3 +69,31 @@ def test_reconnect_attempts_are_jittered_around_the_interval() -> None:
     assert ClusterConnection.reconnect_interval.fget is not None  # the pause aio-pika reads
     pauses = {jittered(1.5) for _ in range(50)}
     assert len(pauses) > 1 and all(0.75 <= p <= 2.25 for p in pauses)
+
+
+def test_a_connect_given_up_midway_leaves_no_reconnect_loop_behind() -> None:
+    """A gateway that stops while its first connect is under way (its lifespan failed, or it was
+    told to stop) must not keep a connection retrying: aio-pika's robust connection reconnects
+    after a cancelled attempt and swallows the cancellation, which hung the gateway's exit."""
+    async def scenario() -> set[asyncio.Task[object]]:
+        with socket.socket() as silent:  # accepts the TCP connection, never speaks AMQP
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            port = silent.getsockname()[1]
+            before = asyncio.all_tasks()
+            attempt = asyncio.create_task(connect_cluster(
+                f"amqp://guest:guest@127.0.0.1:{port}/", reconnect_interval=0.1, timeout=5))
+            await asyncio.sleep(0.3)  # the attempt is waiting for the broker's first frame
+            attempt.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await attempt
+            me = asyncio.current_task()
+            with contextlib.suppress(AssertionError):  # the assertion below says what is left
+                await async_wait_for(lambda: not asyncio.all_tasks() - before - {me},
+                                     timeout=3, what="aio-pika's tasks to end")
+            return asyncio.all_tasks() - before - {me}
+
+    loop = asyncio.new_event_loop()
+    left = loop.run_until_complete(scenario())
+    assert left == set(), left  # (asyncio.run would hang here, cancelling them)
+    loop.close()

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.support.gateway import Gateway, StartGateway
 from tests.support.rabbit import Vhost
@@ -59,6 +60,7 @@ def test_a_copied_state_directory_refuses_to_start_until_it_gets_its_own_id(
     assert len(_replies_queues(vhost) - first) == 1
 
 
+@pytest.mark.slow  # ~15 s: three gateway starts on PostgreSQL
 def test_a_database_restored_beside_the_original_refuses_to_start(
     vhost: Vhost, pg_dsn: str, start_gateway: StartGateway
 ) -> None:

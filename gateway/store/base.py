@@ -73,6 +73,7 @@ class Delivery:
     url: str
     attempts: int
     finished_ms: int  # when the job ended: the retry window counts from here
+    lease: int = 0  # the claim's lease end (ms): its fence, an outcome is written only under it
 
 
 class JobStore(Protocol):
@@ -152,11 +153,17 @@ class JobStore(Protocol):
 
     async def cancel_seen(self, job_id: str) -> None: ...
 
-    async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+    async def claim_deliveries(self, now_ms: int | None, limit: int,
+                               lease_ms: int) -> list[Delivery]:
+        """Lease up to `limit` due deliveries until now + `lease_ms`. `now_ms` None: the store's
+        own clock (the database server's, for PostgreSQL: one clock for every gateway host)."""
         ...
 
-    async def delivery_outcome(self, delivery_id: str, *, delivered: bool, error: str | None,
-                               retry_at_ms: int | None) -> None: ...
+    async def delivery_outcome(self, delivery: Delivery, *, delivered: bool, error: str | None,
+                               retry_at_ms: int | None) -> bool:
+        """Record an attempt's outcome if the delivery's lease is still this claim's (False:
+        it ran out and another claim took the delivery; nothing is written)."""
+        ...
 
     async def purge(self, finished_before_ms: int) -> int: ...
 

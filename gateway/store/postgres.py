@@ -280,19 +280,25 @@ class PostgresJobStore:
         return await self._exec("DELETE FROM jobs WHERE finished_ms < %s", (finished_before_ms,))
 
     # -- outbox -------------------------------------------------------------------------------
-    async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+    async def claim_deliveries(self, now_ms: int | None, limit: int,
+                               lease_ms: int) -> list[Delivery]:
         # SKIP LOCKED: a row another gateway is claiming right now is left to it, not waited for.
+        # The lease is on the database's clock, the same for every gateway host.
         rows = await self._all(
-            "UPDATE outbox SET lease_ms = %s WHERE id IN (SELECT id FROM outbox WHERE state = "
-            "'pending' AND next_ms <= %s AND lease_ms <= %s ORDER BY next_ms LIMIT %s "
-            "FOR UPDATE SKIP LOCKED) RETURNING id, job_id, url, attempts, finished_ms",
-            (now_ms + lease_ms, now_ms, now_ms, limit))
-        return [Delivery(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+            "WITH clock AS (SELECT COALESCE(%s::bigint, (extract(epoch FROM clock_timestamp())"
+            " * 1000)::bigint) AS now) "
+            "UPDATE outbox SET lease_ms = clock.now + %s FROM clock WHERE outbox.id IN ("
+            "SELECT id FROM outbox, clock WHERE state = 'pending' AND next_ms <= clock.now "
+            "AND lease_ms <= clock.now ORDER BY next_ms LIMIT %s FOR UPDATE OF outbox SKIP LOCKED)"
+            " RETURNING outbox.id, job_id, url, attempts, finished_ms, outbox.lease_ms",
+            (now_ms, lease_ms, limit))
+        return [Delivery(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), int(r[5]))
+                for r in rows]
 
-    async def delivery_outcome(self, delivery_id: str, *, delivered: bool, error: str | None,
-                               retry_at_ms: int | None) -> None:
+    async def delivery_outcome(self, delivery: Delivery, *, delivered: bool, error: str | None,
+                               retry_at_ms: int | None) -> bool:
         state = "delivered" if delivered else ("pending" if retry_at_ms is not None else "failed")
-        await self._exec(
+        return bool(await self._exec(
             "UPDATE outbox SET state = %s, attempts = attempts + 1, last_error = %s, "
-            "next_ms = COALESCE(%s, next_ms), lease_ms = 0 WHERE id = %s",
-            (state, error, retry_at_ms, delivery_id))
+            "next_ms = COALESCE(%s, next_ms), lease_ms = 0 WHERE id = %s AND lease_ms = %s",
+            (state, error, retry_at_ms, delivery.id, delivery.lease)))

@@ -39,6 +39,7 @@ from gateway.store.rows import (
 )
 from gateway.store.schema import connect
 from protocol import ErrorBody, Job, JobStatus, codec
+from protocol import now_ms as clock_ms
 
 T = TypeVar("T")
 
@@ -299,27 +300,29 @@ class SqliteJobStore:
                                      (finished_before_ms,))
 
     # -- outbox -------------------------------------------------------------------------------
-    async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+    async def claim_deliveries(self, now_ms: int | None, limit: int,
+                               lease_ms: int) -> list[Delivery]:
         return await self._run_write(self._claim, now_ms, limit, lease_ms)
 
-    def _claim(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+    def _claim(self, now_ms: int | None, limit: int, lease_ms: int) -> list[Delivery]:
+        now = clock_ms() if now_ms is None else now_ms  # one host: its clock is the store's
         with self._write() as db:
             rows = db.execute(
                 "SELECT id, job_id, url, attempts, finished_ms FROM outbox WHERE state = "
                 "'pending' AND next_ms <= ? AND lease_ms <= ? ORDER BY next_ms LIMIT ?",
-                (now_ms, now_ms, limit)).fetchall()
+                (now, now, limit)).fetchall()
             for row in rows:  # leased: another process skips it until the lease ends
-                db.execute("UPDATE outbox SET lease_ms = ? WHERE id = ?",
-                           (now_ms + lease_ms, row[0]))
-        return [Delivery(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+                db.execute("UPDATE outbox SET lease_ms = ? WHERE id = ?", (now + lease_ms, row[0]))
+        return [Delivery(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), now + lease_ms)
+                for r in rows]
 
-    async def delivery_outcome(self, delivery_id: str, *, delivered: bool, error: str | None,
-                               retry_at_ms: int | None) -> None:
+    async def delivery_outcome(self, delivery: Delivery, *, delivered: bool, error: str | None,
+                               retry_at_ms: int | None) -> bool:
         state = "delivered" if delivered else ("pending" if retry_at_ms is not None else "failed")
-        await self._run_write(self._exec,
+        return bool(await self._run_write(self._exec,
             "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
-            "next_ms = COALESCE(?, next_ms), lease_ms = 0 WHERE id = ?",
-            (state, error, retry_at_ms, delivery_id))
+            "next_ms = COALESCE(?, next_ms), lease_ms = 0 WHERE id = ? AND lease_ms = ?",
+            (state, error, retry_at_ms, delivery.id, delivery.lease)))
 
 
 def _store_id(path: Path, database: Path, *, adopt: bool = False) -> str:

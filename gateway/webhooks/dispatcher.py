@@ -1,7 +1,11 @@
 """Sends callbacks from the store's outbox: claims due deliveries under a lease (so two gateway
 processes never send one at once, and a dead process's deliveries resume elsewhere or after a
 restart), sends them concurrently, records each outcome, schedules retries with jittered
-exponential backoff until the window ends. Never holds an AMQP delivery while doing so."""
+exponential backoff until the window ends. Never holds an AMQP delivery while doing so.
+
+A delivery is claimed only when a sending slot is free for it, so its lease starts with its
+attempt; the lease is fenced: an outcome is written only while the lease is still that claim's
+(`JobStore.delivery_outcome`), so a late attempt never overwrites the next claim's."""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ class CallbackDispatcher:
         self.settings = settings
         self.lease_ms = int(settings.callback_attempt_timeout * 1000) + LEASE_MARGIN_MS
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.callback_concurrency)
+        self._freed = asyncio.Event()  # a sending slot came free
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
@@ -72,19 +76,28 @@ class CallbackDispatcher:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
+            free = self.settings.callback_concurrency - len(self._sending)
+            if free <= 0:  # a slow receiver holds one slot, not the loop
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            limit = min(free, CLAIM_BATCH)
             try:
-                due = await self.store.claim_deliveries(now_ms(), CLAIM_BATCH, self.lease_ms)
+                due = await self.store.claim_deliveries(None, limit, self.lease_ms)
             except Exception:
                 log.exception("could not read the outbox")
                 due = []
             for delivery in due:
-                await self._slots.acquire()  # a slow receiver holds one slot, not the loop
                 task = asyncio.create_task(self._deliver(delivery))
                 self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
-            if len(due) < CLAIM_BATCH:
+                task.add_done_callback(self._sent)
+            if len(due) < limit:  # nothing more is due now
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._freed.set()
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:
@@ -106,15 +119,17 @@ class CallbackDispatcher:
                 window_ends = delivery.finished_ms + int(self.settings.callback_window * 1000)
                 if retry_at > window_ends:
                     retry_at = None
-            await self.store.delivery_outcome(delivery.id, delivered=result.delivered,
-                                              error=result.error, retry_at_ms=retry_at)
-            if not result.delivered:
+            if not await self.store.delivery_outcome(delivery, delivered=result.delivered,
+                                                     error=result.error, retry_at_ms=retry_at):
+                log.warning("callback %s for job %s, attempt %s: its lease ran out while it was "
+                            "sent; the outcome (%s) is left to the claim that took it over",
+                            delivery.id, job.id, attempt,
+                            "delivered" if result.delivered else result.error)
+            elif not result.delivered:
                 log.warning("callback %s for job %s, attempt %s: %s%s", delivery.id, job.id,
                             attempt, result.error, "" if retry_at else " (giving up)")
         except Exception:
             log.exception("callback %s failed unexpectedly; its lease will expire", delivery.id)
-        finally:
-            self._slots.release()
 
 
 def retry_delay(attempt: int, backoff: float, cap: float) -> float:

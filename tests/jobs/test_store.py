@@ -11,7 +11,7 @@ import pytest
 
 from gateway.store import IdempotencyConflict, JobStore, NewJob, SqliteJobStore
 from gateway.store.postgres import PostgresJobStore
-from protocol import ErrorBody, JobStatus
+from protocol import ErrorBody, JobStatus, now_ms
 
 StoreFactory = Callable[[], Awaitable[JobStore]]
 
@@ -94,12 +94,46 @@ async def test_two_stores_on_one_file_share_jobs_and_never_claim_one_delivery_tw
     # A lease that ran out (its process died) lets another process resume the delivery.
     resumed = await two.claim_deliveries(3_000 + 60_001, 100, lease_ms=60_000)
     assert {d.id for d in resumed} == ids_one | ids_two
-    await one.delivery_outcome(resumed[0].id, delivered=True, error=None, retry_at_ms=None)
+    assert await one.delivery_outcome(resumed[0], delivered=True, error=None, retry_at_ms=None)
     job = await two.get(resumed[0].job_id)
     assert job is not None and job.callback is not None
     assert job.callback.state == "delivered" and job.callback.attempts == 1
     await one.close()
     await two.close()
+
+
+async def test_a_delivery_whose_lease_ran_out_cannot_overwrite_the_next_claims_outcome(
+    stores: StoreFactory
+) -> None:
+    """A claim is fenced: its outcome is written only while its lease is the row's (issue 22,
+    #6: a late failure overwrote `delivered`, sent by the process that claimed it next)."""
+    one = await stores()
+    two = await stores()
+    await one.create(_job("j", callback_url="https://example.com/hook"))
+    await one.finish("j", JobStatus.SUCCEEDED, 1, None, 2_000)
+    [late] = await one.claim_deliveries(3_000, 10, lease_ms=1_000)
+    [current] = await two.claim_deliveries(4_001, 10, lease_ms=60_000)  # the lease ran out
+    assert current.id == late.id and current.lease != late.lease
+    assert await two.delivery_outcome(current, delivered=True, error=None, retry_at_ms=None)
+    assert not await one.delivery_outcome(late, delivered=False, error="timed out",
+                                          retry_at_ms=None)
+    job = await two.get("j")
+    assert job is not None and job.callback is not None
+    assert job.callback.state == "delivered" and job.callback.attempts == 1
+    await one.close()
+    await two.close()
+
+
+async def test_leases_are_taken_on_the_stores_own_clock(stores: StoreFactory) -> None:
+    """Gateways on several hosts claim by the database's clock, not their own (a host whose
+    clock runs ahead would take deliveries whose lease has not ended)."""
+    store = await stores()
+    await store.create(_job("j", callback_url="https://example.com/hook"))
+    await store.finish("j", JobStatus.SUCCEEDED, 1, None, 2_000)
+    [claimed] = await store.claim_deliveries(None, 10, lease_ms=60_000)
+    assert claimed.lease > now_ms() + 50_000  # now (the store's clock) + the lease
+    assert await store.claim_deliveries(None, 10, lease_ms=60_000) == []  # leased
+    await store.close()
 
 
 async def test_finished_jobs_past_retention_are_purged(stores: StoreFactory) -> None:

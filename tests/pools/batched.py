@@ -38,3 +38,13 @@ def broken(params: list[Item]) -> list[int]:
 @pool.method(batch=4, batch_wait=0.05)
 def short(params: list[Item]) -> list[int]:
     return [1] * (len(params) + 1)  # one result too many: a bug the runtime must catch
+
+
+@pool.method(batch=4, batch_wait=0.3)
+def slow(params: list[Item]) -> list[int]:
+    """Takes as many seconds as its first item's n (past a short consumer_timeout), traced."""
+    import time
+
+    _trace(params)
+    time.sleep(params[0].n)
+    return [item.n for item in params]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,30 @@ async def test_a_job_longer_than_the_consumer_timeout_does_not_leave_the_worker_
     assert replies.decode(first.body).ok  # its first run answered it
     assert first.headers[names.HEADER_ATTEMPT] == 1
     assert consumer_count(amqp_url, names.pool_queue("basic")) == 1
+
+
+async def test_a_batch_whose_channel_closes_under_it_runs_once_and_answers_every_request(
+    amqp_url: str, vhost: Vhost, start_worker: StartWorker, short_consumer_timeout: None,
+    tmp_path: Path
+) -> None:
+    """Batched methods have the run-once rule of single ones (issue 22, #3): the broker closes
+    the channel at its consumer_timeout while the batch runs; the redeliveries join the batch
+    under way instead of running it again, and its replies are the ones sent."""
+    start_worker("tests.pools.batched:pool", pool="batched", processes=1, prefetch=4)
+    trace = tmp_path / "calls"
+    async with amqp_client(amqp_url) as client:
+        sent = [await client.send("slow", {"n": 3, "log": str(trace)},
+                                  reply_to=names.REPLIES_QUEUE, persistent=True, timeout=60)
+                for _ in range(3)]
+        got = await client.drain_queue(names.REPLIES_QUEUE, expect=3, timeout=30)
+        # Every delivery settled (the redeliveries too): any second run has answered by now.
+        await async_wait_for(lambda: vhost.queue_counts(names.pool_queue("batched"))[:2]
+                             == (0, 0), timeout=30, what="every delivery to be settled")
+        got += await client.drain_queue(names.REPLIES_QUEUE, expect=99, timeout=0.5,
+                                        missing_ok=True)
+    # Each request answered by the one run: a redelivery is answered with that run's outcome
+    # again (the job store records a job's first reply only), never by a second run.
+    assert {str(m.correlation_id) for m in got} == set(sent)
+    assert {(replies.decode(m.body).ok, m.body, m.headers[names.HEADER_ATTEMPT])
+            for m in got} == {(True, b'{"ok":true,"result":3}', 1)}, [m.body for m in got]
+    assert trace.read_text().splitlines() == ["3"]  # one handler call, of all three

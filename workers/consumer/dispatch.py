@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -127,35 +127,44 @@ class Dispatcher:
         return await take_slot(self.semaphore, self.handing_back)
 
     async def _handle(self, message: Delivery) -> None:
-        joined = self._join(message)
-        if joined is not None:
-            # Redelivered while (or just after) we ran it here: its channel closed under it
-            # (consumer_timeout, a 406). Answer with that run's outcome; never run it twice.
-            ran = await asyncio.shield(joined)
-            await self.settler.settle(message,
-                                      Settle(read_attempt(message.headers), reply=ran.reply))
+        if await self._answered_by_a_run_here(message):
             return
         decision = self.decide(message)
         if isinstance(decision, Run):
-            decision = await self._run_owned(message, decision)
+            decision = await self._run_owned(message, self._run(message, decision))
         await self._conclude(message, decision)
+
+    async def _answered_by_a_run_here(self, message: Delivery) -> bool:
+        """Redelivered while (or just after) we ran it here: its channel closed under it
+        (consumer_timeout, a 406). Answer with that run's outcome; never run it twice."""
+        joined = self._join(message)
+        if joined is None:
+            return False
+        ran = await asyncio.shield(joined)
+        await self.settler.settle(message, Settle(read_attempt(message.headers), reply=ran.reply))
+        return True
 
     async def _handle_batched(self, message: Delivery, handler: Handler) -> None:
         """A request of a batched method: it waits in its method's batch without a handler
-        slot (the batch call takes one), and is settled on its own like any other."""
+        slot (the batch call takes one), and is settled on its own like any other, under the
+        same run-once rule (a redelivery joins the batch that runs it)."""
         if self.handing_back.is_set():
             await self._hand_back(message)
             return
+        if await self._answered_by_a_run_here(message):
+            return
         decision = self.decide(message)
         if isinstance(decision, Run):
-            batcher = self.batchers.get(handler.name)
-            if batcher is None:
-                batcher = Batcher(handler, self.capacity, self._call_batch,
-                                  busy=self.semaphore.locked)
-                self.batchers[handler.name] = batcher
-            outcome = await batcher.submit((message, decision))
-            decision = Settle(decision.attempt, reply=outcome)
+            decision = await self._run_owned(message, self._in_batch(handler, message, decision))
         await self._conclude(message, decision)
+
+    async def _in_batch(self, handler: Handler, message: Delivery, run: Run) -> Settle:
+        batcher = self.batchers.get(handler.name)
+        if batcher is None:
+            batcher = Batcher(handler, self.capacity, self._call_batch,
+                              busy=self.semaphore.locked)
+            self.batchers[handler.name] = batcher
+        return Settle(run.attempt, reply=await batcher.submit((message, run)))
 
     async def _call_batch(self, handler: Handler, items: list[Any]) -> list[Outcome]:
         """One handler call for a batch of (delivery, run): a request cancelled before its batch
@@ -167,11 +176,11 @@ class Dispatcher:
                 outcomes[index] = failure(ErrorCode.CANCELLED,
                                           "the job was cancelled before it started")
             else:
-                # The batch's one time limit is tracked under its first request.
-                self._starting(message, handler, run.attempt, track=not live)
+                # The batch's one time limit is tracked under each of its requests: if the
+                # backstop kills the process, every one of them is answered, none runs again.
+                self._starting(message, handler, run.attempt)
                 live.append(index)
         if live:
-            first = str(items[live[0]][0].correlation_id)
             slots, slot = self.setup.slots, self.setup.slot
             started = time.perf_counter()
             await self.semaphore.acquire()
@@ -189,7 +198,8 @@ class Dispatcher:
             # prefetch=auto sizes itself by the time per request, which batching divides.
             self.measure.observe_handler((time.perf_counter() - started) / len(live))
             if not any(result.must_exit for result in results):
-                slots.untrack(slot, first)
+                for index in live:
+                    slots.untrack(slot, str(items[index][0].correlation_id))
             outcomes.update(zip(live, results, strict=True))
             for index, result in zip(live, results, strict=True):
                 log_raised(handler.name, str(items[index][0].correlation_id), result)
@@ -225,12 +235,13 @@ class Dispatcher:
         done.set_result(Settle(read_attempt(message.headers), reply=outcome))
         return done
 
-    async def _run_owned(self, message: Delivery, run: Run) -> Settle:
-        """Run the handler in a task the delivery does not own: when the delivery's channel
-        closes (aiormq then cancels the delivery's task), the handler still finishes, its reply
-        is still sent, and a redelivery joins it (see `_join`) instead of running it again."""
+    async def _run_owned(self, message: Delivery, work: Coroutine[Any, Any, Settle]) -> Settle:
+        """Run the handler (or the request's place in a batch) in a task the delivery does not
+        own: when the delivery's channel closes (aiormq then cancels the delivery's task), the
+        handler still finishes, its reply is still sent, and a redelivery joins it (see `_join`)
+        instead of running it again."""
         job_id = str(message.correlation_id)
-        task = asyncio.ensure_future(self._run(message, run))
+        task = asyncio.ensure_future(work)
         self.runs[job_id] = task
         task.add_done_callback(lambda done: self._ran(job_id, done))
         try:

@@ -218,5 +218,6 @@ class JobEvent(BaseModel):
     at: int  # epoch ms
     fraction: float | None = None
     note: str | None = None
+    n: int | None = None  # progress: its number in the run (1, 2, ...), from workers of 1.2
     status: str | None = None
     extra: dict[str, Any] | None = None

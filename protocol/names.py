@@ -20,6 +20,8 @@ HEADER_ATTEMPT = "x-rpcfleet-attempt"  # 1 for the first start
 HEADER_WORKER = "x-rpcfleet-worker"  # on replies: the consumer's worker id
 HEADER_STARTED_AT = "x-rpcfleet-started-at"  # on replies: epoch ms the handler started
 HEADER_FINISHED_AT = "x-rpcfleet-finished-at"  # on replies: epoch ms the handler finished
+# On replies: how many progress events the run sent before it (recorded before the reply).
+HEADER_PROGRESS_EVENTS = "x-rpcfleet-progress-events"
 HEADER_DEAD_REASON = "x-rpcfleet-dead-reason"  # on dead letters
 HEADER_POOL = "x-rpcfleet-pool"  # on dead letters: the pool whose queue held it
 HEADER_DEAD_DETAIL = "x-rpcfleet-dead-detail"  # on dead letters: what went wrong, for people

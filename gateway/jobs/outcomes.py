@@ -29,6 +29,7 @@ class ReplyFacts:
     attempt: int | None
     started_ms: int | None
     finished_ms: int | None
+    progress_events: int | None = None  # sent by the run before this reply (workers of 1.2)
 
 
 def reply_facts(headers: dict[str, Any]) -> ReplyFacts:
@@ -38,7 +39,8 @@ def reply_facts(headers: dict[str, Any]) -> ReplyFacts:
 
     worker = headers.get(names.HEADER_WORKER)
     return ReplyFacts(str(worker) if worker else None, number(names.HEADER_ATTEMPT),
-                      number(names.HEADER_STARTED_AT), number(names.HEADER_FINISHED_AT))
+                      number(names.HEADER_STARTED_AT), number(names.HEADER_FINISHED_AT),
+                      number(names.HEADER_PROGRESS_EVENTS))
 
 
 def from_dead_letter(headers: dict[str, Any]) -> tuple[JobStatus, ErrorBody]:

@@ -27,6 +27,7 @@ from pamqp.commands import Basic
 from gateway.amqp.link import BrokerLink
 from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
+from gateway.jobs.ordering import Lanes
 from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts
 from gateway.metrics import Metrics
 from gateway.store import JobStore
@@ -44,6 +45,10 @@ log = logging.getLogger("rpcfleet.jobs")
 
 PARK_FAILED_PAUSE_S = 1.0  # before a requeue, when even parking failed (the broker going)
 REPLY_PREFETCH = 64  # each outcome is one small store write: batch the broker round trips
+# A reply waits at most this long for the progress events its run sent before it (they travel
+# on rpcfleet.events), polling the store this often.
+PROGRESS_WAIT_S = 2.0
+PROGRESS_POLL_S = 0.02
 
 
 class OutcomeRecorder:
@@ -63,6 +68,7 @@ class OutcomeRecorder:
         self.ready = asyncio.Event()
         self._dead_events: AbstractQueue | None = None
         self._watched_pools: set[str] = set()
+        self._in_order = Lanes()  # job id -> its events, recorded in arrival order
         link.when_connected(self._consume)
 
     async def _consume(self, link: BrokerLink) -> None:
@@ -139,6 +145,8 @@ class OutcomeRecorder:
         job_id = message.correlation_id or ""
         status, result, error = from_reply(message.body)
         facts = reply_facts(message.headers or {})
+        if facts.progress_events:
+            await self._progress_recorded(job_id, facts.progress_events)
         await self.record(job_id, status, result, error, facts.worker,
                           at_ms=facts.finished_ms or now_ms(), attempt=facts.attempt,
                           started_ms=facts.started_ms)
@@ -178,6 +186,18 @@ class OutcomeRecorder:
                                             status=status, worker=worker),
                                    names.job_event_key(job_id, "finished"))
 
+    async def _progress_recorded(self, job_id: str, sent: int) -> None:
+        """Wait (a little) until the run's `sent` progress events are recorded: they travel
+        on rpcfleet.events, the reply on this store's queue, and a job's end comes after its
+        progress in its log. Events lost on the way are not waited for past the bound."""
+        deadline = asyncio.get_running_loop().time() + PROGRESS_WAIT_S
+        while await self.store.progress_recorded(job_id) < sent:
+            if asyncio.get_running_loop().time() > deadline:
+                log.info("job %s ended after %s progress events, not all recorded within "
+                         "%s s; recording its end", job_id, sent, PROGRESS_WAIT_S)
+                return
+            await asyncio.sleep(PROGRESS_POLL_S)
+
     async def on_job_event(self, key: str, body: bytes) -> None:
         """job.{id}.started / .progress from workers; .finished from other gateways."""
         try:
@@ -185,12 +205,16 @@ class OutcomeRecorder:
         except ValueError:
             log.warning("ignoring a malformed job event on %s", key)
             return
-        changed = True
-        if event.kind == "started":
-            changed = await self.store.started(event.job_id, event.worker, event.attempt or 1,
-                                               event.at)
-        elif event.kind == "progress":
-            changed = await self.store.progress(event.job_id, event.fraction or 0.0,
-                                                event.note or "")
+        # One job's events are recorded in the order they arrived here (they are delivered in
+        # the order the worker sent them, each as its own task): with every gateway process
+        # recording every event, a process records event n only once n - 1 is in the store.
+        async with self._in_order.hold(event.job_id):
+            changed = True
+            if event.kind == "started":
+                changed = await self.store.started(event.job_id, event.worker,
+                                                   event.attempt or 1, event.at)
+            elif event.kind == "progress":
+                changed = await self.store.progress(event.job_id, event.fraction or 0.0,
+                                                    event.note or "", event.n, event.attempt)
         if changed:
             self.hub.notify(event.job_id)

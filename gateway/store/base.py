@@ -130,7 +130,15 @@ class JobStore(Protocol):
     async def started(self, job_id: str, worker: str | None, attempt: int,
                       at_ms: int) -> bool: ...
 
-    async def progress(self, job_id: str, fraction: float, note: str) -> bool: ...
+    async def progress(self, job_id: str, fraction: float, note: str, n: int | None = None,
+                       attempt: int | None = None) -> bool:
+        """Record the worker's progress event `n` of `attempt` unless it, or a later one, is
+        recorded already (every gateway process hears it). False: nothing changed."""
+        ...
+
+    async def progress_recorded(self, job_id: str) -> int:
+        """The number of the last progress event recorded for the job's current attempt."""
+        ...
 
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
                      at_ms: int, worker: str | None = None, attempt: int | None = None,

@@ -33,8 +33,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_pending BOOLEAN NOT NULL DEFAULT FALSE,
     published BOOLEAN NOT NULL DEFAULT TRUE,
     publish_lease_ms BIGINT NOT NULL DEFAULT 0,
-    owner TEXT
+    owner TEXT,
+    progress_n INTEGER NOT NULL DEFAULT 0
 );
+-- Added in 1.2 (a constant default: no table rewrite, a brief lock only).
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS progress_n INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,

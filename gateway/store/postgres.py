@@ -177,15 +177,26 @@ class PostgresJobStore:
         return await self._changed(
             job_id, "running",
             "UPDATE jobs SET status = 'running', worker = %s, attempts = GREATEST(attempts, %s), "
-            "started_ms = %s WHERE id = %s AND status IN ('queued', 'running') "
+            "started_ms = %s, progress_n = 0 WHERE id = %s AND status IN ('queued', 'running') "
             "AND attempts < %s", (worker, attempt, at_ms, job_id, attempt))
 
-    async def progress(self, job_id: str, fraction: float, note: str) -> bool:
+    async def progress(self, job_id: str, fraction: float, note: str, n: int | None = None,
+                       attempt: int | None = None) -> bool:
         body = codec.dumps({"fraction": fraction, "note": note}).decode()
-        # Every gateway hears the worker's progress event: the same value again is no change.
-        return await self._changed(job_id, "progress", "UPDATE jobs SET progress = %s WHERE "
-                                   "id = %s AND status = 'running' AND progress IS DISTINCT "
-                                   "FROM %s", (body, job_id, body))
+        if n is None:  # a worker from before 1.2: the same value again is no change
+            return await self._changed(job_id, "progress", "UPDATE jobs SET progress = %s "
+                                       "WHERE id = %s AND status = 'running' AND progress IS "
+                                       "DISTINCT FROM %s", (body, job_id, body))
+        # Every gateway hears the worker's event n: it is recorded once, and never after a
+        # later one of the same attempt.
+        return await self._changed(
+            job_id, "progress", "UPDATE jobs SET progress = %s, progress_n = %s WHERE id = %s "
+            "AND status = 'running' AND progress_n < %s AND attempts = COALESCE(%s::int, attempts)",
+            (body, n, job_id, n, attempt))
+
+    async def progress_recorded(self, job_id: str) -> int:
+        rows = await self._all("SELECT progress_n FROM jobs WHERE id = %s", (job_id,))
+        return int(rows[0][0]) if rows else 0
 
     async def _changed(self, job_id: str, event: str, sql: str, args: tuple[Any, ...]) -> bool:
         async with self._pool.connection() as db, db.transaction():

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_pending INTEGER NOT NULL DEFAULT 0,
     published INTEGER NOT NULL DEFAULT 1,  -- 0: its request was not confirmed by the broker yet
     publish_lease_ms INTEGER NOT NULL DEFAULT 0,  -- who publishes it owns it until then
-    owner TEXT  -- a fingerprint of the API key that submitted it (NULL: keys not in use)
+    owner TEXT,  -- a fingerprint of the API key that submitted it (NULL: keys not in use)
+    progress_n INTEGER NOT NULL DEFAULT 0  -- the last progress event of this attempt recorded
 );
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_ms);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_ms);
@@ -60,6 +61,7 @@ ADDED_COLUMNS = [
     ("jobs", "published", "INTEGER NOT NULL DEFAULT 1"),
     ("jobs", "publish_lease_ms", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "owner", "TEXT"),
+    ("jobs", "progress_n", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
 # Several gateway processes share the file: wait for the writer instead of failing at once.

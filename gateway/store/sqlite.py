@@ -182,16 +182,27 @@ class SqliteJobStore:
         # attempts counts starts; only a queued or running job can (re)start.
         return await self._run_write(self._changed, job_id, "running",
             "UPDATE jobs SET status = 'running', worker = ?, attempts = MAX(attempts, ?), "
-            "started_ms = ? WHERE id = ? AND status IN ('queued', 'running') "
+            "started_ms = ?, progress_n = 0 WHERE id = ? AND status IN ('queued', 'running') "
             "AND attempts < ?", (worker, attempt, at_ms, job_id, attempt))
 
-    async def progress(self, job_id: str, fraction: float, note: str) -> bool:
+    async def progress(self, job_id: str, fraction: float, note: str, n: int | None = None,
+                       attempt: int | None = None) -> bool:
         body = codec.dumps({"fraction": fraction, "note": note}).decode()
-        # Every gateway process hears the worker's progress event: the same value again is no
-        # change (and no second event).
+        if n is None:  # a worker from before 1.2: the same value again is no change
+            return await self._run_write(self._changed, job_id, "progress",
+                "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running' AND "
+                "progress IS NOT ?", (body, job_id, body))
+        # Every gateway process hears the worker's event n: it is recorded once, and never
+        # after a later one of the same attempt.
         return await self._run_write(self._changed, job_id, "progress",
-            "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running' AND "
-            "progress IS NOT ?", (body, job_id, body))
+            "UPDATE jobs SET progress = ?, progress_n = ? WHERE id = ? AND status = 'running' "
+            "AND progress_n < ? AND attempts = COALESCE(?, attempts)",
+            (body, n, job_id, n, attempt))
+
+    async def progress_recorded(self, job_id: str) -> int:
+        row = await self._run(lambda: self._db.execute(
+            "SELECT progress_n FROM jobs WHERE id = ?", (job_id,)).fetchone())
+        return int(row[0]) if row else 0
 
     def _changed(self, job_id: str, event: str, sql: str, args: tuple[Any, ...]) -> bool:
         """An update and, when it changed the job, its event: in one transaction."""

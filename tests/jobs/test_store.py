@@ -136,6 +136,30 @@ async def test_leases_are_taken_on_the_stores_own_clock(stores: StoreFactory) ->
     await store.close()
 
 
+async def test_a_progress_event_is_recorded_once_and_never_after_a_later_one(
+    stores: StoreFactory
+) -> None:
+    """Two gateway processes hear each numbered event: the second write of n, and n after n+1,
+    change nothing; a new attempt numbers from 1 again (issue 22, #8)."""
+    one = await stores()
+    two = await stores()
+    await one.create(_job("p"))
+    assert await one.started("p", "w:p:0", 1, 2_000)
+    assert await one.progress("p", 0.1, "a", n=1, attempt=1)
+    assert not await two.progress("p", 0.1, "a", n=1, attempt=1)  # the other process
+    assert await two.progress("p", 0.3, "c", n=3, attempt=1)
+    assert not await one.progress("p", 0.2, "b", n=2, attempt=1)  # a lagging process
+    assert await one.progress_recorded("p") == 3
+    assert await one.started("p", "w:p:1", 2, 3_000)  # redelivered: the second attempt
+    assert not await one.progress("p", 0.9, "old", n=4, attempt=1)  # the first one's, late
+    assert await two.progress("p", 0.05, "again", n=1, attempt=2)
+    fractions = [r.job.progress.fraction for r in await one.events("p")
+                 if r.event == "progress" and r.job.progress is not None]
+    assert fractions == [0.1, 0.3, 0.05]
+    await one.close()
+    await two.close()
+
+
 async def test_finished_jobs_past_retention_are_purged(stores: StoreFactory) -> None:
     store = await stores()
     await store.create(_job("old"))

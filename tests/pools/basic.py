@@ -106,6 +106,15 @@ def staged(params: dict[str, object], job: JobContext) -> dict[str, object]:
     return {"released": os.path.exists(release)}
 
 
+@pool.method
+def steps(params: dict[str, int], job: JobContext) -> int:
+    """Reports progress `steps` times as fast as it can (1/steps, 2/steps, ... 1.0)."""
+    count = int(params["steps"])
+    for step in range(1, count + 1):
+        job.progress(step / count, f"step {step}")
+    return count
+
+
 _held: list[bytearray] = []  # what `hold` keeps: a handler that leaks, on purpose
 
 

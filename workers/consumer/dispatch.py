@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aio_pika.abc import AbstractRobustChannel
@@ -86,6 +86,7 @@ class Dispatcher:
         self.capacity: Callable[[], int] = lambda: 1  # the prefetch in force (set by the runtime)
         self.runs: dict[str, asyncio.Future[Settle]] = {}  # job id -> its handler, running here
         self.recent: OrderedDict[str, Outcome] = OrderedDict()  # job id -> how it ended here
+        self.progress_sent: dict[str, int] = {}  # job id -> progress events its run sent
         self._orphans: set[asyncio.Task[None]] = set()
         self.settler = Settler(setup, channel, topology, counters, measure,
                                strays or StrayReplies(setup.settings.amqp_url,
@@ -326,6 +327,7 @@ class Dispatcher:
         self._starting(message, handler, run.attempt)
         stopper = Stopper()
         self.cancels.running[job_id] = stopper
+        self.progress_sent[job_id] = 0
         slots, slot = self.setup.slots, self.setup.slot
         started = time.perf_counter()
         try:
@@ -335,25 +337,36 @@ class Dispatcher:
                 if "job" in handler.wants:
                     context = JobContext(id=job_id, method=handler.name, attempt=run.attempt,
                                          deadline=run.deadline, worker=self.worker,
-                                         _progress=self._progress_sink(), trace=trace or {})
+                                         _progress=self._progress_sink(run.attempt),
+                                         trace=trace or {})
                 outcome = await run_handler(
                     handler, handler.arguments(run.params, self.setup.cache, context), stopper,
                     self.executor, self.setup.settings.max_result_bytes)
         finally:
             self.cancels.running.pop(job_id, None)
             self.starts.ended(job_id)
+            # A handler thread's progress calls reach the loop before its end does, so every
+            # event it sent is counted; the reply says how many (recorded after them).
+            sent = self.progress_sent.pop(job_id, 0)
+        if sent:
+            outcome = replace(outcome, progress_events=sent)
         self.measure.observe_handler(time.perf_counter() - started)
         log_raised(handler.name, job_id, outcome)
         if not outcome.must_exit:
             slots.untrack(slot, job_id)
         return Settle(run.attempt, reply=outcome)
 
-    def _progress_sink(self) -> Callable[[str, float, str], None]:
+    def _progress_sink(self, attempt: int) -> Callable[[str, float, str], None]:
         loop = asyncio.get_running_loop()
 
         def progress(job_id: str, fraction: float, note: str) -> None:
+            if job_id not in self.progress_sent:
+                return  # an abandoned handler (past its time limit) that still reports
             self.starts.send_now(job_id)  # a gateway records progress of a running job only
-            self.job_event(job_id, "progress", {"fraction": fraction, "note": note})
+            n = self.progress_sent[job_id] = self.progress_sent[job_id] + 1
+            # Numbered: each gateway process hears it, the store records it once, in order.
+            self.job_event(job_id, "progress", {"fraction": fraction, "note": note, "n": n,
+                                                "attempt": attempt})
 
         def sink(job_id: str, fraction: float, note: str) -> None:
             loop.call_soon_threadsafe(progress, job_id, fraction, note)

@@ -25,6 +25,7 @@ class Outcome:
     must_exit: bool = False  # the handler may still run: replace this process after the reply
     started_at: int | None = None  # epoch ms, when a handler ran
     finished_at: int | None = None
+    progress_events: int = 0  # how many progress events the run sent before its reply
     # What the handler raised, for the log, when its failure is `worker_error`; None otherwise
     # (a result, a CallError: an answer the handler meant, a time limit, a cancel).
     raised: BaseException | None = None

@@ -50,6 +50,8 @@ def reply_properties(request: Delivery, worker: str, attempt: int,
                                names.HEADER_FINISHED_AT: finished}
     if outcome.started_at is not None:
         headers[names.HEADER_STARTED_AT] = outcome.started_at
+    if outcome.progress_events:
+        headers[names.HEADER_PROGRESS_EVENTS] = outcome.progress_events
     return Basic.Properties(
         content_type=names.CONTENT_TYPE,
         correlation_id=request.correlation_id,

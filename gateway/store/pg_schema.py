@@ -36,8 +36,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner TEXT,
     progress_n INTEGER NOT NULL DEFAULT 0
 );
--- Added in 1.2 (a constant default: no table rewrite, a brief lock only).
-ALTER TABLE jobs ADD COLUMN IF NOT EXISTS progress_n INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
@@ -57,6 +55,12 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (job_id, seq)
 );
 """
+# Columns added since 1.1, to tables of an earlier version: a constant default, so PostgreSQL 11+
+# adds each without rewriting the table, under a brief exclusive lock, taken only when missing
+# (ALTER ... IF NOT EXISTS would take the lock first, and wait behind every open transaction).
+ADDED_COLUMNS = (
+    ("jobs", "progress_n", "INTEGER NOT NULL DEFAULT 0"),  # 1.2
+)
 # Built after the tables, each CONCURRENTLY: on a populated table of an earlier version, a new
 # index is built while gateways on other hosts go on writing (a plain CREATE INDEX would hold
 # their writes for the whole build). docs/upgrading.md.
@@ -80,6 +84,13 @@ async def prepare(pool: Any) -> str:
     async with pool.connection() as db, db.transaction():
         await db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         await db.execute(SCHEMA)
+        for table, column, definition in ADDED_COLUMNS:
+            present = await (await db.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = %s AND column_name = %s", (table, column))).fetchone()
+            if present is None:
+                await db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} "
+                                 f"{definition}")
         instance = await _instance(db)
         await db.execute("INSERT INTO rpcfleet_meta (key, value) VALUES ('store_id', %s), "
                          "('store_instance', %s) ON CONFLICT (key) DO NOTHING",

@@ -67,3 +67,14 @@ async def test_an_index_left_invalid_by_an_interrupted_build_is_built_again(pg_d
             "ON c.oid = i.indexrelid WHERE c.relname = ANY(%s)",
             ([name for name, _ in INDEXES],))).fetchall()
         assert sorted(rows) == sorted((name, True) for name, _ in INDEXES)
+
+
+async def test_a_jobs_table_of_1_1_gains_the_progress_column(pg_dsn: str) -> None:
+    store = await PostgresJobStore.open(pg_dsn)
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as admin:
+        await admin.execute("ALTER TABLE jobs DROP COLUMN progress_n")  # as 1.1 made it
+        await _insert_job(admin, "from_1_1")
+        store = await PostgresJobStore.open(pg_dsn)
+        assert await store.progress_recorded("from_1_1") == 0
+        await store.close()

@@ -13,6 +13,9 @@ from protocol import ErrorBody, Job, JobStatus
 # Of a job's request: "claimed" (publish it now), "held" (its submitter is still publishing it),
 # "done" (confirmed by the broker, or the job has moved on).
 PublishClaim = Literal["claimed", "held", "done"]
+# Jobs purged per transaction (with their events and deliveries): each batch holds the write
+# lock ~20-40 ms here, so submissions and outcomes interleave with a purge of millions.
+PURGE_BATCH = 500
 
 
 SQLITE_OUTAGES = ("locked", "busy", "disk", "unable to open", "full")  # not a bug of ours

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
+from gateway.store.base import PURGE_BATCH, Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.pg_schema import prepare
 from gateway.store.rows import (
     CANCELLED_QUEUED,
@@ -288,7 +288,14 @@ class PostgresJobStore:
         await self._exec("UPDATE jobs SET cancel_pending = FALSE WHERE id = %s", (job_id,))
 
     async def purge(self, finished_before_ms: int) -> int:
-        return await self._exec("DELETE FROM jobs WHERE finished_ms < %s", (finished_before_ms,))
+        removed = 0
+        while True:  # in batches, each its own transaction; rows being written are skipped
+            batch = await self._exec(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_ms < %s "
+                "LIMIT %s FOR UPDATE SKIP LOCKED)", (finished_before_ms, PURGE_BATCH))
+            removed += batch
+            if batch < PURGE_BATCH:
+                return removed
 
     # -- outbox -------------------------------------------------------------------------------
     async def claim_deliveries(self, now_ms: int | None, limit: int,

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
+from gateway.store.base import PURGE_BATCH, Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.group_commit import GroupCommit
 from gateway.store.identity import check_instance
 from gateway.store.rows import (
@@ -307,8 +307,14 @@ class SqliteJobStore:
                               (job_id,))
 
     async def purge(self, finished_before_ms: int) -> int:
-        return await self._run_write(self._exec, "DELETE FROM jobs WHERE finished_ms < ?",
-                                     (finished_before_ms,))
+        removed = 0
+        while True:  # in batches, each its own commit: other writes go between them
+            batch = await self._run_write(
+                self._exec, "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE "
+                "finished_ms < ? LIMIT ?)", (finished_before_ms, PURGE_BATCH))
+            removed += batch
+            if batch < PURGE_BATCH:
+                return removed
 
     # -- outbox -------------------------------------------------------------------------------
     async def claim_deliveries(self, now_ms: int | None, limit: int,

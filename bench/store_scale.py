@@ -1,0 +1,175 @@
+"""The job store when full: per-job costs at 10 thousand and at 1 million jobs, on SQLite and on
+PostgreSQL (issue 22, #2: within 2x of each other is the target).
+
+    ./run bench store_scale [--sizes 10000,1000000] [--ops 300] [--stores sqlite,postgresql]
+
+For each store and size: seed that many finished jobs, each with one callback delivery (an outbox
+row) and two events, with SQL (`seed`); analyse; then time, per job, over `--ops` jobs:
+
+- submit: `create` + `mark_published` (what `POST /v1/jobs` writes)
+- read: `get` + `events` (a poll, a follower's catch-up)
+- finish: `started` + `progress` + `finish` (a worker's events and its reply)
+- callback: `claim_deliveries` + `delivery_outcome`
+- purge: `purge` of jobs past retention, in the store's batches of `PURGE_BATCH`; and the longest
+  single batch, which is how long the purge holds the write lock at a time.
+
+PostgreSQL runs as a private server (Debian's package, initdb + pg_ctl on loopback, the test
+suite's `tests.support.postgres`); SQLite is a file in a temporary directory (synchronous=FULL,
+as the gateway runs it: each commit is one fsync). Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from gateway.store import JobStore, NewJob, SqliteJobStore
+from gateway.store.base import PURGE_BATCH
+from protocol import JobStatus
+
+PURGE_JOBS = 10 * PURGE_BATCH
+
+
+def seed_sql(rows: int, postgres: bool) -> str:
+    series = (f"generate_series(1, {rows}) AS i" if postgres else
+              f"(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})"
+              f" SELECT i FROM n)")
+    return f"""
+INSERT INTO jobs (id, method, status, created_ms, finished_ms, attempts, callback_url)
+    SELECT 'j' || i, 'echo', 'succeeded', 1000 + i, 1000 + i, 1, 'http://127.0.0.1:9/h'
+    FROM {series};
+INSERT INTO outbox (id, job_id, url, state, next_ms, finished_ms)
+    SELECT 'msg_' || id, id, callback_url, 'delivered', finished_ms, finished_ms FROM jobs;
+INSERT INTO events (job_id, seq, event) SELECT id, 1, 'queued' FROM jobs;
+INSERT INTO events (job_id, seq, event) SELECT id, 2, 'succeeded' FROM jobs;
+ANALYZE;
+"""
+
+
+async def per_job(ops: int, step: Callable[[int], Awaitable[object]]) -> float:
+    """Microseconds per call of `step`, over `ops` calls."""
+    started = time.perf_counter()
+    for i in range(ops):
+        await step(i)
+    return (time.perf_counter() - started) / ops * 1e6
+
+
+async def measure(store: JobStore, ops: int) -> dict[str, float]:
+    base = 10**12
+    figures: dict[str, float] = {}
+
+    async def submit(i: int) -> None:
+        await store.create(NewJob(id=f"b{i}", method="echo", created_ms=base + i,
+                                  callback_url="http://127.0.0.1:9/h"))
+        await store.mark_published(f"b{i}")
+
+    async def read(i: int) -> None:
+        await store.get(f"j{1 + i * 997 % 5000}")
+        await store.events(f"j{1 + i * 991 % 5000}")
+
+    async def finish(i: int) -> None:
+        await store.started(f"b{i}", "w:p:0", 1, base + i)
+        await store.progress(f"b{i}", 0.5, "half", 1, 1)
+        await store.finish(f"b{i}", JobStatus.SUCCEEDED, {"n": i}, None, base + i + 1)
+
+    async def callback(i: int) -> None:
+        for delivery in await store.claim_deliveries(base + 10**6, 1, 60_000):
+            await store.delivery_outcome(delivery, delivered=True, error=None, retry_at_ms=None)
+
+    figures["submit"] = await per_job(ops, submit)
+    figures["read"] = await per_job(ops, read)
+    figures["finish"] = await per_job(ops, finish)
+    figures["callback"] = await per_job(ops, callback)
+    batches = []
+    for k in range(PURGE_JOBS // PURGE_BATCH):  # one batch's worth of the oldest jobs each
+        started = time.perf_counter()
+        removed = await store.purge(1001 + (k + 1) * PURGE_BATCH)
+        batches.append(time.perf_counter() - started)
+        assert removed == PURGE_BATCH, removed
+    figures["purge"] = sum(batches) / PURGE_JOBS * 1e6
+    figures["purge batch max ms"] = max(batches) * 1000
+    figures["purge batch median ms"] = statistics.median(batches) * 1000
+    return figures
+
+
+async def sqlite_case(rows: int, ops: int, folder: Path) -> dict[str, float]:
+    path = folder / f"jobs-{rows}.sqlite3"
+    SqliteJobStore(path)
+    with sqlite3.connect(path) as db:
+        db.executescript(seed_sql(rows, postgres=False))
+    store = SqliteJobStore(path)
+    try:
+        return await measure(store, ops)
+    finally:
+        await store.close()
+
+
+async def postgres_case(rows: int, ops: int, dsn: str) -> dict[str, float]:
+    import psycopg
+
+    from gateway.store.postgres import PostgresJobStore
+
+    store = await PostgresJobStore.open(dsn)
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as db:
+            await db.execute(seed_sql(rows, postgres=True))
+        return await measure(store, ops)
+    finally:
+        await store.close()
+
+
+COLUMNS = ("submit", "read", "finish", "callback", "purge", "purge batch median ms",
+           "purge batch max ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,1000000")
+    parser.add_argument("--ops", type=int, default=300)
+    parser.add_argument("--stores", default="sqlite,postgresql")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    stores = args.stores.split(",")
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="rpcfleet-store-") as folder:
+        Path(folder).chmod(0o755)  # the postgres user must reach its data directory
+        if "sqlite" in stores:
+            for rows in sizes:
+                results[("sqlite", rows)] = asyncio.run(sqlite_case(rows, args.ops,
+                                                                    Path(folder)))
+                print(f"sqlite {rows}: {results[('sqlite', rows)]}", flush=True)
+        if "postgresql" in stores:
+            from tests.support.postgres import private_server
+
+            servers = private_server(Path(folder) / "pg")
+            server = next(servers)
+            try:
+                for rows in sizes:
+                    dsn = server.create_database()
+                    results[("postgresql", rows)] = asyncio.run(postgres_case(rows, args.ops,
+                                                                              dsn))
+                    print(f"postgresql {rows}: {results[('postgresql', rows)]}", flush=True)
+            finally:
+                server.stop()
+    print()
+    print("| store | jobs | " + " | ".join(COLUMNS) + " |")
+    print("|---|---|" + "---|" * len(COLUMNS))
+    for (store, rows), figures in results.items():
+        print(f"| {store} | {rows:,} | " + " | ".join(
+            f"{figures[c]:,.1f}" for c in COLUMNS) + " |")
+    print("\nper-job figures in µs; purge batches of", PURGE_BATCH, "jobs, in ms")
+    for store in stores:
+        if (store, sizes[0]) in results and (store, sizes[-1]) in results:
+            small, big = results[(store, sizes[0])], results[(store, sizes[-1])]
+            ratios = ", ".join(f"{c} {big[c] / small[c]:.2f}x" for c in COLUMNS[:5])
+            print(f"{store}: {sizes[-1]:,} vs {sizes[0]:,}: {ratios}")
+
+
+if __name__ == "__main__":
+    main()

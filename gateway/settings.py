@@ -38,6 +38,8 @@ class GatewaySettings(CommonSettings):
     rpc_timeout_default: float = Field(default=30.0, gt=0, le=DAY_S, allow_inf_nan=False)
     rpc_timeout_max: float = Field(default=300.0, gt=0, le=DAY_S, allow_inf_nan=False)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Jobs one /v1/jobs/ws socket follows at once (each costs a task and a store read a second).
+    ws_follow_max: int = Field(default=1000, ge=1, le=100_000)
     # A request body must arrive whole within this (408 request_timeout), so a client that
     # trickles bytes holds nothing for long.
     body_timeout: float = Field(default=30.0, gt=0, le=HOUR_S, allow_inf_nan=False)

@@ -25,7 +25,7 @@ from gateway.jobs.documents import job_document
 from gateway.jobs.service import JobService
 from gateway.routes.deps import CallerDep, require_caller, services
 from gateway.store.rows import RECENT_MAX, JobEventRecord
-from protocol import Job, JobStatus, JobUpdate, codec
+from protocol import ErrorCode, Job, JobStatus, JobUpdate, codec
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_caller)])
 
@@ -187,8 +187,12 @@ async def jobs_socket(websocket: WebSocket, token: str | None = None) -> None:
             await websocket.send_text(text)
 
     async def relay(job_id: str, after: int) -> None:
-        async for record in service.follow(job_id, after):
-            await send(_frame(record))
+        try:
+            async for record in service.follow(job_id, after):
+                await send(_frame(record))
+        finally:  # a job that ended is no longer followed: its place is free again
+            if following.get(job_id) is asyncio.current_task():
+                del following[job_id]
 
     try:
         while True:
@@ -205,9 +209,18 @@ async def jobs_socket(websocket: WebSocket, token: str | None = None) -> None:
                     await send(codec.dumps({"error": {"code": exc.code, "message": exc.message,
                                                       "id": job_id}}).decode())
                     continue
-                if job_id not in following:
-                    following[job_id] = asyncio.ensure_future(
-                        relay(job_id, max(int(message.get("after", 0) or 0), 0)))
+                if job_id in following:
+                    continue
+                limit = services(websocket).settings.ws_follow_max
+                if len(following) >= limit:
+                    await send(codec.dumps({"error": {
+                        "code": ErrorCode.OVERLOADED, "id": job_id,
+                        "message": f"this socket follows {limit} jobs still under way "
+                                   f"(RPCFLEET_WS_FOLLOW_MAX); unfollow one or open another "
+                                   f"socket"}}).decode())
+                    continue
+                following[job_id] = asyncio.ensure_future(
+                    relay(job_id, max(int(message.get("after", 0) or 0), 0)))
     except (WebSocketDisconnect, ValueError):
         pass
     finally:

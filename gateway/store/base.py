@@ -13,9 +13,6 @@ from protocol import ErrorBody, Job, JobStatus
 # Of a job's request: "claimed" (publish it now), "held" (its submitter is still publishing it),
 # "done" (confirmed by the broker, or the job has moved on).
 PublishClaim = Literal["claimed", "held", "done"]
-# Jobs purged per transaction (with their events and deliveries): each batch holds the write
-# lock ~20-40 ms here, so submissions and outcomes interleave with a purge of millions.
-PURGE_BATCH = 500
 
 
 SQLITE_OUTAGES = ("locked", "busy", "disk", "unable to open", "full")  # not a bug of ours
@@ -83,6 +80,10 @@ class JobStore(Protocol):
     # Identifies the gateways that share this store: job replies come back on the queue named
     # after it (`protocol.names.replies_queue`), so they reach a gateway that can record them.
     store_id: str
+    # Jobs purged per transaction, with their events and deliveries: each batch holds the write
+    # lock at most ~50 ms with a million jobs stored (bench/store_scale.py), so submissions and
+    # outcomes go on between the batches of a purge of millions.
+    purge_batch: int
 
     async def create(self, job: NewJob) -> tuple[Job, bool]:
         """The new job (True), or the existing one for a repeated Idempotency-Key (False)."""

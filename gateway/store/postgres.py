@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.store.base import PURGE_BATCH, Delivery, IdempotencyConflict, NewJob, PublishClaim
+from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.pg_schema import prepare
 from gateway.store.rows import (
     CANCELLED_QUEUED,
@@ -48,6 +48,8 @@ SESSION = {"connect_timeout": CONNECT_TIMEOUT_S,
 
 
 class PostgresJobStore:
+    purge_batch = 500  # ~45 µs a job at 1M: ~25 ms a batch
+
     def __init__(self, pool: Any, store_id: str) -> None:
         self._pool = pool
         self.store_id = store_id
@@ -292,9 +294,9 @@ class PostgresJobStore:
         while True:  # in batches, each its own transaction; rows being written are skipped
             batch = await self._exec(
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_ms < %s "
-                "LIMIT %s FOR UPDATE SKIP LOCKED)", (finished_before_ms, PURGE_BATCH))
+                "LIMIT %s FOR UPDATE SKIP LOCKED)", (finished_before_ms, self.purge_batch))
             removed += batch
-            if batch < PURGE_BATCH:
+            if batch < self.purge_batch:
                 return removed
 
     # -- outbox -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.store.base import PURGE_BATCH, Delivery, IdempotencyConflict, NewJob, PublishClaim
+from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.group_commit import GroupCommit
 from gateway.store.identity import check_instance
 from gateway.store.rows import (
@@ -45,6 +45,10 @@ T = TypeVar("T")
 
 
 class SqliteJobStore:
+    # A job's rows sit on a different leaf of every index (random ids): ~130-145 µs a job to
+    # purge at 1M jobs, so ~30-55 ms a batch.
+    purge_batch = 250
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists()
@@ -311,9 +315,9 @@ class SqliteJobStore:
         while True:  # in batches, each its own commit: other writes go between them
             batch = await self._run_write(
                 self._exec, "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE "
-                "finished_ms < ? LIMIT ?)", (finished_before_ms, PURGE_BATCH))
+                "finished_ms < ? LIMIT ?)", (finished_before_ms, self.purge_batch))
             removed += batch
-            if batch < PURGE_BATCH:
+            if batch < self.purge_batch:
                 return removed
 
     # -- outbox -------------------------------------------------------------------------------

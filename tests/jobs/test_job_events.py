@@ -122,9 +122,10 @@ def test_one_socket_follows_many_jobs(
     start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:
     start_worker()
-    gateway = start_gateway()
+    gateway = start_gateway(ws_follow_max=3)
     with gateway.client() as http:
         ids = [submit(http, "echo", {"n": n}).json()["id"] for n in range(3)]
+        sleepers = [submit(http, "sleep", {"seconds": 2}).json()["id"] for _ in range(4)]
     seen: dict[str, list[str]] = {job_id: [] for job_id in ids}
     errors = []
     with connect(_ws(gateway, "/v1/jobs/ws"), open_timeout=10) as socket:
@@ -137,8 +138,20 @@ def test_one_socket_follows_many_jobs(
                 errors.append(frame["error"])
             else:
                 seen[frame["job"]["id"]].append(frame["event"])
+        # A job that ended frees its place: three more may be followed, not a fourth
+        # (RPCFLEET_WS_FOLLOW_MAX bounds what one socket costs the gateway).
+        for job_id in sleepers:
+            socket.send(json.dumps({"follow": job_id}))
+        while len(errors) < 2:
+            frame = json.loads(socket.recv(timeout=30))
+            if "error" in frame:
+                errors.append(frame["error"])
+            else:
+                assert frame["job"]["id"] in sleepers[:3]
     assert all(events == ["queued", "running", "succeeded"] for events in seen.values()), seen
-    assert errors == [{"code": "not_found", "message": f"no job {'0' * 32!r}", "id": "0" * 32}]
+    assert errors[0] == {"code": "not_found", "message": f"no job {'0' * 32!r}", "id": "0" * 32}
+    assert errors[1]["code"] == "overloaded" and errors[1]["id"] == sleepers[3]
+    assert "RPCFLEET_WS_FOLLOW_MAX" in errors[1]["message"]
 
 
 def test_only_a_job_still_running_after_a_moment_sends_a_start_event(

@@ -103,6 +103,9 @@ class WorkerEntry(BaseModel):
     # restored; not yet started): such a worker is listed but not serving.
     consuming: bool = True
     leaving: bool = False  # an extension: its last beat, on a graceful stop (SIGTERM, SIGINT)
+    # An extension (1.2): a prefetch change under way (SPEC: cancel, finish what it holds,
+    # consume again): the broker counts no consumer meanwhile, yet it serves the pool.
+    resubscribing: bool = False
     # An extension: counts the consumer's (re)subscriptions after a lost channel or connection.
     # Gateways treat a new session like a new process and replay the pending cancels to it.
     session: int = 0

@@ -128,9 +128,12 @@ class FleetView:
         serving = [s for s in live if s.entry.consuming]
         if not serving and not restoring:
             return False
+        # A consumer changing its prefetch is cancelled at the broker until what it holds has
+        # finished (SPEC): the pool's requests wait for it, they are not refused.
+        resubscribing = any(s.entry.resubscribing for s in serving)
         zero_since = self._zero_since.get(pool)
         broker_empty = zero_since is not None and now - zero_since >= ZERO_GRACE_S
-        return restoring or not broker_empty
+        return restoring or resubscribing or not broker_empty
 
     def hosts(self) -> dict[tuple[str, str], Processes]:
         """Per (pool, host), the host's process range and consumers, as its beats say (1.2)."""

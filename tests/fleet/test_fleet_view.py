@@ -10,6 +10,7 @@ import time
 from importlib.metadata import version
 
 import httpx
+import pytest
 
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
@@ -64,6 +65,33 @@ def test_a_pool_prefetch_change_shows_in_the_fleet_within_2s_and_a_worker_one_al
     assert set(others.values()) == {5}
     assert all((r.status_code, r.json()["error"]["code"]) == (422, "invalid_params") for r in bad)
     assert ghost_pool.status_code == 404 and ghost_worker.status_code == 404
+
+
+@pytest.mark.slow  # ~20 s
+def test_a_prefetch_change_behind_a_long_handler_keeps_the_worker_serving(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    """A consumer applying a new prefetch re-subscribes once what it holds has finished; meanwhile
+    it still serves its pool (issue 22, #10: its beats said "not consuming" and sync calls got
+    `no_workers` until a long handler ended)."""
+    start_worker(processes=1, prefetch=1)
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    with gateway.client() as http:
+        job = http.post("/v1/jobs/sleep", json={"params": {"seconds": 6}}).json()["id"]
+        until(http, job, "running")
+        assert http.put("/v1/pools/basic/prefetch", json={"prefetch": 3}).status_code == 202
+        # Three beat intervals of the change under way: every beat says it serves.
+        seen = []
+        window = time.monotonic() + 3
+        while time.monotonic() < window:
+            seen += [entry["consuming"] for entry in http.get("/v1/workers").json()]
+            time.sleep(0.1)  # the polling pace of this observation window
+        assert seen and all(seen), seen
+        answered = http.post("/v1/rpc/echo?timeout=20", json={"after": "the change"},
+                             timeout=30)
+        assert answered.status_code == 200, answered.text
+        assert _prefetches(http) and set(_prefetches(http).values()) == {3}
 
 
 def test_a_replaced_process_keeps_its_slots_prefetch_and_a_silent_worker_leaves_the_view(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
 from tests.support.jobs import submit, until
@@ -31,6 +33,7 @@ def _events(http: Any, job_id: str) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
+@pytest.mark.slow  # ~20 s
 def test_progress_from_a_fast_handler_is_recorded_once_each_in_order_by_two_processes(
     start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:

@@ -79,6 +79,7 @@ async def test_a_job_longer_than_the_consumer_timeout_does_not_leave_the_worker_
     assert consumer_count(amqp_url, names.pool_queue("basic")) == 1
 
 
+@pytest.mark.slow  # ~20 s
 async def test_a_batch_whose_channel_closes_under_it_runs_once_and_answers_every_request(
     amqp_url: str, vhost: Vhost, start_worker: StartWorker, short_consumer_timeout: None,
     tmp_path: Path

@@ -336,6 +336,7 @@ class Consumer:
         entry = worker_entry(self.setup, self.prefetch, self.auto, self.in_flight.count,
                              self.counters, self._consuming() and not leaving)
         entry.leaving = leaving
+        entry.resubscribing = self._resubscribing() and not leaving
         entry.session = self._session
         entry.cache_copied_bytes = self._copied
         entry.processes = self.elastic.processes()
@@ -367,7 +368,11 @@ class Consumer:
 
     def _consuming(self) -> bool:
         subscription = getattr(self, "subscription", None)
-        return subscription is not None and subscription.consuming
+        return subscription is not None and subscription.serving
+
+    def _resubscribing(self) -> bool:
+        subscription = getattr(self, "subscription", None)
+        return subscription is not None and subscription.changing
 
     # -- lifecycle helpers --------------------------------------------------------------------
     def _consider_recycling(self, memory: bool) -> None:

@@ -55,11 +55,22 @@ class Subscription:
         self._wanted = False  # consuming is what we should be doing (not drained, not stopped)
         self._lock = asyncio.Lock()
         self._restoring: asyncio.Task[None] | None = None
+        self._changing = False  # between the cancel and the new consume of a prefetch change
         self.prefetch = 0
 
     @property
     def consuming(self) -> bool:
         return self._tag is not None and self._raw is not None and not self._raw.is_closed
+
+    @property
+    def changing(self) -> bool:
+        return self._changing
+
+    @property
+    def serving(self) -> bool:
+        """Consuming, or changing its prefetch: the pool's requests wait for it meanwhile (it
+        re-subscribes once what it holds has finished), so the fleet still counts it."""
+        return self.consuming or self._changing
 
     async def start(self, prefetch: int) -> None:
         async with self._lock:
@@ -71,9 +82,13 @@ class Subscription:
         async with self._lock:
             if prefetch == self.prefetch and self.consuming:
                 return False
-            await self._cancel()
-            await self._in_flight.idle(drain_timeout)
-            await self._consume(prefetch)
+            self._changing = True
+            try:
+                await self._cancel()
+                await self._in_flight.idle(drain_timeout)
+                await self._consume(prefetch)
+            finally:
+                self._changing = False
             return True
 
     async def stop(self) -> None:

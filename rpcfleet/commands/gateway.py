@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     # Each uvicorn worker builds its app from the environment: hand the overrides down.
     for key, value in overrides.items():
         os.environ[f"RPCFLEET_{key.upper()}"] = str(value)
-    problem = store_problem(settings)
+    problem = startup_problem(settings)
     if problem is not None:
         print(f"rpcfleet gateway: {problem}", file=sys.stderr)
         return 2
@@ -47,13 +47,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def store_problem(settings: GatewaySettings) -> str | None:
-    """Why the job store cannot serve, said once before any process starts: a store copied from
-    another (its id would clash on the broker), or a job store URL of the wrong kind."""
+def startup_problem(settings: GatewaySettings) -> str | None:
+    """Why the gateway cannot start, said once in one line before any process starts: a
+    callback secret of the wrong form, a store copied from another (its id would clash on the
+    broker), or a job store URL of the wrong kind."""
     import asyncio
 
     from gateway.jobs.running import open_store
     from gateway.store.identity import StoreCopied
+    from gateway.webhooks.signing import SecretError, Signer
+
+    if settings.callback_secret:
+        try:
+            Signer(settings.callback_secret)
+        except SecretError as exc:
+            return str(exc)
 
     async def check() -> None:
         store = await open_store(settings)

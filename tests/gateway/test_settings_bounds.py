@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -40,3 +41,15 @@ def test_a_rule_across_settings_is_one_line_naming_them() -> None:
     assert done.stderr.strip() == (
         "rpcfleet worker: invalid settings: processes 1..64 is above max_processes (32; "
         "RPCFLEET_MAX_PROCESSES raises it)")
+
+
+def test_a_callback_secret_of_the_wrong_form_is_one_line_before_the_gateway_starts(
+    tmp_path: Path
+) -> None:
+    env = child_env("amqp://guest:guest@127.0.0.1:1/", callback_secret="not-a-secret",
+                    state_dir=tmp_path)
+    done = subprocess.run([*RPCFLEET, "gateway", "--port", "0"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "rpcfleet gateway: RPCFLEET_CALLBACK_SECRET must look like whsec_<base64 key>")

@@ -25,8 +25,8 @@ with `--minutes 1440` (docs/reliability.md).
 from __future__ import annotations
 
 import argparse
-import base64
 import asyncio
+import base64
 import json
 import os
 import random

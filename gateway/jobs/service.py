@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -33,6 +32,7 @@ from gateway.errors import (
     PublishUnknown,
 )
 from gateway.fleet.view import FleetView
+from gateway.ids import time_ordered_id
 from gateway.jobs.hub import JobHub
 from gateway.jobs.recorder import OutcomeRecorder
 from gateway.metrics import Metrics
@@ -116,7 +116,7 @@ class JobService:
         timeout = submission.timeout or self.settings.job_timeout_default
         created = now_ms()
         job = NewJob(
-            id=os.urandom(16).hex(), method=method, created_ms=created,
+            id=time_ordered_id(created), method=method, created_ms=created,
             priority=submission.priority,
             deadline_ms=created + int(timeout * 1000) if timeout else None,
             callback_url=submission.callback_url,

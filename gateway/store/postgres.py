@@ -11,10 +11,10 @@ Needs the `postgres` extra: `pip install 'rpcfleet[postgres]'`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.ids import time_ordered_id
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.pg_schema import prepare
 from gateway.store.rows import (
@@ -147,7 +147,7 @@ class PostgresJobStore:
                     await db.execute(
                         "INSERT INTO outbox (id, job_id, url, next_ms, finished_ms) "
                         "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
-                        ("msg_" + uuid.uuid4().hex, str(row[0]), row[2], at_ms, at_ms))
+                        ("msg_" + time_ordered_id(at_ms), str(row[0]), row[2], at_ms, at_ms))
                 await self._event(db, str(row[0]), JobStatus.FAILED)
         return [(str(r[0]), str(r[1])) for r in rows]
 
@@ -269,7 +269,7 @@ class PostgresJobStore:
                 await db.execute(
                     "INSERT INTO outbox (id, job_id, url, next_ms, finished_ms) "
                     "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
-                    ("msg_" + uuid.uuid4().hex, job_id, row[1], at_ms, at_ms))
+                    ("msg_" + time_ordered_id(at_ms), job_id, row[1], at_ms, at_ms))
             await self._event(db, job_id, status)
             return str(row[2])
 

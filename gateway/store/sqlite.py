@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.ids import time_ordered_id
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
 from gateway.store.group_commit import GroupCommit
 from gateway.store.identity import check_instance
@@ -153,7 +154,8 @@ class SqliteJobStore:
                 if callback_url:  # its caller hears of it like of any other end
                     db.execute("INSERT OR IGNORE INTO outbox (id, job_id, url, next_ms, "
                                "finished_ms) VALUES (?,?,?,?,?)",
-                               ("msg_" + uuid.uuid4().hex, job_id, callback_url, at_ms, at_ms))
+                               ("msg_" + time_ordered_id(at_ms), job_id, callback_url, at_ms,
+                                at_ms))
                 self._event(job_id, JobStatus.FAILED)
         return [(str(r[0]), str(r[1])) for r in rows]
 
@@ -285,7 +287,7 @@ class SqliteJobStore:
             if row[1]:
                 db.execute("INSERT OR IGNORE INTO outbox (id, job_id, url, next_ms, finished_ms)"
                            " VALUES (?,?,?,?,?)",
-                           ("msg_" + uuid.uuid4().hex, job_id, row[1], at_ms, at_ms))
+                           ("msg_" + time_ordered_id(at_ms), job_id, row[1], at_ms, at_ms))
             self._event(job_id, status)
             return str(row[2])
 

@@ -13,7 +13,6 @@ The claims of its methods expire on their own (`x-expires`) once its consumers a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from protocol.clock import now_ms
 from protocol.dead import dead_letter_headers
 from protocol.errors import DeadReason
 from transport.copies import copied_properties
+from transport.waiting import poll
 
 log = logging.getLogger("rpcfleet.transport")
 
@@ -96,16 +96,15 @@ async def retire_pool(connection: AbstractConnection, retirement: Retirement,
 async def _until(channel: AbstractChannel, pool: str, done: Callable[[int, int], bool],
                  deadline: float, what: str) -> None:
     """Poll the queue (ready messages, consumers) until `done`, or RetireFailed."""
-    while True:
+    async def check() -> bool:
         # The raw channel's declare: a robust channel's declare_queue answers from the first
         # declaration of the name (its counts never move).
         underlay = await channel.get_underlay_channel()
         result = await underlay.queue_declare(names.pool_queue(pool), passive=True)
-        if done(int(result.message_count or 0), int(result.consumer_count or 0)):
-            return
-        if time.monotonic() > deadline:
-            raise RetireFailed(f"timed out waiting for {what}")
-        await asyncio.sleep(POLL_S)
+        return done(int(result.message_count or 0), int(result.consumer_count or 0))
+
+    if not await poll(check, max(0.0, deadline - time.monotonic()), POLL_S):
+        raise RetireFailed(f"timed out waiting for {what}")
 
 
 async def _dead_letter_the_rest(channel: AbstractChannel, queue: AbstractQueue,

@@ -40,6 +40,7 @@ from protocol.queues import (
     parking_queue_arguments,
 )
 from transport.copies import copied_properties
+from transport.waiting import poll
 
 log = logging.getLogger("rpcfleet.jobs")
 
@@ -190,13 +191,12 @@ class OutcomeRecorder:
         """Wait (a little) until the run's `sent` progress events are recorded: they travel
         on rpcfleet.events, the reply on this store's queue, and a job's end comes after its
         progress in its log. Events lost on the way are not waited for past the bound."""
-        deadline = asyncio.get_running_loop().time() + PROGRESS_WAIT_S
-        while await self.store.progress_recorded(job_id) < sent:
-            if asyncio.get_running_loop().time() > deadline:
-                log.info("job %s ended after %s progress events, not all recorded within "
-                         "%s s; recording its end", job_id, sent, PROGRESS_WAIT_S)
-                return
-            await asyncio.sleep(PROGRESS_POLL_S)
+        async def recorded() -> bool:
+            return await self.store.progress_recorded(job_id) >= sent
+
+        if not await poll(recorded, PROGRESS_WAIT_S, PROGRESS_POLL_S):
+            log.info("job %s ended after %s progress events, not all recorded within %s s; "
+                     "recording its end", job_id, sent, PROGRESS_WAIT_S)
 
     async def on_job_event(self, key: str, body: bytes) -> None:
         """job.{id}.started / .progress from workers; .finished from other gateways."""

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 import httpx
 
+from rpcfleet.settings import OperatorSettings
+
 
 def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gateway", default=os.environ.get("RPCFLEET_GATEWAY_URL",
-                                                            "http://127.0.0.1:8000"),
+    settings = OperatorSettings()
+    parser.add_argument("--gateway", default=settings.gateway_url,
                         help="gateway base URL (env RPCFLEET_GATEWAY_URL)")
-    parser.add_argument("--key", default=os.environ.get("RPCFLEET_ADMIN_KEY"),
+    parser.add_argument("--key", default=settings.admin_key,
                         help="admin API key (env RPCFLEET_ADMIN_KEY)")
 
 

@@ -2,7 +2,8 @@
 
 `decide` looks at the delivery and the consumer's state and returns a `Run` or a `Settle`;
 running a handler turns a `Run` into a `Settle` carrying its reply. `Settler.settle`
-(`workers.consumer.settling`) is the one place a delivery leaves.
+(`workers.consumer.settling`) is the one place a delivery leaves; `RunOnce`
+(`workers.consumer.runonce`) runs each request once here, whatever happens to its channel.
 
 The order of `decide`: malformed → dead-letter · redelivered → republish with attempt + 1 (or
 dead-letter and answer past the maximum) · killed before → answer, not run again · cancelled →
@@ -15,8 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,6 +31,7 @@ from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.batching import Batcher
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome, Stopper, failure, run_batch, run_handler
+from workers.consumer.runonce import RunOnce
 from workers.consumer.settling import Settle, Settler
 from workers.consumer.starts import JobEventSink, StartEvents
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
@@ -40,11 +41,6 @@ from workers.context import JobContext
 from workers.handlers import Handler, InvalidParams
 
 log = logging.getLogger("rpcfleet.worker")
-
-# Outcomes kept to answer a redelivery of a request this consumer already ran (its channel closed
-# before the ack): a channel's worth of deliveries is at most the prefetch, 1,000 covers it.
-OUTCOMES_REMEMBERED = 1000
-
 
 @dataclass(frozen=True)
 class Run:
@@ -84,14 +80,12 @@ class Dispatcher:
         self.handing_back = asyncio.Event()  # leaving: deliveries not started go back
         self.batchers: dict[str, Batcher] = {}  # per batched method, its batch being gathered
         self.capacity: Callable[[], int] = lambda: 1  # the prefetch in force (set by the runtime)
-        self.runs: dict[str, asyncio.Future[Settle]] = {}  # job id -> its handler, running here
-        self.recent: OrderedDict[str, Outcome] = OrderedDict()  # job id -> how it ended here
         self.progress_sent: dict[str, int] = {}  # job id -> progress events its run sent
-        self._orphans: set[asyncio.Task[None]] = set()
         self.settler = Settler(setup, channel, topology, counters, measure,
                                strays or StrayReplies(setup.settings.amqp_url,
                                                       setup.settings.heartbeat))
         self.starts = StartEvents(job_event)
+        self.run_once = RunOnce(self.settler)
 
     async def handle(self, message: Delivery) -> None:
         handler = self.setup.pool.handlers.get(message.type or "")
@@ -128,22 +122,12 @@ class Dispatcher:
         return await take_slot(self.semaphore, self.handing_back)
 
     async def _handle(self, message: Delivery) -> None:
-        if await self._answered_by_a_run_here(message):
+        if await self.run_once.answered(message):
             return
         decision = self.decide(message)
         if isinstance(decision, Run):
-            decision = await self._run_owned(message, self._run(message, decision))
+            decision = await self.run_once.run(message, self._run(message, decision))
         await self._conclude(message, decision)
-
-    async def _answered_by_a_run_here(self, message: Delivery) -> bool:
-        """Redelivered while (or just after) we ran it here: its channel closed under it
-        (consumer_timeout, a 406). Answer with that run's outcome; never run it twice."""
-        joined = self._join(message)
-        if joined is None:
-            return False
-        ran = await asyncio.shield(joined)
-        await self.settler.settle(message, Settle(read_attempt(message.headers), reply=ran.reply))
-        return True
 
     async def _handle_batched(self, message: Delivery, handler: Handler) -> None:
         """A request of a batched method: it waits in its method's batch without a handler
@@ -152,11 +136,11 @@ class Dispatcher:
         if self.handing_back.is_set():
             await self._hand_back(message)
             return
-        if await self._answered_by_a_run_here(message):
+        if await self.run_once.answered(message):
             return
         decision = self.decide(message)
         if isinstance(decision, Run):
-            decision = await self._run_owned(message, self._in_batch(handler, message, decision))
+            decision = await self.run_once.run(message, self._in_batch(handler, message, decision))
         await self._conclude(message, decision)
 
     async def _in_batch(self, handler: Handler, message: Delivery, run: Run) -> Settle:
@@ -221,54 +205,6 @@ class Dispatcher:
             self.setup.slots.track(self.setup.slot, str(message.correlation_id),
                                    now_ms() + grace_ms, str(decision.reply.code))
             self.on_exit_request()
-
-    def _join(self, message: Delivery) -> asyncio.Future[Settle] | None:
-        job_id = message.correlation_id
-        if not message.redelivered or not job_id:
-            return None
-        running = self.runs.get(job_id)
-        if running is not None:
-            return running
-        outcome = self.recent.get(job_id)
-        if outcome is None:
-            return None
-        done: asyncio.Future[Settle] = asyncio.get_running_loop().create_future()
-        done.set_result(Settle(read_attempt(message.headers), reply=outcome))
-        return done
-
-    async def _run_owned(self, message: Delivery, work: Coroutine[Any, Any, Settle]) -> Settle:
-        """Run the handler (or the request's place in a batch) in a task the delivery does not
-        own: when the delivery's channel closes (aiormq then cancels the delivery's task), the
-        handler still finishes, its reply is still sent, and a redelivery joins it (see `_join`)
-        instead of running it again."""
-        job_id = str(message.correlation_id)
-        task = asyncio.ensure_future(work)
-        self.runs[job_id] = task
-        task.add_done_callback(lambda done: self._ran(job_id, done))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            orphan = asyncio.ensure_future(self._settle_orphan(message, task))
-            self._orphans.add(orphan)
-            orphan.add_done_callback(self._orphans.discard)
-            raise
-
-    def _ran(self, job_id: str, task: asyncio.Task[Settle]) -> None:
-        self.runs.pop(job_id, None)
-        if not task.cancelled() and task.exception() is None:
-            reply = task.result().reply
-            if reply is not None and not reply.must_exit:
-                self.recent[job_id] = reply
-                while len(self.recent) > OUTCOMES_REMEMBERED:
-                    self.recent.popitem(last=False)
-
-    async def _settle_orphan(self, message: Delivery, task: asyncio.Task[Settle]) -> None:
-        try:
-            await self.settler.settle(message, await task)
-        except Exception as exc:  # its channel is gone: the reply went out if it could
-            log.info("%s finished after its channel closed (%r); the broker redelivers it and "
-                     "this consumer answers that with the same outcome", message.correlation_id,
-                     exc)
 
     # -- the decision -------------------------------------------------------------------------
     def decide(self, message: Delivery) -> Run | Settle:

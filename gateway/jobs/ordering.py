@@ -26,6 +26,3 @@ class Lanes:
             users[0] -= 1
             if not users[0]:
                 del self._lanes[key]
-
-    def __len__(self) -> int:
-        return len(self._lanes)

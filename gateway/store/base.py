@@ -3,7 +3,7 @@ a finish that changes nothing says so (a redelivered reply is harmless)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -43,6 +43,18 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         return any(word in str(exc).lower() for word in SQLITE_OUTAGES)
     return isinstance(exc, outage_types())
+
+
+async def purge_in_batches(delete_batch: Callable[[int], Awaitable[int]], size: int) -> int:
+    """Run `delete_batch(size)` (one transaction removing at most `size` jobs past retention,
+    with their events and deliveries) until a batch comes back short: other writes go between
+    the batches. The jobs removed."""
+    removed = 0
+    while True:
+        batch = await delete_batch(size)
+        removed += batch
+        if batch < size:
+            return removed
 
 
 class IdempotencyConflict(ValueError):

@@ -71,8 +71,8 @@ def startup_problem(settings: GatewaySettings) -> str | None:
         asyncio.run(check())
     except (StoreCopied, ValueError) as exc:
         return str(exc)
-    except Exception:  # unreachable now, say: each process's start says so, as before
-        pass
+    except Exception:  # e.g. the database not answering yet: each process's own start
+        pass  # reports it and waits for it, as before this check existed
     return None
 
 

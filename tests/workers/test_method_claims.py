@@ -12,7 +12,7 @@ import pytest
 
 from protocol import names
 from tests.support.fleet import StartWorker
-from tests.support.processes import consumer_count
+from tests.support.processes import consumer_count, wait_consumers
 from workers.consumer.claims import EXIT_CLASH
 
 CLASHING = '''
@@ -66,7 +66,10 @@ def test_workers_of_one_pool_on_several_hosts_share_its_methods(
     amqp_url: str, start_worker: StartWorker
 ) -> None:
     start_worker()
-    start_worker(processes=2)  # the same pool again: another host, as far as claims go
+    second = start_worker(processes=2)  # the same pool again: another host, as claims go
+    # start_worker waits for 2 consumers on the queue, which the first worker's one and the
+    # second's first already make: wait for the second's other one (CI raced here once).
+    wait_consumers(amqp_url, names.pool_queue("basic"), 3, proc=second)
     assert consumer_count(amqp_url, names.pool_queue("basic")) == 3
 
 

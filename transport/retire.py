@@ -19,13 +19,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
-from pamqp.commands import Basic
 
 from protocol import names
 from protocol.clock import now_ms
 from protocol.dead import dead_letter_headers
 from protocol.errors import DeadReason
-from transport.copies import copied_properties
+from transport.copies import Sent, send_copy
 from transport.waiting import poll
 
 log = logging.getLogger("rpcfleet.transport")
@@ -111,15 +110,13 @@ async def _dead_letter_the_rest(channel: AbstractChannel, queue: AbstractQueue,
                                 pool: str) -> int:
     """Each message left: a copy to `rpcfleet.dlx` (reason `retired`), confirmed, then the
     original acked."""
-    underlay = await channel.get_underlay_channel()
     count = 0
     while (message := await queue.get(no_ack=False, fail=False)) is not None:
         headers = dead_letter_headers(message.headers, pool, DeadReason.RETIRED,
                                       "its pool was retired without a drain", now_ms())
-        confirm = await underlay.basic_publish(
-            message.body, exchange=names.DEAD_LETTER_EXCHANGE, routing_key=pool,
-            properties=copied_properties(message, headers=headers), mandatory=True)
-        if not isinstance(confirm, Basic.Ack):
+        sent = await send_copy(channel, message, exchange=names.DEAD_LETTER_EXCHANGE,
+                               routing_key=pool, headers=headers)
+        if sent is not Sent.TAKEN:
             await message.nack(requeue=True)
             raise RetireFailed(f"the dead-letter queue of {pool} did not take a message")
         await message.ack()

@@ -21,7 +21,12 @@ from gateway.routes.deps import require_admin, services
 from protocol import PrefetchValue, SetPrefetch, SetProcesses, WorkerEntry, codec, names
 from protocol.dead import DeadLetter
 from protocol.jobs import JOB_TIMEOUT_MAX_S
-from transport.deadletters import DeadLetterQueue, ReplayRefused, dead_letter_session
+from transport.deadletters import (
+    SCAN_MAX,
+    DeadLetterQueue,
+    ReplayRefused,
+    dead_letter_session,
+)
 
 
 class JsonBodyRoute(APIRoute):
@@ -177,11 +182,10 @@ async def retire(pool: str, request: Request, drain: bool = False) -> dict[str, 
 
 
 # -- dead letters (the fleet page and `rpcfleet dead` share transport.deadletters) ------------
-DEAD_SCAN_MAX = 1000  # dead letters looked at per request
 
 
 class DeadAction(BaseModel):
-    ids: list[str] = Field(min_length=1, max_length=DEAD_SCAN_MAX)
+    ids: list[str] = Field(min_length=1, max_length=SCAN_MAX)
     timeout: float | None = Field(None, gt=0, le=JOB_TIMEOUT_MAX_S, allow_inf_nan=False,
                                   description="replay: the new deadline, seconds from now")
 
@@ -200,11 +204,11 @@ async def _dead_letters(request: Request, pool: str) -> AsyncIterator[DeadLetter
 @router.get("/v1/pools/{pool}/dead", response_model=list[DeadLetter],
             summary="A pool's dead letters, oldest first (looking removes nothing)")
 async def list_dead(pool: str, request: Request,
-                    limit: Annotated[int, Query(ge=1, le=DEAD_SCAN_MAX)] = 100
+                    limit: Annotated[int, Query(ge=1, le=SCAN_MAX)] = 100
                     ) -> list[DeadLetter]:
     async with _dead_letters(request, pool) as queue:
-        held = await queue.take(limit)
-    return [item.letter for item in held]
+        held = await queue.take()  # all of them, up to SCAN_MAX: a look keeps their order
+    return [item.letter for item in held[:limit]]
 
 
 @router.post("/v1/pools/{pool}/dead/replay",
@@ -224,7 +228,7 @@ async def _settle_dead(request: Request, pool: str, body: DeadAction,
     kept: list[dict[str, str]] = []
     wanted = set(body.ids)
     async with _dead_letters(request, pool) as queue:
-        for item in await queue.take(DEAD_SCAN_MAX):
+        for item in await queue.take():
             if item.letter.id not in wanted:
                 continue
             wanted.discard(item.letter.id)

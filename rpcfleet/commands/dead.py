@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from transport.settings import CommonSettings
 
     parser.add_argument("pool")
-    parser.add_argument("--limit", type=int, default=100, help="look at this many at most")
+    parser.add_argument("--limit", type=int, default=100,
+                        help="list or act on this many at most (of the first 1000 queued)")
     parser.add_argument("--reason", help="only dead letters with this reason (e.g. expired)")
     parser.add_argument("--id", action="append", dest="ids", metavar="ID",
                         help="only this request id (repeatable)")
@@ -56,10 +57,10 @@ async def _run(args: argparse.Namespace, amqp_url: str) -> int:
 
     failed = 0
     async with dead_letter_queue(amqp_url, args.pool) as queue:
-        held = await queue.take(args.limit)
+        held = await queue.take()  # all of them, up to SCAN_MAX: a look keeps their order
         chosen = [item for item in held
                   if (args.reason is None or item.letter.reason == args.reason)
-                  and (not args.ids or item.letter.id in args.ids)]
+                  and (not args.ids or item.letter.id in args.ids)][:args.limit]
         if args.replay or args.purge:
             verb = "replayed" if args.replay else "purged"
             for item in chosen:
@@ -84,7 +85,7 @@ async def _run(args: argparse.Namespace, amqp_url: str) -> int:
         for row in table:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
             print("  ".join([*cells, row[-1]]))
-        more = " (more not shown: --limit)" if len(held) == args.limit else ""
+        more = " (more not shown: --limit)" if len(chosen) == args.limit else ""
         print(f"{len(chosen)} dead letters in rpcfleet.dead.{args.pool}{more}")
     return 0
 

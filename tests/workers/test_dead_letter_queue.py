@@ -7,6 +7,8 @@ import asyncio
 import json
 import subprocess
 
+import pytest
+
 from protocol import names, replies
 from protocol.clock import now_ms
 from protocol.dead import DeadLetter, Waiter, replay_headers
@@ -15,6 +17,7 @@ from tests.support.fleet import StartWorker
 from tests.support.processes import REPO, RPCFLEET, child_env
 from tests.support.rabbit import Vhost
 from tests.support.waiting import async_wait_for
+from transport.deadletters import dead_letter_queue
 
 DEAD = names.dead_queue("basic")
 
@@ -109,3 +112,29 @@ def test_a_replay_starts_afresh_with_no_trace_of_its_death() -> None:
             "x-death": [], "x-custom": "kept"}
     assert replay_headers(dead, None) == {names.HEADER_ATTEMPT: 1, "x-custom": "kept"}
     assert replay_headers(dead, 99)[names.HEADER_DEADLINE] == 99
+
+
+@pytest.mark.slow  # ~10 s: a quorum pool, three looks
+async def test_looking_at_dead_letters_spends_none_of_their_deliveries(
+    vhost: Vhost, start_worker: StartWorker
+) -> None:
+    """Issue 27, RabbitMQ 4.x semantics: from 4.0 a quorum queue drops a message returned 20
+    times (before 4.3 every return counts). Only 3.10 runs here: a policy gives the dead-letter
+    queue a limit of 2, so a listing that handed what it looked at back to the queue would lose
+    every dead letter by the third look."""
+    vhost.management("PUT", f"/api/policies/{vhost.name}/tiny-delivery-limit", {
+        "pattern": r"^rpcfleet\.dead\.", "apply-to": "queues",
+        "definition": {"delivery-limit": 2}})
+    start_worker(queue_type="quorum")
+    async with amqp_client(vhost.amqp_url) as client:
+        sent = [await client.send("echo", body=b"{not json", reply_to=None) for _ in range(3)]
+        await async_wait_for(lambda: asyncio.to_thread(lambda: vhost.queue_counts(DEAD)[0] == 3),
+                             what="three dead letters")
+    for look in range(3):  # what `rpcfleet dead` and GET /v1/pools/{pool}/dead do
+        async with dead_letter_queue(vhost.amqp_url, "basic") as queue:
+            assert [item.letter.id for item in await queue.take()] == sent, f"look {look}"
+        assert vhost.queue_counts(DEAD)[:2] == (3, 0)
+    purge = await asyncio.to_thread(dead_cli, vhost.amqp_url, "--purge", "--id", sent[1])
+    assert purge.returncode == 0, purge.stdout
+    left = json.loads((await asyncio.to_thread(dead_cli, vhost.amqp_url, "--json")).stdout)
+    assert [letter["id"] for letter in left] == [sent[0], sent[2]]

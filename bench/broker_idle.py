@@ -11,17 +11,15 @@ cluster took to start. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from bench.rpc import cpu_seconds
+from bench.procstat import cpu_seconds
 from rpcfleet.broker import LocalBroker, free_port, free_port_run
 from rpcfleet.cluster import LocalCluster
 
-FLAGS = "+S 1 +sbwt none +sbwtdcpu none +sbwtdio none"
-ENV = "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"
+FLAGS = ("+S 1", "+sbwt none", "+sbwtdcpu none", "+sbwtdio none")
 
 
 def idle_cpu(nodes: list[LocalBroker], seconds: int) -> float:
@@ -37,13 +35,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args()
     rows = []
-    for flags in ("", FLAGS):
-        if flags:
-            os.environ[ENV] = flags
-        else:
-            os.environ.pop(ENV, None)
+    for erl_args in ((), FLAGS):
+        flags = " ".join(erl_args)
         with tempfile.TemporaryDirectory(prefix="rpcfleet-idle-") as folder:
-            node = LocalBroker(Path(folder) / "one", port=free_port(), name="idle")
+            node = LocalBroker(Path(folder) / "one", port=free_port(), name="idle",
+                               erl_args=erl_args)
             started = time.monotonic()
             node.start()
             took = time.monotonic() - started
@@ -51,7 +47,8 @@ def main() -> None:
                 rows.append(("1 node", flags or "(defaults)", took, idle_cpu([node], args.seconds)))
             finally:
                 node.stop()
-            cluster = LocalCluster(Path(folder) / "three", port=free_port_run(3))
+            cluster = LocalCluster(Path(folder) / "three", port=free_port_run(3),
+                                   erl_args=erl_args)
             started = time.monotonic()
             cluster.start()
             took = time.monotonic() - started

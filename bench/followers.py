@@ -24,7 +24,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.harness import RPCFLEET, env_with, private_broker, process, wait_until
-from bench.rpc import cpu_seconds
+from bench.procstat import cpu_seconds
 from rpcfleet.broker import free_port
 from workers.memory import rss_bytes
 

@@ -20,10 +20,12 @@ RPCFLEET = [sys.executable, "-m", "rpcfleet.cli"]
 
 
 @contextmanager
-def private_broker(management: bool = False) -> Iterator[LocalBroker]:
+def private_broker(management: bool = False,
+                   erl_args: tuple[str, ...] = ()) -> Iterator[LocalBroker]:
     with tempfile.TemporaryDirectory(prefix="rpcfleet-bench-") as folder:
         node = LocalBroker(Path(folder), port=free_port(),
-                           management_port=free_port() if management else None, name="bench")
+                           management_port=free_port() if management else None, name="bench",
+                           erl_args=erl_args)
         node.start()
         try:
             yield node

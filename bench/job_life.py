@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from bench.harness import RPCFLEET, env_with, post_script, private_broker, process
+from bench.procstat import cpu_seconds
 from bench.profiling import Recording, report
-from bench.rpc import BODY, cpu_seconds, wait_http, wrk
+from bench.rpc import BODY, wait_http, wrk
 from rpcfleet.broker import LocalBroker, free_port
 
 DRAIN_TIMEOUT_S = 300

@@ -79,6 +79,7 @@ class LocalBroker:
     dist_port: int = 0  # Erlang distribution port; 0: AMQP port + 20000, or a free one
     config: tuple[str, ...] = ()  # more rabbitmq.conf lines (a cluster member's)
     net_ticktime: int | None = None  # Erlang's (60 s): how soon peers count this node gone
+    erl_args: tuple[str, ...] = ()  # more emulator flags (benchmarks: `+sbwt none`, ...)
     # A node on its own host: listening on `host` inside network namespace `netns` (tests of
     # partitions: tests/support/netns.py), named with a long name (`name@host`).
     host: str = "127.0.0.1"
@@ -135,7 +136,7 @@ class LocalBroker:
             # not every interface: the cookie is all that guards it.
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": " ".join(
                 [f"-kernel inet_dist_use_interface {{{self.host.replace('.', ',')}}}",
-                 *self._tick_args()]),
+                 *self._tick_args(), *self.erl_args]),
             **({"RABBITMQ_CTL_ERL_ARGS": " ".join(self._tick_args())} if self.net_ticktime else {}),
         }
 

@@ -28,13 +28,15 @@ class LocalCluster:
     count: int = 3
     management_port: int | None = None  # on the first node
     nodes: list[LocalBroker] = field(default_factory=list)
+    erl_args: tuple[str, ...] = ()  # more emulator flags for every node (benchmarks)
 
     def __post_init__(self) -> None:
         if not self.nodes:
             self.nodes = [LocalBroker(directory=self.directory / f"node-{i}", port=self.port + i,
                                       management_port=self.management_port if i == 0 else None,
                                       name=f"rpcfleet-{i}", config=CLUSTER_CONFIG,
-                                      net_ticktime=NET_TICKTIME_S) for i in range(self.count)]
+                                      net_ticktime=NET_TICKTIME_S, erl_args=self.erl_args)
+                          for i in range(self.count)]
 
     @property
     def amqp_url(self) -> str:

@@ -33,7 +33,8 @@ from pathlib import Path
 from bench.harness import RPCFLEET, env_with, post_script, private_broker, process
 from bench.peers import work
 from bench.peers.report import Sample, plot, report
-from bench.rpc import BODY, cpu_seconds, wait_http, wrk
+from bench.procstat import cpu_seconds
+from bench.rpc import BODY, wait_http, wrk
 from rpcfleet.broker import BrokerError, LocalBroker, free_port
 from workers.memory import rss_bytes
 

@@ -129,6 +129,10 @@ class WorkerEntry(BaseModel):
     # (1.2) Its host's range for the pool and the consumers there now; None from a version
     # before elastic pools.
     processes: Processes | None = None
+    # (1.2) Its pool queue's x-max-priority as the broker has it (SPEC 1.2, priorities on the
+    # wire): gateways map a job's priority onto that many levels. None on quorum queues and
+    # from a version before it was sent.
+    queue_max_priority: int | None = None
 
 
 class SetPrefetch(BaseModel):

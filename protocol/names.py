@@ -32,8 +32,9 @@ HEADER_SENT_AT = "x-rpcfleet-sent-at"  # epoch ms a gateway published it (with t
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 CONTENT_TYPE = "application/json"
-MAX_PRIORITY = 10  # x-max-priority of classic pool queues
-SYNC_PRIORITY = 10  # sync calls overtake every job (jobs use 0-9)
+# Sync calls overtake every job: the broker counts a priority above a queue's x-max-priority as
+# that maximum, and jobs stay below it (protocol.queues.job_message_priority).
+SYNC_PRIORITY = 10
 JOB_PRIORITY_MAX = 9
 CONTROL_ALL = "all"
 # AMQP caps expiration at 2^32-1 ms (about 49.7 days); a larger one closes the channel (406).

@@ -17,35 +17,50 @@ def durable_queue_arguments(queue_type: QueueType) -> dict[str, Any]:
 
 
 QUORUM_NORMAL_PRIORITY_MAX = 4  # RabbitMQ 4.x quorum queues: 0-4 normal, 5 and above high
+# A classic pool queue's broker priority levels (SPEC 1.2, priorities on the wire): jobs take
+# levels 0 .. N-1 and sync calls N, its `x-max-priority`. A priority queue keeps a sub-queue per
+# level and folds over all of them on every length, emptiness and confirm check: 3 levels cost
+# the broker less per message than 11 (docs/performance.md). Queues declared before 1.2 have 10.
+JOB_PRIORITY_LEVELS = 2  # jobs 0-4 and 5-9; sync calls above both
+LEGACY_MAX_PRIORITY = 10
+API_PRIORITIES = 10  # a job's priority in the API: 0-9
 
 
-def job_message_priority(priority: int, queue_type: QueueType) -> int:
-    """The AMQP priority of a job. Classic queues order all of 0-9 below sync calls (10);
-    quorum queues of RabbitMQ 4.x know two levels only, so jobs stay in the normal one and sync
+def job_message_priority(priority: int, queue_type: QueueType,
+                         queue_max: int | None = None) -> int:
+    """The AMQP priority of a job of API priority 0-9 on a pool queue whose `x-max-priority` is
+    `queue_max`: the API's range cut into that many equal bands, highest first (10 levels: the
+    priority itself; 2: 0-4 -> 0, 5-9 -> 1). Sync calls go at SYNC_PRIORITY, which the broker
+    counts as the queue's maximum, above every job. An unknown maximum is taken as the fewest
+    levels an rpcfleet queue has (JOB_PRIORITY_LEVELS): on any queue, sync calls stay on top.
+    Quorum queues of RabbitMQ 4.x know two levels only, so jobs stay in the normal one and sync
     calls keep overtaking them (3.10's quorum queues ignore priorities)."""
     if queue_type == "quorum":
         return min(priority, QUORUM_NORMAL_PRIORITY_MAX)
-    return priority
+    levels = min(queue_max or JOB_PRIORITY_LEVELS, API_PRIORITIES)
+    return priority * levels // API_PRIORITIES
 
 
 DeadLetterStrategy = Literal["at-most-once", "at-least-once"]
 
 
 def pool_queue_arguments(pool: str, queue_type: QueueType, delivery_limit: int | None = None,
-                         dead_letter_strategy: DeadLetterStrategy = "at-most-once"
-                         ) -> dict[str, Any]:
-    """The arguments rpcfleet sets on a pool queue. Quorum queues also get the delivery limit
-    (the broker dead-letters a message delivered more often: a backstop for consumers that die
-    before they can count an attempt) and, for `at-least-once`, RabbitMQ's at-least-once
-    dead-lettering, which needs `x-overflow: reject-publish` (a full queue refuses publishes:
-    503 `overloaded`, never a silent drop). Length limits stay policies (max-length, ...)."""
+                         dead_letter_strategy: DeadLetterStrategy = "at-most-once",
+                         priority_levels: int = JOB_PRIORITY_LEVELS) -> dict[str, Any]:
+    """The arguments rpcfleet sets on a pool queue: classic ones `x-max-priority` =
+    `priority_levels` (job levels below the sync calls' one). Quorum queues also get the
+    delivery limit (the broker dead-letters a message delivered more often: a backstop for
+    consumers that die before they can count an attempt) and, for `at-least-once`,
+    RabbitMQ's at-least-once dead-lettering, which needs `x-overflow: reject-publish` (a full
+    queue refuses publishes: 503 `overloaded`, never a silent drop). Length limits stay
+    policies (max-length, ...)."""
     arguments: dict[str, Any] = {
         "x-dead-letter-exchange": names.DEAD_LETTER_EXCHANGE,
         "x-dead-letter-routing-key": pool,
         **durable_queue_arguments(queue_type),
     }
     if queue_type == "classic":
-        arguments["x-max-priority"] = names.MAX_PRIORITY  # no priorities on quorum queues (3.10)
+        arguments["x-max-priority"] = priority_levels  # none on quorum queues (3.10)
         return arguments
     if delivery_limit is not None:
         arguments["x-delivery-limit"] = delivery_limit

@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 from pydantic_settings import NoDecode
 
 from protocol.fleet import ProcessRange
-from protocol.queues import DeadLetterStrategy
+from protocol.queues import API_PRIORITIES, JOB_PRIORITY_LEVELS, DeadLetterStrategy
 from transport.settings import CommonSettings
 
 
@@ -71,6 +71,11 @@ class WorkerSettings(CommonSettings):
     # dead-lettering strategy (at-least-once: a dead letter is never lost between queues).
     delivery_limit: int | None = Field(default=10, ge=1)
     dead_letter_strategy: DeadLetterStrategy = "at-least-once"
+    # Classic pool queues only (set when a queue is first declared): how many broker priority
+    # levels jobs get below the sync calls' one (SPEC 1.2, priorities on the wire). 2: jobs of
+    # priority 5-9 overtake those of 0-4; 10: every API priority its own level, at a broker cost
+    # per message (docs/performance.md).
+    job_priority_levels: int = Field(default=JOB_PRIORITY_LEVELS, ge=2, le=API_PRIORITIES)
 
     @model_validator(mode="after")
     def _within_limit(self) -> WorkerSettings:

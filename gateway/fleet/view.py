@@ -38,6 +38,7 @@ class FleetView:
         self._method_pool: dict[str, str] = {}  # every method ever announced, kept after death
         self._pool_methods: dict[str, list[str]] = {}
         self._pool_docs: dict[str, dict[str, MethodDoc]] = {}  # the latest a pool announced
+        self._pool_max_priority: dict[str, int] = {}  # its queue's x-max-priority, once told
         self._zero_since: dict[str, float] = {}  # pools whose queue the broker shows unconsumed
         self._first_pools: dict[str, str] = {}  # a clashing method -> the pool that had it
         self._routed_at = float("-inf")
@@ -69,6 +70,8 @@ class FleetView:
             del self._retired[entry.pool]  # served again: a host started it anew
         if entry.docs is not None:
             self._pool_docs[entry.pool] = entry.docs
+        if entry.queue_max_priority is not None:
+            self._pool_max_priority[entry.pool] = entry.queue_max_priority
         return (previous is None or previous.entry.pid != entry.pid
                 or previous.entry.session != entry.session)
 
@@ -112,6 +115,13 @@ class FleetView:
 
     def pool_of(self, method: str) -> str | None:
         return self._method_pool.get(method)
+
+    def queue_max_priority(self, method: str) -> int | None:
+        """The x-max-priority of the queue of the pool serving `method`, as its workers last
+        announced it (SPEC 1.2, priorities on the wire); None when not told (quorum queues,
+        workers before 1.2, a method no pool announced)."""
+        pool = self._method_pool.get(method)
+        return self._pool_max_priority.get(pool) if pool is not None else None
 
     def observe_consumers(self, pool: str, consumers: int) -> None:
         """The broker's live consumer count of the pool's queue."""

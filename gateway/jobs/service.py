@@ -178,8 +178,8 @@ class JobService:
                                      now_ms()) as headers:
             properties = request_properties(Request(
                 job.id, job.method, self.outcomes.replies_queue, job.deadline_ms, persistent=True,
-                trace=headers, priority=job_message_priority(job.priority,
-                                                             self.settings.queues)))
+                trace=headers, priority=job_message_priority(
+                    job.priority, self.settings.queues, self.view.queue_max_priority(job.method))))
             await publish_confirmed(self.link, self.metrics, job.method, params, properties,
                                     job.id, self.settings.publish_timeout)
         try:

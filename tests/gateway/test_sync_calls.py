@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from protocol import names
+from protocol.queues import JOB_PRIORITY_LEVELS
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, error_code, wait_for_workers
@@ -211,23 +212,25 @@ def test_a_blocked_broker_answers_overloaded_within_the_publish_timeout(
     assert 0.9 < took < 2.5
 
 
-def test_a_sync_call_overtakes_a_backlog_of_jobs(
+def test_a_sync_call_overtakes_a_backlog_of_jobs_and_a_priority_9_job_the_priority_0_ones(
     vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
 ) -> None:
-    start_worker()  # one consumer, prefetch 1
+    start_worker()  # one consumer, prefetch 1; its queue has the default 3 broker levels
     gateway = start_gateway()
     log = tmp_path / "order"
     with gateway.client() as http:
         occupy(http, tmp_path / "busy", seconds=1.5)
-        jobs = [submit(http, "record", {"tag": f"job-{i}", "log": str(log)}, priority=9)
-                .json()["id"] for i in range(3)]
+        jobs = [submit(http, "record", {"tag": tag, "log": str(log)}, priority=priority)
+                .json()["id"] for tag, priority in [("low-a", 0), ("low-b", 0), ("high", 9)]]
         wait_for(lambda: vhost.queue_counts(names.pool_queue("basic"))[0] == 3,
                  what="the jobs to wait in the queue")
         sync = http.post("/v1/rpc/record", json={"tag": "sync", "log": str(log)})
         for job_id in jobs:
             until(http, job_id, "succeeded")
+        workers = http.get("/v1/workers").json()
     assert sync.json()["result"] == "sync"
-    assert log.read_text().split() == ["sync", "job-0", "job-1", "job-2"]
+    assert log.read_text().split() == ["sync", "high", "low-a", "low-b"]
+    assert [w["queue_max_priority"] for w in workers] == [JOB_PRIORITY_LEVELS]
 
 
 def test_the_timeout_has_a_default_and_a_maximum_from_the_settings(

@@ -38,7 +38,7 @@ from workers.consumer.recycle import EXIT_RECYCLE, Recycling
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.strays import StrayReplies
 from workers.consumer.subscription import Subscription
-from workers.consumer.topology import QueueArguments, declare_pool
+from workers.consumer.topology import PoolTopology, QueueArguments, declare_pool
 from workers.memory import private_bytes
 
 log = logging.getLogger("rpcfleet.worker")
@@ -74,6 +74,7 @@ class Consumer:
         self.copy_watch = CopyWatch(self.setup.worker_id, self.setup.cache_info.bytes,
                                     shared=self.settings.preload)
         self._copied: int | None = None
+        self.topology: PoolTopology | None = None  # once declared (_serve)
         # Replies to callers a node may have taken with it.
         self.strays = StrayReplies(self.settings.amqp_url, self.settings.heartbeat)
         max_private = self.settings.max_private_mb
@@ -180,7 +181,7 @@ class Consumer:
     def _queue_arguments(self) -> QueueArguments:
         settings = self.settings
         return QueueArguments(settings.queues, settings.delivery_limit,
-                              settings.dead_letter_strategy)
+                              settings.dead_letter_strategy, settings.job_priority_levels)
 
     async def _drain(self) -> None:
         if self._exit_code in (EXIT_DRAINED, EXIT_RETIRED):  # for good, not replaced: say so
@@ -321,6 +322,8 @@ class Consumer:
         Sync replies are not confirmed (they travel ahead of the ack), so they time nothing."""
         message = aio_pika.Message(codec.dumps(self._entry()), content_type=names.CONTENT_TYPE)
         sent = time.perf_counter()
+        if self.topology is None:
+            return
         try:
             await self.topology.events.publish(
                 message, routing_key=names.beat_key(self.setup.pool.name, self.setup.slot),
@@ -340,6 +343,8 @@ class Consumer:
         entry.session = self._session
         entry.cache_copied_bytes = self._copied
         entry.processes = self.elastic.processes()
+        if self.topology is not None:
+            entry.queue_max_priority = self.topology.max_priority
         if self.dispatcher.batchers:
             entry.batches = {name: batcher.stats.as_dict()
                              for name, batcher in self.dispatcher.batchers.items()}

@@ -20,6 +20,7 @@ from bench.harness import RPCFLEET, env_with, private_broker, process, tree_pss,
 from protocol import names
 from tests.support.amqp_client import amqp_client
 from tests.support.processes import consumer_count
+from workers.memory import private_bytes
 
 MIB = 1024 * 1024
 
@@ -37,7 +38,15 @@ async def touch_every_consumer(amqp_url: str, consumers: set[int]) -> None:
             seen |= {int(a.reply.result["served_by"]) for a in lookups}
 
 
-def measure(amqp_url: str, processes: int, preload: bool, cache_mb: int, log: Path) -> int:
+def private_mib(pids: list[int]) -> float:
+    """Mean private memory (USS: pages no other process shares) of these processes, MiB."""
+    sizes = [private_bytes(pid) or 0 for pid in pids]
+    return sum(sizes) / max(len(sizes), 1) / MIB
+
+
+def measure(amqp_url: str, processes: int, preload: bool, cache_mb: int,
+            log: Path) -> tuple[int, float, float]:
+    """(total PSS of the tree, mean private MiB of a consumer, private MiB of the supervisor)."""
     argv = [*RPCFLEET, "worker", "examples.vectors:pool", "--processes", str(processes)]
     if not preload:
         argv.append("--no-preload")
@@ -47,10 +56,11 @@ def measure(amqp_url: str, processes: int, preload: bool, cache_mb: int, log: Pa
                    timeout=600, what=f"{processes} consumers")
         _, kids = tree_pss(supervisor.pid)
         asyncio.run(touch_every_consumer(amqp_url, set(kids)))
-        total, _ = tree_pss(supervisor.pid)
+        total, kids = tree_pss(supervisor.pid)
+        consumer, own = private_mib(kids), private_mib([supervisor.pid])
     wait_until(lambda: consumer_count(amqp_url, names.pool_queue("vectors")) == 0,
                timeout=60, what="the pool to stop")
-    return total
+    return total, consumer, own
 
 
 def main() -> None:
@@ -77,14 +87,16 @@ def main() -> None:
             print(f"  measured K={k}", flush=True)
     cache = args.cache_mb * MIB
     print(f"\nTotal PSS, supervisor + K consumers, example index of {args.cache_mb} MiB "
-          "(every consumer scanned the whole index)\n")
+          "(every consumer scanned the whole index); private = pages only that process holds "
+          "(USS)\n")
     print("| K | preloaded, shared (MiB) | x cache | per consumer over 1 cache (MiB) "
+          "| private per consumer (MiB) | supervisor private (MiB) "
           "| one cache per process (MiB) | x cache | saved |")
-    print("|---|---|---|---|---|---|---|")
-    for k, shared, naive in rows:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for k, (shared, consumer, own), (naive, _, _) in rows:
         print(f"| {k} | {shared / MIB:,.0f} | {shared / cache:.2f} | "
-              f"{(shared - cache) / k / MIB:,.1f} | {naive / MIB:,.0f} | {naive / cache:.2f} | "
-              f"{(1 - shared / naive) * 100:.0f}% |")
+              f"{(shared - cache) / k / MIB:,.1f} | {consumer:.1f} | {own:.1f} | "
+              f"{naive / MIB:,.0f} | {naive / cache:.2f} | {(1 - shared / naive) * 100:.0f}% |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,14 @@ import signal
 import sys
 from collections.abc import Callable
 
+try:  # imported here, in the supervisor, before the fork: each consumer importing it after
+    # would hold 3.2 MiB of its own (measured; docs/workers.md, "What a consumer costs")
+    import uvloop
+
+    LOOP_FACTORY: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+except ImportError:  # pragma: no cover - uvloop is a dependency (not on Windows)
+    LOOP_FACTORY = asyncio.new_event_loop
+
 from workers.consumer.claims import EXIT_CLASH, MethodClash
 from workers.consumer.runtime import Consumer
 from workers.consumer.state import ConsumerSetup
@@ -26,20 +34,13 @@ def consumer_main(setup: ConsumerSetup) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the supervisor's business
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency (not on Windows)
-        pass
     try:
         if not setup.settings.preload:
             setup.cache = setup.pool.load_cache()
             setup.cache_info = describe(setup.cache)
             log.info("consumer %s: cache of %s bytes (%s) built", setup.worker_id,
                      setup.cache_info.bytes, setup.cache_info.shape)
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
             return runner.run(Consumer(setup).run())
     except CacheLoadFailed as exc:
         log.error("consumer %s stops: %s", setup.worker_id, exc)

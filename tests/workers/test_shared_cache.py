@@ -11,6 +11,10 @@ from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.processes import consumer_count
 from tests.support.waiting import async_wait_for
+from workers.memory import private_bytes
+
+MIB = 1024 * 1024
+CONSUMER_PRIVATE_MAX = 20 * MIB  # issue 25 item 4 (measured 10.6 MiB on Python 3.11)
 
 
 async def _whoami_until_both(client: object, pids: int) -> dict[int, dict[str, object]]:
@@ -40,6 +44,11 @@ async def test_two_consumers_see_the_cache_loaded_once_by_the_supervisor(
     assert supervisor.pid not in seen
     assert len(stamps) == 1  # the same object, inherited at fork
     assert len({entry["cache_id"] for entry in seen.values()}) == 1
+    # Issue 25: what a consumer holds of its own once it served (pages it no longer shares
+    # with the supervisor) stays small: nothing is imported or built after the fork.
+    private = {pid: private_bytes(pid) for pid in seen}
+    assert all(size is not None and size < CONSUMER_PRIVATE_MAX for size in private.values()), (
+        {pid: f"{(size or 0) / MIB:.1f} MiB" for pid, size in private.items()})
 
 
 async def test_a_consumer_killed_mid_task_is_replaced_and_its_message_answered_by_another(

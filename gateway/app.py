@@ -69,12 +69,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             app.include_router(router)
     if settings.pages_dir is not None:
         app.mount("/pages", StaticFiles(directory=settings.pages_dir), name="pages")
-    install_error_handlers(app, settings.retry_after)
+    install_error_handlers(app, settings.retry_after, postgres=settings.job_store is not None)
     openapi.install(app, services.view)
     return app
 
 
-def install_error_handlers(app: FastAPI, retry_after: int) -> None:
+def install_error_handlers(app: FastAPI, retry_after: int, postgres: bool = False) -> None:
     """Every error leaves as the JSON envelope, through `gateway.errors.render`: FastAPI's own
     404/405/422 are mapped onto the tree first, and anything unexpected is a 500."""
 
@@ -99,8 +99,8 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
         return Response(body, status_code=status, media_type="application/json",
                         headers=headers)
 
-    for kind in (GatewayError, HTTPException, RequestValidationError, *outage_types(),
-                 Exception):
+    for kind in (GatewayError, HTTPException, RequestValidationError,
+                 *outage_types(postgres), Exception):
         app.add_exception_handler(kind, respond)
 
 

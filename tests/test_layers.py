@@ -65,8 +65,8 @@ def test_the_cli_reads_settings_without_loading_the_web_framework() -> None:
 
 def test_a_gateway_process_loads_only_what_serving_needs() -> None:
     """RSS per gateway process: no worker side, no numpy (13 MiB), no httpx until a callback
-    is sent, no other command's module, no pydantic.v1 (1.5 MiB, FastAPI's check for v1
-    models: it is left importable after)."""
+    is sent, no psycopg with the SQLite store (9 MiB), no other command's module, no
+    pydantic.v1 (1.5 MiB, FastAPI's check for v1 models: it is left importable after)."""
     import subprocess
     import sys
 
@@ -75,7 +75,8 @@ def test_a_gateway_process_loads_only_what_serving_needs() -> None:
             "import gateway.app\n"
             "gateway.app.app_from_env()\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'workers', 'numpy', 'httpx', 'rpcfleet.commands.up'}))\n"
+            "{'workers', 'numpy', 'httpx', 'psycopg', 'psycopg_pool', "
+            "'rpcfleet.commands.up'}))\n"
             "print('pydantic.v1' in sys.modules)\n"
             "from pydantic.v1 import BaseModel\n"
             "print(sorted(m for m in sys.modules if m.startswith('rpcfleet.commands.')))")

@@ -3,6 +3,7 @@ a finish that changes nothing says so (a redelivered reply is harmless)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -18,14 +19,18 @@ PublishClaim = Literal["claimed", "held", "done"]
 SQLITE_OUTAGES = ("locked", "busy", "disk", "unable to open", "full")  # not a bug of ours
 
 
-def outage_types() -> tuple[type[BaseException], ...]:
-    """The exception classes a database outage comes as (sqlite3's and, with the postgres extra,
-    psycopg's): the app handles them itself (`gateway.app`), so an outage is answered 503 and the
-    keep-alive connection stays open (an error left to Starlette's last handler is answered too,
-    but uvicorn then closes the connection under the client's next request)."""
+def outage_types(postgres: bool = False) -> tuple[type[BaseException], ...]:
+    """The exception classes a database outage comes as: sqlite3's, and psycopg's when the
+    store is PostgreSQL (`postgres`), or psycopg is loaded already. The app handles them itself
+    (`gateway.app`), so an outage is answered 503 and the keep-alive connection stays open (an
+    error left to Starlette's last handler is answered too, but uvicorn then closes the
+    connection under the client's next request). psycopg is imported only for a PostgreSQL
+    store: a SQLite gateway does not carry it (9 MiB of each gateway process, measured)."""
     import sqlite3
 
     found: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+    if not postgres and "psycopg" not in sys.modules:
+        return found
     try:
         import psycopg
         import psycopg_pool

@@ -1,13 +1,10 @@
 """What a consumer does with one delivery (SPEC: worker semantics): decide, maybe run, settle.
 
-`decide` looks at the delivery and the consumer's state and returns a `Run` or a `Settle`;
-running a handler turns a `Run` into a `Settle` carrying its reply. `Settler.settle`
+`decide` (`workers.consumer.decision`, a pure function) looks at the delivery and what the
+consumer knows and returns a `Run` or a `Settle`; running a handler turns a `Run` into a
+`Settle` carrying its reply. `Settler.settle`
 (`workers.consumer.settling`) is the one place a delivery leaves; `RunOnce`
 (`workers.consumer.runonce`) runs each request once here, whatever happens to its channel.
-
-The order of `decide`: malformed → dead-letter · redelivered → republish with attempt + 1 (or
-dead-letter and answer past the maximum) · killed before → answer, not run again · cancelled →
-answer · past its deadline → dead-letter `expired` · invalid params → answer · run.
 """
 
 from __future__ import annotations
@@ -18,17 +15,18 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from aio_pika.abc import AbstractRobustChannel
 
-from protocol import DeadReason, ErrorCode, codec, names
+from protocol import ErrorCode, names
 from protocol.clock import now_ms
-from protocol.requests import read_attempt, read_deadline
+from protocol.requests import read_attempt
 from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.batching import Batcher
+from workers.consumer.decision import Known, Run, decide
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome, Stopper, failure, run_batch, run_handler
 from workers.consumer.runonce import RunOnce
@@ -38,17 +36,9 @@ from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.strays import StrayReplies
 from workers.consumer.topology import PoolTopology
 from workers.context import JobContext
-from workers.handlers import Handler, InvalidParams
+from workers.handlers import Handler
 
 log = logging.getLogger("rpcfleet.worker")
-
-@dataclass(frozen=True)
-class Run:
-    handler: Handler
-    params: Any
-    attempt: int
-    deadline: int | None
-
 
 class Dispatcher:
     def __init__(
@@ -208,54 +198,10 @@ class Dispatcher:
 
     # -- the decision -------------------------------------------------------------------------
     def decide(self, message: Delivery) -> Run | Settle:
-        job_id = message.correlation_id
-        if not job_id:
-            return Settle(1, dead=(DeadReason.MALFORMED, "no correlation_id"))
-        handler = self.setup.pool.handlers.get(message.type or "")
-        if handler is None:
-            if message.reply_to:
-                return Settle(1, reply=failure(
-                    ErrorCode.UNKNOWN_METHOD,
-                    f"pool {self.setup.pool.name} does not serve {message.type!r}"))
-            return Settle(1, dead=(DeadReason.MALFORMED,
-                                   f"unknown method {message.type!r} and no reply_to"))
-        try:
-            raw = codec.loads(message.body)
-        except ValueError:
-            return Settle(1, dead=(DeadReason.MALFORMED, "body is not JSON"))
-
-        maximum = self.setup.settings.max_attempts
-        attempt = read_attempt(message.headers)
-        # Only a request seen before can have been killed: the tombstones (a scan of the host's
-        # table, ~16 % of a consumer's CPU per call when done for every delivery) stay unread
-        # for first attempts.
-        seen_before = message.redelivered or attempt > 1
-        buried = self.setup.slots.tombstone(job_id) if seen_before else None
-        if message.redelivered:
-            attempt += 1
-            if attempt <= maximum and not buried:
-                return Settle(attempt, retry=True)
-        if attempt > maximum:
-            return Settle(attempt, dead=(DeadReason.MAX_ATTEMPTS, f"attempt {attempt} > {maximum}"),
-                          reply=failure(ErrorCode.MAX_ATTEMPTS,
-                                        f"gave up after {attempt - 1} attempts "
-                                        "(RPCFLEET_MAX_ATTEMPTS)"))
-        if attempt > 1 and buried:
-            return Settle(attempt, reply=_killed(buried, handler.time_limit))
-        if job_id in self.cancels:
-            return Settle(attempt, reply=failure(ErrorCode.CANCELLED,
-                                                 "the job was cancelled before it started"))
-        deadline = read_deadline(message.headers)
-        if deadline is not None and deadline <= now_ms():
-            # Only a job is still waited for: a sync caller gave up at its deadline.
-            expired = failure(ErrorCode.EXPIRED, "the job waited in the queue past its deadline")
-            return Settle(attempt, dead=(DeadReason.EXPIRED, "deadline passed while queued"),
-                          reply=expired if names.is_durable_reply_to(message.reply_to) else None)
-        try:
-            params = handler.parse_params(raw)
-        except InvalidParams as exc:
-            return Settle(attempt, reply=failure(ErrorCode.INVALID_PARAMS, str(exc)))
-        return Run(handler, params, attempt, deadline)
+        """`workers.consumer.decision.decide`, with what this consumer knows now."""
+        return decide(message, Known(
+            self.setup.pool.name, self.setup.pool.handlers, self.setup.settings.max_attempts,
+            self.setup.slots.tombstone, self.cancels, now_ms()))
 
     # -- running ------------------------------------------------------------------------------
     async def _run(self, message: Delivery, run: Run) -> Settle:
@@ -343,13 +289,6 @@ async def take_slot(slots: asyncio.Semaphore, leaving: asyncio.Event) -> bool:
         slots.release()
         return False
     return True
-
-
-def _killed(reason: str, time_limit: float | None) -> Outcome:
-    if reason == "cancelled":
-        return failure(ErrorCode.CANCELLED, "the job was cancelled while running")
-    return failure(ErrorCode.TIME_LIMIT,
-                   f"the handler ran past its time limit of {time_limit} s and was killed")
 
 
 def log_raised(method: str, call_id: str, outcome: Outcome) -> None:

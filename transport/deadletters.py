@@ -37,7 +37,7 @@ log = logging.getLogger("rpcfleet.transport")
 SCAN_MAX = 1000  # dead letters a session takes at most (a look keeps the order up to this many)
 
 
-@dataclass
+@dataclass(eq=False)  # one held delivery is itself, not any equal-looking one
 class Held:
     """A dead letter taken from the queue and not yet settled."""
 
@@ -95,14 +95,16 @@ class DeadLetterQueue:
         a new message (all sent at once, each original acked once its copy is confirmed): no
         delivery of it is spent. What the broker would not take stays held and returns with
         the channel. Returns how many went back."""
-        items = list(self._unsettled)
+        items, self._unsettled = self._unsettled, []
         outcomes = await asyncio.gather(*(
             send_copy(self.channel, item.message, exchange="", routing_key=self.queue_name)
             for item in items))
         for item, sent in zip(items, outcomes, strict=True):
             if sent is Sent.TAKEN:
-                await self._settle(item)
-        if len(self._unsettled):
+                await item.message.ack()
+            else:
+                self._unsettled.append(item)
+        if self._unsettled:
             log.warning("%s would not take back %d dead letters: they return with the channel, "
                         "which counts a delivery", self.queue_name, len(self._unsettled))
         return len(items) - len(self._unsettled)

@@ -320,10 +320,10 @@ class Consumer:
         """One broker round trip for prefetch=auto: a beat published on the confirming channel.
 
         Sync replies are not confirmed (they travel ahead of the ack), so they time nothing."""
-        message = aio_pika.Message(codec.dumps(self._entry()), content_type=names.CONTENT_TYPE)
-        sent = time.perf_counter()
         if self.topology is None:
             return
+        message = aio_pika.Message(codec.dumps(self._entry()), content_type=names.CONTENT_TYPE)
+        sent = time.perf_counter()
         try:
             await self.topology.events.publish(
                 message, routing_key=names.beat_key(self.setup.pool.name, self.setup.slot),

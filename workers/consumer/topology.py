@@ -71,10 +71,10 @@ async def declare_pool(
         # The queue exists with other arguments (declared by an earlier version, or with other
         # settings): serve it as it is rather than not at all.
         max_priority = await _existing_max_priority(channel, name, wanted)
-        if max_priority is None or queue_type != "classic":
+        if max_priority is None:
             log.warning("%s exists with other arguments than these settings give (%s); using "
                         "it as it is. To change them, drain and delete the queue.", name, exc)
-        elif max_priority != arguments.priority_levels:
+        else:  # only its priority levels differ
             log.info("%s was declared with x-max-priority %d (kept: a queue's arguments are "
                      "fixed when it is first declared); jobs map onto its levels", name,
                      max_priority)

@@ -39,13 +39,14 @@ def events_from_rows(rows: Sequence[Sequence[Any]],
 
 COLUMNS = ("id, method, status, result, error, progress, attempts, worker, created_ms, "
            "started_ms, finished_ms, callback_url")
-# The newest jobs, with their callback's state (one query): `recent` in both stores, whose
-# placeholder is "?" or "%s"; the filters are optional (NULL: any).
+# The newest jobs, with their callback's state (one query); the filters are optional (NULL:
+# any), typed (PostgreSQL cannot infer the type of "? IS NULL" alone).
+_FILTER = "(CAST(? AS TEXT) IS NULL OR j.{0} = CAST(? AS TEXT))"
 RECENT_SQL = ("SELECT " + ", ".join("j." + column.strip() for column in COLUMNS.split(","))
               + ", o.state, o.attempts, o.last_error FROM jobs j LEFT JOIN outbox o ON "
-              "o.job_id = j.id WHERE ({p} IS NULL OR j.status = {p}) AND ({p} IS NULL OR "
-              "j.method = {p}) AND ({p} IS NULL OR j.owner = {p}) ORDER BY j.created_ms DESC "
-              "LIMIT {p}")
+              "o.job_id = j.id WHERE " + " AND ".join(_FILTER.format(column) for column in
+                                                      ("status", "method", "owner"))
+              + " ORDER BY j.created_ms DESC LIMIT ?")
 RECENT_MAX = 200
 
 

@@ -68,7 +68,17 @@ ADDED_COLUMNS = [
 BUSY_TIMEOUT_MS = 10_000
 
 
+# The store's SQL (gateway.store.operations) uses RETURNING (SQLite 3.35, March 2021), UPDATE
+# ... FROM (3.33) and upserts (3.24): Debian 12, Ubuntu 22.04 and python.org's builds have it.
+MIN_SQLITE = (3, 35, 0)
+
+
 def connect(path: str) -> sqlite3.Connection:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise ValueError(
+            f"the SQLite job store needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this "
+            f"Python's sqlite3 module runs {sqlite3.sqlite_version}: use a Python built with a "
+            "newer SQLite, or the PostgreSQL store (RPCFLEET_JOB_STORE=postgresql://...)")
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     connection.execute("PRAGMA journal_mode = WAL")

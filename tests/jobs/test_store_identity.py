@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.gateway import Gateway, StartGateway
 from tests.support.rabbit import Vhost
+from tests.support.waiting import wait_for
 
 COPY_REFUSED = re.compile(r"job store .* was copied")
 
@@ -37,13 +38,20 @@ def _replies_queues(vhost: Vhost) -> set[str]:
             if queue["name"].startswith("rpcfleet.replies.")}
 
 
+def _replies_queues_once(vhost: Vhost, count: int) -> set[str]:
+    """The replies queues once there are `count` of them: a gateway declares its store's as its
+    recorder starts, which may come just after the gateway answers ready."""
+    wait_for(lambda: len(_replies_queues(vhost)) == count, timeout=20,
+             what=f"{count} replies queue(s) on the broker")
+    return _replies_queues(vhost)
+
+
 def test_a_copied_state_directory_refuses_to_start_until_it_gets_its_own_id(
     vhost: Vhost, start_gateway: StartGateway, tmp_path: Path
 ) -> None:
     original = tmp_path / "state"
     start_gateway(state_dir=original).proc.stop()
-    first = _replies_queues(vhost)
-    assert len(first) == 1
+    first = _replies_queues_once(vhost, 1)
     # The same directory again: the same store, the same queue.
     start_gateway(state_dir=original).proc.stop()
     assert _replies_queues(vhost) == first
@@ -57,7 +65,7 @@ def test_a_copied_state_directory_refuses_to_start_until_it_gets_its_own_id(
 
     (copy / "jobs.id").unlink()
     start_gateway(state_dir=copy)
-    assert len(_replies_queues(vhost) - first) == 1
+    assert len(_replies_queues_once(vhost, 2) - first) == 1
 
 
 @pytest.mark.slow  # ~15 s: three gateway starts on PostgreSQL
@@ -81,4 +89,4 @@ def test_a_database_restored_beside_the_original_refuses_to_start(
     with psycopg.connect(f"{pg_dsn}_restored", autocommit=True) as db:
         db.execute("DELETE FROM rpcfleet_meta WHERE key IN ('store_id', 'store_instance')")
     start_gateway(job_store=f"{pg_dsn}_restored")
-    assert len(_replies_queues(vhost) - first) == 1
+    assert len(_replies_queues_once(vhost, 2) - first) == 1

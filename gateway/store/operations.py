@@ -106,14 +106,15 @@ def claim_publish(d: Dialect, job_id: str, now_ms: int, lease_ms: int) -> Steps[
 
 def release_publish(d: Dialect, job_id: str) -> Steps[int]:
     return (yield from changes(
-        f"UPDATE jobs SET publish_lease_ms = 0 WHERE id = ? AND published = {d.false}", job_id))
+        f"UPDATE jobs SET publish_lease_ms = 0 WHERE id = ? AND {d.is_unset('published')}",
+        job_id))
 
 
 def abandon_unpublished(d: Dialect, leased_before_ms: int,
                         at_ms: int) -> Steps[list[tuple[str, str]]]:
     abandoned = yield rows(
         f"UPDATE jobs SET status = 'failed', error = ?, finished_ms = ?, published = {d.true}, "
-        f"cancel_pending = {d.true} WHERE published = {d.false} AND status = 'queued' AND "
+        f"cancel_pending = {d.true} WHERE {d.is_unset('published')} AND status = 'queued' AND "
         "publish_lease_ms < ? RETURNING id, method, callback_url",
         NEVER_CONFIRMED.model_dump_json(), at_ms, leased_before_ms)
     for job_id, _, callback_url in abandoned:
@@ -257,7 +258,7 @@ def request_cancel(d: Dialect, job_id: str) -> Steps[int]:
 
 
 def pending_cancels(d: Dialect, since_ms: int) -> Steps[list[tuple[str, str]]]:
-    found = yield rows(f"SELECT id, method FROM jobs WHERE cancel_pending = {d.true} AND "
+    found = yield rows(f"SELECT id, method FROM jobs WHERE {d.is_set('cancel_pending')} AND "
                        "(finished_ms >= ? OR status = 'running')", since_ms)
     return [(str(r[0]), str(r[1])) for r in found]
 

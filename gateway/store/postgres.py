@@ -11,14 +11,18 @@ Needs the `postgres` extra: `pip install 'rpcfleet[postgres]'`.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any, TypeVar
 
 from gateway.store.dialect import POSTGRES
+from gateway.store.identity import check_instance
 from gateway.store.operations import Steps
-from gateway.store.pg_schema import prepare
+from gateway.store.schema import added_columns, indexes, tables
 from gateway.store.sql import SqlJobStore
 
 T = TypeVar("T")
+log = logging.getLogger("rpcfleet.gateway")
 
 POOL_MAX = 10  # connections per gateway process: the store's calls are short
 # How long a statement waits for a connection (psycopg_pool: 30 s): a database that is down
@@ -33,6 +37,95 @@ STATEMENT_TIMEOUT_MS = 30_000
 SESSION = {"connect_timeout": CONNECT_TIMEOUT_S,
            "options": f"-c lock_timeout={LOCK_TIMEOUT_MS} "
                       f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}
+
+
+# The store's own table beside the schema's: its id and the instance it was made in.
+META = "CREATE TABLE IF NOT EXISTS rpcfleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+# Several gateways may start at once on a fresh database: one creates the schema at a time,
+# and one builds the indexes (the others go on without waiting for it).
+SCHEMA_LOCK = 0x7270_6366  # "rpcf", an advisory lock key
+INDEX_LOCK = 0x7270_6367
+
+
+async def prepare(pool: Any) -> str:
+    """Create what is missing (tables, then indexes); the store id every gateway on this
+    database shares."""
+    async with pool.connection() as db, db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        await db.execute(META)
+        for table_sql in tables(POSTGRES):
+            await db.execute(table_sql)
+        for table, column, definition in added_columns(POSTGRES):
+            # Added under a brief exclusive lock, taken only when missing (ALTER ... IF NOT
+            # EXISTS would take the lock first, and wait behind every open transaction).
+            present = await (await db.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = %s AND column_name = %s", (table, column))).fetchone()
+            if present is None:
+                await db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} "
+                                 f"{definition}")
+        instance = await _instance(db)
+        await db.execute("INSERT INTO rpcfleet_meta (key, value) VALUES ('store_id', %s), "
+                         "('store_instance', %s) ON CONFLICT (key) DO NOTHING",
+                         ("pg" + uuid.uuid4().hex[:14], instance))
+        rows = dict(await (await db.execute(
+            "SELECT key, value FROM rpcfleet_meta "
+            "WHERE key IN ('store_id', 'store_instance')")).fetchall())
+    store_id = str(rows["store_id"])
+    check_instance(
+        "in this database", store_id, str(rows["store_instance"]), instance,
+        new_id="DELETE FROM rpcfleet_meta WHERE key IN ('store_id', 'store_instance')",
+        adopt=f"UPDATE rpcfleet_meta SET value = '{instance}' WHERE key = 'store_instance'")
+    await build_indexes(pool)
+    return store_id
+
+
+async def _instance(db: Any) -> str:
+    """The database's own identity: the cluster's system identifier (kept by its replicas, so a
+    promoted standby is the same instance) and the database's oid (another database restored
+    from a dump, on this cluster or another, is another instance)."""
+    row = await (await db.execute(
+        "SELECT oid FROM pg_database WHERE datname = current_database()")).fetchone()
+    try:
+        async with db.transaction():  # a savepoint: the function may be refused to this role
+            system = (await (await db.execute(
+                "SELECT system_identifier FROM pg_control_system()")).fetchone())[0]
+    except Exception:
+        system = "unknown"
+    return f"cluster {system} database oid {row[0]}"
+
+
+async def build_indexes(pool: Any) -> None:
+    """Build the schema's indexes that are missing, or invalid (an interrupted concurrent build
+    leaves one), without blocking writers. CREATE INDEX CONCURRENTLY runs outside a transaction and
+    waits for the transactions open on its table, never blocking them; a session lock taken with
+    `pg_try_advisory_lock` (no transaction waits on it) lets one gateway build while the others
+    start at once."""
+    async with pool.connection() as db:
+        locked = await (await db.execute("SELECT pg_try_advisory_lock(%s)",
+                                         (INDEX_LOCK,))).fetchone()
+        if not (locked and locked[0]):
+            log.info("another gateway is building the job store's indexes")
+            return
+        # A concurrent build waits for the transactions open on its table and may take long on
+        # a big one: neither the session's lock timeout nor its statement timeout applies.
+        await db.execute("SET lock_timeout = 0")
+        await db.execute("SET statement_timeout = 0")
+        try:
+            for name, definition in indexes(POSTGRES):
+                found = await (await db.execute(
+                    "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+                    (name,))).fetchone()
+                if found and found[0]:
+                    continue
+                if found:
+                    await db.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+                log.info("building index %s of the job store", name)
+                await db.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {definition}")
+        finally:
+            await db.execute("SELECT pg_advisory_unlock(%s)", (INDEX_LOCK,))
+            await db.execute("RESET lock_timeout")
+            await db.execute("RESET statement_timeout")
 
 
 class PostgresJobStore(SqlJobStore):

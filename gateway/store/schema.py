@@ -1,10 +1,13 @@
-"""SQLite schema of the job store (WAL: one writer at a time, readers never blocked)."""
+"""The job store's schema, once for both databases: its tables, the columns added since the first
+release (a store of an earlier version gains them in place), and its indexes. Pure data in the
+dialect's words (`gateway.store.dialect`); each store creates it its own way (SQLite in one write
+transaction, PostgreSQL with its indexes built concurrently: docs/upgrading.md)."""
 
 from __future__ import annotations
 
-import sqlite3
+from gateway.store.dialect import Dialect
 
-SCHEMA = """
+TABLES = ("""
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     method TEXT NOT NULL,
@@ -14,37 +17,31 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     worker TEXT,
-    created_ms INTEGER NOT NULL,
-    started_ms INTEGER,
-    finished_ms INTEGER,
+    created_ms {bigint} NOT NULL,
+    started_ms {bigint},
+    finished_ms {bigint},
     priority INTEGER NOT NULL DEFAULT 0,
-    deadline_ms INTEGER,
+    deadline_ms {bigint},
     callback_url TEXT,
     idempotency_key TEXT UNIQUE,
     body_hash TEXT,
-    cancel_pending INTEGER NOT NULL DEFAULT 0,
-    published INTEGER NOT NULL DEFAULT 1,  -- 0: its request was not confirmed by the broker yet
-    publish_lease_ms INTEGER NOT NULL DEFAULT 0,  -- who publishes it owns it until then
+    cancel_pending {boolean} NOT NULL DEFAULT {false},
+    published {boolean} NOT NULL DEFAULT {true},  -- false: the broker has not confirmed its request
+    publish_lease_ms {bigint} NOT NULL DEFAULT 0,  -- who publishes it owns it until then
     owner TEXT,  -- a fingerprint of the API key that submitted it (NULL: keys not in use)
     progress_n INTEGER NOT NULL DEFAULT 0  -- the last progress event of this attempt recorded
-);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_ms);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_ms);
-CREATE INDEX IF NOT EXISTS jobs_cancel_pending ON jobs (cancel_pending) WHERE cancel_pending = 1;
-CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (publish_lease_ms) WHERE published = 0;
+)""", """
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     url TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
-    next_ms INTEGER NOT NULL,
-    lease_ms INTEGER NOT NULL DEFAULT 0,
+    next_ms {bigint} NOT NULL,
+    lease_ms {bigint} NOT NULL DEFAULT 0,
     last_error TEXT,
-    finished_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);
-CREATE INDEX IF NOT EXISTS outbox_job ON outbox (job_id);
+    finished_ms {bigint} NOT NULL
+)""", """
 -- Every state and progress change of a job, in order (SSE and WebSocket replay them). `job` is
 -- the job object as of the event; NULL for the terminal one (the job itself no longer changes).
 CREATE TABLE IF NOT EXISTS events (
@@ -53,55 +50,42 @@ CREATE TABLE IF NOT EXISTS events (
     event TEXT NOT NULL,
     job TEXT,
     PRIMARY KEY (job_id, seq)
-);
-"""
+)""")
 
-# Columns added after the first release: (table, column, definition) for files made before.
-ADDED_COLUMNS = [
-    ("jobs", "published", "INTEGER NOT NULL DEFAULT 1"),
-    ("jobs", "publish_lease_ms", "INTEGER NOT NULL DEFAULT 0"),
+# Columns added since the first release, to tables of an earlier version: (table, column,
+# definition). Each with a constant default: PostgreSQL 11+ adds one without rewriting the table.
+# The PostgreSQL store's first tables (1.1) had all but the last one (1.2).
+ADDED_COLUMNS = (
+    ("jobs", "published", "{boolean} NOT NULL DEFAULT {true}"),
+    ("jobs", "publish_lease_ms", "{bigint} NOT NULL DEFAULT 0"),
     ("jobs", "owner", "TEXT"),
     ("jobs", "progress_n", "INTEGER NOT NULL DEFAULT 0"),
-]
-
-# Several gateway processes share the file: wait for the writer instead of failing at once.
-BUSY_TIMEOUT_MS = 10_000
+)
 
 
-# The store's SQL (gateway.store.operations) uses RETURNING (SQLite 3.35, March 2021), UPDATE
-# ... FROM (3.33) and upserts (3.24): Debian 12, Ubuntu 22.04 and python.org's builds have it.
-MIN_SQLITE = (3, 35, 0)
+def _words(d: Dialect) -> dict[str, str]:
+    return {"bigint": d.bigint, "boolean": d.boolean, "true": d.true, "false": d.false}
 
 
-def connect(path: str) -> sqlite3.Connection:
-    if sqlite3.sqlite_version_info < MIN_SQLITE:
-        raise ValueError(
-            f"the SQLite job store needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this "
-            f"Python's sqlite3 module runs {sqlite3.sqlite_version}: use a Python built with a "
-            "newer SQLite, or the PostgreSQL store (RPCFLEET_JOB_STORE=postgresql://...)")
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    connection.execute("PRAGMA journal_mode = WAL")
-    # FULL: each commit is on disk before it returns, so an outcome is acked to the broker only
-    # once it is durable (NORMAL in WAL mode could lose the last commits to a power cut after
-    # their replies were acked: lost jobs). Costs an fsync per commit, which group commit shares
-    # among the writes waiting for it (gateway.store.group_commit).
-    connection.execute("PRAGMA synchronous = FULL")
-    connection.execute("PRAGMA foreign_keys = ON")
-    migrate(connection)
-    connection.executescript(SCHEMA)
-    return connection
+def tables(d: Dialect) -> list[str]:
+    """One CREATE TABLE IF NOT EXISTS statement a table."""
+    return [table.format(**_words(d)) for table in TABLES]
 
 
-def migrate(connection: sqlite3.Connection) -> None:
-    """Bring a file made by an earlier version up to SCHEMA (new files get it whole)."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        for table, column, definition in ADDED_COLUMNS:
-            present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-            if present and column not in present:
-                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
+def added_columns(d: Dialect) -> list[tuple[str, str, str]]:
+    """(table, column, definition) in the dialect's words."""
+    return [(table, column, definition.format(**_words(d)))
+            for table, column, definition in ADDED_COLUMNS]
+
+
+def indexes(d: Dialect) -> list[tuple[str, str]]:
+    """(name, definition): the partial ones say their condition as the store's queries do, so
+    each database's planner matches them."""
+    return [
+        ("jobs_finished", "jobs (finished_ms)"),
+        ("jobs_created", "jobs (created_ms)"),
+        ("jobs_cancel_pending", f"jobs (cancel_pending) WHERE {d.is_set('cancel_pending')}"),
+        ("jobs_unpublished", f"jobs (publish_lease_ms) WHERE {d.is_unset('published')}"),
+        ("outbox_due", "outbox (state, next_ms)"),
+        ("outbox_job", "outbox (job_id)"),  # a job's deliveries: read with it, purged with it
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -22,10 +23,16 @@ from gateway.store.dialect import SQLITE
 from gateway.store.group_commit import GroupCommit
 from gateway.store.identity import check_instance
 from gateway.store.operations import Steps
-from gateway.store.schema import connect
+from gateway.store.schema import added_columns, indexes, tables
 from gateway.store.sql import SqlJobStore
 
 T = TypeVar("T")
+
+# The store's SQL (gateway.store.operations) uses RETURNING (SQLite 3.35, March 2021), UPDATE
+# ... FROM (3.33) and upserts (3.24): Debian 12, Ubuntu 22.04 and python.org's builds have it.
+MIN_SQLITE = (3, 35, 0)
+# Several gateway processes share the file: wait for the writer instead of failing at once.
+BUSY_TIMEOUT_MS = 10_000
 
 
 class SqliteJobStore(SqlJobStore):
@@ -85,6 +92,45 @@ class SqliteJobStore(SqlJobStore):
     async def close(self) -> None:
         await self._in_thread(self._db.close)
         self._thread.shutdown(wait=True)
+
+
+def connect(path: str) -> sqlite3.Connection:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise ValueError(
+            f"the SQLite job store needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this "
+            f"Python's sqlite3 module runs {sqlite3.sqlite_version}: use a Python built with a "
+            "newer SQLite, or the PostgreSQL store (RPCFLEET_JOB_STORE=postgresql://...)")
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    connection.execute("PRAGMA journal_mode = WAL")
+    # FULL: each commit is on disk before it returns, so an outcome is acked to the broker only
+    # once it is durable (NORMAL in WAL mode could lose the last commits to a power cut after
+    # their replies were acked: lost jobs). Costs an fsync per commit, which group commit shares
+    # among the writes waiting for it (gateway.store.group_commit).
+    connection.execute("PRAGMA synchronous = FULL")
+    connection.execute("PRAGMA foreign_keys = ON")
+    prepare(connection)
+    return connection
+
+
+def prepare(connection: sqlite3.Connection) -> None:
+    """Create what is missing, in one write transaction: a file made by an earlier version
+    gains its new columns, then the tables and indexes a new file needs (SQLite has no
+    concurrent index build: the other processes on the file wait, docs/upgrading.md)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, definition in added_columns(SQLITE):
+            present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+            if present and column not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        for statement in tables(SQLITE):
+            connection.execute(statement)
+        for name, definition in indexes(SQLITE):
+            connection.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def _store_id(path: Path, database: Path, *, adopt: bool = False) -> str:

@@ -7,8 +7,9 @@ import asyncio
 
 import psycopg
 
-from gateway.store.pg_schema import INDEXES
+from gateway.store.dialect import POSTGRES
 from gateway.store.postgres import PostgresJobStore
+from gateway.store.schema import indexes
 from tests.support.waiting import async_wait_for
 
 NEW_INDEX = "outbox_job"
@@ -65,8 +66,8 @@ async def test_an_index_left_invalid_by_an_interrupted_build_is_built_again(pg_d
         rows = await (await admin.execute(
             "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c "
             "ON c.oid = i.indexrelid WHERE c.relname = ANY(%s)",
-            ([name for name, _ in INDEXES],))).fetchall()
-        assert sorted(rows) == sorted((name, True) for name, _ in INDEXES)
+            ([name for name, _ in indexes(POSTGRES)],))).fetchall()
+        assert sorted(rows) == sorted((name, True) for name, _ in indexes(POSTGRES))
 
 
 async def test_a_jobs_table_of_1_1_gains_the_progress_column(pg_dsn: str) -> None:

@@ -3,60 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 from gateway.amqp.rpc import CallerGone
-from gateway.errors import BadRequest, GatewayError, NoWorkers, RemoteError, UnknownMethod
+from gateway.errors import GatewayError, NoWorkers, RemoteError
+from gateway.params import EMPTY_OBJECT, check_method_name, json_object
 from gateway.services import Services
-from protocol import codec, names
+from protocol import codec, replies
 from protocol.clock import now_ms
 
 CLIENT_CLOSED = "client_closed"  # the metrics' code of a call whose caller hung up (nginx's 499)
 UNKNOWN_METHOD_LABEL = "unknown"  # the metrics' method label of names no worker announced
-
-
-def check_method_name(method: str) -> None:
-    """At the edge: a name no pool could serve never reaches the broker (SPEC: method names)."""
-    if not names.valid_method_name(method):
-        raise UnknownMethod(f"{method[:64]!r}... is not a method name: at most "
-                            f"{names.METHOD_NAME_MAX} ASCII letters, digits, '_', '-' or '.'"
-                            if len(method) > 64 else
-                            f"{method!r} is not a method name: at most {names.METHOD_NAME_MAX} "
-                            "ASCII letters, digits, '_', '-' or '.'")
-
-
-EMPTY_OBJECT = b"{}"
-
-
-def json_object(body: bytes, shape: str) -> dict[str, Any]:
-    """Parse a body that must be a JSON object (`shape` says which, in the error); an empty
-    body is `{}` (a method with no params is called with no body: `curl -X POST`)."""
-    try:
-        value = codec.loads(body) if body.strip() else {}
-    except ValueError:
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"the body must be a JSON object: {shape}")
-    return value
-
-
-def parse_timeout(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(f"timeout must be a number of seconds, not {raw!r}") from None
-    if not value > 0:
-        raise BadRequest("timeout must be greater than 0")
-    return value
-
-
-def trace_context(header: Callable[[str], str | None]) -> dict[str, str] | None:
-    """The caller's W3C trace context (traceparent, tracestate), to travel with its request."""
-    found = {name: value for name in names.TRACE_HEADERS if (value := header(name)) is not None}
-    return found or None
 
 
 async def perform_call(found: Services, method: str, body: bytes, timeout: float | None,
@@ -84,13 +40,12 @@ async def _perform_call(found: Services, method: str, body: bytes, timeout: floa
             raise NoWorkers(f"pool {pool} has no live consumer")
         call_id, reply = await found.rpc.call(method, body, now_ms() + int(seconds * 1000),
                                               call_id=call_id, trace=trace)
-        decoded = codec.loads(reply.body)
-        if decoded.get("ok"):
-            return codec.dumps({"id": call_id, "result": decoded.get("result")})
-        error = decoded.get("error") or {}
-        raise RemoteError(str(error.get("code", "worker_error")),
-                          str(error.get("message", "the worker failed")), call_id=call_id,
-                          status=error.get("status"), details=error.get("details"))
+        answer = replies.decode(reply.body)
+        if answer.ok:
+            return codec.dumps({"id": call_id, "result": answer.result})
+        error = answer.failed_with
+        raise RemoteError(error.code, error.message, call_id=call_id, status=error.status,
+                          details=error.details)
     except RemoteError as exc:
         code = exc.label
         raise

@@ -23,18 +23,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.amqp import CallerGone, new_call_id
 from gateway.auth import Caller, bearer
-from gateway.calls import parse_timeout, perform_call, trace_context
+from gateway.calls import perform_call
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed
 from gateway.jobs.documents import job_document, job_url
 from gateway.limits import read_body
+from gateway.params import parse_timeout, trace_context
 from gateway.responses import send_error, send_json
 from gateway.services import Services
 from protocol import names
 
 log = logging.getLogger("rpcfleet.gateway")
 
-PREFIX = "/v1/rpc/"
-JOBS_PREFIX = "/v1/jobs/"
 IDEMPOTENCY_KEY_MAX = 255
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)  # RFC 7240
 WATCH_AFTER_S = 0.1  # calls answered sooner never pay for watching their caller
@@ -57,28 +56,56 @@ Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, JSON body, extr
 Handle = Callable[[Incoming], Awaitable[Answer]]
 
 
+@dataclass(frozen=True)
+class FastRoute:
+    """A route served here, before FastAPI sees the request: the path's last segment, any
+    one segment, is a method's name. The OpenAPI document describes these from this table, and a
+    test holds every FastAPI route clear of them (a route added under one would otherwise be
+    taken for a method name)."""
+
+    template: str  # the path, "{method}" its last segment
+    verb: str  # the HTTP method served
+    refuses_other_verbs: bool  # other verbs: 405 here, or on to FastAPI's routes of the path
+    what: str  # in the log of an unexpected failure
+
+    @property
+    def prefix(self) -> str:
+        return self.template.removesuffix("{method}")
+
+
+CALL = FastRoute("/v1/rpc/{method}", "POST", refuses_other_verbs=True, what="sync call")
+SUBMIT = FastRoute("/v1/jobs/{method}", "POST", refuses_other_verbs=False,  # GET, DELETE: a job
+                   what="job submission")
+FAST_ROUTES = (CALL, SUBMIT)
+
+
+def claimed(path: str, verb: str) -> tuple[FastRoute, str] | None:
+    """The fast route a request belongs to and the method its path names; None: FastAPI's."""
+    for route in FAST_ROUTES:
+        if path.startswith(route.prefix):
+            method = path[len(route.prefix):]
+            if method and "/" not in method and (verb == route.verb or route.refuses_other_verbs):
+                return route, method
+    return None
+
+
 class FastPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            method = scope["path"][len(PREFIX):]
-            if method and "/" not in method:
-                if scope["method"] == "POST":
-                    await self._serve(self._call, "sync call", method, scope, receive, send)
-                else:
-                    await self._fail(send, MethodNotAllowed(
-                        f"{scope['method']} is not allowed on {scope['path']}"))
-                return
-        if (scope["type"] == "http" and scope["method"] == "POST"
-                and scope["path"].startswith(JOBS_PREFIX)):
-            method = scope["path"][len(JOBS_PREFIX):]
-            if method and "/" not in method:  # other verbs: the job routes (GET, DELETE)
-                await self._serve(self._submit, "job submission", method, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        claim = claimed(scope["path"], scope["method"]) if scope["type"] == "http" else None
+        if claim is None:
+            await self.app(scope, receive, send)
+            return
+        route, method = claim
+        if scope["method"] != route.verb:
+            await self._fail(send, MethodNotAllowed(
+                f"{scope['method']} is not allowed on {scope['path']}"))
+            return
+        handle = self._call if route is CALL else self._submit
+        await self._serve(handle, route.what, method, scope, receive, send)
 
     async def _serve(self, handle: Handle, what: str, method: str, scope: Scope,
                      receive: Receive, send: Send) -> None:

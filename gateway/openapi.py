@@ -16,12 +16,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from gateway.fastpath import IDEMPOTENCY_KEY_MAX
+from gateway.fastpath import CALL, FAST_ROUTES, IDEMPOTENCY_KEY_MAX, SUBMIT, FastRoute
 from gateway.fleet.view import FleetView
 from protocol import JobSubmission, MethodDoc
 
-CALL_PATH = "/v1/rpc/{method}"
-JOB_PATH = "/v1/jobs/{method}"
+CALL_PATH = CALL.template
+JOB_PATH = SUBMIT.template
 TIMEOUT_HELP = "seconds to wait for the reply; default and maximum come from the settings"
 METHOD_PARAMETER = {"name": "method", "in": "path", "required": True,
                     "schema": {"type": "string", "title": "Method"}}
@@ -90,12 +90,17 @@ def install(app: FastAPI, view: FleetView) -> None:
         if not base:
             base.update(get_openapi(title=app.title, version=app.version,
                                     description=app.description, routes=app.routes))
-            base["paths"] = {CALL_PATH: {"post": copy.deepcopy(CALL_OPERATION)},
-                             JOB_PATH: {"post": copy.deepcopy(JOB_OPERATION)},
-                             **base["paths"]}
+            base["paths"] = {**fast_paths(), **base["paths"]}
         return with_methods(base, view.docs())
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def fast_paths() -> dict[str, Any]:
+    """The generic operations of the routes `gateway.fastpath` serves, from its table."""
+    operations: dict[FastRoute, dict[str, Any]] = {CALL: CALL_OPERATION, SUBMIT: JOB_OPERATION}
+    return {route.template: {route.verb.lower(): copy.deepcopy(operations[route])}
+            for route in FAST_ROUTES}
 
 
 def with_methods(base: dict[str, Any], docs: dict[str, dict[str, MethodDoc]]) -> dict[str, Any]:

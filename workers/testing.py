@@ -153,7 +153,7 @@ def _answer(outcome: Outcome) -> Any:
     reply = replies.decode(outcome.body)
     if reply.ok:
         return reply.result
-    error = reply.error or replies.ErrorBody(code=str(ErrorCode.WORKER_ERROR), message="")
+    error = reply.failed_with
     raise MethodFailed(error.code, error.message, error.status, error.details) from outcome.raised
 
 

@@ -13,7 +13,7 @@ def from_reply(body: bytes) -> tuple[JobStatus, Any, ErrorBody | None]:
     reply = replies.decode(body)
     if reply.ok:
         return JobStatus.SUCCEEDED, reply.result, None
-    error = reply.error or ErrorBody(code=ErrorCode.WORKER_ERROR, message="no error given")
+    error = reply.failed_with
     final = {ErrorCode.CANCELLED: JobStatus.CANCELLED, ErrorCode.EXPIRED: JobStatus.EXPIRED}
     if error.status is not None:  # an error the handler meant (CallError): whatever its code
         return JobStatus.FAILED, None, error

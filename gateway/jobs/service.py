@@ -21,7 +21,6 @@ from gateway import tasks
 from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import publish_confirmed, request_properties
 from gateway.auth import Caller
-from gateway.calls import check_method_name, json_object
 from gateway.errors import (
     BadRequest,
     Conflict,
@@ -36,6 +35,7 @@ from gateway.ids import time_ordered_id
 from gateway.jobs.hub import JobHub
 from gateway.jobs.recorder import OutcomeRecorder
 from gateway.metrics import Metrics
+from gateway.params import check_method_name, json_object
 from gateway.settings import GatewaySettings
 from gateway.store import IdempotencyConflict, JobStore, NewJob, PublishClaim
 from gateway.store.rows import TERMINAL_EVENTS, JobEventRecord

@@ -38,6 +38,67 @@ def test_each_package_imports_only_the_layers_below_it() -> None:
             assert names <= allowed, f"{module} imports {sorted(names - allowed)}"
 
 
+def import_graph() -> dict[str, set[str]]:
+    """Each of our modules and the modules of ours it imports (at any depth in the file, under
+    TYPE_CHECKING too: a circle only type checkers follow is still one for a reader)."""
+    paths: dict[str, Path] = {}
+    for package in OURS - {"examples"}:
+        for path in (REPO / package).rglob("*.py"):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def module_of(name: str) -> str | None:  # "a.b.Name" -> "a.b"; "a.b.c" -> itself
+        while name and name not in paths:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        imported: set[str | None] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {module_of(alias.name) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported |= {module_of(f"{node.module}.{alias.name}") for alias in node.names}
+        graph[name] = {module for module in imported if module and module != name}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for other in graph[module]:
+            if other not in order:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], order[other])
+        if low[module] == order[module]:
+            group = stack[stack.index(module):]
+            del stack[stack.index(module):]
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    graph = import_graph()
+    assert len(graph) > 100 and graph["gateway.calls"]  # the graph is the tree's
+    assert circles(graph) == []
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
 def test_the_protocol_package_does_no_io() -> None:
     io_libraries = {"aio_pika", "aiormq", "asyncio", "socket", "httpx", "sqlite3", "psycopg"}
     for path in sorted((REPO / "protocol").rglob("*.py")):

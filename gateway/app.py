@@ -10,11 +10,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
+from starlette.websockets import WebSocket
 
 from gateway import openapi
 from gateway.browsers import BrowserGuard
@@ -23,6 +25,7 @@ from gateway.fastpath import FastPath
 from gateway.jobs import jobs_running
 from gateway.lean import without_pydantic_v1
 from gateway.limits import BodyLimit, ConnectionLimit
+from gateway.responses import close_socket
 from gateway.services import Services
 from gateway.settings import GatewaySettings
 from gateway.store.base import is_outage, outage_types
@@ -75,14 +78,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
 
 def install_error_handlers(app: FastAPI, retry_after: int, postgres: bool = False) -> None:
-    """Every error leaves as the JSON envelope, through `gateway.errors.render`: FastAPI's own
-    404/405/422 are mapped onto the tree first, and anything unexpected is a 500."""
+    """The app's one error boundary, HTTP and WebSocket alike (Starlette looks the handler up by
+    the exception's class for both): routes only raise. An HTTP error leaves as the JSON
+    envelope of `gateway.errors.render` (FastAPI's own 404/405/422 mapped onto the tree first,
+    anything unexpected a 500); a WebSocket's closes with `render_close`'s code and reason."""
 
-    async def respond(request: Request, exc: Exception) -> Response:
+    async def respond(connection: HTTPConnection, exc: Exception) -> Response | None:
+        verb, path = connection.scope.get("method", "WEBSOCKET"), connection.url.path
+        what = f"{verb} {path}"
         if isinstance(exc, HTTPException):
-            exc = {404: NotFound(f"no route {request.method} {request.url.path}"),
-                   405: MethodNotAllowed(f"{request.method} is not allowed on "
-                                         f"{request.url.path}")}.get(
+            exc = {404: NotFound(f"no route {what}"),
+                   405: MethodNotAllowed(f"{verb} is not allowed on {path}")}.get(
                 exc.status_code, BadRequest(str(exc.detail)))
         elif isinstance(exc, RequestValidationError):
             details = "; ".join(
@@ -90,18 +96,20 @@ def install_error_handlers(app: FastAPI, retry_after: int, postgres: bool = Fals
                 for err in exc.errors())
             exc = BadRequest(details or "invalid request")
         elif is_outage(exc):
-            log.warning("%s %s: the job store cannot take it now (%s: %s)", request.method,
-                        request.url.path, type(exc).__name__, str(exc).splitlines()[0])
+            log.warning("%s: the job store cannot take it now (%s: %s)", what,
+                        type(exc).__name__, str(exc).splitlines()[0])
         elif not isinstance(exc, GatewayError):
-            log.error("%s %s failed unexpectedly", request.method, request.url.path,
-                      exc_info=exc)
+            log.error("%s failed unexpectedly", what, exc_info=exc)
+        if isinstance(connection, WebSocket):
+            await close_socket(connection, exc)
+            return None
         status, body, headers = render(exc, retry_after)
         return Response(body, status_code=status, media_type="application/json",
                         headers=headers)
 
     for kind in (GatewayError, HTTPException, RequestValidationError,
                  *outage_types(postgres), Exception):
-        app.add_exception_handler(kind, respond)
+        app.add_exception_handler(kind, respond)  # type: ignore[arg-type]
 
 
 def with_fast_path(app: FastAPI) -> ASGIApp:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import Forbidden
-from gateway.responses import send_error
+from gateway.responses import send_close, send_error
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 
@@ -61,7 +61,7 @@ class BrowserGuard:
 
     async def _refuse(self, scope: Scope, send: Send, message: str) -> None:
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            await send_close(send, Forbidden(message))
             return
         await send_error(send, Forbidden(message), 0)
 

@@ -23,7 +23,8 @@
     └── RemoteError ....................... the worker's own code (worker_error, time_limit, ...),
                                             or its handler's CallError (its code and status)
 
-`render` turns any exception into the response parts, for the fast path and the app alike.
+`render` turns any exception into the response parts, for the fast path and the app alike;
+`render_close` into a WebSocket's close code and reason.
 """
 
 from __future__ import annotations
@@ -175,14 +176,37 @@ class RemoteError(GatewayError):
         return error_body(self.code, self.message, self.call_id)
 
 
+def as_gateway_error(exc: BaseException) -> GatewayError:
+    """Any exception as the error it is answered with: a database outage is `unavailable`,
+    anything unexpected `internal_error` (its type named, nothing more)."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if is_outage(exc):
+        return Unavailable(f"the job store cannot take the request right now "
+                           f"({type(exc).__name__}); try again")
+    return InternalError(f"the gateway failed: {type(exc).__name__}")
+
+
 def render(exc: BaseException, retry_after: int) -> tuple[int, bytes, dict[str, str]]:
     """(status, JSON body, headers) of an error answer: the one renderer of the gateway."""
-    if is_outage(exc):
-        exc = Unavailable(f"the job store cannot take the request right now "
-                          f"({type(exc).__name__}); try again")
-    elif not isinstance(exc, GatewayError):
-        exc = InternalError(f"the gateway failed: {type(exc).__name__}")
+    exc = as_gateway_error(exc)
     return exc.status, exc.body(), exc.headers(retry_after)
+
+
+# A WebSocket's close for an error (RFC 6455 codes; 4404 is ours): a browser can read the code
+# (it cannot read the status of a refused handshake), and the reason says "code: message".
+WS_CLOSE = {ErrorCode.UNAUTHORIZED: 1008, ErrorCode.FORBIDDEN: 1008, ErrorCode.NOT_FOUND: 4404,
+            ErrorCode.OVERLOADED: 1013, ErrorCode.UNAVAILABLE: 1013, ErrorCode.NO_WORKERS: 1013}
+WS_POLICY, WS_TRY_AGAIN, WS_INTERNAL = 1008, 1013, 1011
+WS_REASON_MAX = 123  # bytes: a close frame carries at most 125, the code's two included
+
+
+def render_close(exc: BaseException) -> tuple[int, str]:
+    """(close code, reason) of a WebSocket ended by `exc`: the same error as `render`'s."""
+    exc = as_gateway_error(exc)
+    code = WS_CLOSE.get(exc.code, WS_POLICY if exc.status < 500 else WS_INTERNAL)
+    reason = f"{exc.code}: {exc.message}".encode()[:WS_REASON_MAX].decode(errors="ignore")
+    return code, reason
 
 
 def error_body(code: str, message: str, call_id: str | None = None,

@@ -22,7 +22,7 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import GatewayError, Overloaded, PayloadTooLarge, RequestTimeout
-from gateway.responses import send_error
+from gateway.responses import send_close, send_error
 
 NEVER_REFUSED = frozenset({"/healthz", "/metrics"})  # probes and scrapes see an overload
 
@@ -51,9 +51,7 @@ class ConnectionLimit:
         message = (f"this gateway process serves {self.max_connections} requests at once "
                    "(RPCFLEET_MAX_CONNECTIONS); retry shortly")
         if scope["type"] == "websocket":  # accepted first: a browser sees the close code
-            await receive()  # websocket.connect
-            await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": 1013, "reason": message[:120]})
+            await send_close(send, Overloaded(message), accept=receive)
             return
         await send_error(send, Overloaded(message), self.retry_after)
 

@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import HTTPConnection
 
 from gateway.auth import TOKEN_TTL_S, Caller, bearer
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, error_body
 from gateway.jobs.documents import job_document
 from gateway.jobs.service import JobService
 from gateway.routes.deps import CallerDep, require_caller, services
@@ -30,8 +30,6 @@ from protocol import ErrorCode, Job, JobStatus, JobUpdate, codec
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_caller)])
 
 SSE_HEARTBEAT_S = 15.0  # a comment line keeps proxies from closing a quiet stream
-WS_POLICY = 1008  # closed: not allowed (a bad key or token)
-WS_NOT_FOUND = 4404  # closed: no such job for this caller (its existence is not revealed)
 
 
 def jobs(connection: HTTPConnection) -> JobService:
@@ -120,24 +118,13 @@ async def ws_token(request: Request, caller: CallerDep) -> dict[str, object]:
 sockets = APIRouter(tags=["jobs"])
 
 
-async def _socket_caller(websocket: WebSocket, token: str | None) -> Caller | None:
+def _socket_caller(websocket: WebSocket, token: str | None) -> Caller:
     """Who opens the socket: a bearer key (other clients) or a token from POST /v1/tokens
-    (browsers); None after closing it when neither is valid."""
+    (browsers). Neither valid: the app's error boundary closes the socket (1008)."""
     auth = services(websocket).auth
-    try:
-        if token is not None and not auth.open:
-            return auth.caller_from_token(token)
-        return auth.caller_for_key(bearer(websocket.headers.get("authorization")))
-    except GatewayError as exc:
-        await _refuse(websocket, WS_POLICY, exc)
-        return None
-
-
-async def _refuse(websocket: WebSocket, code: int, exc: GatewayError) -> None:
-    """Accept, then close with `code` and why: a socket refused at the handshake is an HTTP 403
-    to a browser, which cannot tell "not allowed" from "no such job"."""
-    await websocket.accept()
-    await websocket.close(code=code, reason=f"{exc.code}: {exc.message}"[:120])
+    if token is not None and not auth.open:
+        return auth.caller_from_token(token)
+    return auth.caller_for_key(bearer(websocket.headers.get("authorization")))
 
 
 def _frame(record: JobEventRecord) -> str:
@@ -149,15 +136,9 @@ async def job_socket(websocket: WebSocket, job_id: str, after: int = 0,
                      token: str | None = None) -> None:
     """One text frame per event, `{"event", "seq", "job"}`, from seq 1 (or after `?after=`),
     then the live ones; closes with 1000 after the terminal state."""
-    caller = await _socket_caller(websocket, token)
-    if caller is None:
-        return
+    caller = _socket_caller(websocket, token)
     service = jobs(websocket)
-    try:
-        await service.get(job_id, caller)
-    except GatewayError as exc:
-        await _refuse(websocket, WS_NOT_FOUND, exc)
-        return
+    await service.get(job_id, caller)  # not the caller's: closed 4404, its existence not told
     await websocket.accept()
     try:
         async for record in service.follow(job_id, max(after, 0)):
@@ -174,9 +155,7 @@ async def jobs_socket(websocket: WebSocket, token: str | None = None) -> None:
     job's events as on `/v1/jobs/{id}/ws` (the job object says which job), and
     `{"error": {"code", "message", "id"}}` for a job it cannot follow. It stays open until the
     client closes it."""
-    caller = await _socket_caller(websocket, token)
-    if caller is None:
-        return
+    caller = _socket_caller(websocket, token)
     service = jobs(websocket)
     await websocket.accept()
     following: dict[str, asyncio.Task[None]] = {}
@@ -205,19 +184,17 @@ async def jobs_socket(websocket: WebSocket, token: str | None = None) -> None:
                 job_id = str(message["follow"])
                 try:
                     await service.get(job_id, caller)
-                except GatewayError as exc:
-                    await send(codec.dumps({"error": {"code": exc.code, "message": exc.message,
-                                                      "id": job_id}}).decode())
+                except GatewayError as exc:  # an error frame; the socket stays open
+                    await send(error_body(exc.code, exc.message, job_id).decode())
                     continue
                 if job_id in following:
                     continue
                 limit = services(websocket).settings.ws_follow_max
                 if len(following) >= limit:
-                    await send(codec.dumps({"error": {
-                        "code": ErrorCode.OVERLOADED, "id": job_id,
-                        "message": f"this socket follows {limit} jobs still under way "
-                                   f"(RPCFLEET_WS_FOLLOW_MAX); unfollow one or open another "
-                                   f"socket"}}).decode())
+                    await send(error_body(
+                        ErrorCode.OVERLOADED, f"this socket follows {limit} jobs still under way "
+                        "(RPCFLEET_WS_FOLLOW_MAX); unfollow one or open another socket",
+                        job_id).decode())
                     continue
                 following[job_id] = asyncio.ensure_future(
                     relay(job_id, max(int(message.get("after", 0) or 0), 0)))

@@ -38,6 +38,16 @@ def _frames(url: str, **kwargs: Any) -> tuple[list[dict[str, Any]], int | None]:
     return frames, code
 
 
+def _closed(url: str) -> tuple[int | None, str]:
+    """A socket the server closes without a frame: its close code and reason."""
+    with connect(url, open_timeout=10) as socket:
+        try:
+            socket.recv(timeout=30)
+        except ConnectionClosed:
+            pass
+        return socket.close_code, socket.close_reason or ""
+
+
 def _sse(http: httpx.Client, job_id: str, headers: dict[str, str]) -> list[tuple[int, str]]:
     seen, seq = [], 0
     with http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as stream:
@@ -112,10 +122,15 @@ def test_a_socket_refuses_bad_tokens_and_hides_other_callers_jobs(
     with gateway.client() as http:
         job_id = submit(http, "echo", {"n": 1}, headers=_as("alice")).json()["id"]
         bobs = http.post("/v1/tokens", headers=_as("bob")).json()["token"]
-    # Closed with a code a browser can read: 1008 not allowed, 4404 no such job for this caller.
-    assert _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws?token=1.-.0.forged")) == ([], 1008)
-    assert _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws")) == ([], 1008)  # no key, no token
-    assert _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws?token={bobs}")) == ([], 4404)
+    # Closed with a code a browser can read: 1008 not allowed, 4404 no such job for this caller;
+    # the reason says the error as the HTTP envelope does ("code: message").
+    assert _closed(_ws(gateway, f"/v1/jobs/{job_id}/ws?token=1.-.0.forged"))[0] == 1008
+    code, reason = _closed(_ws(gateway, f"/v1/jobs/{job_id}/ws"))  # no key, no token
+    assert code == 1008 and reason.startswith("unauthorized: "), reason
+    code, reason = _closed(_ws(gateway, f"/v1/jobs/{job_id}/ws?token={bobs}"))
+    assert code == 4404 and reason.startswith("not_found: "), reason
+    code, reason = _closed(_ws(gateway, "/v1/jobs/ws"))  # the many-jobs socket alike
+    assert code == 1008 and reason.startswith("unauthorized: "), reason
 
 
 def test_one_socket_follows_many_jobs(

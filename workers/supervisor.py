@@ -23,6 +23,7 @@ import socket
 import time
 from types import FrameType
 
+from protocol import backoff
 from protocol.clock import now_ms
 from transport.cluster import connect_cluster
 from workers.consumer.claims import EXIT_CLASH, MethodClash, check_claims
@@ -191,8 +192,8 @@ class Supervisor:
                               "above say why): giving up", self.pool.name, self._cache_failures)
                     self._stop_with(EXIT_GAVE_UP)
                     continue
-                pause = min(RESPAWN_BACKOFF_S * 2 ** (self._cache_failures - 1),
-                            CACHE_BACKOFF_MAX_S)
+                pause = backoff.ceiling(self._cache_failures, RESPAWN_BACKOFF_S,
+                                        CACHE_BACKOFF_MAX_S)
                 log.warning("slot %s: the cache loader failed in consumer pid %s (%s of %s); "
                             "trying again in %.0f s", slot, pid, self._cache_failures,
                             CACHE_ATTEMPTS, pause)

@@ -16,11 +16,11 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import ConfirmationFrameType, DeliveredMessage
 from pamqp.commands import Basic
 from pydantic import BaseModel
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from gateway import tasks
 from gateway.settings import GatewaySettings
-from protocol import codec, names
+from protocol import backoff, codec, names
 from transport.cluster import connect_cluster, masked
 from transport.confirms import Nack, NackJudge, PublishNacked, judged
 from transport.topology import declare_exchanges
@@ -195,7 +195,7 @@ class BrokerLink:
     async def _connect(self) -> None:
         # Back off up to 5 s between attempts: a broker that comes up is noticed quickly.
         async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(multiplier=0.2, max=5),
+            wait=backoff.wait(0.2, 5.0),
             retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPError,
                                            asyncio.TimeoutError, ConnectionError)),
             before_sleep=self._unreachable,

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, stop_after_delay, wait_exponential_jitter
+from tenacity import AsyncRetrying, stop_after_delay
 
 from gateway import tasks
 from gateway.amqp.link import BrokerLink
@@ -48,6 +48,7 @@ from protocol import (
     Replayed,
     Request,
     WorkerEntry,
+    backoff,
     codec,
     names,
     now_ms,
@@ -199,7 +200,7 @@ class JobService:
         self._unmarked.add(job_id)
         try:
             async for attempt in AsyncRetrying(
-                    wait=wait_exponential_jitter(initial=0.1, max=1.0),
+                    wait=backoff.wait(0.1, 1.0),
                     stop=stop_after_delay(ABANDON_AFTER_MS / 2000), reraise=True):
                 with attempt:
                     await self.store.mark_published(job_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from typing import TYPE_CHECKING
 
 from gateway import tasks
@@ -20,7 +19,7 @@ from gateway.settings import GatewaySettings
 from gateway.store import Delivery, JobStore
 from gateway.webhooks.signing import Signer
 from gateway.webhooks.urls import UrlGuard
-from protocol import codec, now_ms
+from protocol import backoff, codec, now_ms
 
 if TYPE_CHECKING:
     import httpx
@@ -113,8 +112,9 @@ class CallbackDispatcher:
                                 self.settings.callback_attempt_timeout)
             retry_at = None
             if not result.delivered and result.retry:
-                delay = retry_delay(attempt, self.settings.callback_backoff,
-                                    self.settings.callback_backoff_max)
+                # Full jitter: the retries of many failed receivers spread out.
+                delay = backoff.delay(attempt, self.settings.callback_backoff,
+                                      self.settings.callback_backoff_max)
                 retry_at = now_ms() + int(delay * 1000)
                 window_ends = delivery.finished_ms + int(self.settings.callback_window * 1000)
                 if retry_at > window_ends:
@@ -131,9 +131,3 @@ class CallbackDispatcher:
         except Exception:
             log.exception("callback %s failed unexpectedly; its lease will expire", delivery.id)
 
-
-def retry_delay(attempt: int, backoff: float, cap: float) -> float:
-    """Seconds before the attempt after failed attempt `attempt` (1, 2, ...): a random
-    0..min(backoff x 2^(attempt-1), cap). Full jitter: the retries of many failed receivers
-    spread out instead of stampeding."""
-    return random.uniform(0, min(backoff * 2 ** min(attempt - 1, 64), cap))

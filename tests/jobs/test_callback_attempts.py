@@ -108,10 +108,11 @@ async def test_only_a_few_kb_of_the_receivers_answer_are_read(
 
 
 def test_the_wait_after_failed_attempt_n_is_random_below_backoff_times_2_to_the_n_minus_1() -> None:
-    """The formula the README states, with full jitter and the cap."""
-    from gateway.webhooks.dispatcher import retry_delay
+    """The formula the README states, with full jitter and the cap (`protocol.backoff`, the one
+    schedule of every retry in rpcfleet)."""
+    from protocol import backoff
 
     for attempt, bound in ((1, 1.0), (2, 2.0), (4, 8.0), (10, 300.0), (10_000, 300.0)):
-        waits = [retry_delay(attempt, backoff=1.0, cap=300.0) for _ in range(2000)]
+        waits = [backoff.delay(attempt, 1.0, 300.0) for _ in range(2000)]
         assert all(0 <= wait <= bound for wait in waits), attempt
         assert max(waits) > bound * 0.9 and min(waits) < bound * 0.1  # spread over the range

@@ -24,10 +24,9 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_delay,
-    wait_exponential_jitter,
 )
 
-from protocol import DeadReason, names
+from protocol import DeadReason, backoff, names
 from protocol.queues import durable_queue_arguments
 from transport.confirms import NackJudge, judged, renew_if_stalled
 from workers.consumer import outgoing
@@ -128,7 +127,7 @@ class Settler:
                         properties.correlation_id, exc)
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(REPLY_RETRY_S), reraise=True,
-            wait=wait_exponential_jitter(multiplier=0.05, max=2),
+            wait=backoff.wait(0.05, 2.0),
             retry=retry_if_exception_type(ReplyNotConfirmed),
             before_sleep=lambda state: log.warning(
                 "the broker refused the reply to %s (attempt %s); trying again",

@@ -57,6 +57,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             stack.callback(services.tracing.shutdown)
             stack.callback(services.metrics.close)
             await stack.enter_async_context(services.link)
+            stack.push_async_callback(services.rpc.close)  # before the link closes
             await stack.enter_async_context(services.queues)
             await stack.enter_async_context(services.retirements)
             await stack.enter_async_context(jobs_running(services))

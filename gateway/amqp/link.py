@@ -18,9 +18,10 @@ from pamqp.commands import Basic
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from gateway import tasks
 from gateway.settings import GatewaySettings
 from protocol import backoff, codec, names
+from transport import background
+from transport.background import Background
 from transport.cluster import connect_cluster, masked
 from transport.confirms import Nack, NackJudge, PublishNacked, judged
 from transport.topology import declare_exchanges
@@ -45,14 +46,14 @@ class BrokerLink:
         self._on_connected: list[OnConnected] = []
         self._on_lost: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
-        self._late: set[asyncio.Task[None]] = set()  # callbacks registered after connecting
+        # Callbacks registered after connecting, replaced channels being retired.
+        self._background = Background()
         # What a nack on the confirming channel means, and when to replace that channel
         # (transport.confirms): only quorum queues stall a channel.
         self.judge = NackJudge(quorum=settings.queues == "quorum")
         self._on_channel: list[OnChannel] = []  # set up each new confirming channel (replies)
         self._drained: list[Drained] = []  # until nothing waits on a replaced channel (calls)
         self._renewal: asyncio.Task[None] | None = None
-        self._retiring: set[asyncio.Task[None]] = set()
         # This process on rpcfleet.events (the app-id of what it publishes there): its own
         # announcements come back to it through its events queue, and are dropped there.
         self.origin = f"gateway-{os.getpid()}-{os.urandom(4).hex()}"
@@ -71,9 +72,7 @@ class BrokerLink:
         starts slowly, such as a job store opening a database, must not miss it)."""
         self._on_connected.append(callback)
         if self.connected.is_set():
-            task = asyncio.ensure_future(callback(self))
-            self._late.add(task)
-            task.add_done_callback(self._late.discard)
+            self._background.start(callback(self))
 
     def when_channel(self, setup: OnChannel, drained: Drained) -> None:
         """`setup` runs on every new confirming channel before anything is published on it (the
@@ -157,9 +156,7 @@ class BrokerLink:
                     "(a quorum queue changing leader): publishing on a new channel", why)
         if old is not None:
             old.close_callbacks.discard(self._lost)
-            task = asyncio.ensure_future(self._retire(old))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            self._background.start(self._retire(old))
 
     async def _retire(self, channel: AbstractRobustChannel) -> None:
         """Close a replaced channel once nothing waits on it, or after the longest call."""
@@ -187,7 +184,8 @@ class BrokerLink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await tasks.stop(self._task, self._renewal, *self._retiring)
+        await background.stop(self._task, self._renewal)
+        await self._background.stop()
         if self.connection is not None:
             with contextlib.suppress(Exception):
                 await self.connection.close()

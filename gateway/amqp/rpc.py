@@ -16,8 +16,7 @@ import asyncio
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import aiormq
 from aio_pika.abc import AbstractRobustChannel
@@ -36,6 +35,7 @@ from gateway.errors import (
 from gateway.metrics import Metrics
 from protocol import Cancel, Request, names
 from protocol.clock import now_ms
+from transport.background import Background
 from transport.confirms import Nack, PublishNacked
 from transport.consumers import KeptConsumer
 
@@ -60,7 +60,7 @@ class RpcClient:
         self.publish_timeout = publish_timeout
         self.pending: dict[str, asyncio.Future[DeliveredMessage]] = {}
         self.abandoned: OrderedDict[str, None] = OrderedDict()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = Background()  # cancels of calls whose callers hung up
         self._replies: KeptConsumer | None = None
         # The confirming channel each waiting call's reply comes on (a renewal can move a call).
         self._channel_of: dict[str, AbstractRobustChannel] = {}
@@ -88,10 +88,8 @@ class RpcClient:
         await replies.start()
         self._replies = replies
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    async def close(self) -> None:
+        await self._background.stop()
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
         call_id = message.header.properties.correlation_id or ""
@@ -170,7 +168,7 @@ class RpcClient:
         self.abandoned[call_id] = None
         while len(self.abandoned) > ABANDONED_REMEMBERED:
             self.abandoned.popitem(last=False)
-        self._spawn(self._cancel_queued(call_id, control_key))
+        self._background.start(self._cancel_queued(call_id, control_key))
 
     async def _cancel_queued(self, call_id: str, control_key: str) -> None:
         try:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from aio_pika.abc import AbstractChannel
 
-from gateway import tasks
 from gateway.amqp.link import BrokerLink
 from gateway.fleet.view import FleetView
 from protocol import names
+from transport import background
 
 log = logging.getLogger("rpcfleet.gateway")
 
@@ -44,7 +44,7 @@ class QueueStats:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await tasks.stop(self._task)
+        await background.stop(self._task)
 
     async def _poll(self) -> None:
         await self.link.connected.wait()

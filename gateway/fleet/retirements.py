@@ -6,16 +6,15 @@ fleet view."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aio_pika.abc import AbstractConnection
 
-from gateway import tasks
 from gateway.amqp.link import BrokerLink
 from gateway.fleet.view import FleetView
 from protocol import names
 from protocol.fleet import PoolRetired, RetirePool
+from transport.background import Background
 from transport.retire import Retirement, retire_pool, unbind_pool
 
 log = logging.getLogger("rpcfleet.gateway")
@@ -28,7 +27,7 @@ class Retirements:
         self.link = link
         self.view = view
         self.running: dict[str, Retirement] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Background()
 
     def under_way(self, pool: str) -> Retirement | None:
         found = self.running.get(pool)
@@ -43,9 +42,7 @@ class Retirements:
         await unbind_pool(connection, pool, methods)
         retirement = Retirement(pool, drain)
         self.running[pool] = retirement
-        task = asyncio.ensure_future(self._run(connection, retirement))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(self._run(connection, retirement))
         return retirement
 
     async def _run(self, connection: AbstractConnection, retirement: Retirement) -> None:
@@ -69,4 +66,4 @@ class Retirements:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await tasks.stop(*self._tasks)
+        await self._tasks.stop()

@@ -8,13 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from gateway import tasks
 from gateway.jobs.service import JobService
 from gateway.services import Services
 from gateway.settings import GatewaySettings
 from gateway.store import JobStore, SqliteJobStore
 from gateway.webhooks import CallbackDispatcher, Signer, UrlGuard
 from protocol import names, now_ms
+from transport.background import Background
 
 log = logging.getLogger("rpcfleet.jobs")
 
@@ -45,9 +45,10 @@ async def jobs_running(services: Services) -> AsyncIterator[JobService]:
         stack.push_async_callback(service.close)
         services.jobs = service
         stack.callback(setattr, services, "jobs", None)
-        stack.push_async_callback(
-            tasks.stop, asyncio.create_task(_housekeeping(store, service, settings.job_retention)))
-        stack.push_async_callback(tasks.stop, asyncio.create_task(service.sweep_followed()))
+        chores = Background()
+        stack.push_async_callback(chores.stop)
+        chores.start(_housekeeping(store, service, settings.job_retention))
+        chores.start(service.sweep_followed())
         yield service
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, stop_after_delay
 
-from gateway import tasks
 from gateway.amqp.link import BrokerLink
 from gateway.amqp.rpc import publish_confirmed, request_properties
 from gateway.auth import Caller
@@ -55,6 +54,7 @@ from protocol import (
 )
 from protocol.jobs import job_body_problem
 from protocol.queues import job_message_priority
+from transport.background import Background
 from transport.tracing import Tracing
 
 log = logging.getLogger("rpcfleet.jobs")
@@ -91,7 +91,7 @@ class JobService:
         self.hub = JobHub()
         self.outcomes = OutcomeRecorder(link, store, self.hub, metrics, dispatcher, view,
                                         settings.queues)
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = Background()
         # Jobs the broker confirmed whose "published" mark the store refused: marked again in
         # the background; a retry under their key meanwhile must not publish them again.
         self._unmarked: set[str] = set()
@@ -212,12 +212,10 @@ class JobService:
 
     def _start(self, work: Coroutine[Any, Any, None]) -> None:
         """A background task of the service, stopped by `close`."""
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.start(work)
 
     async def close(self) -> None:
-        await tasks.stop(*self._background)
+        await self._background.stop()
 
     async def abandon_unpublished(self) -> int:
         """Fail queued jobs whose requests the broker never confirmed and nobody resubmitted

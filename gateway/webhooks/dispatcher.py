@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from gateway import tasks
 from gateway.settings import GatewaySettings
 from gateway.store import Delivery, JobStore
 from gateway.webhooks.signing import Signer
 from gateway.webhooks.urls import UrlGuard
 from protocol import backoff, codec, now_ms
+from transport import background
+from transport.background import Background
 
 if TYPE_CHECKING:
     import httpx
@@ -44,7 +45,7 @@ class CallbackDispatcher:
         self._wake = asyncio.Event()
         self._freed = asyncio.Event()  # a sending slot came free
         self._task: asyncio.Task[None] | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending = Background()
         self._client: httpx.AsyncClient | None = None
 
     def notify(self) -> None:
@@ -55,10 +56,8 @@ class CallbackDispatcher:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await tasks.stop(self._task)
-        for task in list(self._sending):
-            task.cancel()
-        await asyncio.gather(*self._sending, return_exceptions=True)
+        await background.stop(self._task)
+        await self._sending.stop()
         if self._client is not None:
             await self._client.aclose()
 
@@ -87,15 +86,12 @@ class CallbackDispatcher:
                 log.exception("could not read the outbox")
                 due = []
             for delivery in due:
-                task = asyncio.create_task(self._deliver(delivery))
-                self._sending.add(task)
-                task.add_done_callback(self._sent)
+                self._sending.start(self._deliver(delivery)).add_done_callback(self._sent)
             if len(due) < limit:  # nothing more is due now
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
 
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
+    def _sent(self, _: asyncio.Future[Any]) -> None:
         self._freed.set()
 
     async def _deliver(self, delivery: Delivery) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from transport.background import Background
 from workers.consumer.outcome import Outcome
 from workers.handlers import Handler
 
@@ -42,7 +43,7 @@ class Batcher:
     stats: BatchStats = field(default_factory=BatchStats)
     _waiting: list[tuple[Any, asyncio.Future[Outcome]]] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
-    _running: set[asyncio.Task[None]] = field(default_factory=set)
+    _running: Background = field(default_factory=Background)
 
     async def submit(self, item: Any) -> Outcome:
         """Add one request's item to the batch being gathered; its outcome when the batch ran."""
@@ -76,9 +77,7 @@ class Batcher:
             self._timer = None
         batch, self._waiting = self._waiting, []
         if batch:
-            task = asyncio.ensure_future(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._running.start(self._run(batch))
 
     async def _run(self, batch: list[tuple[Any, asyncio.Future[Outcome]]]) -> None:
         self.stats.calls += 1

@@ -25,6 +25,7 @@ from aiormq.abc import DeliveredMessage
 from protocol import Cancel, Replayed, SetPrefetch, SetProcesses, WorkerEntry, codec, names
 from protocol.clock import now_ms
 from protocol.fleet import RetirePool, UnknownCommand, read_control
+from transport.background import Background
 from transport.cluster import ClusterConnection, connect_cluster
 from transport.consumers import KeptConsumer, private_queue
 from transport.tracing import Tracing
@@ -65,7 +66,7 @@ class Consumer:
         self._replayed = asyncio.Event()
         self._exit_code = EXIT_DRAINED
         self._retire_drained = False  # retired once its queue was served: finish what it holds
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Background()
         self._handled = 0
         self.tracing = Tracing()
         self._session = 0
@@ -108,8 +109,7 @@ class Consumer:
         try:
             await self._serve(connection, executor)
         finally:
-            for task in self._tasks:
-                task.cancel()
+            await self._tasks.stop()
             with contextlib.suppress(Exception):
                 await connection.close()
             await self.strays.close()
@@ -398,9 +398,7 @@ class Consumer:
         self._stop.set()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(coroutine)
 
 
 async def _hold(message: AbstractIncomingMessage) -> None:

@@ -25,6 +25,7 @@ seen, so no event is missed or repeated.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -37,10 +38,10 @@ from websockets.asyncio.client import connect as ws_connect_async
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from protocol import TERMINAL, JobUpdate
+from protocol import TERMINAL, JobUpdate, backoff
 from protocol import Job as _Job
 
-POLL_MAX_S = 1.0  # waiting for a job polls from 50 ms, doubling up to this
+POLL_FIRST_S, POLL_MAX_S = 0.05, 1.0  # waiting for a job polls from 50 ms, doubling up to 1 s
 RESUMES = 5  # a followed job's socket dropped this many times in a row ends `events`
 WS_CLOSED = {1008: (401, "unauthorized"), 4404: (404, "not_found")}  # close code -> error
 
@@ -82,7 +83,20 @@ def _pause_before_resuming(exc: InvalidStatus | ConnectionClosed, drops: int) ->
         raise RpcfleetError(status, error, exc.rcvd.reason) from None
     if drops > RESUMES:
         raise exc
-    return min(0.1 * 2.0 ** drops, POLL_MAX_S)
+    return backoff.ceiling(drops + 1, 0.1, POLL_MAX_S)
+
+
+def _polls(timeout: float) -> Iterator[float | None]:
+    """For `wait` (sync and async alike): the pause after each poll of a job, doubling from
+    POLL_FIRST_S up to POLL_MAX_S (`protocol.backoff`, no jitter: one caller), then None once
+    another pause would pass `timeout`."""
+    deadline = time.monotonic() + timeout
+    for polled in itertools.count(1):
+        pause = backoff.ceiling(polled, POLL_FIRST_S, POLL_MAX_S)
+        if time.monotonic() + pause > deadline:
+            yield None
+            return
+        yield pause
 
 
 def _ws_url(http: httpx.Client | httpx.AsyncClient, job_id: str, after: int) -> str:
@@ -200,13 +214,13 @@ class Client:
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """The job once it has ended; TimeoutError if it has not within `timeout` seconds."""
-        deadline, pause = time.monotonic() + timeout, 0.05
-        while (job := self.job(job_id)).status not in TERMINAL:
-            if time.monotonic() + pause > deadline:
+        for pause in _polls(timeout):
+            if (job := self.job(job_id)).status in TERMINAL:
+                return job
+            if pause is None:
                 raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
             time.sleep(pause)
-            pause = min(pause * 2, POLL_MAX_S)
-        return job
+        raise AssertionError("unreachable: the polls end with None")
 
     def events(self, job_id: str, after: int = 0) -> Iterator[JobUpdate]:
         """Every event of the job after `after`, live, until its terminal one."""
@@ -270,13 +284,13 @@ class AsyncClient:
         return Job.model_validate(await self._send(_Request("DELETE", f"/v1/jobs/{job_id}")))
 
     async def wait(self, job_id: str, timeout: float = 60.0) -> Job:
-        deadline, pause = time.monotonic() + timeout, 0.05
-        while (job := await self.job(job_id)).status not in TERMINAL:
-            if time.monotonic() + pause > deadline:
+        for pause in _polls(timeout):
+            if (job := await self.job(job_id)).status in TERMINAL:
+                return job
+            if pause is None:
                 raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
             await asyncio.sleep(pause)
-            pause = min(pause * 2, POLL_MAX_S)
-        return job
+        raise AssertionError("unreachable: the polls end with None")
 
     async def events(self, job_id: str, after: int = 0) -> AsyncIterator[JobUpdate]:
         """Every event of the job after `after`, live, until its terminal one."""

@@ -3,12 +3,12 @@ what the new send changes. One copy for every re-publish, so none forgets a prop
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
-import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pamqp.commands import Basic
+
+from transport.publishing import Confirmed, publish_confirmed
 
 
 def copied_properties(message: AbstractIncomingMessage, **changes: Any) -> Basic.Properties:
@@ -27,26 +27,12 @@ def copied_properties(message: AbstractIncomingMessage, **changes: Any) -> Basic
     return Basic.Properties(**properties)
 
 
-class Sent(Enum):
-    """What the broker did with a copy sent `mandatory` on a confirming channel."""
-
-    TAKEN = "taken"  # acked: a queue has it, so the original may be acked
-    UNROUTED = "unrouted"  # returned: no queue is bound for it
-    REFUSED = "refused"  # nacked: a queue would not take it (full, or electing a leader)
-
-
 async def send_copy(channel: AbstractChannel, message: AbstractIncomingMessage, *,
-                    exchange: str, routing_key: str, **changes: Any) -> Sent:
-    """Send a held delivery on as a new message (`copied_properties` with `changes`), on the
-    confirming `channel`, and say what the broker did. The caller acks the original only on
-    TAKEN: a crash in between leaves two copies, never none."""
-    underlay = await channel.get_underlay_channel()
-    try:
-        confirm = await underlay.basic_publish(
-            message.body, exchange=exchange, routing_key=routing_key,
-            properties=copied_properties(message, **changes), mandatory=True)
-    except aiormq.exceptions.PublishError:
-        return Sent.UNROUTED
-    except aiormq.exceptions.DeliveryError:
-        return Sent.REFUSED
-    return Sent.TAKEN if isinstance(confirm, Basic.Ack) else Sent.UNROUTED
+                    exchange: str, routing_key: str, **changes: Any) -> Confirmed:
+    """Send a held delivery on as a new message (`copied_properties` with `changes`), `mandatory`
+    on the confirming `channel`, and say what the broker did. The caller acks the original only
+    once it is ACKED: a crash in between leaves two copies, never none."""
+    return await publish_confirmed(
+        await channel.get_underlay_channel(), message.body, exchange=exchange,
+        routing_key=routing_key, properties=copied_properties(message, **changes),
+        mandatory=True)

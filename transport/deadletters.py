@@ -30,7 +30,8 @@ from protocol import names
 from protocol.clock import now_ms
 from protocol.dead import DeadLetter, replay_headers
 from transport.cluster import node_urls
-from transport.copies import Sent, send_copy
+from transport.copies import send_copy
+from transport.publishing import Confirmed
 
 log = logging.getLogger("rpcfleet.transport")
 
@@ -81,9 +82,9 @@ class DeadLetterQueue:
             headers=replay_headers(message.headers, deadline),
             expiration=(str(min(int(timeout * 1000), names.MAX_EXPIRATION_MS))
                         if timeout is not None else None))
-        if sent is Sent.REFUSED:
+        if sent is Confirmed.NACKED:
             raise ReplayRefused("the pool's queue refused it (full)")
-        if sent is Sent.UNROUTED:
+        if sent is Confirmed.RETURNED:
             raise ReplayRefused(f"no pool serves the method {message.type!r} now")
         await self._settle(item)
 
@@ -100,7 +101,7 @@ class DeadLetterQueue:
             send_copy(self.channel, item.message, exchange="", routing_key=self.queue_name)
             for item in items))
         for item, sent in zip(items, outcomes, strict=True):
-            if sent is Sent.TAKEN:
+            if sent is Confirmed.ACKED:
                 await item.message.ack()
             else:
                 self._unsettled.append(item)

@@ -24,7 +24,8 @@ from protocol import names
 from protocol.clock import now_ms
 from protocol.dead import dead_letter_headers
 from protocol.errors import DeadReason
-from transport.copies import Sent, send_copy
+from transport.copies import send_copy
+from transport.publishing import Confirmed
 from transport.waiting import poll
 
 log = logging.getLogger("rpcfleet.transport")
@@ -116,7 +117,7 @@ async def _dead_letter_the_rest(channel: AbstractChannel, queue: AbstractQueue,
                                       "its pool was retired without a drain", now_ms())
         sent = await send_copy(channel, message, exchange=names.DEAD_LETTER_EXCHANGE,
                                routing_key=pool, headers=headers)
-        if sent is not Sent.TAKEN:
+        if sent is not Confirmed.ACKED:
             await message.nack(requeue=True)
             raise RetireFailed(f"the dead-letter queue of {pool} did not take a message")
         await message.ack()

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import aiormq
 from aio_pika.abc import AbstractRobustChannel
-from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic as _Basic
 from tenacity import (
     AsyncRetrying,
@@ -29,6 +28,7 @@ from tenacity import (
 from protocol import DeadReason, backoff, names
 from protocol.queues import durable_queue_arguments
 from transport.confirms import NackJudge, judged, renew_if_stalled
+from transport.publishing import Confirmed, publish_confirmed
 from workers.consumer import outgoing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.delivery import Delivery
@@ -144,17 +144,9 @@ class Settler:
         # instead of vanishing, and is declared (as its gateways declare it).
         ours = names.is_job_reply_to(reply_to)
         try:
-            confirm = await channel.basic_publish(body, routing_key=reply_to,
-                                                  properties=properties, mandatory=ours,
-                                                  timeout=CONFIRM_TIMEOUT_S)
-        except aiormq.exceptions.DeliveryError as exc:
-            verdict = await renew_if_stalled(self.judge, self.channel, reply_to)
-            raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {exc} "
-                                    f"({verdict.value})") from None
-        except TimeoutError:
-            verdict = await renew_if_stalled(self.judge, self.channel, reply_to, unanswered=True)
-            raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: no confirm within "
-                                    f"{CONFIRM_TIMEOUT_S} s ({verdict.value})") from None
+            confirmed = await publish_confirmed(channel, body, routing_key=reply_to,
+                                                properties=properties, mandatory=ours,
+                                                timeout=CONFIRM_TIMEOUT_S)
         except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
                 ConnectionError, asyncio.CancelledError) as exc:
             task = asyncio.current_task()
@@ -164,13 +156,19 @@ class Settler:
             # another target): try again on the channel as it is now.
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: its channel closed "
                                     f"({type(exc).__name__})") from None
-        if ours and isinstance(confirm, DeliveredMessage):
+        if confirmed is Confirmed.NACKED:
+            verdict = await renew_if_stalled(self.judge, self.channel, reply_to)
+            raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: nacked "
+                                    f"({verdict.value})")
+        if confirmed is Confirmed.UNCONFIRMED:
+            verdict = await renew_if_stalled(self.judge, self.channel, reply_to, unanswered=True)
+            raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: no confirm within "
+                                    f"{CONFIRM_TIMEOUT_S} s ({verdict.value})")
+        if confirmed is Confirmed.RETURNED:  # only rpcfleet's own reply queues go mandatory
             await self.channel.declare_queue(
                 reply_to, durable=True,
                 arguments=durable_queue_arguments(self.setup.settings.queues))
             raise ReplyNotConfirmed(f"{reply_to} did not exist; declared it")
-        if not isinstance(confirm, _Basic.Ack):
-            raise ReplyNotConfirmed(f"reply to {properties.correlation_id} got {confirm!r}")
         self.judge.confirmed(reply_to)
         self.measure.observe_round_trip(time.perf_counter() - sent)
 

@@ -13,13 +13,13 @@ import pytest
 from rpcfleet.broker import LocalBroker, free_port
 from tests.support.browser import browser
 from tests.support.fleet import start_worker
-from tests.support.gateway import start_gateway
+from tests.support.gateway import gateway, start_gateway
 from tests.support.postgres import PostgresServer, private_server
 from tests.support.rabbit import Vhost, create_vhost, delete_vhost
 from tests.support.receiver import receiver
 
 # Fixtures defined in tests/support, registered here once for every test folder.
-__all__ = ["browser", "receiver", "start_gateway", "start_worker"]
+__all__ = ["browser", "gateway", "receiver", "start_gateway", "start_worker"]
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ from pydantic import BaseModel, Field
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from protocol import WorkerEntry
-from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.gateway import Gateway, wait_for_workers
 from workers import Pool
 
 
@@ -21,11 +20,7 @@ def _body(operation: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def test_each_announced_method_is_an_endpoint_with_its_schemas(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_each_announced_method_is_an_endpoint_with_its_schemas(gateway: Gateway) -> None:
     entries = wait_for_workers(gateway, 1)
     with gateway.client() as http:
         spec = http.get("/openapi.json").json()
@@ -109,10 +104,8 @@ def _resolve(document: dict[str, Any], ref: str) -> Any:
 
 
 def test_the_amqp_contract_is_an_asyncapi_document_of_the_announced_methods(
-    start_worker: StartWorker, start_gateway: StartGateway
+    gateway: Gateway
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     wait_for_workers(gateway, 1)
     with gateway.client() as http:
         document = http.get("/asyncapi.json").json()

@@ -13,8 +13,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.app import create_app, with_fast_path
 from gateway.limits import ConnectionLimit
 from gateway.settings import GatewaySettings
-from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, error_code, wait_for_workers
+from tests.support.gateway import Gateway, StartGateway, error_code, wait_for_workers
 from tests.support.waiting import async_wait_for
 
 
@@ -63,11 +62,7 @@ def test_a_job_body_without_its_params_wrapper_says_what_a_job_body_is(
     assert "pydantic" not in message and "https://" not in message
 
 
-def test_an_empty_body_is_no_params(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_an_empty_body_is_no_params(gateway: Gateway) -> None:
     with gateway.client() as http:
         called = http.post("/v1/rpc/echo")  # curl -X POST .../v1/rpc/echo, no -d
         submitted = http.post("/v1/jobs/echo", content=b"")
@@ -83,11 +78,7 @@ def test_an_oversize_chunked_prefetch_body_is_413(start_gateway: StartGateway) -
     assert error_code(answer) == (413, "payload_too_large")
 
 
-def test_metrics_give_unknown_methods_one_label(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_metrics_give_unknown_methods_one_label(gateway: Gateway) -> None:
     wait_for_workers(gateway, 1)
     with gateway.client() as http:
         assert http.post("/v1/rpc/echo", json={}).status_code == 200

@@ -13,7 +13,7 @@ import pytest
 
 from rpcfleet.client import Client, RpcfleetError
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.gateway import Gateway, StartGateway, wait_for_workers
 from tests.support.waiting import wait_for
 from workers import CallError
 from workers.testing import MethodFailed, PoolTester
@@ -53,11 +53,7 @@ def test_an_error_the_handler_means_is_answered_with_its_code_status_and_details
     assert "Traceback" not in worker.output()
 
 
-def test_a_job_ended_by_a_call_error_fails_with_it(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_a_job_ended_by_a_call_error_fails_with_it(gateway: Gateway) -> None:
     with Client(gateway.url) as fleet:
         # Its code says "cancelled", yet it is the handler's answer: the job failed.
         job = fleet.submit("refuse", {"code": "cancelled", "status": 409, "details": [1, 2]})

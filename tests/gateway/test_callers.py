@@ -8,17 +8,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.gateway import Gateway, wait_for_workers
 from tests.support.jobs import submit, until
 from tests.support.waiting import wait_for
 
 
 def test_a_queued_call_whose_caller_hangs_up_is_skipped_and_a_running_one_finishes(
-    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     wait_for_workers(gateway, 1)
     busy, skipped, running = tmp_path / "busy", tmp_path / "skipped", tmp_path / "running"
 
@@ -53,11 +50,7 @@ def test_a_queued_call_whose_caller_hangs_up_is_skipped_and_a_running_one_finish
     assert "rpcfleet_late_replies_total 0.0" in metrics  # their answers were expected
 
 
-def test_the_callers_trace_context_reaches_the_handler_of_calls_and_jobs(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_the_callers_trace_context_reaches_the_handler_of_calls_and_jobs(gateway: Gateway) -> None:
     context = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                "tracestate": "rojo=00f067aa0ba902b7"}
     with gateway.client() as http:

@@ -11,7 +11,7 @@ import pytest
 
 from rpcfleet.client import AsyncClient, Client, Job, RpcfleetError
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.gateway import Gateway, StartGateway, wait_for_workers
 from tests.support.waiting import wait_for
 
 
@@ -79,11 +79,7 @@ def _no_workers_count(fleet: Client) -> float:
     return 0.0
 
 
-def test_the_async_client_calls_and_waits_for_jobs(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_the_async_client_calls_and_waits_for_jobs(gateway: Gateway) -> None:
 
     async def scenario() -> tuple[object, Job]:
         async with AsyncClient(gateway.url) as fleet:
@@ -121,11 +117,7 @@ def test_a_job_is_followed_event_by_event_until_it_ends(
     assert denied.value.code == "unauthorized"
 
 
-def test_the_async_client_follows_a_job_with_async_for(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_the_async_client_follows_a_job_with_async_for(gateway: Gateway) -> None:
 
     async def scenario() -> list[str]:
         async with AsyncClient(gateway.url) as fleet:

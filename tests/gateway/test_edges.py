@@ -15,6 +15,7 @@ import pytest
 from rpcfleet.broker import LocalBroker, free_port
 from tests.support.fleet import StartWorker, worker_factory
 from tests.support.gateway import (
+    Gateway,
     StartGateway,
     error_code,
     gateway_factory,
@@ -142,11 +143,7 @@ def test_readiness_flips_when_the_broker_stops_and_comes_back(tmp_path: Path) ->
         node.stop()
 
 
-def test_metrics_count_calls_and_show_the_fleet(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_metrics_count_calls_and_show_the_fleet(gateway: Gateway) -> None:
     wait_for_workers(gateway, 1)
     with gateway.client() as http:
         http.post("/v1/rpc/echo", json={})
@@ -165,10 +162,8 @@ def _metrics_with_queue(http: httpx.Client) -> str | None:
 
 
 def test_a_reply_after_the_deadline_is_counted_late_and_dropped(
-    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     marker = tmp_path / "ran"
     with gateway.client() as http:
         late = http.post("/v1/rpc/sleep?timeout=0.5", json={"seconds": 1.5, "marker": str(marker)})
@@ -200,10 +195,8 @@ def test_without_keys_the_gateway_binds_loopback_and_warns(
 
 
 def test_sigterm_lets_a_call_in_flight_finish_then_the_gateway_exits(
-    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     marker = tmp_path / "running"
     answers: list[httpx.Response] = []
     with gateway.client() as http:

@@ -11,17 +11,13 @@ from protocol import names
 from protocol.queues import JOB_PRIORITY_LEVELS
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, error_code, wait_for_workers
+from tests.support.gateway import Gateway, StartGateway, error_code, wait_for_workers
 from tests.support.jobs import occupy, submit, until
 from tests.support.rabbit import Vhost, blocked_broker
 from tests.support.waiting import wait_for
 
 
-def test_a_call_returns_the_methods_result_with_its_id(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_a_call_returns_the_methods_result_with_its_id(gateway: Gateway) -> None:
     with gateway.client() as http:
         response = http.post("/v1/rpc/greet", json={"name": "ada", "times": 2})
     assert response.status_code == 200

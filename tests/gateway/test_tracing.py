@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.gateway import Gateway, StartGateway, wait_for_workers
 from tests.support.waiting import wait_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -57,10 +57,8 @@ def test_a_call_is_one_trace_from_the_caller_to_the_handler(
 
 
 def test_without_an_exporter_the_callers_context_still_reaches_the_handler(
-    start_worker: StartWorker, start_gateway: StartGateway
+    gateway: Gateway
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     with gateway.client() as http:
         answer = http.post("/v1/rpc/trace", json={},
                            headers={"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"})

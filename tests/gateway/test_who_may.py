@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, error_code, wait_for_workers
+from tests.support.gateway import Gateway, StartGateway, error_code, wait_for_workers
 from tests.support.jobs import submit, until
 
 
@@ -54,10 +54,8 @@ def test_an_idempotency_key_is_scoped_to_the_api_key(
 
 
 def test_a_keyless_gateway_refuses_cross_site_pages_and_foreign_host_names(
-    start_worker: StartWorker, start_gateway: StartGateway
+    gateway: Gateway
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     wait_for_workers(gateway, 1)
     port = gateway.url.rsplit(":", 1)[1]
     with gateway.client() as http:

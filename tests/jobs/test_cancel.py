@@ -9,16 +9,14 @@ from typing import Any
 import httpx
 
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.gateway import Gateway, StartGateway, wait_for_workers
 from tests.support.jobs import fetch_job, occupy, submit, until
 from tests.support.waiting import wait_for
 
 
 def test_a_cancelled_queued_job_never_runs(
-    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     busy, queued = tmp_path / "busy", tmp_path / "queued"
     with gateway.client() as http:
         blocker = occupy(http, busy)
@@ -34,10 +32,8 @@ def test_a_cancelled_queued_job_never_runs(
 
 
 def test_a_running_job_is_cancelled_within_seconds_without_reloading_the_cache(
-    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     marker = tmp_path / "started"
     with gateway.client() as http:
         before = http.post("/v1/rpc/whoami", json={}).json()["result"]

@@ -85,11 +85,7 @@ def test_a_browser_follows_a_job_over_a_websocket_with_a_token_fetched_with_its_
     assert [f["seq"] for f in resumed] == [4, 5]
 
 
-def test_sse_resumes_after_last_event_id(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_sse_resumes_after_last_event_id(gateway: Gateway) -> None:
     with gateway.client() as http:
         job_id = submit(http, "echo", {"n": 1}).json()["id"]
         until(http, job_id, "succeeded")
@@ -99,11 +95,7 @@ def test_sse_resumes_after_last_event_id(
     assert after_first == everything[1:]
 
 
-def test_sse_data_is_the_job_as_polling_answers_it(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_sse_data_is_the_job_as_polling_answers_it(gateway: Gateway) -> None:
     with gateway.client() as http:
         job_id = submit(http, "echo", {"n": 1}).json()["id"]
         final = until(http, job_id, "succeeded")

@@ -11,16 +11,12 @@ from gateway.jobs.service import body_hash
 from gateway.store import NewJob, SqliteJobStore
 from protocol import now_ms
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway
+from tests.support.gateway import Gateway, StartGateway
 from tests.support.jobs import fetch_job, occupy, submit, until
 from tests.support.waiting import wait_for
 
 
-def test_a_job_is_accepted_at_once_and_polled_to_success(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_a_job_is_accepted_at_once_and_polled_to_success(gateway: Gateway) -> None:
     with gateway.client() as http:
         accepted = submit(http, "greet", {"name": "ada"})
         assert accepted.status_code == 202
@@ -34,11 +30,7 @@ def test_a_job_is_accepted_at_once_and_polled_to_success(
     assert done["finished_at"].endswith("Z") and len(done["finished_at"]) == 24
 
 
-def test_failures_are_recorded_with_their_code(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_failures_are_recorded_with_their_code(gateway: Gateway) -> None:
     with gateway.client() as http:
         failed = until(http, submit(http, "boom", {"why": "no"}).json()["id"], "failed")
         invalid = until(http, submit(http, "greet", {"times": 1}).json()["id"], "failed")
@@ -53,11 +45,7 @@ def test_failures_are_recorded_with_their_code(
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
 
 
-def test_an_idempotency_key_returns_the_same_job_and_refuses_another_body(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_an_idempotency_key_returns_the_same_job_and_refuses_another_body(gateway: Gateway) -> None:
     key = {"Idempotency-Key": "order-42"}
     with gateway.client() as http:
         first = submit(http, "echo", {"n": 1}, headers=key)
@@ -91,10 +79,8 @@ def test_a_job_past_its_time_limit_fails_with_time_limit(
 
 
 def test_progress_is_seen_mid_run_and_the_event_stream_comes_in_order(
-    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     release = tmp_path / "release"
     with gateway.client() as http:
         job_id = submit(http, "staged", {"release": str(release)}).json()["id"]
@@ -124,11 +110,7 @@ def test_progress_is_seen_mid_run_and_the_event_stream_comes_in_order(
     assert events[-1][1]["result"] == {"released": True}
 
 
-def test_prefer_wait_answers_200_when_the_job_ends_in_time_else_202(
-    start_worker: StartWorker, start_gateway: StartGateway
-) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_prefer_wait_answers_200_when_the_job_ends_in_time_else_202(gateway: Gateway) -> None:
     with gateway.client() as http:
         quick = submit(http, "echo", {"x": 1}, headers={"Prefer": "wait=10"})
         slow = submit(http, "sleep", {"seconds": 3}, headers={"Prefer": "wait=0.5"})
@@ -139,10 +121,8 @@ def test_prefer_wait_answers_200_when_the_job_ends_in_time_else_202(
 
 
 def test_a_job_that_waits_past_its_timeout_in_the_queue_expires(
-    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     busy, late = tmp_path / "busy", tmp_path / "late"
     with gateway.client() as http:
         occupy(http, busy)

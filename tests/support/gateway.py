@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from rpcfleet.broker import free_port
+from tests.support.fleet import StartWorker
 from tests.support.processes import RPCFLEET, Proc, child_env, exited
 from tests.support.waiting import wait_for
 
@@ -77,6 +78,14 @@ def gateway_factory(amqp_url: str, tmp_path: Path) -> Iterator[StartGateway]:
 @pytest.fixture
 def start_gateway(amqp_url: str, tmp_path: Path) -> Iterator[StartGateway]:
     yield from gateway_factory(amqp_url, tmp_path)
+
+
+@pytest.fixture
+def gateway(start_worker: StartWorker, start_gateway: StartGateway) -> Gateway:
+    """What most scenarios open with: the test pool's worker, its consumers up, and a gateway in
+    front of it, ready."""
+    start_worker()
+    return start_gateway()
 
 
 def wait_for_workers(gateway: Gateway, count: int, timeout: float = 20.0,

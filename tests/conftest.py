@@ -17,9 +17,10 @@ from tests.support.gateway import gateway, start_gateway
 from tests.support.postgres import PostgresServer, private_server
 from tests.support.rabbit import Vhost, create_vhost, delete_vhost
 from tests.support.receiver import receiver
+from tests.support.stores import stores
 
 # Fixtures defined in tests/support, registered here once for every test folder.
-__all__ = ["browser", "gateway", "receiver", "start_gateway", "start_worker"]
+__all__ = ["browser", "gateway", "receiver", "start_gateway", "start_worker", "stores"]
 
 
 @pytest.fixture(scope="session")

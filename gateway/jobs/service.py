@@ -31,6 +31,7 @@ from gateway.errors import (
 )
 from gateway.fleet.view import FleetView
 from gateway.ids import time_ordered_id
+from gateway.jobs.cancels import Cancels
 from gateway.jobs.hub import JobHub
 from gateway.jobs.recorder import OutcomeRecorder
 from gateway.metrics import Metrics
@@ -40,16 +41,13 @@ from gateway.store import IdempotencyConflict, JobStore, NewJob, PublishClaim
 from gateway.store.rows import TERMINAL_EVENTS, JobEventRecord
 from gateway.webhooks import CallbackDispatcher, CallbackUrlRefused, Signer, UrlGuard
 from protocol import (
-    Cancel,
     Job,
     JobStatus,
     JobSubmission,
-    Replayed,
     Request,
     WorkerEntry,
     backoff,
     codec,
-    names,
     now_ms,
 )
 from protocol.jobs import job_body_problem
@@ -62,7 +60,6 @@ log = logging.getLogger("rpcfleet.jobs")
 ANYONE = Caller(owner=None, admin=True)  # the service's own reads, and gateways without keys
 
 FOLLOW_POLL_S = 1.0  # the store is swept for followed jobs' changes this often
-CANCEL_REPLAY_MS = 24 * 3600 * 1000  # a queued job's cancel is replayed for a day at most
 # A job whose publish was never confirmed is settled this long after its submitter's lease: long
 # enough for a client's retries under its Idempotency-Key (which publish it), short enough that
 # nobody waits on a job that will never run.
@@ -95,7 +92,7 @@ class JobService:
         # Jobs the broker confirmed whose "published" mark the store refused: marked again in
         # the background; a retry under their key meanwhile must not publish them again.
         self._unmarked: set[str] = set()
-        link.when_connected(self._replay_on_reconnect)
+        self.cancels = Cancels(link, view, store, self._background)
 
     # -- submit -------------------------------------------------------------------------------
     async def submit(self, method: str, raw: bytes, idempotency_key: str | None,
@@ -226,7 +223,7 @@ class JobService:
         abandoned = await self.store.abandon_unpublished(now - ABANDON_AFTER_MS, now)
         for job_id, method in abandoned:
             with contextlib.suppress(Exception):  # replayed to consumers that start later
-                await self._send_cancel(job_id, method)
+                await self.cancels.send(job_id, method)
         return len(abandoned)
 
     # -- follow -------------------------------------------------------------------------------
@@ -311,7 +308,7 @@ class JobService:
         else:  # running: stopped by its consumer; kept until an outcome comes
             await self.store.request_cancel(job_id)
         try:
-            await self._send_cancel(job_id, job.method)
+            await self.cancels.send(job_id, job.method)
         except Exception as exc:  # stored: replayed once the broker is back
             log.warning("cancel of %s not sent now (%r); it is replayed when the broker is "
                         "back", job_id, exc)
@@ -319,37 +316,8 @@ class JobService:
         self.hub.notify(job_id)
         return job
 
-    async def _send_cancel(self, job_id: str, method: str, key: str | None = None) -> None:
-        if key is None:
-            key = names.control_key_for(self.view.pool_of(method))
-        # Not connected: cancels are replayed to consumers when they announce themselves.
-        await self.link.send_control(Cancel(job_id=job_id), key)
-
-    async def replay_all_cancels(self, *args: object) -> None:
-        """After a reconnect: cancels stored while the broker was away reach every pool."""
-        try:
-            for job_id, method in await self.store.pending_cancels(now_ms() - CANCEL_REPLAY_MS):
-                await self._send_cancel(job_id, method)
-        except Exception as exc:  # the next reconnect, or new consumers, replay them again
-            log.warning("could not replay cancels: %r", exc)
-
-    async def _replay_on_reconnect(self, link: BrokerLink) -> None:
-        assert link.connection is not None
-        link.connection.reconnect_callbacks.add(self._replay_after_reconnect)
-
-    def _replay_after_reconnect(self, *args: object) -> None:
-        self._start(self.replay_all_cancels())
-
-    async def replay_cancels(self, entry: WorkerEntry) -> None:
-        """A consumer that started later learns of cancels of jobs that may still be queued."""
-        key = names.control_worker_key(entry.id)
-        for job_id, method in await self.store.pending_cancels(now_ms() - CANCEL_REPLAY_MS):
-            if method in entry.methods:
-                await self._send_cancel(job_id, method, key)
-        await self.link.send_control(Replayed(), key)
-
     async def on_new_consumer(self, entry: WorkerEntry) -> None:
         """A consumer announced itself: its pool's dead letters are watched, and it hears the
         cancels of jobs that may still be queued."""
         await self.outcomes.watch_pool(entry.pool)
-        await self.replay_cancels(entry)
+        await self.cancels.to_consumer(entry)

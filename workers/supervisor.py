@@ -30,10 +30,10 @@ from workers.consumer.claims import EXIT_CLASH, MethodClash, check_claims
 from workers.consumer.recycle import EXIT_RECYCLE
 from workers.consumer.runtime import EXIT_RETIRED
 from workers.consumer.state import ConsumerSetup
-from workers.loader import module_file, reload_pool
 from workers.memory import CacheInfo, available_bytes, describe, private_bytes
 from workers.pool import CacheLoadFailed, Pool
 from workers.process import EXIT_CACHE, run_in_child
+from workers.rollout import Rollout
 from workers.scaling import Decision, Sample, Scaler
 from workers.settings import WorkerSettings
 from workers.slots import SlotTable
@@ -57,11 +57,7 @@ class Supervisor:
     def __init__(self, pool: Pool, settings: WorkerSettings, host: str | None = None,
                  target: str | None = None, watch: bool = False) -> None:
         self.pool = pool
-        self.target = target  # MODULE:POOL, to import again on SIGHUP
-        self._reload_requested = False
-        self._watched = _mtime(module_file(target)) if watch and target else None
-        self._rolling: list[int] = []  # slots still to replace with the new code
-        self._replacing: tuple[int, int] | None = None  # (slot, old pid) being replaced
+        self.rollout = Rollout.of(target, watch)  # new code, same cache
         self.settings = settings
         self.host = host or socket.gethostname()
         self.slots = SlotTable(settings.max_processes)
@@ -202,7 +198,7 @@ class Supervisor:
             self._cache_failures = 0  # this consumer got past its cache
             if code == EXIT_RECYCLE:
                 log.info("slot %s: consumer pid %s recycled; forking a fresh one", slot, pid)
-            elif self._replacing is not None and self._replacing[1] == pid:
+            elif self.rollout.drained_for_new_code(pid):
                 log.info("slot %s: consumer pid %s drained; forking one with the new code",
                          slot, pid)
             else:
@@ -240,8 +236,7 @@ class Supervisor:
                info: CacheInfo) -> None:
         done = 0
         if decision.change < 0:
-            retiring = [slot for slot in reversed(live)
-                        if self._replacing is None or self._replacing[0] != slot]
+            retiring = [slot for slot in reversed(live) if not self.rollout.is_replacing(slot)]
             for slot in retiring[:-decision.change]:
                 log.info("pool %s: retiring the consumer of slot %s (%s)", self.pool.name, slot,
                          decision.why)
@@ -319,21 +314,22 @@ class Supervisor:
                 self.slots.untrack(slot, job_id)
             os.kill(pid, signal.SIGKILL)
 
-    # -- new code, same cache ------------------------------------------------------------------
+    # -- new code, same cache (workers.rollout) ------------------------------------------------
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         del signum, frame
-        self._reload_requested = True
+        self.rollout.requested = True
 
     def _reload_step(self) -> None:
-        if self._watched is not None and self.target is not None:
-            mtime = _mtime(module_file(self.target))
-            if mtime != self._watched:
-                self._watched = mtime
-                self._reload_requested = True
-        if self._reload_requested:
-            self._reload_requested = False
-            self._reload()
-        self._roll()
+        if self.rollout.due() and (pool := self.rollout.load(self.pool)) is not None:
+            self.pool = pool
+            self._before_forking()
+            self.rollout.start(self.active - self._retiring)
+            log.info("reloaded %s (methods: %s); replacing %s consumers one at a time, same "
+                     "cache", self.rollout.target, ", ".join(pool.methods),
+                     len(self.rollout.waiting))
+        pid = self.rollout.next_to_drain(self.slots, self.children)
+        if pid is not None:
+            _signal(pid, signal.SIGTERM)  # drains, exits; _reap schedules the new code
 
     def _before_forking(self) -> None:
         """What every consumer would otherwise build or touch for itself after the fork, each
@@ -346,40 +342,6 @@ class Supervisor:
             log.exception("could not build the API docs of pool %s", self.pool.name)
         gc.collect()
         gc.freeze()
-
-    def _reload(self) -> None:
-        if self.target is None:
-            log.warning("reload asked, but this supervisor was not given its MODULE:POOL")
-            return
-        try:
-            pool = reload_pool(self.target)
-        except Exception:  # a typo in new code must not take down a serving pool
-            log.exception("reloading %s failed; the consumers keep the code they run", self.target)
-            return
-        if pool.name != self.pool.name:
-            log.error("reloaded %s names pool %r, not %r: not applied", self.target, pool.name,
-                      self.pool.name)
-            return
-        self.pool = pool
-        self._before_forking()
-        self._rolling = sorted(self.active - self._retiring)
-        log.info("reloaded %s (methods: %s); replacing %s consumers one at a time, same cache",
-                 self.target, ", ".join(pool.methods), len(self._rolling))
-
-    def _roll(self) -> None:
-        """Replace the next consumer once the previous replacement serves."""
-        if self._replacing is not None:
-            slot, old_pid = self._replacing
-            pid = self.slots.pid(slot)
-            if pid == old_pid or self.slots.serving(slot) != pid:
-                return  # still draining, or its replacement is not taking messages yet
-            self._replacing = None
-        while self._rolling and self._replacing is None:
-            slot = self._rolling.pop(0)
-            pid = self.slots.pid(slot)
-            if pid in self.children:
-                self._replacing = (slot, pid)
-                _signal(pid, signal.SIGTERM)  # drains, exits; _reap schedules the new code
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         del frame
@@ -409,13 +371,6 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
-
-
-def _mtime(path: str | None) -> float | None:
-    try:
-        return os.stat(path).st_mtime if path else None
-    except OSError:
-        return None
 
 
 def _describe_status(status: int) -> str:

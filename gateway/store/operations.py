@@ -1,17 +1,16 @@
 """Every job-store operation, written once for both databases, without I/O.
 
-An operation is a generator of steps: it yields each statement (`Sql`) and is sent back what the
-statement returned (a row, the rows, or the rows it changed). A driver runs the steps on its
-database: the SQLite store on its thread inside a group commit's savepoint, the PostgreSQL store
-on a pooled connection, in one transaction for a write of several statements. The dialect
-(`gateway.store.dialect`) supplies the few words that differ.
+An operation is a generator of steps (`gateway.store.steps`): it yields each statement and is
+sent back what the statement returned. A driver runs the steps on its database: the SQLite store
+on its thread inside a group commit's savepoint, the PostgreSQL store on a pooled connection, in
+one transaction for a write of several statements. The dialect (`gateway.store.dialect`)
+supplies the few words that differ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from gateway.ids import time_ordered_id
 from gateway.store.base import Delivery, IdempotencyConflict, NewJob, PublishClaim
@@ -29,38 +28,10 @@ from gateway.store.rows import (
     queued_job,
     recent_args,
 )
+from gateway.store.steps import Steps, changes, one, rows
 from protocol import ErrorBody, Job, JobStatus, codec
 
-T = TypeVar("T")
-Fetch = Literal["one", "all", "count"]
-
-
-@dataclass(frozen=True)
-class Sql:
-    """One statement: `?` placeholders, and what its step is sent back (`fetch`)."""
-
-    text: str
-    args: tuple[Any, ...] = ()
-    fetch: Fetch = "count"
-
-
-Steps = Generator[Sql, Any, T]
-
 IN_CHUNK = 500  # bound parameters a statement: SQLite's limit is 999 on older builds
-
-
-def one(text: str, *args: Any) -> Sql:
-    return Sql(text, args, "one")
-
-
-def rows(text: str, *args: Any) -> Sql:
-    return Sql(text, args, "all")
-
-
-def changes(text: str, *args: Any) -> Steps[int]:
-    """A statement's step, sent back the number of rows it changed."""
-    changed_rows = yield Sql(text, args, "count")
-    return int(changed_rows)
 
 
 # -- jobs -------------------------------------------------------------------------------------

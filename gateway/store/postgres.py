@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 from gateway.store.dialect import POSTGRES
 from gateway.store.identity import check_instance
-from gateway.store.operations import Steps
 from gateway.store.schema import added_columns, indexes, tables
 from gateway.store.sql import SqlJobStore
+from gateway.store.steps import Steps
 
 T = TypeVar("T")
 log = logging.getLogger("rpcfleet.gateway")

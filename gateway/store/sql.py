@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 from gateway.store import operations as ops
 from gateway.store.base import Delivery, NewJob, PublishClaim, purge_in_batches
 from gateway.store.dialect import Dialect
-from gateway.store.operations import Steps
 from gateway.store.rows import JobEventRecord
+from gateway.store.steps import Steps
 from protocol import ErrorBody, Job, JobStatus
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -67,10 +67,10 @@ class FastRoute:
     verb: str  # the HTTP method served
     refuses_other_verbs: bool  # other verbs: 405 here, or on to FastAPI's routes of the path
     what: str  # in the log of an unexpected failure
+    prefix: str = field(init=False)  # the template before "{method}": read on every request
 
-    @property
-    def prefix(self) -> str:
-        return self.template.removesuffix("{method}")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", self.template.removesuffix("{method}"))
 
 
 CALL = FastRoute("/v1/rpc/{method}", "POST", refuses_other_verbs=True, what="sync call")

@@ -4,19 +4,25 @@ every task it started and waits until each has finished unwinding (none outlives
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from typing import Any
 
 
-async def stop(*tasks: asyncio.Task[Any] | None) -> None:
-    """Cancel tasks and wait until each has finished unwinding."""
+async def _cancelled(tasks: list[asyncio.Future[Any]]) -> list[object]:
+    """Cancel the tasks, then wait until every one has finished unwinding: how each ended."""
     for task in tasks:
-        if task is None:
-            continue
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    outcomes: list[object] = await asyncio.gather(*tasks, return_exceptions=True)
+    return outcomes
+
+
+async def stop(*tasks: asyncio.Future[Any] | None) -> None:
+    """Cancel an owner's long-lived tasks and wait for each; the error one of them ended with
+    (other than its cancellation) is raised here once all are done: a loop that crashed is not
+    closed in silence."""
+    for outcome in await _cancelled([task for task in tasks if task is not None]):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            raise outcome
 
 
 class Background:
@@ -35,8 +41,6 @@ class Background:
         return len(self._tasks)
 
     async def stop(self) -> None:
-        """Cancel them all and wait for each (their errors, if any, are theirs to log)."""
-        running = list(self._tasks)
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        """Cancel them all and wait for each; their errors are theirs to log (one failed piece
+        of work does not stop the owner's close)."""
+        await _cancelled(list(self._tasks))

@@ -3,6 +3,9 @@ of the preloaded cache: nothing is lost, nothing is reloaded."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.waiting import async_wait_for
@@ -22,6 +25,20 @@ async def test_after_max_messages_the_consumer_is_replaced_without_losing_a_mess
     assert {r["loaded_by"] for r in results} == {supervisor.pid}  # the same preloaded cache
     assert len({r["loaded_at"] for r in results}) == 1
     assert "recycled; forking a fresh one" in supervisor.output()
+
+
+async def test_a_consumer_with_a_backlog_waiting_takes_no_message_past_its_limit(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    """The backlog is already queued, so the broker fills the prefetch slot the moment the
+    third message is acked: the consumer must have cancelled its subscription before that ack."""
+    start_worker(max_messages=3)
+    async with amqp_client(amqp_url) as client:
+        answers = await asyncio.gather(*(client.call("whoami", {}, timeout=30)
+                                         for _ in range(7)))
+    per_process = Counter(answer.reply.result["pid"] for answer in answers)
+    assert sorted(per_process.values()) == [1, 3, 3]
+    assert all(answer.attempt == 1 for answer in answers)
 
 
 async def test_past_its_private_memory_limit_a_consumer_is_recycled_at_its_next_beat(

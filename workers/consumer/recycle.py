@@ -22,6 +22,12 @@ class Recycling:
     def watches_memory(self) -> bool:
         return self.max_private_bytes is not None
 
+    def takes_last(self, taken: int) -> bool:
+        """Whether the `taken`-th delivery is the last this consumer may take: it stops taking
+        more (basic.cancel) before that delivery is settled, since the ack frees a prefetch
+        slot the broker would fill at once."""
+        return self.max_messages is not None and taken >= self.max_messages
+
     def reason(self, handled: int, private_bytes: int | None) -> str | None:
         """Why the consumer should be recycled now, or None."""
         if self.max_messages is not None and handled >= self.max_messages:

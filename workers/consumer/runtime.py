@@ -68,6 +68,7 @@ class Consumer:
         self._retire_drained = False  # retired once its queue was served: finish what it holds
         self._tasks = Background()
         self._handled = 0
+        self._taken = 0
         self.tracing = Tracing()
         self._session = 0
         self.elastic = ElasticReport(setup.slots, setup.slot, names.pool_queue(setup.pool.name),
@@ -186,11 +187,7 @@ class Consumer:
     async def _drain(self) -> None:
         if self._exit_code in (EXIT_DRAINED, EXIT_RETIRED):  # for good, not replaced: say so
             await self._beat(leaving=True)
-        try:  # with the broker gone the cancel cannot be confirmed: do not wait for it forever
-            async with asyncio.timeout(CANCEL_TIMEOUT_S):
-                await self.subscription.stop()
-        except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:
-            log.warning("could not cancel the subscription cleanly: %r", exc)
+        await self._stop_taking()
         # Whatever the reason to leave (SIGTERM, a recycle, an elastic pool retiring this
         # consumer, a handler abandoned past its time limit or cancel): deliveries held but not
         # started go back to the queue as the attempt they are, for another consumer to take at
@@ -209,10 +206,23 @@ class Consumer:
             log.warning("drain timed out with %s deliveries held; the broker will redeliver them",
                         self.in_flight.count)
 
+    async def _stop_taking(self) -> None:
+        try:  # with the broker gone the cancel cannot be confirmed: do not wait for it forever
+            async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                await self.subscription.stop()
+        except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:
+            log.warning("could not cancel the subscription cleanly: %r", exc)
+
     async def _on_message(self, message: Delivery) -> None:
         self.in_flight.enter()
         self.elastic.holding(self.in_flight.count)
+        self._taken += 1
         try:
+            if self.recycling.takes_last(self._taken) and self.subscription.consuming:
+                # The cancel goes out on the channel this delivery's ack will take, so the
+                # broker has it before the ack frees the prefetch slot: no further delivery
+                # reaches a consumer about to leave.
+                await self._stop_taking()
             await self.dispatcher.handle(message)
         except Exception:
             # What replaces the delivery (a reply, a copy) was refused or its channel went. A

@@ -126,6 +126,13 @@ def with_fast_path(app: FastAPI) -> ASGIApp:
     return ConnectionLimit(guarded, settings.max_connections, settings.retry_after)
 
 
+def app_for(settings: GatewaySettings) -> ASGIApp:
+    """What uvicorn serves: `rpcfleet gateway` hands each of its processes this factory bound to
+    the settings it resolved (environment and command line), pickled with uvicorn's config."""
+    return with_fast_path(create_app(settings))
+
+
 def app_from_env() -> ASGIApp:
-    """uvicorn factory: each gateway worker process builds its own app from the environment."""
-    return with_fast_path(create_app(GatewaySettings()))
+    """uvicorn factory for running the gateway under uvicorn's own command line
+    (`uvicorn gateway.app:app_from_env --factory`): settings from the environment only."""
+    return app_for(GatewaySettings())

@@ -34,9 +34,6 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = setting_overrides(args, SETTINGS)
     settings = GatewaySettings(**overrides)
-    # Each uvicorn worker builds its app from the environment: hand the overrides down.
-    for key, value in overrides.items():
-        os.environ[f"RPCFLEET_{key.upper()}"] = str(value)
     problem = startup_problem(settings)
     if problem is not None:
         print(f"rpcfleet gateway: {problem}", file=sys.stderr)
@@ -94,8 +91,12 @@ def raise_open_file_limit() -> None:
 def serve(settings: GatewaySettings, log_level: str) -> None:
     """uvicorn, one process or a supervisor of several. On SIGTERM each process stops
     listening, finishes the requests it holds (up to 10 s), then closes its connection."""
+    from functools import partial
+
     import uvicorn
     from uvicorn.supervisors import Multiprocess
+
+    from gateway.app import app_for
 
     class Supervisor(Multiprocess):
         def terminate_all(self) -> None:
@@ -107,7 +108,9 @@ def serve(settings: GatewaySettings, log_level: str) -> None:
                 sock.close()
             super().terminate_all()
 
-    config = uvicorn.Config("gateway.app:app_from_env", factory=True, host=settings.bind_host(),
+    # The factory carries the settings as resolved here (uvicorn pickles its config into each
+    # process it spawns): command-line overrides reach every process without the environment.
+    config = uvicorn.Config(partial(app_for, settings), factory=True, host=settings.bind_host(),
                             port=settings.port, workers=settings.workers, log_level=log_level,
                             access_log=False, loop="auto", http="auto",
                             # websockets' Sans-I/O protocol: uvicorn's legacy one is deprecated

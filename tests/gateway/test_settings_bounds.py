@@ -6,11 +6,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from gateway.settings import GatewaySettings
-from tests.support.processes import REPO, RPCFLEET, child_env
+from rpcfleet.broker import free_port
+from tests.support.gateway import Gateway, wait_ready
+from tests.support.processes import REPO, RPCFLEET, Proc, child_env
 
 
 @pytest.mark.parametrize("setting", [
@@ -53,3 +56,24 @@ def test_a_callback_secret_of_the_wrong_form_is_one_line_before_the_gateway_star
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "rpcfleet gateway: RPCFLEET_CALLBACK_SECRET must look like whsec_<base64 key>")
+
+
+def test_command_line_settings_reach_every_gateway_process_without_the_environment(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    """The environment names a broker nobody listens on; `--amqp-url` names the real one. Each
+    uvicorn process builds its app from the settings the command resolved (issue 23 item 5:
+    overrides were written into os.environ for the processes to read back)."""
+    port = free_port()
+    env = child_env("amqp://guest:guest@127.0.0.1:1/", state_dir=tmp_path)
+    proc = Proc([*RPCFLEET, "gateway", "--port", str(port), "--workers", "2",
+                 "--amqp-url", amqp_url], env, tmp_path / "gateway.log")
+    try:
+        gateway = Gateway(proc, f"http://127.0.0.1:{port}")
+        wait_ready(gateway)
+        # New connections spread over both processes: every one of them is connected.
+        answers = [httpx.get(f"{gateway.url}/readyz", timeout=5).status_code for _ in range(20)]
+        assert answers == [200] * 20
+        assert "127.0.0.1:1" not in proc.output()
+    finally:
+        proc.stop()

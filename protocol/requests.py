@@ -34,11 +34,17 @@ class Request:
 
     def expiration_ms(self, now_ms: int) -> int | None:
         """Milliseconds to the deadline, for the message's `expiration`."""
-        if self.deadline_ms is None:
-            return None
-        # An expiration of 0 ms may be dropped at once: keep 1 ms so the message is published
-        # and the consumer's deadline check decides.
-        return min(max(self.deadline_ms - now_ms, 1), names.MAX_EXPIRATION_MS)
+        return expiration_ms(self.deadline_ms, now_ms)
+
+
+def expiration_ms(deadline_ms: int | None, now_ms: int) -> int | None:
+    """The one expiration rule for every request message (a gateway's publish, a worker's retry
+    copy, a replay): the milliseconds left to its deadline, none without one. At least 1 ms (an
+    expiration of 0 may be dropped at once: the message is published and the consumer's deadline
+    check decides), at most AMQP's cap (a larger one closes the channel)."""
+    if deadline_ms is None:
+        return None
+    return min(max(deadline_ms - now_ms, 1), names.MAX_EXPIRATION_MS)
 
 
 def read_attempt(headers: dict[str, Any] | None) -> int:

@@ -29,6 +29,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from protocol import names
 from protocol.clock import now_ms
 from protocol.dead import DeadLetter, replay_headers
+from protocol.requests import expiration_ms
 from transport.cluster import node_urls
 from transport.copies import send_copy
 from transport.publishing import Confirmed
@@ -76,12 +77,13 @@ class DeadLetterQueue:
         if refusal is not None:
             raise ReplayRefused(refusal)
         message = item.message
-        deadline = now_ms() + int(timeout * 1000) if timeout is not None else None
+        now = now_ms()
+        deadline = now + int(timeout * 1000) if timeout is not None else None
+        left = expiration_ms(deadline, now)
         sent = await send_copy(
             self.channel, message, exchange=names.EXCHANGE, routing_key=str(message.type),
             headers=replay_headers(message.headers, deadline),
-            expiration=(str(min(int(timeout * 1000), names.MAX_EXPIRATION_MS))
-                        if timeout is not None else None))
+            expiration=str(left) if left is not None else None)
         if sent is Confirmed.NACKED:
             raise ReplayRefused("the pool's queue refused it (full)")
         if sent is Confirmed.RETURNED:

@@ -13,7 +13,6 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
-from aiormq.abc import ConfirmationFrameType, DeliveredMessage
 from pamqp.commands import Basic
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
@@ -24,6 +23,7 @@ from transport import background
 from transport.background import Background
 from transport.cluster import connect_cluster, masked
 from transport.confirms import Nack, NackJudge, PublishNacked, judged
+from transport.publishing import Confirmed, publish_confirmed
 from transport.topology import declare_exchanges
 
 log = logging.getLogger("rpcfleet.gateway")
@@ -104,30 +104,34 @@ class BrokerLink:
 
     async def publish(self, body: bytes, exchange: str, key: str, properties: Basic.Properties,
                       *, confirm: bool, timeout: float, mandatory: bool = False
-                      ) -> ConfirmationFrameType | DeliveredMessage | None:
+                      ) -> Confirmed | None:
         """The one way this process publishes: straight onto an AMQP channel, with no aio-pika
         Message or Exchange object (they cost more than the frames on the hot paths).
 
-        On the confirming channel (`confirm`) it returns once the broker answered: Basic.Ack,
-        or the returned message when no queue took a `mandatory` one; a nack raises
-        PublishNacked with the judge's verdict (transport.confirms). A missing or closed
-        channel raises ChannelInvalidStateError at once (the raw channel would wait for a
-        writer that is gone); no answer within `timeout` raises TimeoutError: never a hang."""
+        On the confirming channel (`confirm`) it returns once the broker answered, what it did
+        (`transport.publishing`): ACKED, or RETURNED when no queue took a `mandatory` one; a
+        nack raises PublishNacked with the judge's verdict (transport.confirms). Unconfirmed
+        publishes return None once written. A missing or closed channel raises
+        ChannelInvalidStateError at once (the raw channel would wait for a writer that is
+        gone); no answer within `timeout` raises TimeoutError: never a hang."""
         channel = self._channel(confirm)
         if channel is None or channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
         async with asyncio.timeout(timeout):
             raw = await channel.get_underlay_channel()
-            try:
-                answer = await raw.basic_publish(body, exchange=exchange, routing_key=key,
-                                                 properties=properties, mandatory=mandatory)
-            except aiormq.exceptions.DeliveryError:
-                if channel is not self.channel:  # replaced meanwhile: its verdict stands
-                    raise PublishNacked(key, Nack.STALLED, replaced=True) from None
-                raise PublishNacked(key, self.judge.nacked(key)) from None
-        if confirm and channel is self.channel and isinstance(answer, Basic.Ack):
+            if not confirm:
+                await raw.basic_publish(body, exchange=exchange, routing_key=key,
+                                        properties=properties, mandatory=mandatory)
+                return None
+            confirmed = await publish_confirmed(raw, body, exchange=exchange, routing_key=key,
+                                                properties=properties, mandatory=mandatory)
+        if confirmed is Confirmed.NACKED:
+            if channel is not self.channel:  # replaced meanwhile: its verdict stands
+                raise PublishNacked(key, Nack.STALLED, replaced=True)
+            raise PublishNacked(key, self.judge.nacked(key))
+        if confirmed is Confirmed.ACKED and channel is self.channel:
             self.judge.confirmed(key)
-        return answer
+        return confirmed
 
     def renew(self, why: str = "nacked") -> asyncio.Task[None] | None:
         """Replace the confirming channel by a new one (transport.confirms: a quorum queue that

@@ -38,6 +38,7 @@ from protocol.clock import now_ms
 from transport.background import Background
 from transport.confirms import Nack, PublishNacked
 from transport.consumers import KeptConsumer
+from transport.publishing import Confirmed
 
 log = logging.getLogger("rpcfleet.gateway")
 
@@ -254,6 +255,6 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
         # aiormq cancels the confirms a closing channel still owes: the outcome is unknown.
         raise LostMidPublish("the broker connection closed before it confirmed the request",
                              call_id=call_id) from None
-    if not isinstance(confirm, Basic.Ack):
+    if confirm is not Confirmed.ACKED:
         metrics.publish_returns.inc()
         raise UnknownMethod(f"no pool serves the method {method!r}", call_id=call_id)

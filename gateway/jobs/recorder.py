@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from pamqp.commands import Basic
 
 from gateway.amqp.link import BrokerLink
 from gateway.fleet.view import FleetView
@@ -40,6 +39,7 @@ from protocol.queues import (
     parking_queue_arguments,
 )
 from transport.copies import copied_properties
+from transport.publishing import Confirmed
 from transport.waiting import poll
 
 log = logging.getLogger("rpcfleet.jobs")
@@ -131,7 +131,7 @@ class OutcomeRecorder:
             confirm = await self.link.publish(
                 message.body, "", names.parking_queue(queue), properties, confirm=True,
                 timeout=self.link.settings.publish_timeout)
-            if not isinstance(confirm, Basic.Ack):
+            if confirm is not Confirmed.ACKED:
                 raise RuntimeError(f"parking {message.correlation_id} got {confirm!r}")
         except Exception as exc:
             log.warning("could not park the outcome of %s (%r); handing it back",

@@ -33,7 +33,7 @@ from pamqp.header import ContentHeader
 from protocol import names
 from protocol.clock import now_ms
 from protocol.dead import dead_letter_headers
-from protocol.requests import read_deadline
+from protocol.requests import expiration_ms, read_deadline
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome
 
@@ -65,10 +65,8 @@ def reply_properties(request: Delivery, worker: str, attempt: int,
 
 
 def _copy(request: Delivery, headers: dict[str, Any]) -> aio_pika.Message:
-    deadline = read_deadline(request.headers)
-    expiration = None
-    if deadline is not None:
-        expiration = min(max(deadline - now_ms(), 1), names.MAX_EXPIRATION_MS) / 1000
+    left = expiration_ms(read_deadline(request.headers), now_ms())
+    expiration = left / 1000 if left is not None else None  # aio-pika takes seconds
     return aio_pika.Message(
         request.body,
         content_type=request.content_type,

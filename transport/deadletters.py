@@ -33,6 +33,7 @@ from protocol.requests import expiration_ms
 from transport.cluster import node_urls
 from transport.copies import send_copy
 from transport.publishing import Confirmed
+from transport.settling import Decision, settle
 
 log = logging.getLogger("rpcfleet.transport")
 
@@ -104,7 +105,7 @@ class DeadLetterQueue:
             for item in items))
         for item, sent in zip(items, outcomes, strict=True):
             if sent is Confirmed.ACKED:
-                await item.message.ack()
+                await settle(item.message, Decision.ACK)
             else:
                 self._unsettled.append(item)
         if self._unsettled:
@@ -113,7 +114,7 @@ class DeadLetterQueue:
         return len(items) - len(self._unsettled)
 
     async def _settle(self, item: Held) -> None:
-        await item.message.ack()
+        await settle(item.message, Decision.ACK)
         self._unsettled.remove(item)
 
 

@@ -26,6 +26,7 @@ from protocol.dead import dead_letter_headers
 from protocol.errors import DeadReason
 from transport.copies import send_copy
 from transport.publishing import Confirmed
+from transport.settling import Decision, settle
 from transport.waiting import poll
 
 log = logging.getLogger("rpcfleet.transport")
@@ -118,8 +119,8 @@ async def _dead_letter_the_rest(channel: AbstractChannel, queue: AbstractQueue,
         sent = await send_copy(channel, message, exchange=names.DEAD_LETTER_EXCHANGE,
                                routing_key=pool, headers=headers)
         if sent is not Confirmed.ACKED:
-            await message.nack(requeue=True)
+            await settle(message, Decision.REQUEUE)
             raise RetireFailed(f"the dead-letter queue of {pool} did not take a message")
-        await message.ack()
+        await settle(message, Decision.ACK)
         count += 1
     return count

@@ -16,7 +16,6 @@ recorded here too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +39,7 @@ from protocol.queues import (
 )
 from transport.copies import copied_properties
 from transport.publishing import Confirmed
+from transport.settling import Decision, settle
 from transport.waiting import poll
 
 log = logging.getLogger("rpcfleet.jobs")
@@ -136,11 +136,9 @@ class OutcomeRecorder:
         except Exception as exc:
             log.warning("could not park the outcome of %s (%r); handing it back",
                         message.correlation_id, exc)
-            await asyncio.sleep(PARK_FAILED_PAUSE_S)
-            with contextlib.suppress(Exception):  # a closed channel hands it back anyway
-                await message.nack(requeue=True)
+            await settle(message, Decision.REQUEUE, pause=PARK_FAILED_PAUSE_S)
             return
-        await message.ack()
+        await settle(message, Decision.ACK)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         job_id = message.correlation_id or ""
@@ -153,7 +151,7 @@ class OutcomeRecorder:
                           started_ms=facts.started_ms)
         if status is JobStatus.CANCELLED:
             await self.store.cancel_seen(job_id)
-        await message.ack()  # only once the outcome is stored
+        await settle(message, Decision.ACK)  # only once the outcome is stored
 
     async def _on_shared_reply(self, message: AbstractIncomingMessage) -> None:
         if await self.store.get(message.correlation_id or "") is None:
@@ -167,7 +165,7 @@ class OutcomeRecorder:
         if names.is_job_reply_to(message.reply_to) and message.correlation_id:
             status, error = from_dead_letter(dict(message.headers or {}))
             await self.record(message.correlation_id, status, None, error, None)
-        await message.ack()  # sync calls' dead letters concern no job
+        await settle(message, Decision.ACK)  # sync calls' dead letters concern no job
 
     async def record(self, job_id: str, status: JobStatus, result: Any,
                      error: ErrorBody | None, worker: str | None, *, at_ms: int | None = None,

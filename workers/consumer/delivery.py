@@ -67,6 +67,11 @@ class Delivery:
     def content_type(self) -> str | None:
         return self._props.content_type
 
+    @property
+    def processed(self) -> bool:
+        """Acked or rejected (aio-pika's name, for `transport.settling`)."""
+        return self.settled
+
     def settling(self) -> None:
         """Claim the one settlement of this delivery; a second claim raises."""
         if self.settled:

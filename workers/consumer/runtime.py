@@ -28,6 +28,7 @@ from protocol.fleet import RetirePool, UnknownCommand, read_control
 from transport.background import Background
 from transport.cluster import ClusterConnection, connect_cluster
 from transport.consumers import KeptConsumer, private_queue
+from transport.settling import Decision, settle
 from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
@@ -230,10 +231,7 @@ class Consumer:
             # after a pause, rather than lose a result or spin on a broker that refuses.
             log.exception("could not settle %s; returning it to its queue",
                           message.correlation_id)
-            if not message.settled and not message.channel.is_closed:
-                await asyncio.sleep(REQUEUE_PAUSE_S)
-                with contextlib.suppress(Exception):
-                    await message.reject(requeue=True)
+            await settle(message, Decision.REQUEUE, pause=REQUEUE_PAUSE_S)
         finally:
             self.in_flight.leave()
             self.elastic.holding(self.in_flight.count)

@@ -29,6 +29,8 @@ from protocol import DeadReason, backoff, names
 from protocol.queues import durable_queue_arguments
 from transport.confirms import NackJudge, judged, renew_if_stalled
 from transport.publishing import Confirmed, publish_confirmed
+from transport.settling import Decision
+from transport.settling import settle as settle_once
 from workers.consumer import outgoing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.delivery import Delivery
@@ -102,7 +104,7 @@ class Settler:
             if not names.is_durable_reply_to(message.reply_to):
                 if self.strays.is_stray(message):  # published before this session: aside
                     await self.strays.send(message.reply_to, outcome.body, properties)
-                    await message.ack()
+                    await settle_once(message, Decision.ACK)
                     return
                 # A sync reply: transient, to direct reply-to, in one write with the ack after it.
                 message.settling()
@@ -111,7 +113,7 @@ class Settler:
                                           delivery_tag=message.delivery_tag)
                 return
             await self._reply_confirmed(message.reply_to, outcome.body, properties)
-        await message.ack()
+        await settle_once(message, Decision.ACK)
 
     async def _reply_confirmed(self, reply_to: str, body: bytes,
                                properties: _Basic.Properties) -> None:

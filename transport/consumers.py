@@ -8,7 +8,7 @@ again, which the broker refuses (reserved prefix), so a private queue never come
 therefore subscribe at the AMQP level and do it again from `reopen_callbacks`, under a lock, only
 while no live consumer exists, retrying while the broker still refuses.
 
-The pool subscription (`workers.consumer.subscription`) does the same with prefetch changes and
+The pool subscription (`workers.consumer.subscription`) is one too, with prefetch changes and
 the broker's basic.cancel on top.
 """
 
@@ -26,18 +26,32 @@ from aiormq.abc import DeliveredMessage
 log = logging.getLogger("rpcfleet.transport")
 
 Subscribe = Callable[[RawChannel], Awaitable[None]]
+Unsubscribe = Callable[[RawChannel], Awaitable[None]]
+Prepare = Callable[[bool], Awaitable[None]]
 OnMessage = Callable[[DeliveredMessage], Coroutine[Any, Any, Any]]
 RESTORE_RETRY_S = 0.5  # between attempts to consume again while the broker refuses
 
 
 class KeptConsumer:
-    """What `subscribe` sets up on the channel, set up again each time the channel reopens."""
+    """What `subscribe` sets up on the channel, set up again each time the channel reopens or
+    the consumer is `lost` (the broker cancelled it), until `stop`.
 
-    def __init__(self, channel: AbstractRobustChannel, subscribe: Subscribe, what: str) -> None:
+    `prepare(retrying)` runs before each restore's subscribe (inside the lock; `retrying` after a
+    failed attempt: the queue may be gone); `on_change` is told when it goes down and comes back.
+    The one restore of every consumer rpcfleet keeps: the gateway's reply and events consumers,
+    the worker's control queue and its pool subscription (`workers.consumer.subscription`, which
+    adds live prefetch changes through `renew`)."""
+
+    def __init__(self, channel: AbstractRobustChannel, subscribe: Subscribe, what: str, *,
+                 prepare: Prepare | None = None,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self._channel = channel
         self._subscribe = subscribe
         self._what = what  # for the log: "the reply consumer", "the control queue"
+        self._prepare = prepare
+        self._on_change = on_change
         self._raw: RawChannel | None = None
+        self._wanted = False  # subscribed is what it should be (started, not stopped)
         self._lock = asyncio.Lock()
         self._restoring: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()  # set at each successful subscribe
@@ -48,9 +62,39 @@ class KeptConsumer:
         """Subscribed on a channel that is still open."""
         return self._raw is not None and not self._raw.is_closed
 
+    @property
+    def raw(self) -> RawChannel | None:
+        """The AMQP channel it is subscribed on, if any."""
+        return self._raw
+
     async def start(self) -> None:
         async with self._lock:
+            self._wanted = True
             await self._start()
+
+    async def stop(self, unsubscribe: Unsubscribe | None = None) -> None:
+        """No more restores; `unsubscribe` (a basic.cancel) runs on the live channel, if any."""
+        async with self._lock:
+            self._wanted = False
+            raw, self._raw = self._raw, None
+            if unsubscribe is not None and raw is not None and not raw.is_closed:
+                await unsubscribe(raw)
+
+    async def renew(self, unsubscribe: Unsubscribe, between: Callable[[], Awaitable[object]]
+                    ) -> None:
+        """Unsubscribe, wait for `between`, subscribe again, with no restore in between (a
+        prefetch change: the new limit applies to a new consumer only)."""
+        async with self._lock:
+            raw, self._raw = self._raw, None
+            if raw is not None and not raw.is_closed:
+                await unsubscribe(raw)
+            await between()
+            await self._start()
+
+    def lost(self) -> None:
+        """The broker cancelled the consumer (its queue deleted): subscribe again."""
+        self._raw = None
+        self._schedule()
 
     async def wait_ready(self, timeout: float) -> bool:
         """Until subscribed on a live channel again (False when `timeout` passed first)."""
@@ -71,23 +115,33 @@ class KeptConsumer:
 
     def _reopened(self, *args: object) -> None:
         # Called inside the channel's own restore: subscribe from a task, not from here.
+        log.warning("%s: its channel was reopened; consuming again", self._what)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self._on_change()
         if self._restoring is None or self._restoring.done():
             self._restoring = asyncio.ensure_future(self._restore())
 
     async def _restore(self) -> None:
+        retrying = False
         while True:
             try:
                 async with self._lock:
-                    if self.ready:
-                        return  # already back: never a second consumer
+                    if not self._wanted or self.ready:
+                        return  # stopped meanwhile, or already back: never a second consumer
                     await self._channel.ready()
+                    if self._prepare is not None:
+                        await self._prepare(retrying)
                     await self._start()
-                log.warning("%s restored (its channel was reopened)", self._what)
+                log.warning("%s restored", self._what)
+                self._on_change()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the channel went again meanwhile: its reopen retries
                 log.warning("could not restore %s yet: %r", self._what, exc)
+                retrying = True
                 await asyncio.sleep(RESTORE_RETRY_S)
 
 

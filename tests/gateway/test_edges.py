@@ -70,6 +70,7 @@ def test_bodies_over_the_limit_are_refused_with_or_without_content_length(
     assert fits.status_code == 200
 
 
+@pytest.mark.slow  # ~20-70 s: the fast step's budget (CI runs it in the slow step)
 def test_a_thousand_concurrent_calls_across_two_gateway_processes_each_get_their_own_reply(
     start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:

@@ -10,6 +10,8 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
 from tests.support.jobs import submit, until
@@ -61,6 +63,7 @@ def test_jobs_whose_outcomes_are_stored_late_keep_the_workers_finish_times(
         assert job["attempts"] == 1
 
 
+@pytest.mark.slow  # ~20-70 s: the fast step's budget (CI runs it in the slow step)
 def test_an_outcome_the_store_cannot_take_is_parked_and_recorded_later(
     start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.fleet import StartWorker
 from tests.support.gateway import Gateway, StartGateway, wait_for_workers
@@ -70,6 +71,7 @@ def test_a_new_consumer_learns_of_cancels_sent_before_it_started(
     assert os.environ.get("RPCFLEET_AMQP_URL") is None  # settings came from the fixtures only
 
 
+@pytest.mark.slow  # ~20-70 s: the fast step's budget (CI runs it in the slow step)
 def test_a_cancel_while_the_broker_is_down_is_stored_and_reaches_the_pool_when_it_is_back(
     tmp_path: Path
 ) -> None:

@@ -53,7 +53,9 @@ def test_a_queue_declared_with_ten_levels_before_keeps_them_and_jobs_map_onto_th
     with gateway.client() as http:
         wait_for(lambda: [w.get("queue_max_priority") for w in http.get("/v1/workers").json()]
                  == [LEGACY_MAX_PRIORITY], what="the worker to announce its queue's levels")
-        occupy(http, tmp_path / "busy", seconds=1.5)
+        # Busy long enough for both submissions and a look at the queue on a loaded machine
+        # (1.5 s was missed once: the jobs ran before rabbitmqctl saw them queued).
+        occupy(http, tmp_path / "busy", seconds=5)
         # 5 and 7 share a level on the default 3 levels; on 10 levels, 7 goes first.
         jobs = [submit(http, "record", {"tag": tag, "log": str(log)}, priority=priority)
                 .json()["id"] for tag, priority in [("five", 5), ("seven", 7)]]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.support.faults import TERMINAL_STATES
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
@@ -21,6 +23,7 @@ from tests.support.rabbit import Vhost
 from tests.support.waiting import wait_for
 
 
+@pytest.mark.slow  # ~20-70 s: the fast step's budget (CI runs it in the slow step)
 def test_an_outcome_that_arrives_while_the_database_is_down_is_recorded_once_it_is_back(
     vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
 ) -> None:

@@ -13,30 +13,30 @@ import contextlib
 import logging
 import os
 import signal
-import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from aiormq.abc import DeliveredMessage
 
-from protocol import Cancel, Replayed, SetPrefetch, SetProcesses, WorkerEntry, codec, names
+from protocol import Cancel, SetPrefetch, SetProcesses, WorkerEntry, names
 from protocol.clock import now_ms
-from protocol.fleet import RetirePool, UnknownCommand, read_control
+from protocol.fleet import Command, RetirePool
 from transport.background import Background
 from transport.cluster import ClusterConnection, connect_cluster
-from transport.consumers import KeptConsumer, private_queue
 from transport.settling import Decision, settle
 from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.beats import worker_entry
+from workers.consumer.control import ControlQueue
 from workers.consumer.copywatch import CopyWatch
 from workers.consumer.delivery import Delivery, InFlight
 from workers.consumer.dispatch import Dispatcher
 from workers.consumer.elastic import ElasticReport
+from workers.consumer.prefetching import Prefetching
 from workers.consumer.recycle import EXIT_RECYCLE, Recycling
+from workers.consumer.reporting import Reporter
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.strays import StrayReplies
 from workers.consumer.subscription import Subscription
@@ -48,10 +48,7 @@ log = logging.getLogger("rpcfleet.worker")
 EXIT_DRAINED = 0
 EXIT_REPLACE = 75  # abandoned a handler (time limit, cancel): the supervisor forks a fresh one
 EXIT_RETIRED = 77  # its pool was retired (SPEC 1.2): the supervisor stops the pool, exit 0
-REPLAY_GRACE_S = 1.0  # a gateway answers a first beat in milliseconds; none up costs 1 s once
-CONTROL_BACK_S = 10.0  # a reopened connection restores its channels within a second or two
 CANCEL_TIMEOUT_S = 5.0  # a healthy broker confirms a basic.cancel in milliseconds
-AUTO_REVIEW_S = 2.0  # how often prefetch=auto reconsiders its value
 REQUEUE_PAUSE_S = 1.0  # before handing back a delivery whose settlement the broker refused
 
 
@@ -64,7 +61,7 @@ class Consumer:
         self.counters = Counters()
         self.measure = AutoPrefetch(self.settings.concurrency)
         self._stop = asyncio.Event()
-        self._replayed = asyncio.Event()
+        self.control = ControlQueue(setup, self._on_command)
         self._exit_code = EXIT_DRAINED
         self._retire_drained = False  # retired once its queue was served: finish what it holds
         self._tasks = Background()
@@ -83,14 +80,9 @@ class Consumer:
         max_private = self.settings.max_private_mb
         self.recycling = Recycling(self.settings.max_messages,
                                    max_private * 1048576 if max_private else None)
-        stored, auto = setup.slots.prefetch(setup.slot)
-        if stored:  # a replacement keeps its slot's value
-            self.prefetch, self.auto = stored, auto
-        else:
-            self.auto = self.settings.prefetch == "auto"
-            # auto starts cautious: one message, or two batches
-            self.prefetch = (self._auto_floor if self.settings.prefetch == "auto"
-                             else self.settings.prefetch)
+        self.reports = Reporter(setup, self._entry, self._spawn, self.measure)
+        self.prefetch = Prefetching(setup, self.measure, spawn=self._spawn, beat=self._beat,
+                                    round_trip=self.reports.measure_round_trip)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -133,48 +125,38 @@ class Consumer:
         self.topology = topology
         for held in topology.claims:  # the claim lives while a consumer of this pool does
             await held.consume(_hold, no_ack=True)
-        self._events = await self._events_channel.get_exchange(names.EVENTS_EXCHANGE)
+        await self.reports.attach(self._events_channel, topology.events)
         self.dispatcher = Dispatcher(
             self.setup, confirmed, topology, executor, self.cancels, self.counters,
-            self._job_event, self._request_replacement, self.measure, self.tracing, self.strays)
+            self.reports.job_event, self._request_replacement, self.measure, self.tracing,
+            self.strays)
         self.subscription = Subscription(
             work, topology.queue, self._on_message, self.in_flight,
             redeclare=lambda: self._redeclare(confirmed),
             on_change=lambda: self._spawn(self._beat()),
             before_restore=self._new_session)
-        self.dispatcher.capacity = lambda: self.subscription.prefetch or self.prefetch
-        await self._listen_control(connection)
-        await self._learn_cancels()
-        await self.subscription.start(self.prefetch)
-        self._remember_prefetch()
+        self.dispatcher.capacity = lambda: self.subscription.prefetch or self.prefetch.value
+        await self.control.start(connection)
+        await self.control.learn_cancels(self._beat)
+        await self.subscription.start(self.prefetch.value)
+        self.prefetch.started(self.subscription)
         await self._beat()  # serving now: say so at once
         self.setup.slots.set_serving(self.setup.slot, os.getpid())
         self._spawn(self._beat_loop())
         self._spawn(self.elastic.watch_backlog(lambda: self._events_channel))
-        if self.auto:
-            self._spawn(self._auto_loop())
         log.info("consumer %s (pid %s) serving %s at prefetch %s", self.setup.worker_id,
-                 os.getpid(), ", ".join(self.setup.pool.methods), self.prefetch)
+                 os.getpid(), ", ".join(self.setup.pool.methods), self.prefetch.value)
         await self._stop.wait()
         await self._drain()
-
-    async def _learn_cancels(self) -> None:
-        """Announce ourselves first: gateways replay the cancels of jobs that may still be
-        queued, and we take no message before they arrive (or the grace ends: no gateway)."""
-        self._replayed.clear()
-        await self._beat()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._replayed.wait(), REPLAY_GRACE_S)
 
     async def _new_session(self) -> None:
         """Before consuming again after a lost channel or connection: cancels sent while we
         were away (our control queue too may have gone) are replayed to the new session,
         announced once our control queue is back to hear them."""
-        if not await self._control.wait_ready(CONTROL_BACK_S):
-            log.warning("the control queue is not back yet; announcing the new session anyway")
+        await self.control.back()
         self._session += 1
         self.strays.new_session()
-        await self._learn_cancels()
+        await self.control.learn_cancels(self._beat)
 
     async def _redeclare(self, channel: AbstractChannel) -> None:
         await declare_pool(channel, self.setup.pool.name, self.setup.pool.methods,
@@ -239,25 +221,7 @@ class Consumer:
             self._consider_recycling(memory=False)
 
     # -- control ------------------------------------------------------------------------------
-    async def _listen_control(self, connection: AbstractRobustConnection) -> None:
-        keys = (names.CONTROL_ALL, names.control_pool_key(self.setup.pool.name),
-                names.control_worker_key(self.setup.worker_id))
-        channel = await connection.channel(publisher_confirms=False)
-        self._control = KeptConsumer(
-            channel, private_queue(names.CONTROL_EXCHANGE, keys, self._on_control),
-            "the control queue")
-        await self._control.start()
-
-    async def _on_control(self, message: DeliveredMessage) -> None:
-        try:
-            command = read_control(message.body)
-        except UnknownCommand as exc:
-            log.info("ignoring control command %r: this version does not know it (a newer "
-                     "gateway's, during a rolling upgrade?)", exc.op)
-            return
-        except ValueError as exc:
-            log.warning("ignoring a malformed control command: %s", exc)
-            return
+    def _on_command(self, command: Command) -> None:
         if isinstance(command, Cancel):
             log.info("cancel of %s received%s", command.job_id,
                      " (if still queued)" if command.queued_only else "")
@@ -266,7 +230,7 @@ class Consumer:
                 self.setup.slots.track(self.setup.slot, command.job_id, now_ms() + grace_ms,
                                        "cancelled")
         elif isinstance(command, SetPrefetch):
-            self._spawn(self._apply_prefetch(command))
+            self._spawn(self.prefetch.apply(command))
         elif isinstance(command, SetProcesses):
             self.elastic.apply(command)  # the supervisor applies it within a fraction of a second
         elif isinstance(command, RetirePool):
@@ -274,80 +238,17 @@ class Consumer:
                      " (drained)" if command.drain else "")
             self._retire_drained = command.drain
             self._leave(EXIT_RETIRED)
-        elif isinstance(command, Replayed):
-            self._replayed.set()
 
-    async def _apply_prefetch(self, command: SetPrefetch) -> None:
-        if command.prefetch == "auto":
-            was_auto, self.auto = self.auto, True
-            if not was_auto:
-                self._spawn(self._auto_loop())
-            self._remember_prefetch()
-            await self._beat()
-            return
-        self.auto = False
-        await self._set_prefetch(command.prefetch)
-
-    async def _set_prefetch(self, value: int) -> None:
-        changed = await self.subscription.change(value, self.settings.drain_timeout)
-        self.prefetch = value
-        self._remember_prefetch()
-        if changed:
-            log.info("prefetch of %s is now %s", self.setup.worker_id, value)
-        await self._beat()
-
-    def _remember_prefetch(self) -> None:
-        self.setup.slots.set_prefetch(self.setup.slot, self.prefetch, self.auto)
-
-    async def _auto_loop(self) -> None:
-        while self.auto:
-            await asyncio.sleep(AUTO_REVIEW_S)
-            await self._measure_round_trip()
-            wanted = self.measure.suggest()
-            if wanted:
-                wanted = max(wanted, self._auto_floor)
-            # Re-subscribing costs a drain: only move for a change worth it (> 25 %).
-            if self.auto and wanted and abs(wanted - self.prefetch) > 0.25 * self.prefetch:
-                await self._set_prefetch(wanted)
-
-    # -- events -------------------------------------------------------------------------------
-    def _job_event(self, job_id: str, kind: str, fields: dict[str, object]) -> None:
-        body = codec.dumps({"job_id": job_id, "kind": kind, "worker": self.setup.worker_id,
-                            "at": now_ms(), **fields})
-        self._spawn(self._publish_event(names.job_event_key(job_id, kind), body))
-
-    async def _publish_event(self, key: str, body: bytes) -> None:
-        message = aio_pika.Message(body, content_type=names.CONTENT_TYPE)
-        try:
-            # Not mandatory: with no gateway listening an event is moot (no Basic.Return).
-            await self._events.publish(message, routing_key=key, mandatory=False)
-        except Exception as exc:  # an event lost to a reconnect is not worth failing a job
-            log.warning("could not publish event %s: %s", key, exc)
-
-    async def _measure_round_trip(self) -> None:
-        """One broker round trip for prefetch=auto: a beat published on the confirming channel.
-
-        Sync replies are not confirmed (they travel ahead of the ack), so they time nothing."""
-        if self.topology is None:
-            return
-        message = aio_pika.Message(codec.dumps(self._entry()), content_type=names.CONTENT_TYPE)
-        sent = time.perf_counter()
-        try:
-            await self.topology.events.publish(
-                message, routing_key=names.beat_key(self.setup.pool.name, self.setup.slot),
-                mandatory=False)
-        except Exception as exc:  # no sample this time; the loop tries again
-            log.warning("could not measure a broker round trip: %s", exc)
-            return
-        self.measure.observe_round_trip(time.perf_counter() - sent)
-
+    # -- beats ----------------------------------------------------------------------------------
     def _entry(self, leaving: bool = False) -> WorkerEntry:
         """This consumer as a beat reports it (every beat, the round-trip probe's too: the fleet
         view keeps the last one it heard)."""
-        entry = worker_entry(self.setup, self.prefetch, self.auto, self.in_flight.count,
-                             self.counters, self._consuming() and not leaving)
+        subscription: Subscription | None = getattr(self, "subscription", None)  # once _serve
+        entry = worker_entry(self.setup, self.prefetch.value, self.prefetch.auto,
+                             self.in_flight.count, self.counters,
+                             subscription is not None and subscription.serving and not leaving)
         entry.leaving = leaving
-        entry.resubscribing = self._resubscribing() and not leaving
+        entry.resubscribing = subscription is not None and subscription.changing and not leaving
         entry.session = self._session
         entry.cache_copied_bytes = self._copied
         entry.processes = self.elastic.processes()
@@ -359,8 +260,7 @@ class Consumer:
         return entry
 
     async def _beat(self, leaving: bool = False) -> None:
-        await self._publish_event(names.beat_key(self.setup.pool.name, self.setup.slot),
-                                  codec.dumps(self._entry(leaving)))
+        await self.reports.beat(leaving)
 
     async def _beat_loop(self) -> None:
         while True:
@@ -370,22 +270,6 @@ class Consumer:
             self._consider_recycling(memory=self.recycling.watches_memory)
             self._copied = self.copy_watch.copied()
             await self._beat()
-
-    @property
-    def _auto_floor(self) -> int:
-        """The least prefetch auto holds. A batch never holds more deliveries than the prefetch,
-        so a pool with batched methods holds two of its largest batch: one running, the next
-        gathering (`./run bench batching`: 246 req/s at 64 vs 231 at 32 for batches of 32)."""
-        largest = max((h.batch or 0 for h in self.setup.pool.handlers.values()), default=0)
-        return 2 * largest if largest else 1
-
-    def _consuming(self) -> bool:
-        subscription = getattr(self, "subscription", None)
-        return subscription is not None and subscription.serving
-
-    def _resubscribing(self) -> bool:
-        subscription = getattr(self, "subscription", None)
-        return subscription is not None and subscription.changing
 
     # -- lifecycle helpers --------------------------------------------------------------------
     def _consider_recycling(self, memory: bool) -> None:

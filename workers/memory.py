@@ -35,6 +35,23 @@ def available_bytes() -> int | None:
     return None
 
 
+CONSUMER_GUESS_BYTES = 64 << 20  # a consumer's private memory before one could be measured
+
+
+def no_room_for_one(pids: list[int], margin: int) -> str | None:
+    """Why one more consumer would not fit in the host's free memory, or None when it does: a
+    consumer's measured private memory (the largest of `pids`) plus `margin` bytes must fit."""
+    free = available_bytes()
+    if free is None:
+        return None
+    sizes = [size for pid in pids if (size := private_bytes(pid))]
+    consumer = max(sizes, default=CONSUMER_GUESS_BYTES)
+    if free >= consumer + margin:
+        return None
+    return (f"host memory: {free >> 20} MiB free, a consumer needs {consumer >> 20} MiB "
+            f"+ {margin >> 20} MiB margin")
+
+
 def _rollup(pid: int | str, *fields: str) -> int | None:
     """The sum of these fields of /proc/PID/smaps_rollup, in bytes; None when unreadable."""
     total, found = 0, False

@@ -65,3 +65,18 @@ def run_in_child(setup: ConsumerSetup) -> None:
         sys.stderr.flush()
         logging.shutdown()
         os._exit(code)
+
+
+def signal_quietly(pid: int, sig: signal.Signals) -> None:
+    """Signal a consumer that may have exited meanwhile."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def describe_exit(status: int) -> str:
+    """A wait status as the supervisor's log says it."""
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"

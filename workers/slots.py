@@ -144,6 +144,12 @@ class SlotTable:
         entry = self._slots[slot]
         return int(entry.prefetch), bool(entry.prefetch_auto)
 
+    def inherit_prefetch(self, slot: int, live: list[int]) -> None:
+        """A new consumer in `slot` takes the pool's prefetch in force (a live one's), not its
+        slot's last value nor the configured default."""
+        value, auto = next((self.prefetch(s) for s in live if self.prefetch(s)[0]), (0, False))
+        self.set_prefetch(slot, value, auto)
+
     def set_prefetch(self, slot: int, value: int, auto: bool) -> None:
         self._slots[slot].prefetch = value
         self._slots[slot].prefetch_auto = int(auto)

@@ -14,8 +14,6 @@ consumer receives it again answers it instead of running it again.
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import logging
 import os
 import signal
@@ -25,14 +23,14 @@ from types import FrameType
 
 from protocol import backoff
 from protocol.clock import now_ms
-from transport.cluster import connect_cluster
-from workers.consumer.claims import EXIT_CLASH, MethodClash, check_claims
+from workers.consumer.claims import EXIT_CLASH
 from workers.consumer.recycle import EXIT_RECYCLE
 from workers.consumer.runtime import EXIT_RETIRED
 from workers.consumer.state import ConsumerSetup
-from workers.memory import CacheInfo, available_bytes, describe, private_bytes
-from workers.pool import CacheLoadFailed, Pool
-from workers.process import EXIT_CACHE, run_in_child
+from workers.memory import CacheInfo, no_room_for_one
+from workers.pool import Pool
+from workers.preparing import EXIT_GAVE_UP, NotStarting, before_forking, prepare
+from workers.process import EXIT_CACHE, describe_exit, run_in_child, signal_quietly
 from workers.rollout import Rollout
 from workers.scaling import Decision, Sample, Scaler
 from workers.settings import WorkerSettings
@@ -46,10 +44,8 @@ RESPAWN_BACKOFF_S = 1.0  # a slot whose consumer dies at once is not re-forked i
 # then the pool gives up (exit EXIT_GAVE_UP) rather than fork and fail once a second forever.
 CACHE_ATTEMPTS = 5
 CACHE_BACKOFF_MAX_S = 30.0
-EXIT_GAVE_UP = 3  # the supervisor's own: the cache could not be built
 SHUTDOWN_GRACE_S = 10.0  # beyond the consumers' drain timeout, before SIGKILL
 BACKLOG_FRESH_MS = 3000  # a backlog read longer ago than this is not known (its reader left)
-CONSUMER_GUESS_BYTES = 64 << 20  # a consumer's private memory before one could be measured
 HELD_BACK_CLEARS_S = 10.0  # "held back" stays said this long after the last time it was
 
 
@@ -74,27 +70,10 @@ class Supervisor:
         self._last_fork: dict[int, float] = {}
 
     def run(self) -> int:
-        clash = self._claimed_elsewhere()
-        if clash is not None:
-            log.error("pool %s does not start: %s", self.pool.name, clash)
-            return EXIT_CLASH
-        started = time.monotonic()
         try:
-            cache = self.pool.load_cache() if self.settings.preload else None
-        except CacheLoadFailed as exc:
-            log.error("pool %s does not start: %s", self.pool.name, exc)
-            log.debug("the cache loader's traceback", exc_info=exc.__cause__)
-            return EXIT_GAVE_UP
-        info = describe(cache) if self.settings.preload else CacheInfo(None, "per-process")
-        if self.settings.preload:
-            log.info("pool %s: cache of %s bytes (%s) loaded in %.1f s", self.pool.name,
-                     info.bytes, info.shape, time.monotonic() - started)
-        else:
-            log.info("pool %s: each consumer builds its own cache (--no-preload)",
-                     self.pool.name)
-        if not info.shares_well:
-            log.warning("the cache is made of many small Python objects: reference counting "
-                        "copies its pages into every consumer. Keep big data in buffers.")
+            cache, info = prepare(self.pool, self.settings)
+        except NotStarting as exc:
+            return exc.code
         self._before_forking()
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
@@ -108,28 +87,6 @@ class Supervisor:
         finally:
             self._shutdown()
         return self._exit_code
-
-    def _claimed_elsewhere(self) -> MethodClash | None:
-        """Claim the pool's methods before anything else (SPEC 1.2, one pool per method): a
-        method another live pool serves stops this one here, before its cache loads and before
-        anything is bound. A broker that cannot be reached now is left to the consumers, which
-        claim again before they bind."""
-        async def check() -> None:
-            connection = await connect_cluster(self.settings.amqp_url,
-                                               heartbeat=self.settings.heartbeat)
-            try:
-                await check_claims(connection, self.pool.name, self.pool.methods)
-            finally:
-                await connection.close()
-
-        try:
-            asyncio.run(check())
-        except MethodClash as exc:
-            return exc
-        except Exception as exc:
-            log.warning("could not check the pool's method claims now (%s: %s); its "
-                        "consumers will, before they bind", type(exc).__name__, exc)
-        return None
 
     def _fork(self, slot: int, cache: object, info: CacheInfo) -> None:
         self._last_fork[slot] = time.monotonic()
@@ -166,7 +123,7 @@ class Supervisor:
                 self._retiring.discard(slot)
                 self._vacate(slot)
                 log.info("slot %s: consumer pid %s retired (%s)", slot, pid,
-                         _describe_status(status))
+                         describe_exit(status))
                 continue
             if code == EXIT_RETIRED:
                 if self._exit_code == 0 and not self._stopping:
@@ -203,7 +160,7 @@ class Supervisor:
                          slot, pid)
             else:
                 log.warning("slot %s: consumer pid %s exited (%s); forking a replacement", slot,
-                            pid, _describe_status(status))
+                            pid, describe_exit(status))
             self._due[slot] = max(now, self._last_fork.get(slot, 0.0) + RESPAWN_BACKOFF_S)
 
     def _respawn_due(self, cache: object, info: CacheInfo) -> None:
@@ -247,7 +204,7 @@ class Supervisor:
             if not free or not self._room_for_one():
                 break
             slot = free[0]
-            self._inherit_prefetch(slot, live)
+            self.slots.inherit_prefetch(slot, live)
             self.active.add(slot)
             log.info("pool %s: adding a consumer in slot %s (%s)", self.pool.name, slot,
                      decision.why)
@@ -261,7 +218,7 @@ class Supervisor:
         pid = self.slots.pid(slot)
         if pid in self.children:
             self._retiring.add(slot)
-            _signal(pid, signal.SIGTERM)
+            signal_quietly(pid, signal.SIGTERM)
         else:  # dead and waiting for its replacement: none comes
             self._due.pop(slot, None)
             self._vacate(slot)
@@ -270,26 +227,11 @@ class Supervisor:
         self.active.discard(slot)
         self.slots.set_pid(slot, 0)
 
-    def _inherit_prefetch(self, slot: int, live: list[int]) -> None:
-        """A new consumer takes the pool's prefetch in force (a live one's), not its slot's
-        last value nor the configured default."""
-        value, auto = next((self.slots.prefetch(s) for s in live if self.slots.prefetch(s)[0]),
-                           (0, False))
-        self.slots.set_prefetch(slot, value, auto)
-
     def _room_for_one(self) -> bool:
-        """Never fork past the host's free memory: a consumer's measured private memory (the
-        largest of this pool's) plus RPCFLEET_SCALE_MEMORY_MARGIN_MB must fit."""
-        free = available_bytes()
-        if free is None:
+        """Never fork past the host's free memory (workers.memory.no_room_for_one)."""
+        why = no_room_for_one(list(self.children), self.settings.scale_memory_margin_mb << 20)
+        if why is None:
             return True
-        sizes = [size for pid in self.children if (size := private_bytes(pid))]
-        consumer = max(sizes, default=CONSUMER_GUESS_BYTES)
-        margin = self.settings.scale_memory_margin_mb << 20
-        if free >= consumer + margin:
-            return True
-        why = (f"host memory: {free >> 20} MiB free, a consumer needs {consumer >> 20} MiB "
-               f"+ {margin >> 20} MiB margin")
         if self._held_back_at is None:
             log.warning("pool %s: not adding a consumer: %s", self.pool.name, why)
         self._held_back_at = time.monotonic()
@@ -329,19 +271,10 @@ class Supervisor:
                      len(self.rollout.waiting))
         pid = self.rollout.next_to_drain(self.slots, self.children)
         if pid is not None:
-            _signal(pid, signal.SIGTERM)  # drains, exits; _reap schedules the new code
+            signal_quietly(pid, signal.SIGTERM)  # drains, exits; _reap schedules the new code
 
     def _before_forking(self) -> None:
-        """What every consumer would otherwise build or touch for itself after the fork, each
-        page it writes then its own: the methods' API docs its beats carry (1.4 MiB a consumer,
-        measured), and the collector's bookkeeping (`gc.freeze`: a full collection in a consumer
-        would otherwise write to every object it inherited: 8.5 MiB a consumer)."""
-        try:
-            self.pool.docs()
-        except Exception:  # the consumers' beats will say it again; serving does not need it
-            log.exception("could not build the API docs of pool %s", self.pool.name)
-        gc.collect()
-        gc.freeze()
+        before_forking(self.pool)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         del frame
@@ -351,7 +284,7 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         for pid in list(self.children):
-            _signal(pid, signal.SIGTERM)
+            signal_quietly(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.settings.drain_timeout + SHUTDOWN_GRACE_S
         while self.children and time.monotonic() < deadline:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -361,19 +294,6 @@ class Supervisor:
             self.children.pop(pid, None)
         for pid in list(self.children):
             log.error("consumer pid %s did not drain in time: SIGKILL", pid)
-            _signal(pid, signal.SIGKILL)
+            signal_quietly(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             self.children.pop(pid, None)
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit code {os.waitstatus_to_exitcode(status)}"

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from tests.support.fleet import StartWorker
-from workers.supervisor import CACHE_ATTEMPTS, EXIT_GAVE_UP
+from workers.preparing import EXIT_GAVE_UP
+from workers.supervisor import CACHE_ATTEMPTS
 
 BROKEN = '''
 import json

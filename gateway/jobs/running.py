@@ -48,7 +48,7 @@ async def jobs_running(services: Services) -> AsyncIterator[JobService]:
         chores = Background()
         stack.push_async_callback(chores.stop)
         chores.start(_housekeeping(store, service, settings.job_retention))
-        chores.start(service.sweep_followed())
+        chores.start(service.followers.sweep_followed())
         yield service
 
 

@@ -32,13 +32,14 @@ from gateway.errors import (
 from gateway.fleet.view import FleetView
 from gateway.ids import time_ordered_id
 from gateway.jobs.cancels import Cancels
+from gateway.jobs.following import Followers
 from gateway.jobs.hub import JobHub
 from gateway.jobs.recorder import OutcomeRecorder
 from gateway.metrics import Metrics
 from gateway.params import check_method_name, json_object
 from gateway.settings import GatewaySettings
 from gateway.store import IdempotencyConflict, JobStore, NewJob, PublishClaim
-from gateway.store.rows import TERMINAL_EVENTS, JobEventRecord
+from gateway.store.rows import JobEventRecord
 from gateway.webhooks import CallbackDispatcher, CallbackUrlRefused, Signer, UrlGuard
 from protocol import (
     Job,
@@ -59,7 +60,6 @@ log = logging.getLogger("rpcfleet.jobs")
 
 ANYONE = Caller(owner=None, admin=True)  # the service's own reads, and gateways without keys
 
-FOLLOW_POLL_S = 1.0  # the store is swept for followed jobs' changes this often
 # A job whose publish was never confirmed is settled this long after its submitter's lease: long
 # enough for a client's retries under its Idempotency-Key (which publish it), short enough that
 # nobody waits on a job that will never run.
@@ -93,6 +93,7 @@ class JobService:
         # the background; a retry under their key meanwhile must not publish them again.
         self._unmarked: set[str] = set()
         self.cancels = Cancels(link, view, store, self._background)
+        self.followers = Followers(store, self.hub)
 
     # -- submit -------------------------------------------------------------------------------
     async def submit(self, method: str, raw: bytes, idempotency_key: str | None,
@@ -242,61 +243,13 @@ class JobService:
         return await self.store.recent(limit, status, method,
                                        caller.owner if caller.restricted else None)
 
-    async def follow(self, job_id: str, after: int = 0) -> AsyncGenerator[JobEventRecord, None]:
-        """The job's events after `after`, then the live ones as they are stored, ending with
-        the terminal one: every state and progress change, in order (SSE and WebSocket).
-
-        Push-driven: this process's changes wake the follower at once (the hub), and so do the
-        changes other gateways announce on rpcfleet.events; one sweep per process each second
-        covers the rest (another host's store write whose announcement was lost), one read for
-        every followed job (`sweep_followed`). An idle follower costs a waiting task."""
-        wake = self.hub.follow(job_id)
-        try:
-            while True:
-                wake.clear()
-                for record in await self.store.events(job_id, after):
-                    after = record.seq
-                    yield record
-                    if record.event in TERMINAL_EVENTS:
-                        return
-                await wake.wait()
-        finally:
-            self.hub.unfollow(job_id, wake)
-
-    async def sweep_followed(self) -> None:
-        """Each FOLLOW_POLL_S: wake the followers of the jobs whose latest event changed in the
-        store since the last sweep (one query for all of them, however many there are)."""
-        seen: dict[str, int] = {}
-        while True:
-            await asyncio.sleep(FOLLOW_POLL_S)
-            followed = self.hub.followed()
-            try:
-                latest = await self.store.latest_seqs(followed) if followed else {}
-            except Exception as exc:  # the next sweep tries again
-                log.warning("could not sweep followed jobs: %r", exc)
-                continue
-            for job_id, seq in latest.items():
-                if seen.get(job_id) != seq:
-                    seen[job_id] = seq
-                    self.hub.notify(job_id)
-            seen = {job_id: seq for job_id, seq in seen.items() if job_id in latest}
+    def follow(self, job_id: str, after: int = 0) -> AsyncGenerator[JobEventRecord, None]:
+        """The job's events after `after`, then the live ones (gateway.jobs.following)."""
+        return self.followers.follow(job_id, after)
 
     async def wait_terminal(self, job_id: str, seconds: float) -> Job:
-        event = self.hub.follow(job_id)
-        try:
-            deadline = asyncio.get_running_loop().time() + seconds
-            while True:
-                job = await self.get(job_id)
-                remaining = deadline - asyncio.get_running_loop().time()
-                if job.status.terminal or remaining <= 0:
-                    return job
-                event.clear()
-                try:  # woken by an outcome; the timeout also covers outcomes stored elsewhere
-                    await asyncio.wait_for(event.wait(), min(remaining, 1.0))
-                except TimeoutError:
-                    pass
-        finally:
-            self.hub.unfollow(job_id, event)
+        """The job once it ended, or as it is after `seconds` (`?wait=`)."""
+        return await self.followers.wait_terminal(job_id, seconds, self.get)
 
     # -- cancel -------------------------------------------------------------------------------
     async def cancel(self, job_id: str, caller: Caller = ANYONE) -> Job:

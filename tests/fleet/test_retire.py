@@ -11,7 +11,7 @@ from pathlib import Path
 
 from protocol import names
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, error_code, wait_for_workers
+from tests.support.gateway import Gateway, StartGateway, error_code, wait_for_workers
 from tests.support.jobs import submit, until
 from tests.support.processes import REPO
 from tests.support.rabbit import Vhost
@@ -87,10 +87,7 @@ def test_without_a_drain_what_is_left_is_dead_lettered_saying_why(
     assert len(marker.read_text().split()) == 1  # none of them ran
 
 
-def test_retiring_an_unknown_pool_is_not_found(start_worker: StartWorker,
-                                              start_gateway: StartGateway) -> None:
-    start_worker()
-    gateway = start_gateway()
+def test_retiring_an_unknown_pool_is_not_found(gateway: Gateway) -> None:
     wait_for_workers(gateway, 1)
     with gateway.client() as http:
         assert error_code(http.delete("/v1/pools/nobody")) == (404, "not_found")

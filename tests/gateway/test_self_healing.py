@@ -9,7 +9,7 @@ import time
 import httpx
 
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, error_code, wait_for_workers, wait_ready
+from tests.support.gateway import Gateway, StartGateway, error_code, wait_for_workers, wait_ready
 from tests.support.rabbit import Vhost, close_channels
 from tests.support.waiting import wait_for
 
@@ -19,10 +19,8 @@ def _readyz(url: str) -> int:
 
 
 def test_after_the_broker_closes_the_gateways_channel_calls_are_answered_again(
-    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway
+    vhost: Vhost, gateway: Gateway
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     wait_for_workers(gateway, 1)
     with gateway.client() as http:
         assert http.post("/v1/rpc/echo", json={"n": 1}).status_code == 200

@@ -150,10 +150,8 @@ def _health(http: httpx.Client) -> int:
 
 
 def test_a_call_whose_deadline_passes_while_queued_never_runs(
-    amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+    amqp_url: str, gateway: Gateway, tmp_path: Path
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     busy_marker, late_marker = tmp_path / "busy", tmp_path / "late"
     import threading
 

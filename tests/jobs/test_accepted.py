@@ -4,7 +4,7 @@ is unknown answers 503 with the job's id and the job ends once (SPEC: jobs, erro
 from __future__ import annotations
 
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, error_code, wait_for_workers
+from tests.support.gateway import Gateway, StartGateway, error_code, wait_for_workers
 from tests.support.jobs import fetch_job, submit, until
 from tests.support.rabbit import Vhost, blocked_broker
 from tests.support.waiting import wait_for
@@ -33,10 +33,8 @@ def test_an_unconfirmed_job_answers_503_with_its_id_and_ends_once_under_its_key(
 
 
 def test_a_refused_job_answers_503_without_an_id_and_leaves_nothing_behind(
-    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway
+    vhost: Vhost, gateway: Gateway
 ) -> None:
-    start_worker()
-    gateway = start_gateway()
     wait_for_workers(gateway, 1)
     policy = f"/api/policies/{vhost.name}/full"
     vhost.management("PUT", policy, {"pattern": r"^rpcfleet\.pool\.", "apply-to": "queues",

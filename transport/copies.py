@@ -1,9 +1,10 @@
-"""A message sent on again (parked, replayed): its properties copied from the delivery, with
-what the new send changes. One copy for every re-publish, so none forgets a property."""
+"""A message sent on again (a worker's retry or dead-letter copy, parked, replayed, put back):
+its properties copied from the delivery, with what the new send changes. One copy for every
+re-publish, so none forgets a property."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pamqp.commands import Basic
@@ -11,7 +12,33 @@ from pamqp.commands import Basic
 from transport.publishing import Confirmed, publish_confirmed
 
 
-def copied_properties(message: AbstractIncomingMessage, **changes: Any) -> Basic.Properties:
+class Delivered(Protocol):
+    """A delivery's properties, as aio-pika's IncomingMessage and the worker's Delivery have
+    them."""
+
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def content_encoding(self) -> str | None: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def reply_to(self) -> str | None: ...
+    @property
+    def priority(self) -> int | None: ...
+    @property
+    def app_id(self) -> str | None: ...
+    @property
+    def delivery_mode(self) -> Any: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+def copied_properties(message: Delivered, **changes: Any) -> Basic.Properties:
     """The delivery's properties as a publish takes them, `changes` applied (`headers=`,
     `expiration=`, `delivery_mode=`...). The expiration is not copied: a delivered message's
     TTL has run its course, and the new send says what it wants."""

@@ -68,6 +68,14 @@ class Delivery:
         return self._props.content_type
 
     @property
+    def content_encoding(self) -> str | None:
+        return self._props.content_encoding
+
+    @property
+    def app_id(self) -> str | None:
+        return self._props.app_id
+
+    @property
     def processed(self) -> bool:
         """Acked or rejected (aio-pika's name, for `transport.settling`)."""
         return self.settled

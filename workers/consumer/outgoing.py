@@ -1,4 +1,5 @@
-"""Messages a consumer sends back: replies, dead-letter copies, republished attempts.
+"""Messages a consumer sends back: replies (its copies of a request, for a retry or a dead
+letter, are `transport.copies`).
 
 A sync reply and the ack of its request go in one write on the request's own channel
 (`reply_then_ack`). Why this is safe: the broker handles the frames of one channel in the order
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aio_pika
 import aiormq
 from aiormq.abc import ChannelFrame
 from pamqp.base import Frame
@@ -32,8 +32,6 @@ from pamqp.header import ContentHeader
 
 from protocol import names
 from protocol.clock import now_ms
-from protocol.dead import dead_letter_headers
-from protocol.requests import expiration_ms, read_deadline
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome
 
@@ -62,37 +60,6 @@ def reply_properties(request: Delivery, worker: str, attempt: int,
         # straight to a live requester (direct reply-to): persisting them would only cost.
         delivery_mode=2 if durable else 1,
     )
-
-
-def _copy(request: Delivery, headers: dict[str, Any]) -> aio_pika.Message:
-    left = expiration_ms(read_deadline(request.headers), now_ms())
-    expiration = left / 1000 if left is not None else None  # aio-pika takes seconds
-    return aio_pika.Message(
-        request.body,
-        content_type=request.content_type,
-        correlation_id=request.correlation_id,
-        message_id=request.message_id,
-        type=request.type,
-        reply_to=request.reply_to,
-        priority=request.priority,
-        delivery_mode=request.delivery_mode,
-        expiration=expiration,
-        headers=headers,
-    )
-
-
-def dead_letter_message(request: Delivery, pool: str, reason: str,
-                        detail: str) -> aio_pika.Message:
-    """A copy for `rpcfleet.dlx` carrying why (basic.reject cannot add headers)."""
-    message = _copy(request, dead_letter_headers(request.headers, pool, reason, detail, now_ms()))
-    message.expiration = None  # kept for inspection and replay, not to expire again
-    return message
-
-
-def retry_message(request: Delivery, attempt: int) -> aio_pika.Message:
-    headers = dict(request.headers or {})
-    headers[names.HEADER_ATTEMPT] = attempt
-    return _copy(request, headers)
 
 
 async def reply_then_ack(channel: aiormq.Channel, *, body: bytes, reply_to: str,

@@ -10,11 +10,10 @@ cannot be written.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiormq
 from aio_pika.abc import AbstractRobustChannel
@@ -26,8 +25,12 @@ from tenacity import (
 )
 
 from protocol import DeadReason, backoff, names
+from protocol.clock import now_ms
+from protocol.dead import dead_letter_headers
 from protocol.queues import durable_queue_arguments
+from protocol.requests import expiration_ms, read_deadline
 from transport.confirms import NackJudge, judged, renew_if_stalled
+from transport.copies import copied_properties
 from transport.publishing import Confirmed, publish_confirmed
 from transport.settling import Decision
 from transport.settling import settle as settle_once
@@ -51,6 +54,10 @@ REPLY_RETRY_S = 30.0
 # with it. Past this, a reply is published again on the channel as it is now (a reconnect gives
 # a new one); a copy's settle fails and the delivery, unacked, is redelivered.
 CONFIRM_TIMEOUT_S = 10.0
+
+class CopyNotConfirmed(RuntimeError):
+    """The broker did not take a dead-letter or retry copy: the request stays unacked."""
+
 
 class ReplyNotConfirmed(RuntimeError):
     """The broker did not ack a reply: the request stays unacked, to be redelivered."""
@@ -87,15 +94,15 @@ class Settler:
         if settle.dead is not None:
             reason, detail = settle.dead
             log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
-            async with self._judging(names.dead_queue(pool)):
-                await self.topology.dead_letters.publish(
-                    outgoing.dead_letter_message(message, pool, reason, detail),
-                    routing_key=pool, timeout=CONFIRM_TIMEOUT_S)
+            await self._copy(message, names.DEAD_LETTER_EXCHANGE, pool, names.dead_queue(pool),
+                             # kept for inspection and replay, not to expire again
+                             headers=dead_letter_headers(message.headers, pool, reason, detail,
+                                                         now_ms()))
         if settle.retry:
-            async with self._judging(names.pool_queue(pool)):
-                await self.channel.default_exchange.publish(
-                    outgoing.retry_message(message, settle.attempt),
-                    routing_key=names.pool_queue(pool), timeout=CONFIRM_TIMEOUT_S)
+            left = expiration_ms(read_deadline(message.headers), now_ms())
+            await self._copy(message, "", names.pool_queue(pool), names.pool_queue(pool),
+                             headers={**message.headers, names.HEADER_ATTEMPT: settle.attempt},
+                             expiration=str(left) if left is not None else None)
         outcome = settle.reply
         if outcome is not None:
             self._count(outcome)
@@ -174,16 +181,24 @@ class Settler:
         self.judge.confirmed(reply_to)
         self.measure.observe_round_trip(time.perf_counter() - sent)
 
-    @contextlib.asynccontextmanager
-    async def _judging(self, target: str) -> AsyncIterator[None]:
-        """A copy published to `target` (a queue): confirmed, it counts for the judge; nacked,
-        the judge may have the channel reopened before the error goes on."""
-        try:
-            yield
-        except aiormq.exceptions.DeliveryError:
-            await renew_if_stalled(self.judge, self.channel, target)
-            raise
-        self.judge.confirmed(target)
+    async def _copy(self, message: Delivery, exchange: str, routing_key: str, target: str,
+                    **changes: Any) -> None:
+        """A copy of `message` that replaces it (transport.copies), confirmed before the
+        delivery is acked; refused or unconfirmed, it raises and the delivery stays unacked. A
+        confirm counts for the judge of `target` (a queue); a nack or silence may have the
+        judge reopen the channel first (transport.confirms)."""
+        raw = await self.channel.get_underlay_channel()
+        confirmed = await publish_confirmed(
+            raw, message.body, exchange=exchange, routing_key=routing_key,
+            properties=copied_properties(message, **changes), mandatory=False,
+            timeout=CONFIRM_TIMEOUT_S)
+        if confirmed is Confirmed.ACKED:
+            self.judge.confirmed(target)
+            return
+        verdict = await renew_if_stalled(self.judge, self.channel, target,
+                                         unanswered=confirmed is Confirmed.UNCONFIRMED)
+        raise CopyNotConfirmed(f"the copy of {message.correlation_id} for {target}: "
+                               f"{confirmed.value} ({verdict.value})")
 
     def _count(self, outcome: Outcome) -> None:
         self.counters.processed += 1

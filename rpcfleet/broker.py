@@ -16,8 +16,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transport.waiting import poll_blocking
+
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+POLL_S = 0.05  # how often a starting node is looked at
 INSTALL_HINT = "apt-get install -y rabbitmq-server  (Debian/Ubuntu; run as root)"
 
 
@@ -204,18 +207,20 @@ class LocalBroker:
             start_new_session=True,  # a Ctrl-C in the terminal is ours to forward, not the node's
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while not self.pid_file.exists():
-            if self._process.poll() is not None:
+        started = time.monotonic()
+        process = self._process
+
+        def pid_written() -> bool:
+            if process.poll() is not None:
                 raise BrokerError(f"node exited at start; see {self.directory}/log/console.log")
-            if time.monotonic() > deadline:
-                raise BrokerError(f"node did not write {self.pid_file}; see {self.directory}/log")
-            time.sleep(0.05)
+            return self.pid_file.exists()
+
+        if not poll_blocking(pid_written, timeout, POLL_S):
+            raise BrokerError(f"node did not write {self.pid_file}; see {self.directory}/log")
         self.ctl("wait", str(self.pid_file), "--timeout", str(int(timeout)), timeout=timeout + 10)
-        while not _accepts(self.host, self.port):
-            if time.monotonic() > deadline:
-                raise BrokerError(f"node is up but port {self.port} does not accept connections")
-            time.sleep(0.05)
+        left = max(0.0, timeout - (time.monotonic() - started))
+        if not poll_blocking(lambda: _accepts(self.host, self.port), left, POLL_S):
+            raise BrokerError(f"node is up but port {self.port} does not accept connections")
 
     def stop(self) -> None:
         if not self.pid_file.exists():
@@ -255,11 +260,8 @@ class LocalBroker:
 
     def start_app(self) -> None:
         self.ctl("start_app")
-        deadline = time.monotonic() + 60
-        while not _accepts(self.host, self.port):
-            if time.monotonic() > deadline:
-                raise BrokerError("start_app returned but the AMQP port stays closed")
-            time.sleep(0.05)
+        if not poll_blocking(lambda: _accepts(self.host, self.port), 60, POLL_S):
+            raise BrokerError("start_app returned but the AMQP port stays closed")
 
 
 def _accepts(host: str, port: int) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from gateway.store.identity import check_instance
 from gateway.store.schema import added_columns, indexes, tables
 from gateway.store.sql import SqlJobStore
 from gateway.store.steps import Steps
+from transport.waiting import poll_blocking
 
 T = TypeVar("T")
 
@@ -145,9 +145,8 @@ def _store_id(path: Path, database: Path, *, adopt: bool = False) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        deadline = time.monotonic() + 5
-        while not (text := path.read_text()).endswith("\n") and time.monotonic() < deadline:
-            time.sleep(0.01)  # its creator is writing it
+        poll_blocking(lambda: path.read_text().endswith("\n"), 5, 0.01)  # its creator writes it
+        text = path.read_text()
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         if not lines:
             raise RuntimeError(f"{path} is empty: remove it to give the store a new id") from None

@@ -89,7 +89,13 @@ class KeptConsumer:
             if raw is not None and not raw.is_closed:
                 await unsubscribe(raw)
             await between()
-            await self._start()
+            if self._wanted:  # stopped meanwhile (or before): it stays stopped
+                await self._start()
+
+    @property
+    def wanted(self) -> bool:
+        """Started and not stopped: what it should be is subscribed."""
+        return self._wanted
 
     def lost(self) -> None:
         """The broker cancelled the consumer (its queue deleted): subscribe again."""

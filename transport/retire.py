@@ -121,6 +121,6 @@ async def _dead_letter_the_rest(channel: AbstractChannel, queue: AbstractQueue,
         if sent is not Confirmed.ACKED:
             await settle(message, Decision.REQUEUE)
             raise RetireFailed(f"the dead-letter queue of {pool} did not take a message")
-        await settle(message, Decision.ACK)
-        count += 1
+        if await settle(message, Decision.ACK):
+            count += 1
     return count

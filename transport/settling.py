@@ -55,10 +55,12 @@ async def settle(message: Settleable, decision: Decision, *, pause: float = 0.0)
     """Settle `message` by `decision`; True when this call did it. False when it was settled
     already or its channel is closed (the broker hands it back), or the channel closed under
     the settlement."""
-    if decision is Decision.REQUEUE and pause > 0:
-        await asyncio.sleep(pause)
     if message.processed or _closed(message):
         return False
+    if decision is Decision.REQUEUE and pause > 0:
+        await asyncio.sleep(pause)
+        if message.processed or _closed(message):  # the channel went meanwhile
+            return False
     with contextlib.suppress(*_CLOSED_UNDER_IT):
         if decision is Decision.ACK:
             await message.ack()

@@ -20,7 +20,7 @@ class AlreadySettled(RuntimeError):
 
 
 class Delivery:
-    __slots__ = ("_props", "body", "channel", "delivery_tag", "redelivered", "settled")
+    __slots__ = ("_props", "body", "channel", "delivery_tag", "last", "redelivered", "settled")
 
     def __init__(self, raw: DeliveredMessage) -> None:
         assert isinstance(raw.delivery, Basic.Deliver)
@@ -30,6 +30,7 @@ class Delivery:
         self.delivery_tag: int = raw.delivery.delivery_tag or 0
         self.redelivered = bool(raw.delivery.redelivered)
         self.settled = False
+        self.last = False  # the last this consumer takes before it leaves (a recycle)
 
     @property
     def correlation_id(self) -> str | None:

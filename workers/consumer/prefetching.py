@@ -33,6 +33,7 @@ class Prefetching:
         self._beat = beat  # the fleet hears each change at once
         self._round_trip = round_trip  # one broker round trip measured, for auto
         self.subscription: Subscription | None = None  # once subscribed (the runtime's _serve)
+        self._reviewing = False  # auto's loop is running
         stored, auto = setup.slots.prefetch(setup.slot)
         if stored:  # a replacement keeps its slot's value
             self.value, self.auto = stored, auto
@@ -53,14 +54,12 @@ class Prefetching:
         """Subscribed at `value`: remember it, and review it from now on under auto."""
         self.subscription = subscription
         self.remember()
-        if self.auto:
-            self._spawn(self._auto_loop())
+        self._review()
 
     async def apply(self, command: SetPrefetch) -> None:
         if command.prefetch == "auto":
-            was_auto, self.auto = self.auto, True
-            if not was_auto:
-                self._spawn(self._auto_loop())
+            self.auto = True
+            self._review()
             self.remember()
             await self._beat()
             return
@@ -68,8 +67,10 @@ class Prefetching:
         await self.set(command.prefetch)
 
     async def set(self, value: int) -> None:
-        assert self.subscription is not None
-        changed = await self.subscription.change(value, self.setup.settings.drain_timeout)
+        """Subscribe again under `value`; a command heard before the subscription started (its
+        control queue listens first) is the value it starts with."""
+        changed = self.subscription is not None and await self.subscription.change(
+            value, self.setup.settings.drain_timeout)
         self.value = value
         self.remember()
         if changed:
@@ -79,12 +80,21 @@ class Prefetching:
     def remember(self) -> None:
         self.setup.slots.set_prefetch(self.setup.slot, self.value, self.auto)
 
+    def _review(self) -> None:
+        """Under auto, once subscribed: the review loop, one at a time."""
+        if self.auto and self.subscription is not None and not self._reviewing:
+            self._reviewing = True
+            self._spawn(self._auto_loop())
+
     async def _auto_loop(self) -> None:
-        while self.auto:
-            await asyncio.sleep(AUTO_REVIEW_S)
-            await self._round_trip()
-            wanted = self.measure.suggest()
-            if wanted:
-                wanted = max(wanted, self.floor)
-            if self.auto and wanted and abs(wanted - self.value) > WORTH_MOVING * self.value:
-                await self.set(wanted)
+        try:
+            while self.auto:
+                await asyncio.sleep(AUTO_REVIEW_S)
+                await self._round_trip()
+                wanted = self.measure.suggest()
+                if wanted:
+                    wanted = max(wanted, self.floor)
+                if self.auto and wanted and abs(wanted - self.value) > WORTH_MOVING * self.value:
+                    await self.set(wanted)
+        finally:
+            self._reviewing = False

@@ -17,7 +17,6 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from protocol import Cancel, SetPrefetch, SetProcesses, WorkerEntry, names
@@ -136,6 +135,7 @@ class Consumer:
             on_change=lambda: self._spawn(self._beat()),
             before_restore=self._new_session)
         self.dispatcher.capacity = lambda: self.subscription.prefetch or self.prefetch.value
+        self.dispatcher.settler.before_last_ack = self._stop_taking
         await self.control.start(connection)
         await self.control.learn_cancels(self._beat)
         await self.subscription.start(self.prefetch.value)
@@ -193,19 +193,17 @@ class Consumer:
         try:  # with the broker gone the cancel cannot be confirmed: do not wait for it forever
             async with asyncio.timeout(CANCEL_TIMEOUT_S):
                 await self.subscription.stop()
-        except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:
+        except Exception as exc:  # the channel went: it delivers nothing more either
             log.warning("could not cancel the subscription cleanly: %r", exc)
 
     async def _on_message(self, message: Delivery) -> None:
         self.in_flight.enter()
         self.elastic.holding(self.in_flight.count)
         self._taken += 1
+        # The last one before a recycle: its settlement cancels the subscription before the ack
+        # (Settler.before_last_ack), which would free a prefetch slot the broker fills at once.
+        message.last = self.recycling.takes_last(self._taken)
         try:
-            if self.recycling.takes_last(self._taken) and self.subscription.consuming:
-                # The cancel goes out on the channel this delivery's ack will take, so the
-                # broker has it before the ack frees the prefetch slot: no further delivery
-                # reaches a consumer about to leave.
-                await self._stop_taking()
             await self.dispatcher.handle(message)
         except Exception:
             # What replaces the delivery (a reply, a copy) was refused or its channel went. A

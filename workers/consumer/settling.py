@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +89,14 @@ class Settler:
         self.counters = counters
         self.measure = measure  # a job reply's confirm is a broker round trip: auto prefetch
         self.worker = setup.worker_id
+        # Before the last delivery a consumer takes is acked (runtime: a recycle): its
+        # subscription is cancelled first, on the delivery's own channel, so the ack's freed
+        # prefetch slot is not filled with a delivery for a consumer about to leave.
+        self.before_last_ack: Callable[[], Awaitable[None]] | None = None
 
     async def settle(self, message: Delivery, settle: Settle) -> None:
+        if message.last and self.before_last_ack is not None:
+            await self.before_last_ack()
         pool = self.setup.pool.name
         if settle.dead is not None:
             reason, detail = settle.dead
@@ -185,8 +192,8 @@ class Settler:
                     **changes: Any) -> None:
         """A copy of `message` that replaces it (transport.copies), confirmed before the
         delivery is acked; refused or unconfirmed, it raises and the delivery stays unacked. A
-        confirm counts for the judge of `target` (a queue); a nack or silence may have the
-        judge reopen the channel first (transport.confirms)."""
+        confirm counts for the judge of `target` (a queue); a nack may have the judge reopen
+        the channel first (transport.confirms), as before the copies moved here."""
         raw = await self.channel.get_underlay_channel()
         confirmed = await publish_confirmed(
             raw, message.body, exchange=exchange, routing_key=routing_key,
@@ -195,10 +202,12 @@ class Settler:
         if confirmed is Confirmed.ACKED:
             self.judge.confirmed(target)
             return
-        verdict = await renew_if_stalled(self.judge, self.channel, target,
-                                         unanswered=confirmed is Confirmed.UNCONFIRMED)
-        raise CopyNotConfirmed(f"the copy of {message.correlation_id} for {target}: "
-                               f"{confirmed.value} ({verdict.value})")
+        why = confirmed.value
+        if confirmed is Confirmed.NACKED:  # an explicit refusal: the judge may reopen the channel
+            why = f"{why} ({(await renew_if_stalled(self.judge, self.channel, target)).value})"
+        # Unconfirmed: the delivery stays unacked and comes back; the channel is not reopened
+        # for it (closing a channel a broker does not answer can leave it closed for good).
+        raise CopyNotConfirmed(f"the copy of {message.correlation_id} for {target}: {why}")
 
     def _count(self, outcome: Outcome) -> None:
         self.counters.processed += 1

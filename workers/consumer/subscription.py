@@ -74,8 +74,9 @@ class Subscription:
         await self._kept.start()
 
     async def change(self, prefetch: int, drain_timeout: float | None = None) -> bool:
-        """Apply a new prefetch; returns False when the value was already in force."""
-        if prefetch == self.prefetch and self.consuming:
+        """Apply a new prefetch; returns False when the value was already in force, or when the
+        subscription was stopped (a consumer about to leave takes nothing more)."""
+        if not self._kept.wanted or (prefetch == self.prefetch and self.consuming):
             return False
         self._changing = True
         try:

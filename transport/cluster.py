@@ -12,63 +12,29 @@ nodes in turn. A node that is down costs one attempt; one whose host is silent, 
 jittered by +-50 % (`ClusterConnection.reconnect_interval`): a fleet that lost the same node does
 not come back to the next one in lockstep.
 
-A node whose host goes silent (powered off, cut off: no reset, no answer) is noticed by the
-kernel: each connection's socket gets `TCP_USER_TIMEOUT` of two heartbeats, so data it sent (a
-heartbeat goes out every heartbeat / 2 s) that stays unacknowledged that long fails the socket,
-and the robust connection moves to the next node. aiormq's own check needs three missed
-heartbeats plus one: (heartbeat + 1) x 3 s. The kernel acknowledges what a busy broker has not
-yet read, so a slow broker (a long GC, a memory alarm) is not taken for a silent one.
+A node that goes silent (powered off, cut off, frozen) is left after two heartbeats of hearing
+nothing from it (`transport.silence`), sooner than aiormq's own (heartbeat + 1) x 3 s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import random
-import socket
 from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.robust_connection import RobustConnection
-from aiormq.connection import TCPTransportFactory, TLSTransportFactory, TransportFactory
 from yarl import URL
 
-log = logging.getLogger("rpcfleet.transport")
+from transport.silence import SilenceWatch, silence_s
 
 RECONNECT_INTERVAL_S = 1.5  # between attempts, jittered: 0.75-2.25 s (aio-pika's default is 5)
 # Of each attempt, the first and every reconnect (aio-pika keeps the first's). Without one, an
 # attempt at a node whose host went silent (packets dropped: powered off, cut off) waits for the
 # kernel to give up its SYNs, about two minutes, before the next node is tried.
 CONNECT_TIMEOUT_S = 5.0
-
-
-def silent_peer_ms(heartbeat: float | None) -> int | None:
-    """The socket's TCP_USER_TIMEOUT for a connection of this heartbeat (seconds): two
-    heartbeats, None without one (heartbeat 0: the connection never sends when idle)."""
-    return int(heartbeat * 2000) if heartbeat else None
-
-
-class SilentPeerWatch(TransportFactory):
-    """aiormq's transport, plain or TLS as the URL says, with TCP_USER_TIMEOUT on its socket."""
-
-    def __init__(self, user_timeout_ms: int) -> None:
-        self.user_timeout_ms = user_timeout_ms
-
-    async def create(self, url: URL, **kwargs: Any
-                     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        inner = TLSTransportFactory() if url.scheme == "amqps" else TCPTransportFactory()
-        reader, writer = await inner.create(url, **kwargs)
-        sock = writer.get_extra_info("socket")
-        option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux
-        if sock is not None and option is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, option, self.user_timeout_ms)
-            except OSError as exc:  # heartbeats alone still notice, later
-                log.debug("could not set TCP_USER_TIMEOUT: %s", exc)
-        return reader, writer
 
 
 def jittered(interval: float) -> float:
@@ -112,9 +78,9 @@ class ClusterConnection(RobustConnection):
         self._turn = first  # what __init__ read does not count as an attempt
         # Passed to aiormq with every attempt (aio-pika's parameters would drop an unknown one).
         heartbeat = self._nodes[first].query.get("heartbeat")  # aiormq reads it from the URL
-        user_timeout = silent_peer_ms(float(heartbeat) if heartbeat else None)
-        if user_timeout is not None:
-            self.kwargs["transport_factory"] = SilentPeerWatch(user_timeout)
+        allowed = silence_s(float(heartbeat) if heartbeat else None)
+        if allowed is not None:
+            self.kwargs["transport_factory"] = SilenceWatch(allowed)
 
     async def connect(self, timeout: Any = None) -> None:
         """The first connect. If it fails or is cancelled, the connection is closed: aio-pika

@@ -29,8 +29,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # the first case star
 
 NODES = ("n0", "n1", "n2")
 MOVED_LIMIT_S = 30.0  # clients of a cut-off node answer again within this of the cut (issue 27)
-# A worker cut from its gateway's node notices when its socket gives up (TCP_USER_TIMEOUT of
-# two heartbeats: 10 s; 18 s by heartbeats alone before); the first calls sent
+# A worker cut from its gateway's node notices when its socket has heard nothing for two
+# heartbeats (10 s; 18 s by aiormq's heartbeat check before); the first calls sent
 # after its move wait behind the jobs accepted meanwhile (3.10's quorum queues have no
 # priorities) and time out (504): 26-29 s (docs/reliability.md).
 WORKER_MOVED_LIMIT_S = 40.0

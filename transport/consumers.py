@@ -62,11 +62,6 @@ class KeptConsumer:
         """Subscribed on a channel that is still open."""
         return self._raw is not None and not self._raw.is_closed
 
-    @property
-    def raw(self) -> RawChannel | None:
-        """The AMQP channel it is subscribed on, if any."""
-        return self._raw
-
     async def start(self) -> None:
         async with self._lock:
             self._wanted = True
@@ -76,18 +71,14 @@ class KeptConsumer:
         """No more restores; `unsubscribe` (a basic.cancel) runs on the live channel, if any."""
         async with self._lock:
             self._wanted = False
-            raw, self._raw = self._raw, None
-            if unsubscribe is not None and raw is not None and not raw.is_closed:
-                await unsubscribe(raw)
+            await self._drop(unsubscribe)
 
     async def renew(self, unsubscribe: Unsubscribe, between: Callable[[], Awaitable[object]]
                     ) -> None:
         """Unsubscribe, wait for `between`, subscribe again, with no restore in between (a
         prefetch change: the new limit applies to a new consumer only)."""
         async with self._lock:
-            raw, self._raw = self._raw, None
-            if raw is not None and not raw.is_closed:
-                await unsubscribe(raw)
+            await self._drop(unsubscribe)
             await between()
             if self._wanted:  # stopped meanwhile (or before): it stays stopped
                 await self._start()
@@ -112,6 +103,12 @@ class KeptConsumer:
         except TimeoutError:
             return False
         return True
+
+    async def _drop(self, unsubscribe: Unsubscribe | None) -> None:
+        """Forget the subscription (under the lock); `unsubscribe` it if its channel lives."""
+        raw, self._raw = self._raw, None
+        if unsubscribe is not None and raw is not None and not raw.is_closed:
+            await unsubscribe(raw)
 
     async def _start(self) -> None:
         raw = await self._channel.get_underlay_channel()

@@ -74,7 +74,7 @@ class Supervisor:
             cache, info = prepare(self.pool, self.settings)
         except NotStarting as exc:
             return exc.code
-        self._before_forking()
+        before_forking(self.pool)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
@@ -264,7 +264,7 @@ class Supervisor:
     def _reload_step(self) -> None:
         if self.rollout.due() and (pool := self.rollout.load(self.pool)) is not None:
             self.pool = pool
-            self._before_forking()
+            before_forking(self.pool)
             self.rollout.start(self.active - self._retiring)
             log.info("reloaded %s (methods: %s); replacing %s consumers one at a time, same "
                      "cache", self.rollout.target, ", ".join(pool.methods),
@@ -272,9 +272,6 @@ class Supervisor:
         pid = self.rollout.next_to_drain(self.slots, self.children)
         if pid is not None:
             signal_quietly(pid, signal.SIGTERM)  # drains, exits; _reap schedules the new code
-
-    def _before_forking(self) -> None:
-        before_forking(self.pool)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         del frame

@@ -65,7 +65,6 @@ class Consumer:
         self._retire_drained = False  # retired once its queue was served: finish what it holds
         self._tasks = Background()
         self._handled = 0
-        self._taken = 0
         self.tracing = Tracing()
         self._session = 0
         self.elastic = ElasticReport(setup.slots, setup.slot, names.pool_queue(setup.pool.name),
@@ -199,10 +198,10 @@ class Consumer:
     async def _on_message(self, message: Delivery) -> None:
         self.in_flight.enter()
         self.elastic.holding(self.in_flight.count)
-        self._taken += 1
-        # The last one before a recycle: its settlement cancels the subscription before the ack
-        # (Settler.before_last_ack), which would free a prefetch slot the broker fills at once.
-        message.last = self.recycling.takes_last(self._taken)
+        # The last one before a recycle (handled + held, this one included): its settlement
+        # cancels the subscription before the ack (Settler.before_last_ack), which would free a
+        # prefetch slot the broker fills at once.
+        message.last = self.recycling.takes_last(self._handled + self.in_flight.count)
         try:
             await self.dispatcher.handle(message)
         except Exception:

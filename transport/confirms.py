@@ -26,18 +26,26 @@ help, so a queue that is really full costs a channel open every few seconds, not
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from aio_pika.abc import AbstractRobustChannel
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+
+from transport import background
+from transport.background import Background
 
 log = logging.getLogger("rpcfleet.transport")
 
 RENEW_FIRST_S = 0.2  # the quickest a renewal follows a nack (measured: 0.4 s from the kill)
 RENEW_MAX_S = 2.0  # the slowest, while renewals keep meeting nacks (a full queue: one a 2 s)
 TARGETS_REMEMBERED = 4096  # routing targets confirmed on one channel (method names, queues)
+RETIRE_CLOSE_S = 10.0  # the longest a replaced channel's close waits for the broker's answer
+OnChannel = Callable[[AbstractRobustChannel], Awaitable[None]]
 
 
 class Nack(Enum):
@@ -91,24 +99,103 @@ class PublishNacked(Exception):
         self.replaced = replaced  # nacked on a channel renewed since: try the new one
 
 
-def judged(judge: NackJudge, channel: AbstractRobustChannel) -> NackJudge:
-    """`judge` kept for a robust `channel`: a reopened channel starts with nothing confirmed."""
-    channel.reopen_callbacks.add(lambda *_: judge.opened())
-    return judge
+class ConfirmingChannel:
+    """A connection's confirming channel, *replaced* by a new one when the judge finds it
+    stalled: the gateway's and the worker's alike.
 
+    Replaced, never closed and left to aio-pika to reopen: a Channel.Close the broker does not
+    answer (a node cut off, or one reading nothing under a memory alarm) leaves a robust channel
+    closed for good, and every publish after fails (tests/faults/test_broker_faults.py). A new
+    channel is opened beside it; the old one is closed in the background once what waits on it
+    is `drained` (the gateway's direct replies), or after `retire_after` seconds."""
 
-async def renew_if_stalled(judge: NackJudge, channel: AbstractRobustChannel,
-                           target: str, *, unanswered: bool = False) -> Nack:
-    """After a nack for `target` on a robust `channel` (the worker's confirming channel), or no
-    confirm in time (`unanswered`): when
-    it is the stalled kind and a renewal is due, close the AMQP channel under it, which aio-pika
-    reopens at once as a new one (what was in flight on it fails and is tried again by its
-    owner). Returns the verdict."""
-    verdict = judge.nacked(target)
-    if verdict is Nack.STALLED and judge.renewal_due():
-        log.warning("the broker %s a publish to %s on a channel that never had one confirmed "
-                    "(a quorum queue changing leader): reopening the channel",
-                    "never confirmed" if unanswered else "nacked", target)
-        raw = await channel.get_underlay_channel()
-        await raw.close()
-    return verdict
+    def __init__(self, judge: NackJudge, *, retire_after: float) -> None:
+        self.judge = judge
+        self.retire_after = retire_after
+        self.connection: AbstractRobustConnection | None = None
+        self.current: AbstractRobustChannel | None = None
+        self._setups: list[OnChannel] = []
+        self._drained: list[OnChannel] = []
+        self._lost: list[Callable[[], None]] = []
+        self._renewal: asyncio.Task[None] | None = None
+        self._background = Background()  # channels being retired
+
+    def attach(self, connection: AbstractRobustConnection,
+               channel: AbstractRobustChannel) -> None:
+        """The first channel of `connection` (aio-pika reopens it with the connection)."""
+        self.connection = connection
+        self._watch(channel)
+
+    def when_new(self, setup: OnChannel, drained: OnChannel) -> None:
+        """`setup` runs on each new channel before it is used; a replaced one stays open until
+        `drained` returns."""
+        self._setups.append(setup)
+        self._drained.append(drained)
+
+    def when_lost(self, callback: Callable[[], None]) -> None:
+        """The current channel closed (not one being retired)."""
+        self._lost.append(callback)
+
+    def renew(self, why: str = "nacked") -> asyncio.Task[None] | None:
+        """Replace the channel at the judge's pace; `why`: what the broker did to publishes
+        there ("nacked", "never confirmed"). Returns the renewal under way, if any, for a
+        publish to wait on before trying again."""
+        if self._renewal is not None and not self._renewal.done():
+            return self._renewal
+        if self.connection is None or self.connection.is_closed or not self.judge.renewal_due():
+            return None
+        self._renewal = asyncio.ensure_future(self._renew(self.connection, why))
+        return self._renewal
+
+    async def stalled(self, target: str, why: str, wait: float) -> Nack:
+        """A publish to `target` was nacked or never confirmed (`why`): the judge's verdict, the
+        channel renewed first when stalled (waiting up to `wait` s for the new one)."""
+        verdict = self.judge.nacked(target)
+        if verdict is Nack.STALLED and (renewal := self.renew(why)) is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await asyncio.shield(renewal)
+        return verdict
+
+    async def close(self) -> None:
+        await background.stop(self._renewal)
+        await self._background.stop()
+
+    async def _renew(self, connection: AbstractRobustConnection, why: str) -> None:
+        old = self.current
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            for setup in self._setups:
+                await setup(channel)
+        except Exception as exc:  # the connection is going: its reconnect brings a channel
+            log.warning("could not open a new confirming channel: %s", exc)
+            return
+        self._watch(channel)
+        log.warning("the broker %s publishes on a channel that never had them confirmed "
+                    "(a quorum queue changing leader): publishing on a new channel", why)
+        if old is not None:
+            self._background.start(self._retire(old))
+
+    async def _retire(self, channel: AbstractRobustChannel) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.retire_after):
+                for drained in self._drained:
+                    await drained(channel)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(RETIRE_CLOSE_S):  # a broker that does not answer
+                await channel.close()
+
+    def _watch(self, channel: AbstractRobustChannel) -> None:
+        channel.close_callbacks.add(lambda *_: self._closed(channel))
+        channel.reopen_callbacks.add(lambda *_: self._reopened(channel))
+        self.judge.opened()
+        self.current = channel
+
+    def _closed(self, channel: AbstractRobustChannel) -> None:
+        if channel is self.current:
+            for callback in self._lost:
+                callback()
+
+    def _reopened(self, channel: AbstractRobustChannel) -> None:
+        if channel is self.current:  # with its connection: a new channel, nothing confirmed
+            self.judge.opened()

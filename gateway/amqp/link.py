@@ -22,7 +22,7 @@ from protocol import backoff, codec, names
 from transport import background
 from transport.background import Background
 from transport.cluster import connect_cluster, masked
-from transport.confirms import Nack, NackJudge, PublishNacked, judged
+from transport.confirms import ConfirmingChannel, Nack, NackJudge, OnChannel, PublishNacked
 from transport.publishing import Confirmed, publish_confirmed
 from transport.topology import declare_exchanges
 
@@ -30,8 +30,6 @@ log = logging.getLogger("rpcfleet.gateway")
 
 RECONNECT_INTERVAL_S = 0.5  # jittered, 0.25-0.75 s: back before the consumers (1.5 s)
 OnConnected = Callable[["BrokerLink"], Awaitable[None]]
-OnChannel = Callable[[AbstractRobustChannel], Awaitable[None]]
-Drained = Callable[[AbstractRobustChannel], Awaitable[None]]
 
 
 class BrokerLink:
@@ -40,26 +38,38 @@ class BrokerLink:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.connection: AbstractRobustConnection | None = None
-        self.channel: AbstractRobustChannel | None = None  # confirms; direct reply-to lives here
         self.plain: AbstractRobustChannel | None = None  # events, control, stats
         self.connected = asyncio.Event()
         self._on_connected: list[OnConnected] = []
         self._on_lost: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
-        # Callbacks registered after connecting, replaced channels being retired.
+        # Callbacks registered after connecting.
         self._background = Background()
-        # What a nack on the confirming channel means, and when to replace that channel
-        # (transport.confirms): only quorum queues stall a channel.
-        self.judge = NackJudge(quorum=settings.queues == "quorum")
-        self._on_channel: list[OnChannel] = []  # set up each new confirming channel (replies)
-        self._drained: list[Drained] = []  # until nothing waits on a replaced channel (calls)
-        self._renewal: asyncio.Task[None] | None = None
+        # The confirming channel (direct reply-to lives there), replaced when a quorum queue
+        # stalls it (transport.confirms); a replaced one is kept for the longest call.
+        self.confirming = ConfirmingChannel(
+            NackJudge(quorum=settings.queues == "quorum"),
+            retire_after=settings.rpc_timeout_max + settings.publish_timeout)
+        self.confirming.when_lost(self._lost)
         # This process on rpcfleet.events (the app-id of what it publishes there): its own
         # announcements come back to it through its events queue, and are dropped there.
         self.origin = f"gateway-{os.getpid()}-{os.urandom(4).hex()}"
         # Where a request for a method goes: (exchange, routing key). The requests exchange by
         # the method's name, unless the fleet view routes it (a method two pools announce).
         self.route: Callable[[str], tuple[str, str]] = lambda method: (names.EXCHANGE, method)
+
+    @property
+    def channel(self) -> AbstractRobustChannel | None:
+        """The confirming channel, as it is now."""
+        return self.confirming.current
+
+    @property
+    def judge(self) -> NackJudge:
+        return self.confirming.judge
+
+    def renew(self, why: str = "nacked") -> asyncio.Task[None] | None:
+        """Replace the confirming channel (transport.confirms.ConfirmingChannel.renew)."""
+        return self.confirming.renew(why)
 
     @property
     def up(self) -> bool:
@@ -74,12 +84,11 @@ class BrokerLink:
         if self.connected.is_set():
             self._background.start(callback(self))
 
-    def when_channel(self, setup: OnChannel, drained: Drained) -> None:
+    def when_channel(self, setup: OnChannel, drained: OnChannel) -> None:
         """`setup` runs on every new confirming channel before anything is published on it (the
         direct reply-to consumer); a channel replaced by `renew` stays open until `drained`
         returns (sync calls published there get their replies there)."""
-        self._on_channel.append(setup)
-        self._drained.append(drained)
+        self.confirming.when_new(setup, drained)
 
     async def send_control(self, command: BaseModel, key: str, *, confirm: bool = False) -> bool:
         """A command to the consumers bound to `key` on rpcfleet.control: on the plain channel,
@@ -133,50 +142,6 @@ class BrokerLink:
             self.judge.confirmed(key)
         return confirmed
 
-    def renew(self, why: str = "nacked") -> asyncio.Task[None] | None:
-        """Replace the confirming channel by a new one (transport.confirms: a quorum queue that
-        refuses a channel started on a dead leader takes the next one), at the judge's pace;
-        `why`: what the broker did to publishes there ("nacked", "never confirmed").
-        Returns the renewal under way, if any, for a publish to wait on before trying again."""
-        if self._renewal is not None and not self._renewal.done():
-            return self._renewal
-        if self.connection is None or self.connection.is_closed or not self.judge.renewal_due():
-            return None
-        self._renewal = asyncio.ensure_future(self._renew(self.connection, why))
-        return self._renewal
-
-    async def _renew(self, connection: AbstractRobustConnection, why: str) -> None:
-        old = self.channel
-        try:
-            channel = await connection.channel(publisher_confirms=True)
-            for setup in self._on_channel:
-                await setup(channel)
-        except Exception as exc:  # the connection is going: its reconnect brings a channel
-            log.warning("could not open a new confirming channel: %s", exc)
-            return
-        self._watch(channel)
-        self.channel = channel
-        log.warning("the broker %s publishes on a channel that never had them confirmed "
-                    "(a quorum queue changing leader): publishing on a new channel", why)
-        if old is not None:
-            old.close_callbacks.discard(self._lost)
-            self._background.start(self._retire(old))
-
-    async def _retire(self, channel: AbstractRobustChannel) -> None:
-        """Close a replaced channel once nothing waits on it, or after the longest call."""
-        longest = self.settings.rpc_timeout_max + self.settings.publish_timeout
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(longest):
-                for drained in self._drained:
-                    await drained(channel)
-        with contextlib.suppress(Exception):
-            await channel.close()
-
-    def _watch(self, channel: AbstractRobustChannel) -> None:
-        """A confirming channel: its loss fails what waits on it; reopened, it is new."""
-        channel.close_callbacks.add(self._lost)
-        judged(self.judge, channel).opened()
-
     def _channel(self, confirm: bool) -> AbstractRobustChannel | None:
         return self.channel if confirm else self.plain
 
@@ -188,7 +153,8 @@ class BrokerLink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await background.stop(self._task, self._renewal)
+        await background.stop(self._task)
+        await self.confirming.close()
         await self._background.stop()
         if self.connection is not None:
             with contextlib.suppress(Exception):
@@ -233,8 +199,8 @@ class BrokerLink:
             await connection.close()
             raise
         connection.close_callbacks.add(self._lost)
-        self._watch(channel)
-        self.connection, self.channel, self.plain = connection, channel, plain
+        self.confirming.attach(connection, channel)
+        self.connection, self.plain = connection, plain
 
     def _lost(self, *args: Any) -> None:
         for callback in self._on_lost:

@@ -18,11 +18,10 @@ from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
 
-from aio_pika.abc import AbstractRobustChannel
-
 from protocol import ErrorCode, names
 from protocol.clock import now_ms
 from protocol.requests import read_attempt
+from transport.confirms import ConfirmingChannel
 from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.batching import Batcher
@@ -44,7 +43,7 @@ class Dispatcher:
     def __init__(
         self,
         setup: ConsumerSetup,
-        channel: AbstractRobustChannel,
+        confirming: ConfirmingChannel,
         topology: PoolTopology,
         executor: Executor,
         cancels: Cancels,
@@ -56,7 +55,6 @@ class Dispatcher:
         strays: StrayReplies | None = None,
     ) -> None:
         self.setup = setup
-        self.channel = channel
         self.topology = topology
         self.executor = executor
         self.cancels = cancels
@@ -71,7 +69,7 @@ class Dispatcher:
         self.batchers: dict[str, Batcher] = {}  # per batched method, its batch being gathered
         self.capacity: Callable[[], int] = lambda: 1  # the prefetch in force (set by the runtime)
         self.progress_sent: dict[str, int] = {}  # job id -> progress events its run sent
-        self.settler = Settler(setup, channel, topology, counters, measure,
+        self.settler = Settler(setup, confirming, topology, counters, measure,
                                strays or StrayReplies(setup.settings.amqp_url,
                                                       setup.settings.heartbeat))
         self.starts = StartEvents(job_event)

@@ -17,13 +17,14 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from protocol import Cancel, SetPrefetch, SetProcesses, WorkerEntry, names
 from protocol.clock import now_ms
 from protocol.fleet import Command, RetirePool
 from transport.background import Background
 from transport.cluster import ClusterConnection, connect_cluster
+from transport.confirms import ConfirmingChannel, NackJudge
 from transport.settling import Decision, settle
 from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
@@ -36,6 +37,7 @@ from workers.consumer.elastic import ElasticReport
 from workers.consumer.prefetching import Prefetching
 from workers.consumer.recycle import EXIT_RECYCLE, Recycling
 from workers.consumer.reporting import Reporter
+from workers.consumer.settling import CONFIRM_TIMEOUT_S
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.strays import StrayReplies
 from workers.consumer.subscription import Subscription
@@ -64,6 +66,9 @@ class Consumer:
         self._exit_code = EXIT_DRAINED
         self._retire_drained = False  # retired once its queue was served: finish what it holds
         self._tasks = Background()
+        # Job replies, dead-letter and retry copies: confirmed (transport.confirms).
+        self.confirming = ConfirmingChannel(NackJudge(quorum=self.settings.queues == "quorum"),
+                                            retire_after=CONFIRM_TIMEOUT_S)
         self._handled = 0
         self.tracing = Tracing()
         self._session = 0
@@ -102,6 +107,7 @@ class Consumer:
             await self._serve(connection, executor)
         finally:
             await self._tasks.stop()
+            await self.confirming.close()
             with contextlib.suppress(Exception):
                 await connection.close()
             await self.strays.close()
@@ -116,6 +122,7 @@ class Consumer:
         # sync replies that travel ahead of them (see Dispatcher._reply); events and beats are
         # fire-and-forget.
         confirmed = await connection.channel(publisher_confirms=True)
+        self.confirming.attach(connection, confirmed)
         work = await connection.channel(publisher_confirms=False)
         self._events_channel = await connection.channel(publisher_confirms=False)
         topology = await declare_pool(confirmed, self.setup.pool.name, self.setup.pool.methods,
@@ -125,12 +132,12 @@ class Consumer:
             await held.consume(_hold, no_ack=True)
         await self.reports.attach(self._events_channel, topology.events)
         self.dispatcher = Dispatcher(
-            self.setup, confirmed, topology, executor, self.cancels, self.counters,
+            self.setup, self.confirming, topology, executor, self.cancels, self.counters,
             self.reports.job_event, self._request_replacement, self.measure, self.tracing,
             self.strays)
         self.subscription = Subscription(
             work, topology.queue, self._on_message, self.in_flight,
-            redeclare=lambda: self._redeclare(confirmed),
+            redeclare=self._redeclare,
             on_change=lambda: self._spawn(self._beat()),
             before_restore=self._new_session)
         self.dispatcher.capacity = lambda: self.subscription.prefetch or self.prefetch.value
@@ -157,7 +164,9 @@ class Consumer:
         self.strays.new_session()
         await self.control.learn_cancels(self._beat)
 
-    async def _redeclare(self, channel: AbstractChannel) -> None:
+    async def _redeclare(self) -> None:
+        channel = self.confirming.current
+        assert channel is not None
         await declare_pool(channel, self.setup.pool.name, self.setup.pool.methods,
                            self._queue_arguments())
 

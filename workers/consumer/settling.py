@@ -30,7 +30,7 @@ from protocol.clock import now_ms
 from protocol.dead import dead_letter_headers
 from protocol.queues import durable_queue_arguments
 from protocol.requests import expiration_ms, read_deadline
-from transport.confirms import NackJudge, judged, renew_if_stalled
+from transport.confirms import ConfirmingChannel
 from transport.copies import copied_properties
 from transport.publishing import Confirmed, publish_confirmed
 from transport.settling import Decision
@@ -76,13 +76,14 @@ class Settle:
 
 
 class Settler:
-    def __init__(self, setup: ConsumerSetup, channel: AbstractRobustChannel,
+    def __init__(self, setup: ConsumerSetup, confirming: ConfirmingChannel,
                  topology: PoolTopology, counters: Counters, measure: AutoPrefetch,
                  strays: StrayReplies) -> None:
         self.setup = setup
-        self.channel = channel  # confirming: dead-letter and retry copies, job replies
-        # A nack from a quorum queue this channel never reached: reopen it (transport.confirms).
-        self.judge = judged(NackJudge(quorum=setup.settings.queues == "quorum"), channel)
+        # Dead-letter and retry copies, job replies: confirmed, on a channel replaced when a
+        # quorum queue stalls it (transport.confirms).
+        self.confirming = confirming
+        self.judge = confirming.judge
         # Sync replies whose caller may have gone with a broker node (workers.consumer.strays).
         self.strays = strays
         self.topology = topology
@@ -93,6 +94,12 @@ class Settler:
         # subscription is cancelled first, on the delivery's own channel, so the ack's freed
         # prefetch slot is not filled with a delivery for a consumer about to leave.
         self.before_last_ack: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def channel(self) -> AbstractRobustChannel:
+        channel = self.confirming.current
+        assert channel is not None  # attached before the first delivery
+        return channel
 
     async def settle(self, message: Delivery, settle: Settle) -> None:
         if message.last and self.before_last_ack is not None:
@@ -139,15 +146,16 @@ class Settler:
             await self._reply_once(reply_to, body, properties)
             return
         except ReplyNotConfirmed as exc:
-            log.warning("the broker refused the reply to %s (attempt 1: %s); trying again",
+            log.warning("the reply to %s was not confirmed (attempt 1: %s); trying again",
                         properties.correlation_id, exc)
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(REPLY_RETRY_S), reraise=True,
             wait=backoff.wait(0.05, 2.0),
             retry=retry_if_exception_type(ReplyNotConfirmed),
             before_sleep=lambda state: log.warning(
-                "the broker refused the reply to %s (attempt %s); trying again",
-                properties.correlation_id, state.attempt_number + 1),
+                "the reply to %s was not confirmed (attempt %s: %s); trying again",
+                properties.correlation_id, state.attempt_number + 1,
+                state.outcome.exception() if state.outcome else None),
         ):
             with attempt:
                 await self._reply_once(reply_to, body, properties)
@@ -171,13 +179,14 @@ class Settler:
             # The channel closed under the publish (reopened by aio-pika, or by the judge for
             # another target): try again on the channel as it is now.
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: its channel closed "
-                                    f"({type(exc).__name__})") from None
+                                    f"({type(exc).__name__}: {exc})") from None
         if confirmed is Confirmed.NACKED:
-            verdict = await renew_if_stalled(self.judge, self.channel, reply_to)
+            verdict = await self.confirming.stalled(reply_to, "nacked", CONFIRM_TIMEOUT_S)
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: nacked "
                                     f"({verdict.value})")
         if confirmed is Confirmed.UNCONFIRMED:
-            verdict = await renew_if_stalled(self.judge, self.channel, reply_to, unanswered=True)
+            verdict = await self.confirming.stalled(reply_to, "never confirmed",
+                                                    CONFIRM_TIMEOUT_S)
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: no confirm within "
                                     f"{CONFIRM_TIMEOUT_S} s ({verdict.value})")
         if confirmed is Confirmed.RETURNED:  # only rpcfleet's own reply queues go mandatory
@@ -192,8 +201,8 @@ class Settler:
                     **changes: Any) -> None:
         """A copy of `message` that replaces it (transport.copies), confirmed before the
         delivery is acked; refused or unconfirmed, it raises and the delivery stays unacked. A
-        confirm counts for the judge of `target` (a queue); a nack may have the judge reopen
-        the channel first (transport.confirms), as before the copies moved here."""
+        confirm counts for the judge of `target` (a queue); a channel the judge finds stalled
+        is replaced first (transport.confirms)."""
         raw = await self.channel.get_underlay_channel()
         confirmed = await publish_confirmed(
             raw, message.body, exchange=exchange, routing_key=routing_key,
@@ -202,12 +211,10 @@ class Settler:
         if confirmed is Confirmed.ACKED:
             self.judge.confirmed(target)
             return
-        why = confirmed.value
-        if confirmed is Confirmed.NACKED:  # an explicit refusal: the judge may reopen the channel
-            why = f"{why} ({(await renew_if_stalled(self.judge, self.channel, target)).value})"
-        # Unconfirmed: the delivery stays unacked and comes back; the channel is not reopened
-        # for it (closing a channel a broker does not answer can leave it closed for good).
-        raise CopyNotConfirmed(f"the copy of {message.correlation_id} for {target}: {why}")
+        why = "nacked" if confirmed is Confirmed.NACKED else "never confirmed"
+        verdict = await self.confirming.stalled(target, why, CONFIRM_TIMEOUT_S)
+        raise CopyNotConfirmed(f"the copy of {message.correlation_id} for {target}: {why} "
+                               f"({verdict.value})")
 
     def _count(self, outcome: Outcome) -> None:
         self.counters.processed += 1

@@ -97,6 +97,7 @@ def serve(settings: GatewaySettings, log_level: str) -> None:
     from uvicorn.supervisors import Multiprocess
 
     from gateway.app import app_for
+    from gateway.writes import OneWriteHttpToolsProtocol
 
     class Supervisor(Multiprocess):
         def terminate_all(self) -> None:
@@ -112,7 +113,8 @@ def serve(settings: GatewaySettings, log_level: str) -> None:
     # process it spawns): command-line overrides reach every process without the environment.
     config = uvicorn.Config(partial(app_for, settings), factory=True, host=settings.bind_host(),
                             port=settings.port, workers=settings.workers, log_level=log_level,
-                            access_log=False, loop="auto", http="auto",
+                            access_log=False, loop="auto",
+                            http=OneWriteHttpToolsProtocol,  # one write per response
                             # websockets' Sans-I/O protocol: uvicorn's legacy one is deprecated
                             ws="websockets-sansio", timeout_graceful_shutdown=10)
     if settings.workers > 1:

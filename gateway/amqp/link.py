@@ -112,7 +112,7 @@ class BrokerLink:
         return True
 
     async def publish(self, body: bytes, exchange: str, key: str, properties: Basic.Properties,
-                      *, confirm: bool, timeout: float, mandatory: bool = False
+                      *, confirm: bool, timeout: float | None, mandatory: bool = False
                       ) -> Confirmed | None:
         """The one way this process publishes: straight onto an AMQP channel, with no aio-pika
         Message or Exchange object (they cost more than the frames on the hot paths).
@@ -122,7 +122,8 @@ class BrokerLink:
         nack raises PublishNacked with the judge's verdict (transport.confirms). Unconfirmed
         publishes return None once written. A missing or closed channel raises
         ChannelInvalidStateError at once (the raw channel would wait for a writer that is
-        gone); no answer within `timeout` raises TimeoutError: never a hang."""
+        gone); no answer within `timeout` raises TimeoutError: never a hang. `timeout=None`
+        only under the caller's own bound (a sync call's publish: one timer a call, not two)."""
         channel = self._channel(confirm)
         if channel is None or channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")

@@ -222,7 +222,7 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
         async with asyncio.timeout(timeout):
             try:
                 confirm = await link.publish(body, exchange, key, properties,
-                                             confirm=True, mandatory=True, timeout=timeout)
+                                             confirm=True, mandatory=True, timeout=None)
             except PublishNacked as nacked:
                 metrics.publish_nacks.inc()
                 if nacked.verdict is not Nack.STALLED:
@@ -234,7 +234,7 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
                     await asyncio.shield(renewal)
                 moved()
                 confirm = await link.publish(body, exchange, key, properties,
-                                             confirm=True, mandatory=True, timeout=timeout)
+                                             confirm=True, mandatory=True, timeout=None)
     except PublishNacked as nacked:
         if nacked.verdict is Nack.REFUSED:
             raise Overloaded("the queue refused the request (it is full)") from None

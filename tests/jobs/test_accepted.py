@@ -66,7 +66,7 @@ def test_a_job_whose_reply_the_broker_refuses_for_a_while_still_ends_succeeded(
     with gateway.client() as http:
         job_id = submit(http, "echo", {"n": 3}).json()["id"]
         try:
-            wait_for(lambda: "refused the reply" in worker.output(), timeout=20,
+            wait_for(lambda: "nacked (refused)" in worker.output(), timeout=20,
                      what="the broker to refuse the worker's reply")
         finally:
             vhost.management("DELETE", policy)

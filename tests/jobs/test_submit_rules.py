@@ -49,7 +49,8 @@ class FakeLink:
         return None
 
     async def publish(self, body: bytes, exchange: str, key: str, properties: Any, *,
-                      confirm: bool, timeout: float, mandatory: bool = False) -> Confirmed:
+                      confirm: bool, timeout: float | None, mandatory: bool = False
+                      ) -> Confirmed:
         answer = self.answers.pop(0) if self.answers else "ack"
         self.published.append(properties.correlation_id)
         if answer == "full":

@@ -38,6 +38,7 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from transport import background
 from transport.background import Background
+from transport.waiting import poll
 
 log = logging.getLogger("rpcfleet.transport")
 
@@ -45,6 +46,7 @@ RENEW_FIRST_S = 0.2  # the quickest a renewal follows a nack (measured: 0.4 s fr
 RENEW_MAX_S = 2.0  # the slowest, while renewals keep meeting nacks (a full queue: one a 2 s)
 TARGETS_REMEMBERED = 4096  # routing targets confirmed on one channel (method names, queues)
 RETIRE_CLOSE_S = 10.0  # the longest a replaced channel's close waits for the broker's answer
+RETIRE_POLL_S = 0.1  # how often a replaced channel is asked whether it still owes confirms
 OnChannel = Callable[[AbstractRobustChannel], Awaitable[None]]
 
 
@@ -107,7 +109,10 @@ class ConfirmingChannel:
     answer (a node cut off, or one reading nothing under a memory alarm) leaves a robust channel
     closed for good, and every publish after fails (tests/faults/test_broker_faults.py). A new
     channel is opened beside it; the old one is closed in the background once what waits on it
-    is `drained` (the gateway's direct replies), or after `retire_after` seconds."""
+    is `drained` (the gateway's direct replies) and the confirms it still owes have come, or
+    after `retire_after` seconds. Whoever publishes reads `current` for each publish and counts
+    a confirm, a nack or a silence for the judge only if it came on the channel that is still
+    current (`is_current`)."""
 
     def __init__(self, judge: NackJudge, *, retire_after: float) -> None:
         self.judge = judge
@@ -119,6 +124,7 @@ class ConfirmingChannel:
         self._lost: list[Callable[[], None]] = []
         self._renewal: asyncio.Task[None] | None = None
         self._background = Background()  # channels being retired
+        self._closing = False
 
     def attach(self, connection: AbstractRobustConnection,
                channel: AbstractRobustChannel) -> None:
@@ -142,7 +148,8 @@ class ConfirmingChannel:
         publish to wait on before trying again."""
         if self._renewal is not None and not self._renewal.done():
             return self._renewal
-        if self.connection is None or self.connection.is_closed or not self.judge.renewal_due():
+        if (self._closing or self.connection is None or self.connection.is_closed
+                or not self.judge.renewal_due()):
             return None
         self._renewal = asyncio.ensure_future(self._renew(self.connection, why))
         return self._renewal
@@ -157,18 +164,26 @@ class ConfirmingChannel:
                     await asyncio.shield(renewal)
         return verdict
 
+    def is_current(self, channel: AbstractRobustChannel) -> bool:
+        """`channel` was not replaced since it was read from `current`."""
+        return channel is self.current
+
     async def close(self) -> None:
+        self._closing = True  # no renewal starts from here on
         await background.stop(self._renewal)
         await self._background.stop()
 
     async def _renew(self, connection: AbstractRobustConnection, why: str) -> None:
         old = self.current
+        channel: AbstractRobustChannel | None = None
         try:
             channel = await connection.channel(publisher_confirms=True)
             for setup in self._setups:
                 await setup(channel)
         except Exception as exc:  # the connection is going: its reconnect brings a channel
             log.warning("could not open a new confirming channel: %s", exc)
+            if channel is not None:
+                self._background.start(self._retire(channel))
             return
         self._watch(channel)
         log.warning("the broker %s publishes on a channel that never had them confirmed "
@@ -177,10 +192,15 @@ class ConfirmingChannel:
             self._background.start(self._retire(old))
 
     async def _retire(self, channel: AbstractRobustChannel) -> None:
+        async def nothing_owed() -> bool:  # no publish still waits for the broker's answer
+            raw = await channel.get_underlay_channel()
+            return not getattr(raw, "confirmations", None)
+
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.retire_after):
                 for drained in self._drained:
                     await drained(channel)
+                await poll(nothing_owed, self.retire_after, RETIRE_POLL_S)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(RETIRE_CLOSE_S):  # a broker that does not answer
                 await channel.close()

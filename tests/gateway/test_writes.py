@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
-from gateway.writes import GatheringTransport, OneWriteHttpToolsProtocol
+from gateway.writes import GATHER_MAX, GatheringTransport, OneWriteHttpToolsProtocol
 from rpcfleet.broker import free_port
 from tests.support.waiting import async_wait_for
 
@@ -22,6 +22,7 @@ class Recording:
         self.writes: list[bytes] = []
         self.closed = False
         self.aborted = False
+        self.eof = False
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "written after close"
@@ -29,6 +30,9 @@ class Recording:
 
     def close(self) -> None:
         self.closed = True
+
+    def write_eof(self) -> None:
+        self.eof = True
 
     def abort(self) -> None:
         self.aborted = True
@@ -88,6 +92,17 @@ async def test_closing_writes_what_is_gathered_first_and_aborting_drops_it() -> 
     await next_turn()
     assert aborted.writes == [] and aborted.aborted
     assert gathering.get_extra_info("sockname") == ("127.0.0.1", 80)
+
+
+async def test_a_large_body_is_written_as_it_comes_and_ending_the_stream_writes_first() -> None:
+    sock = Recording()
+    transport = GatheringTransport(sock, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"head")
+    transport.write(b"x" * GATHER_MAX)
+    assert sock.writes == [b"head" + b"x" * GATHER_MAX]  # at once: not held for the turn
+    transport.writelines([b"ta", b"il"])
+    transport.write_eof()
+    assert sock.writes[1:] == [b"tail"] and sock.eof
 
 
 async def test_real_http_through_the_protocol_plain_and_streamed_responses() -> None:

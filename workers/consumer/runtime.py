@@ -117,15 +117,18 @@ class Consumer:
 
     async def _serve(self, connection: AbstractRobustConnection,
                      executor: ThreadPoolExecutor) -> None:
-        # Three channels: `confirmed` for what must be confirmed before a request is acked (job
-        # replies, dead-letter copies, retries); `work` for the subscription, its acks and the
-        # sync replies that travel ahead of them (see Dispatcher._reply); events and beats are
-        # fire-and-forget.
+        # Four channels (and the control queue's): `confirmed` for what must be confirmed before
+        # a request is acked (job replies, dead-letter copies, retries), replaced when a quorum
+        # queue stalls it (transport.confirms); `setup` for the pool's topology and method claims
+        # (aio-pika restores them with it after a reconnect) and the round-trip probe, never
+        # replaced; `work` for the subscription, its acks and the sync replies that travel ahead
+        # of them (see Dispatcher._reply); events and beats are fire-and-forget.
         confirmed = await connection.channel(publisher_confirms=True)
         self.confirming.attach(connection, confirmed)
+        self._setup_channel = setup = await connection.channel(publisher_confirms=True)
         work = await connection.channel(publisher_confirms=False)
         self._events_channel = await connection.channel(publisher_confirms=False)
-        topology = await declare_pool(confirmed, self.setup.pool.name, self.setup.pool.methods,
+        topology = await declare_pool(setup, self.setup.pool.name, self.setup.pool.methods,
                                       self._queue_arguments())
         self.topology = topology
         for held in topology.claims:  # the claim lives while a consumer of this pool does
@@ -165,9 +168,7 @@ class Consumer:
         await self.control.learn_cancels(self._beat)
 
     async def _redeclare(self) -> None:
-        channel = self.confirming.current
-        assert channel is not None
-        await declare_pool(channel, self.setup.pool.name, self.setup.pool.methods,
+        await declare_pool(self._setup_channel, self.setup.pool.name, self.setup.pool.methods,
                            self._queue_arguments())
 
     def _queue_arguments(self) -> QueueArguments:

@@ -163,7 +163,8 @@ class Settler:
     async def _reply_once(self, reply_to: str, body: bytes,
                           properties: _Basic.Properties) -> None:
         sent = time.perf_counter()
-        channel = await self.channel.get_underlay_channel()
+        robust = self.channel
+        channel = await robust.get_underlay_channel()
         # Mandatory to rpcfleet's own reply queues: one that does not exist (yet) comes back
         # instead of vanishing, and is declared (as its gateways declare it).
         ours = names.is_job_reply_to(reply_to)
@@ -180,6 +181,10 @@ class Settler:
             # another target): try again on the channel as it is now.
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: its channel closed "
                                     f"({type(exc).__name__}: {exc})") from None
+        if not self.confirming.is_current(robust) and confirmed is not Confirmed.ACKED:
+            # Replaced meanwhile: what the old channel did says nothing of the new one.
+            raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {confirmed.value} "
+                                    "on a channel replaced since")
         if confirmed is Confirmed.NACKED:
             verdict = await self.confirming.stalled(reply_to, "nacked", CONFIRM_TIMEOUT_S)
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: nacked "
@@ -194,7 +199,8 @@ class Settler:
                 reply_to, durable=True,
                 arguments=durable_queue_arguments(self.setup.settings.queues))
             raise ReplyNotConfirmed(f"{reply_to} did not exist; declared it")
-        self.judge.confirmed(reply_to)
+        if self.confirming.is_current(robust):
+            self.judge.confirmed(reply_to)
         self.measure.observe_round_trip(time.perf_counter() - sent)
 
     async def _copy(self, message: Delivery, exchange: str, routing_key: str, target: str,
@@ -203,18 +209,21 @@ class Settler:
         delivery is acked; refused or unconfirmed, it raises and the delivery stays unacked. A
         confirm counts for the judge of `target` (a queue); a channel the judge finds stalled
         is replaced first (transport.confirms)."""
-        raw = await self.channel.get_underlay_channel()
+        robust = self.channel
+        raw = await robust.get_underlay_channel()
         confirmed = await publish_confirmed(
             raw, message.body, exchange=exchange, routing_key=routing_key,
             properties=copied_properties(message, **changes), mandatory=False,
             timeout=CONFIRM_TIMEOUT_S)
+        current = self.confirming.is_current(robust)  # else its answer is not the judge's
         if confirmed is Confirmed.ACKED:
-            self.judge.confirmed(target)
+            if current:
+                self.judge.confirmed(target)
             return
         why = "nacked" if confirmed is Confirmed.NACKED else "never confirmed"
-        verdict = await self.confirming.stalled(target, why, CONFIRM_TIMEOUT_S)
-        raise CopyNotConfirmed(f"the copy of {message.correlation_id} for {target}: {why} "
-                               f"({verdict.value})")
+        if current:
+            why = f"{why} ({(await self.confirming.stalled(target, why, CONFIRM_TIMEOUT_S)).value})"
+        raise CopyNotConfirmed(f"the copy of {message.correlation_id} for {target}: {why}")
 
     def _count(self, outcome: Outcome) -> None:
         self.counters.processed += 1

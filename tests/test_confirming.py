@@ -1,0 +1,49 @@
+"""A stalled confirming channel is replaced, not reopened (transport.confirms.ConfirmingChannel),
+on a real broker: the new channel is current and starts with nothing confirmed, the old one is
+closed without being taken for a lost channel, and nothing is renewed once closing."""
+
+from __future__ import annotations
+
+import aio_pika
+
+from tests.support.waiting import async_wait_for
+from transport.confirms import ConfirmingChannel, Nack, NackJudge
+
+
+async def test_a_renewal_replaces_the_channel_and_retires_the_old_one_quietly(
+    amqp_url: str,
+) -> None:
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        first = await connection.channel(publisher_confirms=True)
+        confirming = ConfirmingChannel(NackJudge(quorum=True), retire_after=2.0)
+        confirming.attach(connection, first)
+        lost: list[str] = []
+        confirming.when_lost(lambda: lost.append("lost"))
+        set_up: list[object] = []
+
+        async def setup(channel: object) -> None:
+            set_up.append(channel)
+
+        async def drained(channel: object) -> None:
+            """Nothing waits on a replaced channel here."""
+
+        confirming.when_new(setup, drained)
+        confirming.judge.confirmed("rpcfleet.replies.x")
+        assert confirming.is_current(first)
+
+        renewal = confirming.renew("never confirmed")
+        assert renewal is not None
+        await renewal
+        new = confirming.current
+        assert new is not None and new is not first and not new.is_closed
+        assert set_up == [new] and not confirming.is_current(first)
+        # The new channel has had nothing confirmed: a nack there is the stalled kind.
+        assert confirming.judge.nacked("rpcfleet.replies.x") is Nack.STALLED
+        await async_wait_for(lambda: first.is_closed, what="the replaced channel to close")
+        assert lost == []  # retiring a replaced channel is not losing the current one
+
+        await confirming.close()
+        assert confirming.renew("nacked") is None  # closing: no renewal starts
+    finally:
+        await connection.close()

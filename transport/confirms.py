@@ -107,7 +107,7 @@ class ConfirmingChannel:
 
     Replaced, never closed and left to aio-pika to reopen: a Channel.Close the broker does not
     answer (a node cut off, or one reading nothing under a memory alarm) leaves a robust channel
-    closed for good, and every publish after fails (tests/faults/test_broker_faults.py). A new
+    closed for good, and every publish after fails (tests/faults/test_unconfirmed_replies.py). A new
     channel is opened beside it; the old one is closed in the background once what waits on it
     is `drained` (the gateway's direct replies) and the confirms it still owes have come, or
     after `retire_after` seconds. Whoever publishes reads `current` for each publish and counts
@@ -154,11 +154,11 @@ class ConfirmingChannel:
         self._renewal = asyncio.ensure_future(self._renew(self.connection, why))
         return self._renewal
 
-    async def stalled(self, target: str, why: str, wait: float) -> Nack:
+    async def stalled(self, target: str, why: str, wait: float = 0.0) -> Nack:
         """A publish to `target` was nacked or never confirmed (`why`): the judge's verdict, the
-        channel renewed first when stalled (waiting up to `wait` s for the new one)."""
+        channel's renewal started when stalled (and waited for up to `wait` s)."""
         verdict = self.judge.nacked(target)
-        if verdict is Nack.STALLED and (renewal := self.renew(why)) is not None:
+        if verdict is Nack.STALLED and (renewal := self.renew(why)) is not None and wait > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await asyncio.shield(renewal)

@@ -136,10 +136,10 @@ class BrokerLink:
             confirmed = await publish_confirmed(raw, body, exchange=exchange, routing_key=key,
                                                 properties=properties, mandatory=mandatory)
         if confirmed is Confirmed.NACKED:
-            if channel is not self.channel:  # replaced meanwhile: its verdict stands
+            if not self.confirming.is_current(channel):  # replaced meanwhile: its verdict stands
                 raise PublishNacked(key, Nack.STALLED, replaced=True)
             raise PublishNacked(key, self.judge.nacked(key))
-        if confirmed is Confirmed.ACKED and channel is self.channel:
+        if confirmed is Confirmed.ACKED and self.confirming.is_current(channel):
             self.judge.confirmed(key)
         return confirmed
 

@@ -241,8 +241,8 @@ async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, bod
         raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
                           "queue changing leader); nothing was enqueued") from None
     except TimeoutError:
-        if link.judge.nacked(key) is Nack.STALLED:  # a channel stuck on a cut-off leader
-            link.renew("never confirmed")
+        # A channel stuck on a cut-off leader is replaced for the next calls (not waited for).
+        await link.confirming.stalled(key, "never confirmed")
         raise NotConfirmed("the broker did not confirm the request in time (down or "
                            "blocked)", call_id=call_id) from None
     except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:

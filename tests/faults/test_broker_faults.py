@@ -24,9 +24,8 @@ from tests.faults.stage import (
 from tests.support.faults import Ledger, account, load, publish
 from tests.support.fleet import StartWorker, worker_factory
 from tests.support.gateway import StartGateway, gateway_factory, wait_for_workers
-from tests.support.jobs import occupy, submit, until
 from tests.support.proxy import Proxy, proxied
-from tests.support.rabbit import Vhost, blocked_broker, crash
+from tests.support.rabbit import Vhost, crash
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -281,23 +280,3 @@ def test_network_faults_between_each_component_and_the_broker_lose_nothing(
     assert to_worker.connections > 2  # the worker's consumers came back: after stall and cut
     assert report.holds(), report
 
-
-
-def test_a_job_reply_the_broker_never_confirms_is_sent_again_and_the_worker_keeps_serving(
-    vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
-) -> None:
-    """Issue 27: a worker's first reply to a quorum reply queue that goes unconfirmed (here the
-    broker reads nothing from publishers under a memory alarm) has its confirming channel
-    replaced, and the broker does not answer the old channel's close either. The reply is sent
-    again once the broker reads, and the worker's later replies are confirmed as before."""
-    worker = start_worker(queue_type="quorum")
-    gateway = start_gateway(queue_type="quorum")
-    with gateway.client() as http:
-        first = occupy(http, tmp_path / "started", seconds=3)
-        with blocked_broker(vhost):
-            wait_for(lambda: "no confirm within" in worker.output(), timeout=60,
-                     what="the worker's reply to go unconfirmed")
-            time.sleep(8)  # how long the alarm lasts past that: beyond the close's own wait
-        assert until(http, first, "succeeded", timeout=60)["result"]["attempt"] == 1
-        second = submit(http, "echo", {"after": "the alarm"}).json()["id"]
-        assert until(http, second, "succeeded", timeout=30)["result"] == {"after": "the alarm"}

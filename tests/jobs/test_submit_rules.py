@@ -21,7 +21,7 @@ from gateway.settings import GatewaySettings
 from gateway.store import JobStore, SqliteJobStore
 from gateway.webhooks import UrlGuard
 from protocol import JobStatus, names
-from transport.confirms import Nack, NackJudge, PublishNacked
+from transport.confirms import ConfirmingChannel, Nack, NackJudge, PublishNacked
 from transport.publishing import Confirmed
 
 BODY = json.dumps({"params": {"n": 1}}).encode()
@@ -37,7 +37,8 @@ class FakeLink:
         self.published: list[str] = []  # correlation ids, in order
         self.channel = object()
         self.up = True
-        self.judge = NackJudge(quorum=False)
+        self.confirming = ConfirmingChannel(NackJudge(quorum=False), retire_after=1.0)
+        self.judge = self.confirming.judge
 
     def when_connected(self, callback: object) -> None:
         """The recorder and the cancels start on a connection: none comes in a unit."""

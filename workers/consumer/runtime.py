@@ -117,20 +117,16 @@ class Consumer:
 
     async def _serve(self, connection: AbstractRobustConnection,
                      executor: ThreadPoolExecutor) -> None:
-        # Four channels (and the control queue's): `confirmed` for what must be confirmed before
-        # a request is acked (job replies, dead-letter copies, retries), replaced when a quorum
-        # queue stalls it (transport.confirms); `setup` for the pool's topology and method claims
-        # (aio-pika restores them with it after a reconnect) and the round-trip probe, never
-        # replaced; `work` for the subscription, its acks and the sync replies that travel ahead
-        # of them (see Dispatcher._reply); events and beats are fire-and-forget.
-        confirmed = await connection.channel(publisher_confirms=True)
-        self.confirming.attach(connection, confirmed)
-        self._setup_channel = setup = await connection.channel(publisher_confirms=True)
+        # Four channels (and the control queue's): `confirmed`, what is confirmed before a request
+        # is acked (job replies, dead-letter and retry copies), replaced when a quorum queue
+        # stalls it (transport.confirms); `setup`, the pool's topology, claims and round-trip
+        # probe, never replaced (aio-pika restores them); `work`, the subscription, its acks and
+        # the sync replies ahead of them (Dispatcher._reply); events and beats, fire-and-forget.
+        self.confirming.attach(connection, await connection.channel(publisher_confirms=True))
+        self._setup_channel = await connection.channel(publisher_confirms=True)
         work = await connection.channel(publisher_confirms=False)
         self._events_channel = await connection.channel(publisher_confirms=False)
-        topology = await declare_pool(setup, self.setup.pool.name, self.setup.pool.methods,
-                                      self._queue_arguments())
-        self.topology = topology
+        self.topology = topology = await self._declare()
         for held in topology.claims:  # the claim lives while a consumer of this pool does
             await held.consume(_hold, no_ack=True)
         await self.reports.attach(self._events_channel, topology.events)
@@ -140,7 +136,7 @@ class Consumer:
             self.strays)
         self.subscription = Subscription(
             work, topology.queue, self._on_message, self.in_flight,
-            redeclare=self._redeclare,
+            redeclare=self._declare,
             on_change=lambda: self._spawn(self._beat()),
             before_restore=self._new_session)
         self.dispatcher.capacity = lambda: self.subscription.prefetch or self.prefetch.value
@@ -167,14 +163,14 @@ class Consumer:
         self.strays.new_session()
         await self.control.learn_cancels(self._beat)
 
-    async def _redeclare(self) -> None:
-        await declare_pool(self._setup_channel, self.setup.pool.name, self.setup.pool.methods,
-                           self._queue_arguments())
-
-    def _queue_arguments(self) -> QueueArguments:
+    async def _declare(self) -> PoolTopology:
+        """The pool's queues, exchanges and method claims, on the setup channel (at the start,
+        and again before a subscription is restored: the queue may have been deleted)."""
         settings = self.settings
-        return QueueArguments(settings.queues, settings.delivery_limit,
-                              settings.dead_letter_strategy, settings.job_priority_levels)
+        arguments = QueueArguments(settings.queues, settings.delivery_limit,
+                                   settings.dead_letter_strategy, settings.job_priority_levels)
+        return await declare_pool(self._setup_channel, self.setup.pool.name,
+                                  self.setup.pool.methods, arguments)
 
     async def _drain(self) -> None:
         if self._exit_code in (EXIT_DRAINED, EXIT_RETIRED):  # for good, not replaced: say so

@@ -181,7 +181,8 @@ class Settler:
             # another target): try again on the channel as it is now.
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: its channel closed "
                                     f"({type(exc).__name__}: {exc})") from None
-        if not self.confirming.is_current(robust) and confirmed is not Confirmed.ACKED:
+        current = self.confirming.is_current(robust)  # else its answer is not the judge's
+        if not current and confirmed is not Confirmed.ACKED:
             # Replaced meanwhile: what the old channel did says nothing of the new one.
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {confirmed.value} "
                                     "on a channel replaced since")
@@ -199,7 +200,7 @@ class Settler:
                 reply_to, durable=True,
                 arguments=durable_queue_arguments(self.setup.settings.queues))
             raise ReplyNotConfirmed(f"{reply_to} did not exist; declared it")
-        if self.confirming.is_current(robust):
+        if current:
             self.judge.confirmed(reply_to)
         self.measure.observe_round_trip(time.perf_counter() - sent)
 

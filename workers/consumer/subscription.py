@@ -38,7 +38,7 @@ OnChange = Callable[[], None]
 class Subscription:
     def __init__(self, channel: AbstractRobustChannel, queue: AbstractQueue,
                  on_message: OnMessage, in_flight: InFlight,
-                 redeclare: Callable[[], Awaitable[None]],
+                 redeclare: Callable[[], Awaitable[object]],
                  on_change: OnChange = lambda: None,
                  before_restore: Callable[[], Awaitable[None]] | None = None) -> None:
         self._channel = channel

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -33,18 +32,37 @@ class Outcome:
 
 
 class Stopper:
-    """Stops a running handler: a cancel, or its hard time limit (a timer, not a second task)."""
+    """Stops a running handler: a cancel, or its hard time limit (a timer, not a second task).
+
+    A thread's handler is stopped by cancelling the future its task awaits. An async handler
+    runs in the task that awaits it, with no task of its own (one task fewer per delivery):
+    stopping it cancels that task, and `_invoke` takes the cancel back (`Task.uncancel`) as the
+    handler's end, so a cancel of the task from elsewhere still goes through."""
 
     def __init__(self) -> None:
         self.reason: ErrorCode | None = None
-        self._work: asyncio.Future[Any] | None = None
+        self._work: asyncio.Future[Any] | None = None  # what to cancel while the handler runs
+        self._cancelled_task = False  # stop() cancelled the awaiting task itself
 
     def stop(self, reason: ErrorCode) -> bool:
         if self.reason is not None or self._work is None or self._work.done():
             return False
         self.reason = reason
+        self._cancelled_task = isinstance(self._work, asyncio.Task)
         self._work.cancel()
         return True
+
+    def _running(self, work: asyncio.Future[Any] | None) -> None:
+        self._work = work
+
+    def _took_back(self, task: asyncio.Task[Any] | None) -> bool:
+        """Once the handler has ended: take back the cancel `stop` put on `task` (its count
+        would fool a later timeout in the task); True when nobody else cancels `task` too."""
+        self._work = None
+        if not self._cancelled_task or task is None:
+            return task is None or not task.cancelling()
+        self._cancelled_task = False
+        return task.uncancel() == 0
 
 
 async def run_handler(
@@ -88,18 +106,6 @@ async def run_batch(
             for outcome in outcomes]
 
 
-class HandlerExit(Exception):
-    """An async handler raised SystemExit or KeyboardInterrupt: its failure, not the process's."""
-
-
-async def _contained(work: Coroutine[Any, Any, Any]) -> Any:
-    # Inside the task: a SystemExit that reached the event loop would stop the consumer.
-    try:
-        return await work
-    except (SystemExit, KeyboardInterrupt) as exc:
-        raise HandlerExit(f"{type(exc).__name__}: {exc}") from None
-
-
 async def _invoke(
     handler: Handler,
     arguments: dict[str, Any],
@@ -108,22 +114,22 @@ async def _invoke(
 ) -> tuple[Any, Outcome | None]:
     """(the handler's result, None), or (None, the failure that ends its request)."""
     loop = asyncio.get_running_loop()
-    work: asyncio.Future[Any]
-    if handler.is_async:
-        work = asyncio.ensure_future(_contained(handler.func(**arguments)))
-    else:
-        # A thread keeps the loop (and the AMQP heartbeats) running during CPU-bound work.
-        work = loop.run_in_executor(executor, functools.partial(handler.func, **arguments))
-    stopper._work = work
+    task = asyncio.current_task()
     timer = None
     if handler.time_limit is not None:
         timer = loop.call_later(handler.time_limit, stopper.stop, ErrorCode.TIME_LIMIT)
     try:
-        result = await work
+        if handler.is_async:
+            stopper._running(task)  # runs right here: `stop` cancels this task
+            result = await handler.func(**arguments)
+        else:
+            # A thread keeps the loop (and the AMQP heartbeats) running during CPU-bound work.
+            work = loop.run_in_executor(executor, functools.partial(handler.func, **arguments))
+            stopper._running(work)
+            result = await work
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if stopper.reason is None and current is not None and current.cancelling():
-            raise  # we are being cancelled ourselves, not the handler
+        if not stopper._took_back(task):
+            raise  # we are being cancelled ourselves, not (only) the handler
         if stopper.reason is None:
             return None, failure(ErrorCode.WORKER_ERROR, "CancelledError: the handler was "
                                  "cancelled by its own code")
@@ -134,16 +140,18 @@ async def _invoke(
                              f"{handler.name} ran past its time limit of {handler.time_limit} s",
                              must_exit=True)
     except CallError as exc:
+        stopper._took_back(task)
         return None, meant(exc)
-    except HandlerExit as exc:
-        return None, dataclasses.replace(failure(ErrorCode.WORKER_ERROR, str(exc)), raised=exc)
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
-        # The handler's failure is the caller's answer, not ours: a SystemExit from a handler
-        # thread arrives here too, and ends its request, never the consumer.
+        # The handler's failure is the caller's answer, not ours: a SystemExit or
+        # KeyboardInterrupt from an async handler or a handler thread ends its request, never
+        # the consumer (caught here, it never reaches the event loop).
+        stopper._took_back(task)
         return None, raised(exc)
     finally:
         if timer is not None:
             timer.cancel()
+    stopper._took_back(task)  # a handler that swallowed the stop still ends here
     return result, None
 
 

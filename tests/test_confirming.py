@@ -1,13 +1,17 @@
 """A stalled confirming channel is replaced, not reopened (transport.confirms.ConfirmingChannel),
 on a real broker: the new channel is current and starts with nothing confirmed, the old one is
-closed without being taken for a lost channel, and nothing is renewed once closing."""
+closed without being taken for a lost channel, and nothing is renewed once closing; its one
+publish counts for the judge what the broker acked on the current channel."""
 
 from __future__ import annotations
 
 import aio_pika
+import aiormq
+import pytest
 
 from tests.support.waiting import async_wait_for
-from transport.confirms import ConfirmingChannel, Nack, NackJudge
+from transport.confirms import ConfirmingChannel, Nack, NackJudge, Published
+from transport.publishing import Confirmed
 
 
 async def test_a_renewal_replaces_the_channel_and_retires_the_old_one_quietly(
@@ -45,5 +49,38 @@ async def test_a_renewal_replaces_the_channel_and_retires_the_old_one_quietly(
 
         await confirming.close()
         assert confirming.renew("nacked") is None  # closing: no renewal starts
+    finally:
+        await connection.close()
+
+
+async def test_a_publish_acked_on_the_current_channel_counts_its_target_for_the_judge(
+    amqp_url: str,
+) -> None:
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = await channel.declare_queue("", exclusive=True)
+        confirming = ConfirmingChannel(NackJudge(quorum=True), retire_after=2.0)
+        confirming.attach(connection, channel)
+        assert confirming.judge.nacked(queue.name) is Nack.STALLED  # nothing confirmed yet
+
+        published = await confirming.publish(b"{}", routing_key=queue.name, target=queue.name,
+                                             properties=None, mandatory=True, timeout=5)
+        assert published == Published(Confirmed.ACKED, current=True)
+        assert confirming.judge.nacked(queue.name) is Nack.REFUSED  # confirmed here before
+        message = await queue.get(timeout=5)
+        assert message.body == b"{}"
+        await message.ack()
+
+        returned = await confirming.publish(b"{}", routing_key="rpcfleet.nobody", target="x",
+                                            properties=None, mandatory=True, timeout=5)
+        assert returned.confirmed is Confirmed.RETURNED
+        assert confirming.judge.nacked("x") is Nack.STALLED  # a return counts for nothing
+
+        await channel.close()
+        with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
+            await confirming.publish(b"{}", routing_key=queue.name, target=queue.name,
+                                     properties=None, timeout=5)
+        await confirming.close()
     finally:
         await connection.close()

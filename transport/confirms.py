@@ -33,11 +33,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from transport import background
 from transport.background import Background
+from transport.publishing import Confirmed, publish_confirmed, underlay
 from transport.waiting import poll
 
 log = logging.getLogger("rpcfleet.transport")
@@ -101,6 +103,15 @@ class PublishNacked(Exception):
         self.replaced = replaced  # nacked on a channel renewed since: try the new one
 
 
+@dataclass(frozen=True)
+class Published:
+    """What the broker did with one publish, and whether it came on the channel that is still
+    current (else it says nothing of the current one, and the judge did not count it)."""
+
+    confirmed: Confirmed
+    current: bool
+
+
 class ConfirmingChannel:
     """A connection's confirming channel, *replaced* by a new one when the judge finds it
     stalled: the gateway's and the worker's alike.
@@ -112,7 +123,7 @@ class ConfirmingChannel:
     is `drained` (the gateway's direct replies) and the confirms it still owes have come, or
     after `retire_after` seconds. Whoever publishes reads `current` for each publish and counts
     a confirm, a nack or a silence for the judge only if it came on the channel that is still
-    current (`is_current`)."""
+    current (`publish` says which)."""
 
     def __init__(self, judge: NackJudge, *, retire_after: float) -> None:
         self.judge = judge
@@ -164,7 +175,26 @@ class ConfirmingChannel:
                     await asyncio.shield(renewal)
         return verdict
 
-    def is_current(self, channel: AbstractRobustChannel) -> bool:
+    async def publish(self, body: bytes, *, routing_key: str, properties: Any, target: str,
+                      exchange: str = "", mandatory: bool = False,
+                      timeout: float | None = None) -> Published:
+        """The one publish on the confirming channel, the gateway's and the worker's: on the
+        channel current now, waiting for the broker's answer (UNCONFIRMED past `timeout`). An
+        ack on a channel still current counts `target` confirmed for the judge; what follows a
+        nack or a silence is the caller's (`stalled`, a retry). A missing or closed channel
+        raises ChannelInvalidStateError at once (`underlay`); one closing under the publish
+        raises as `publish_confirmed` says."""
+        channel = self.current
+        raw = await underlay(channel)
+        confirmed = await publish_confirmed(raw, body, exchange=exchange, routing_key=routing_key,
+                                            properties=properties, mandatory=mandatory,
+                                            timeout=timeout)
+        current = self.is_current(channel)
+        if confirmed is Confirmed.ACKED and current:
+            self.judge.confirmed(target)
+        return Published(confirmed, current)
+
+    def is_current(self, channel: AbstractRobustChannel | None) -> bool:
         """`channel` was not replaced since it was read from `current`."""
         return channel is self.current
 

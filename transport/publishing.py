@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 import aiormq
+from aio_pika.abc import AbstractRobustChannel
 from pamqp.commands import Basic
 
 
@@ -18,6 +19,15 @@ class Confirmed(Enum):
     RETURNED = "returned"  # sent `mandatory` and no queue is bound for it
     NACKED = "nacked"  # a queue would not take it: full, or unable right now (a new leader)
     UNCONFIRMED = "unconfirmed"  # no answer within the timeout: the broker may yet hold it
+
+
+async def underlay(channel: AbstractRobustChannel | None) -> aiormq.abc.AbstractChannel:
+    """The AMQP channel under `channel`, to publish on straight (no aio-pika Message or
+    Exchange objects on the hot paths). A missing or closed one raises ChannelInvalidStateError
+    at once: its raw channel would wait for a writer that is gone."""
+    if channel is None or channel.is_closed:
+        raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
+    return await channel.get_underlay_channel()
 
 
 async def publish_confirmed(channel: aiormq.abc.AbstractChannel, body: bytes, *,

@@ -102,8 +102,11 @@ class PoolTester:
                                deadline=None, worker="test")
             self.jobs.append(job)
         with ThreadPoolExecutor(1, thread_name_prefix="handler") as executor:
-            outcome = await run_handler(handler, handler.arguments(parsed, self.cache, job),
-                                        Stopper(), executor, self.max_result_bytes)
+            # In a task of its own, as each delivery's run is in a worker (context variables
+            # and a time limit's cancel stay there).
+            outcome = await asyncio.ensure_future(run_handler(
+                handler, handler.arguments(parsed, self.cache, job), Stopper(), executor,
+                self.max_result_bytes))
         return _answer(outcome)
 
     async def acall_batch(self, method: str, params: Sequence[dict[str, Any]]) -> list[Any]:
@@ -118,9 +121,9 @@ class PoolTester:
         if valid:
             items = [parsed for _, parsed in valid]
             with ThreadPoolExecutor(1, thread_name_prefix="handler") as executor:
-                outcomes = await run_batch(handler, handler.arguments(items, self.cache, None),
-                                           len(items), Stopper(), executor,
-                                           self.max_result_bytes)
+                outcomes = await asyncio.ensure_future(run_batch(
+                    handler, handler.arguments(items, self.cache, None), len(items), Stopper(),
+                    executor, self.max_result_bytes))
             for (index, _), outcome in zip(valid, outcomes, strict=True):
                 try:
                     answers[index] = _answer(outcome)

@@ -33,15 +33,16 @@ def _events(http: Any, job_id: str) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-@pytest.mark.slow  # ~20 s
+@pytest.mark.slow  # ~20 s each
+@pytest.mark.parametrize("method", ["steps", "steps_async"])
 def test_progress_from_a_fast_handler_is_recorded_once_each_in_order_by_two_processes(
-    start_worker: StartWorker, start_gateway: StartGateway
+    start_worker: StartWorker, start_gateway: StartGateway, method: str
 ) -> None:
     start_worker()
     gateway = start_gateway(workers=2)
     wait_for_workers(gateway, 1)
     with gateway.client() as http:
-        jobs = [submit(http, "steps", {"steps": STEPS}).json()["id"] for _ in range(3)]
+        jobs = [submit(http, method, {"steps": STEPS}).json()["id"] for _ in range(3)]
         for job_id in jobs:
             until(http, job_id, "succeeded")
         for job_id in jobs:

@@ -115,6 +115,12 @@ def steps(params: dict[str, int], job: JobContext) -> int:
     return count
 
 
+@pool.method
+async def steps_async(params: dict[str, int], job: JobContext) -> int:
+    """`steps` on the consumer's loop: it returns in the same turn as its last progress."""
+    return steps(params, job)
+
+
 _held: list[bytearray] = []  # what `hold` keeps: a handler that leaks, on purpose
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from protocol import ErrorCode, replies
-from workers.consumer.outcome import Outcome, Stopper, run_handler
+from workers.consumer.outcome import Outcome, Stopper, run_batch, run_handler
 from workers.handlers import Handler
 
 MAX_RESULT = 1 << 20
@@ -54,6 +54,29 @@ async def timeouts_still_work() -> None:
     await asyncio.sleep(0)
 
 
+def waiter(began: asyncio.Event, *, swallow: bool = False) -> Callable[[], Awaitable[str]]:
+    """A handler that says it began, then waits; `swallow`: it catches a cancel and returns."""
+    async def waits() -> str:
+        began.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if not swallow:
+                raise
+            return "kept going"
+        return "finished"
+
+    return waits
+
+
+async def started(func: Callable[[], Awaitable[str]], began: asyncio.Event,
+                  stopper: Stopper) -> asyncio.Task[Outcome]:
+    """The handler running in a task of its own, once it has begun."""
+    task = asyncio.ensure_future(run(handler(func), stopper))
+    await asyncio.wait_for(began.wait(), 5)
+    return task
+
+
 async def test_an_async_handler_runs_in_the_task_that_awaits_it() -> None:
     async def where() -> int:
         return id(asyncio.current_task())
@@ -80,33 +103,31 @@ async def test_an_async_handler_past_its_time_limit_fails_with_time_limit_and_th
 
 
 async def test_a_cancel_stops_a_running_async_handler() -> None:
-    began = asyncio.Event()
-
-    async def waits() -> str:
-        began.set()
-        await asyncio.sleep(30)
-        return "finished"
-
-    stopper = Stopper()
-    running = asyncio.ensure_future(run(handler(waits), stopper))
-    await asyncio.wait_for(began.wait(), 5)
+    began, stopper = asyncio.Event(), Stopper()
+    running = await started(waiter(began), began, stopper)
     assert stopper.stop(ErrorCode.CANCELLED)
     outcome = await asyncio.wait_for(running, 5)
     assert error_of(outcome) == (ErrorCode.CANCELLED, "the job was cancelled while running")
     assert outcome.must_exit
-    assert not stopper.stop(ErrorCode.CANCELLED)  # once ended, nothing to stop
+
+
+async def test_a_handler_that_has_ended_can_no_longer_be_stopped() -> None:
+    async def quick() -> str:
+        return "done"
+
+    stopper = Stopper()
+    outcome = await run(handler(quick), stopper)
+    assert outcome.ok
+    assert not stopper.stop(ErrorCode.CANCELLED)  # would cancel whatever the task does next
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await timeouts_still_work()
 
 
 async def test_a_handler_that_swallows_the_stop_returns_its_result_and_leaves_no_cancel_behind(
 ) -> None:
-    async def stubborn() -> str:
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            pass
-        return "kept going"
-
     async def then_time_out() -> Outcome:
+        stubborn = waiter(asyncio.Event(), swallow=True)
         outcome = await run(handler(stubborn, time_limit=0.05))
         await timeouts_still_work()
         return outcome
@@ -118,36 +139,36 @@ async def test_a_handler_that_swallows_the_stop_returns_its_result_and_leaves_no
 
 async def test_a_cancel_of_the_awaiting_task_from_elsewhere_is_not_taken_for_a_stop() -> None:
     began = asyncio.Event()
-
-    async def waits() -> str:
-        began.set()
-        await asyncio.sleep(30)
-        return "finished"
-
-    running = asyncio.ensure_future(run(handler(waits, time_limit=30)))
-    await asyncio.wait_for(began.wait(), 5)
+    running = await started(waiter(began), began, Stopper())
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
     assert running.cancelled()
 
 
-async def test_a_stop_and_a_cancel_from_elsewhere_together_still_cancel_the_task() -> None:
-    began = asyncio.Event()
-
-    async def waits() -> str:
-        began.set()
-        await asyncio.sleep(30)
-        return "finished"
-
-    stopper = Stopper()
-    running = asyncio.ensure_future(run(handler(waits), stopper))
-    await asyncio.wait_for(began.wait(), 5)
+@pytest.mark.parametrize("swallow", [False, True], ids=["handler-stops", "handler-swallows"])
+async def test_a_stop_and_a_cancel_from_elsewhere_together_still_cancel_the_task(
+    swallow: bool,
+) -> None:
+    began, stopper = asyncio.Event(), Stopper()
+    running = await started(waiter(began, swallow=swallow), began, stopper)
     assert stopper.stop(ErrorCode.CANCELLED)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
     assert running.cancelled()
+
+
+async def test_a_batch_past_its_time_limit_fails_every_request_with_time_limit() -> None:
+    async def batched(params: list[dict[str, Any]]) -> list[str]:
+        await asyncio.sleep(30)
+        return ["finished"] * len(params)
+
+    h = Handler.build(batched, "batched", 0.05, batch=3)
+    async with executor() as pool:
+        outcomes = await run_batch(h, {"params": [{}, {}, {}]}, 3, Stopper(), pool, MAX_RESULT)
+    assert [error_of(outcome)[0] for outcome in outcomes] == [ErrorCode.TIME_LIMIT] * 3
+    await timeouts_still_work()
 
 
 @pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt("from a handler"),

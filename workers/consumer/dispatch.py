@@ -2,9 +2,9 @@
 
 `decide` (`workers.consumer.decision`, a pure function) looks at the delivery and what the
 consumer knows and returns a `Run` or a `Settle`; running a handler turns a `Run` into a
-`Settle` carrying its reply. `Settler.settle`
-(`workers.consumer.settling`) is the one place a delivery leaves; `RunOnce`
-(`workers.consumer.runonce`) runs each request once here, whatever happens to its channel.
+`Settle` carrying its reply. `Settler.settle` (`workers.consumer.settling`) is the one place a
+delivery leaves; `RunOnce` (`workers.consumer.runonce`) runs each request once here, whatever
+happens to its channel.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -225,11 +226,9 @@ class Dispatcher:
         finally:
             self.cancels.running.pop(job_id, None)
             self.starts.ended(job_id)
-            # A handler thread's progress calls reach the loop before its end does, so every
-            # event it sent is counted; the reply says how many (recorded after them).
+            # Every progress event sent is counted by now (_progress_sink): the reply says so.
             sent = self.progress_sent.pop(job_id, 0)
-        if sent:
-            outcome = replace(outcome, progress_events=sent)
+        outcome = replace(outcome, progress_events=sent) if sent else outcome
         self.measure.observe_handler(time.perf_counter() - started)
         log_raised(handler.name, job_id, outcome)
         if not outcome.must_exit:
@@ -237,7 +236,7 @@ class Dispatcher:
         return Settle(run.attempt, reply=outcome)
 
     def _progress_sink(self, attempt: int) -> Callable[[str, float, str], None]:
-        loop = asyncio.get_running_loop()
+        loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
 
         def progress(job_id: str, fraction: float, note: str) -> None:
             if job_id not in self.progress_sent:
@@ -249,7 +248,10 @@ class Dispatcher:
                                                 "attempt": attempt})
 
         def sink(job_id: str, fraction: float, note: str) -> None:
-            loop.call_soon_threadsafe(progress, job_id, fraction, note)
+            if threading.get_ident() == loop_thread:  # an async handler: now, before its end
+                progress(job_id, fraction, note)
+            else:  # a handler thread: on the loop, which runs it before the thread's end
+                loop.call_soon_threadsafe(progress, job_id, fraction, note)
 
         return sink
 

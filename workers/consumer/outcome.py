@@ -112,47 +112,52 @@ async def _invoke(
     stopper: Stopper,
     executor: Executor,
 ) -> tuple[Any, Outcome | None]:
-    """(the handler's result, None), or (None, the failure that ends its request)."""
+    """(the handler's result, None), or (None, the failure that ends its request). A cancel of
+    the awaiting task from elsewhere always goes through, even one the handler swallowed."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     timer = None
     if handler.time_limit is not None:
         timer = loop.call_later(handler.time_limit, stopper.stop, ErrorCode.TIME_LIMIT)
+    alone = True  # no cancel of the awaiting task but the stopper's
+    result: Any = None
+    ended: Outcome | None = None
     try:
-        if handler.is_async:
-            stopper._running(task)  # runs right here: `stop` cancels this task
-            result = await handler.func(**arguments)
-        else:
-            # A thread keeps the loop (and the AMQP heartbeats) running during CPU-bound work.
-            work = loop.run_in_executor(executor, functools.partial(handler.func, **arguments))
-            stopper._running(work)
-            result = await work
+        try:
+            if handler.is_async:
+                stopper._running(task)  # runs right here: `stop` cancels this task
+                result = await handler.func(**arguments)
+            else:
+                # A thread keeps the loop (and the AMQP heartbeats) running during CPU work.
+                work = loop.run_in_executor(executor, functools.partial(handler.func, **arguments))
+                stopper._running(work)
+                result = await work
+        finally:  # the handler has ended, however: its stop can no longer land
+            alone = stopper._took_back(task)
+            if timer is not None:
+                timer.cancel()
     except asyncio.CancelledError:
-        if not stopper._took_back(task):
+        if not alone:
             raise  # we are being cancelled ourselves, not (only) the handler
         if stopper.reason is None:
-            return None, failure(ErrorCode.WORKER_ERROR, "CancelledError: the handler was "
-                                 "cancelled by its own code")
-        if stopper.reason is ErrorCode.CANCELLED:
-            return None, failure(ErrorCode.CANCELLED, "the job was cancelled while running",
-                                 must_exit=True)
-        return None, failure(ErrorCode.TIME_LIMIT,
-                             f"{handler.name} ran past its time limit of {handler.time_limit} s",
-                             must_exit=True)
+            ended = failure(ErrorCode.WORKER_ERROR, "CancelledError: the handler was cancelled "
+                            "by its own code")
+        elif stopper.reason is ErrorCode.CANCELLED:
+            ended = failure(ErrorCode.CANCELLED, "the job was cancelled while running",
+                            must_exit=True)
+        else:
+            ended = failure(ErrorCode.TIME_LIMIT, f"{handler.name} ran past its time limit of "
+                            f"{handler.time_limit} s", must_exit=True)
     except CallError as exc:
-        stopper._took_back(task)
-        return None, meant(exc)
+        ended = meant(exc)
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         # The handler's failure is the caller's answer, not ours: a SystemExit or
         # KeyboardInterrupt from an async handler or a handler thread ends its request, never
         # the consumer (caught here, it never reaches the event loop).
-        stopper._took_back(task)
-        return None, raised(exc)
-    finally:
-        if timer is not None:
-            timer.cancel()
-    stopper._took_back(task)  # a handler that swallowed the stop still ends here
-    return result, None
+        ended = raised(exc)
+    if not alone:  # cancelled from elsewhere while the handler ran, and it carried on
+        raise asyncio.CancelledError
+    return (None, ended) if ended is not None else (result, None)
 
 
 def encode_result(result: Any, max_result_bytes: int) -> Outcome:

@@ -32,7 +32,7 @@ from protocol.queues import durable_queue_arguments
 from protocol.requests import expiration_ms, read_deadline
 from transport.confirms import ConfirmingChannel
 from transport.copies import copied_properties
-from transport.publishing import Confirmed, publish_confirmed
+from transport.publishing import Confirmed
 from transport.settling import Decision
 from transport.settling import settle as settle_once
 from workers.consumer import outgoing
@@ -163,15 +163,13 @@ class Settler:
     async def _reply_once(self, reply_to: str, body: bytes,
                           properties: _Basic.Properties) -> None:
         sent = time.perf_counter()
-        robust = self.channel
-        channel = await robust.get_underlay_channel()
         # Mandatory to rpcfleet's own reply queues: one that does not exist (yet) comes back
         # instead of vanishing, and is declared (as its gateways declare it).
         ours = names.is_job_reply_to(reply_to)
         try:
-            confirmed = await publish_confirmed(channel, body, routing_key=reply_to,
-                                                properties=properties, mandatory=ours,
-                                                timeout=CONFIRM_TIMEOUT_S)
+            published = await self.confirming.publish(body, routing_key=reply_to, target=reply_to,
+                                                      properties=properties, mandatory=ours,
+                                                      timeout=CONFIRM_TIMEOUT_S)
         except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
                 ConnectionError, asyncio.CancelledError) as exc:
             task = asyncio.current_task()
@@ -181,8 +179,8 @@ class Settler:
             # another target): try again on the channel as it is now.
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: its channel closed "
                                     f"({type(exc).__name__}: {exc})") from None
-        current = self.confirming.is_current(robust)  # else its answer is not the judge's
-        if not current and confirmed is not Confirmed.ACKED:
+        confirmed = published.confirmed
+        if not published.current and confirmed is not Confirmed.ACKED:
             # Replaced meanwhile: what the old channel did says nothing of the new one.
             raise ReplyNotConfirmed(f"reply to {properties.correlation_id}: {confirmed.value} "
                                     "on a channel replaced since")
@@ -200,8 +198,6 @@ class Settler:
                 reply_to, durable=True,
                 arguments=durable_queue_arguments(self.setup.settings.queues))
             raise ReplyNotConfirmed(f"{reply_to} did not exist; declared it")
-        if current:
-            self.judge.confirmed(reply_to)
         self.measure.observe_round_trip(time.perf_counter() - sent)
 
     async def _copy(self, message: Delivery, exchange: str, routing_key: str, target: str,
@@ -210,16 +206,11 @@ class Settler:
         delivery is acked; refused or unconfirmed, it raises and the delivery stays unacked. A
         confirm counts for the judge of `target` (a queue); a channel the judge finds stalled
         is replaced first (transport.confirms)."""
-        robust = self.channel
-        raw = await robust.get_underlay_channel()
-        confirmed = await publish_confirmed(
-            raw, message.body, exchange=exchange, routing_key=routing_key,
-            properties=copied_properties(message, **changes), mandatory=False,
-            timeout=CONFIRM_TIMEOUT_S)
-        current = self.confirming.is_current(robust)  # else its answer is not the judge's
+        published = await self.confirming.publish(
+            message.body, exchange=exchange, routing_key=routing_key, target=target,
+            properties=copied_properties(message, **changes), timeout=CONFIRM_TIMEOUT_S)
+        confirmed, current = published.confirmed, published.current
         if confirmed is Confirmed.ACKED:
-            if current:
-                self.judge.confirmed(target)
             return
         why = "nacked" if confirmed is Confirmed.NACKED else "never confirmed"
         if current:

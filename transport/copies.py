@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pamqp.commands import Basic
 
-from transport.publishing import Confirmed, publish_confirmed
+from transport.publishing import Confirmed, publish_confirmed, underlay
 
 
 class Delivered(Protocol):
@@ -60,6 +60,6 @@ async def send_copy(channel: AbstractChannel, message: AbstractIncomingMessage, 
     on the confirming `channel`, and say what the broker did. The caller acks the original only
     once it is ACKED: a crash in between leaves two copies, never none."""
     return await publish_confirmed(
-        await channel.get_underlay_channel(), message.body, exchange=exchange,
+        await underlay(channel), message.body, exchange=exchange,
         routing_key=routing_key, properties=copied_properties(message, **changes),
         mandatory=True)

@@ -1,8 +1,14 @@
 """A publish with confirms, and what the broker did with it: the one reading of a publisher
-confirm for the acts both sides perform on a raw (aiormq) confirming channel: a worker's reply
-to a job, and a held message sent on as a copy (dead-letter replay and put-back, a retiring
-pool's requests). The gateway's own publishes go through its broker link (`gateway.amqp.link`),
-which adds the channel lock and the nack judge around the same reading."""
+confirm, on a raw (aiormq) confirming channel. `transport.confirms.ConfirmingChannel.publish`
+adds the nack judge around it for the gateway's calls and jobs and the worker's replies and
+copies; `transport.copies.send_copy` uses it alone (dead-letter replay and put-back, a retiring
+pool's requests).
+
+aiormq holds the channel's lock until its writer has written a publish's frames (`wait`): kept.
+Without it a publish would not wait for the socket, and nothing would bound what a blocked
+broker (a memory alarm) leaves queued in the process's socket buffer; with it, one publish per
+channel waits there and the rest time out unsent (measured: -3 % of the gateway's CPU a call
+without it, `docs/performance.md`)."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from enum import Enum
 from typing import Any
 
 import aiormq
-from aio_pika.abc import AbstractRobustChannel
+from aio_pika.abc import AbstractChannel
 from pamqp.commands import Basic
 
 
@@ -21,7 +27,7 @@ class Confirmed(Enum):
     UNCONFIRMED = "unconfirmed"  # no answer within the timeout: the broker may yet hold it
 
 
-async def underlay(channel: AbstractRobustChannel | None) -> aiormq.abc.AbstractChannel:
+async def underlay(channel: AbstractChannel | None) -> aiormq.abc.AbstractChannel:
     """The AMQP channel under `channel`, to publish on straight (no aio-pika Message or
     Exchange objects on the hot paths). A missing or closed one raises ChannelInvalidStateError
     at once: its raw channel would wait for a writer that is gone."""

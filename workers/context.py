@@ -26,5 +26,7 @@ class JobContext:
         """Report progress (0..1); safe from sync handlers (threads) and async ones alike."""
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"progress fraction must be within 0..1, not {fraction}")
+        if not isinstance(note, str):  # it goes out as JSON, from a thread or not
+            raise TypeError(f"progress note must be a str, not {type(note).__name__}")
         if self._progress is not None:
             self._progress(self.id, float(fraction), note)

@@ -156,3 +156,16 @@ async def interrupts(params: dict[str, object]) -> None:
 @pool.method
 async def self_cancel(params: dict[str, object]) -> None:
     raise asyncio.CancelledError("from a handler")
+
+
+@pool.method
+async def cancels_own_run(params: dict[str, object]) -> str:
+    """Cancels the task it runs in and swallows the cancel."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        pass
+    return "carried on"

@@ -51,7 +51,7 @@ async def test_handlers_that_raise_systemexit_keyboardinterrupt_or_cancellederro
     async with amqp_client(amqp_url) as client:
         before = await client.call("whoami", {})
         answers = {method: await client.call(method, {}, timeout=10)
-                   for method in ("exits", "interrupts", "self_cancel")}
+                   for method in ("exits", "interrupts", "self_cancel", "cancels_own_run")}
         after = await client.call("whoami", {})
     for method, answer in answers.items():
         assert answer.reply.error is not None, method
@@ -60,6 +60,7 @@ async def test_handlers_that_raise_systemexit_keyboardinterrupt_or_cancellederro
     assert "SystemExit" in str(answers["exits"].reply.error)
     assert "KeyboardInterrupt" in str(answers["interrupts"].reply.error)
     assert "CancelledError" in str(answers["self_cancel"].reply.error)
+    assert "cancelled its own run" in str(answers["cancels_own_run"].reply.error)
     # The same process answered before and after: the consumer lived through all three.
     assert before.reply.result["pid"] == after.reply.result["pid"]
     assert worker.alive()

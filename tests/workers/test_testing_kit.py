@@ -72,6 +72,15 @@ def test_a_job_gets_its_attempt_and_records_progress() -> None:
     assert tester.jobs[-1].progress_seen == [(0.5, "half")]
 
 
+def test_progress_takes_a_fraction_within_0_1_and_a_str_note() -> None:
+    job = JobContext(id="j", method="m", attempt=1, deadline=None, worker="w")
+    job.progress(0.5, "half")
+    with pytest.raises(ValueError, match=r"within 0\.\.1"):
+        job.progress(1.5)
+    with pytest.raises(TypeError, match="note must be a str"):
+        job.progress(0.5, b"half")  # type: ignore[arg-type]
+
+
 async def test_async_tests_use_acall() -> None:
     tester = PoolTester(pool, cache={"greeting": "hi"})
     assert await tester.acall("greet", {"name": "Bo"}) == "hi, Bo"

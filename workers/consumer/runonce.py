@@ -16,9 +16,10 @@ from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
+from protocol import ErrorCode
 from protocol.requests import read_attempt
 from workers.consumer.delivery import Delivery
-from workers.consumer.outcome import Outcome
+from workers.consumer.outcome import Outcome, failure
 from workers.consumer.settling import Settle, Settler
 
 log = logging.getLogger("rpcfleet.worker")
@@ -54,6 +55,12 @@ class RunOnce:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and current is not None and not current.cancelling():
+                # Nothing cancels a run but its own handler (calling its task's cancel): its
+                # request fails alone, answered, rather than left unsettled.
+                return Settle(read_attempt(message.headers), reply=failure(
+                    ErrorCode.WORKER_ERROR, "CancelledError: the handler cancelled its own run"))
             orphan = asyncio.ensure_future(self._settle_orphan(message, task))
             self._orphans.add(orphan)
             orphan.add_done_callback(self._orphans.discard)

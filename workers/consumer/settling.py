@@ -83,7 +83,6 @@ class Settler:
         # Dead-letter and retry copies, job replies: confirmed, on a channel replaced when a
         # quorum queue stalls it (transport.confirms).
         self.confirming = confirming
-        self.judge = confirming.judge
         # Sync replies whose caller may have gone with a broker node (workers.consumer.strays).
         self.strays = strays
         self.topology = topology
@@ -206,9 +205,13 @@ class Settler:
         delivery is acked; refused or unconfirmed, it raises and the delivery stays unacked. A
         confirm counts for the judge of `target` (a queue); a channel the judge finds stalled
         is replaced first (transport.confirms)."""
-        published = await self.confirming.publish(
-            message.body, exchange=exchange, routing_key=routing_key, target=target,
-            properties=copied_properties(message, **changes), timeout=CONFIRM_TIMEOUT_S)
+        try:
+            published = await self.confirming.publish(
+                message.body, exchange=exchange, routing_key=routing_key, target=target,
+                properties=copied_properties(message, **changes), timeout=CONFIRM_TIMEOUT_S)
+        except aiormq.exceptions.ChannelInvalidStateError as exc:
+            raise CopyNotConfirmed(f"the copy of {message.correlation_id} for {target}: its "
+                                   f"channel is closed ({exc})") from None
         confirmed, current = published.confirmed, published.current
         if confirmed is Confirmed.ACKED:
             return

@@ -21,14 +21,7 @@ from protocol import backoff, codec, names
 from transport import background
 from transport.background import Background
 from transport.cluster import connect_cluster, masked
-from transport.confirms import (
-    ConfirmingChannel,
-    Nack,
-    NackJudge,
-    OnChannel,
-    Published,
-    PublishNacked,
-)
+from transport.confirms import ConfirmingChannel, Nack, NackJudge, OnChannel, PublishNacked
 from transport.publishing import Confirmed, underlay
 from transport.topology import declare_exchanges
 
@@ -136,23 +129,16 @@ class BrokerLink:
                 await raw.basic_publish(body, exchange=exchange, routing_key=key,
                                         properties=properties, mandatory=mandatory)
             return None
-        if timeout is None:  # under the caller's bound: no timeout context (1.6 us a call)
-            published = await self._publish_confirmed(body, exchange, key, properties, mandatory)
-        else:
-            async with asyncio.timeout(timeout):
-                published = await self._publish_confirmed(body, exchange, key, properties,
-                                                           mandatory)
+        # Under the caller's bound (None): no timeout of its own (1.6 us a call).
+        async with contextlib.nullcontext() if timeout is None else asyncio.timeout(timeout):
+            published = await self.confirming.publish(body, exchange=exchange, routing_key=key,
+                                                      target=key, properties=properties,
+                                                      mandatory=mandatory)
         if published.confirmed is Confirmed.NACKED:
             if not published.current:  # replaced meanwhile: its verdict stands
                 raise PublishNacked(key, Nack.STALLED, replaced=True)
             raise PublishNacked(key, self.judge.nacked(key))
         return published.confirmed
-
-    async def _publish_confirmed(self, body: bytes, exchange: str, key: str,
-                                 properties: Basic.Properties, mandatory: bool) -> Published:
-        return await self.confirming.publish(body, exchange=exchange, routing_key=key,
-                                             target=key, properties=properties,
-                                             mandatory=mandatory)
 
     def _channel(self, confirm: bool) -> AbstractRobustChannel | None:
         return self.channel if confirm else self.plain

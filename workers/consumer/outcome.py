@@ -42,27 +42,22 @@ class Stopper:
     def __init__(self) -> None:
         self.reason: ErrorCode | None = None
         self._work: asyncio.Future[Any] | None = None  # what to cancel while the handler runs
-        self._cancelled_task = False  # stop() cancelled the awaiting task itself
 
     def stop(self, reason: ErrorCode) -> bool:
         if self.reason is not None or self._work is None or self._work.done():
             return False
         self.reason = reason
-        self._cancelled_task = isinstance(self._work, asyncio.Task)
         self._work.cancel()
         return True
-
-    def _running(self, work: asyncio.Future[Any] | None) -> None:
-        self._work = work
 
     def _took_back(self, task: asyncio.Task[Any] | None) -> bool:
         """Once the handler has ended: take back the cancel `stop` put on `task` (its count
         would fool a later timeout in the task); True when nobody else cancels `task` too."""
+        stopped_task = self.reason is not None and self._work is task  # an async handler's
         self._work = None
-        if not self._cancelled_task or task is None:
-            return task is None or not task.cancelling()
-        self._cancelled_task = False
-        return task.uncancel() == 0
+        if task is None:
+            return True
+        return task.uncancel() == 0 if stopped_task else not task.cancelling()
 
 
 async def run_handler(
@@ -125,12 +120,12 @@ async def _invoke(
     try:
         try:
             if handler.is_async:
-                stopper._running(task)  # runs right here: `stop` cancels this task
+                stopper._work = task  # runs right here: `stop` cancels this task
                 result = await handler.func(**arguments)
             else:
                 # A thread keeps the loop (and the AMQP heartbeats) running during CPU work.
                 work = loop.run_in_executor(executor, functools.partial(handler.func, **arguments))
-                stopper._running(work)
+                stopper._work = work
                 result = await work
         finally:  # the handler has ended, however: its stop can no longer land
             alone = stopper._took_back(task)

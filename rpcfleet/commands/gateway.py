@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from gateway.settings import GatewaySettings
 
 HELP = "run the HTTP gateway: rpcfleet gateway --port 8000 --workers N"
@@ -29,9 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gateway.lean import import_web_framework
     from gateway.settings import GatewaySettings
     from rpcfleet.commands.options import setting_overrides
 
+    import_web_framework()  # before anything imports FastAPI: see gateway.lean
     overrides = setting_overrides(args, SETTINGS)
     settings = GatewaySettings(**overrides)
     problem = startup_problem(settings)
@@ -96,7 +100,6 @@ def serve(settings: GatewaySettings, log_level: str) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from gateway.app import app_for
     from gateway.writes import OneWriteHttpToolsProtocol
 
     class Supervisor(Multiprocess):
@@ -111,9 +114,10 @@ def serve(settings: GatewaySettings, log_level: str) -> None:
 
     # The factory carries the settings as resolved here (uvicorn pickles its config into each
     # process it spawns): command-line overrides reach every process without the environment.
-    config = uvicorn.Config(partial(app_for, settings), factory=True, host=settings.bind_host(),
-                            port=settings.port, workers=settings.workers, log_level=log_level,
-                            access_log=False, loop="auto",
+    config = uvicorn.Config(partial(serving_app, settings), factory=True,
+                            host=settings.bind_host(), port=settings.port,
+                            workers=settings.workers, log_level=log_level, access_log=False,
+                            loop="auto",
                             http=OneWriteHttpToolsProtocol,  # one write per response
                             # websockets' Sans-I/O protocol: uvicorn's legacy one is deprecated
                             ws="websockets-sansio", timeout_graceful_shutdown=10)
@@ -121,6 +125,17 @@ def serve(settings: GatewaySettings, log_level: str) -> None:
         Supervisor(config, sockets=[config.bind_socket()]).run()
     else:
         uvicorn.Server(config).run()
+
+
+def serving_app(settings: GatewaySettings) -> ASGIApp:
+    """The app each gateway process serves (uvicorn's factory). A spawned process imports this
+    module to unpickle it, so FastAPI is first imported here, the lean way (gateway.lean)."""
+    from gateway.lean import import_web_framework
+
+    import_web_framework()
+    from gateway.app import app_for
+
+    return app_for(settings)
 
 
 @contextmanager

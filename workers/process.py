@@ -34,6 +34,7 @@ def consumer_main(setup: ConsumerSetup) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the supervisor's business
+    sys.setswitchinterval(setup.settings.switch_interval)  # handler threads vs the loop
     try:
         if not setup.settings.preload:
             setup.cache = setup.pool.load_cache()

@@ -45,6 +45,15 @@ class WorkerSettings(CommonSettings):
     prefetch: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] = Field(
         default=1, description="messages each consumer holds: 1-1000 or auto (default 1)")
     concurrency: int = Field(default=1, ge=1, description="handlers each consumer runs at once")
+    # How long a handler thread keeps the GIL while the consumer's loop waits for it (Python's
+    # switch interval; CPython's default is 5 ms). At 5 ms the loop, woken by the broker during
+    # a handler of a few ms (the next delivery, a confirm), took the GIL from it several times a
+    # call: ~0.5 ms of CPU a call more than the same handler written `async def`; at 20 ms, none
+    # (docs/performance.md, "The thread path"). The loop's heartbeats, cancels and time limits
+    # wait at most this long behind a CPU-bound handler.
+    switch_interval: float = Field(default=0.02, gt=0, le=1,
+                                   description="seconds a handler thread keeps the GIL before "
+                                               "the consumer's loop may take it")
     # Grace before the supervisor's SIGKILL backstop hits a consumer past its hard limit.
     kill_grace: float = Field(default=5.0, gt=0)
     # Seconds a draining consumer waits for in-flight work on SIGTERM before giving up.

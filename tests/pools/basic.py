@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -61,7 +62,7 @@ def record(params: dict[str, Any]) -> str:
 @pool.method
 def whoami(cache: dict[str, object]) -> dict[str, object]:
     return {"pid": os.getpid(), "cache_id": id(cache), "loaded_by": cache["loaded_by"],
-            "loaded_at": cache["loaded_at"]}
+            "loaded_at": cache["loaded_at"], "switch_interval": sys.getswitchinterval()}
 
 
 @pool.method

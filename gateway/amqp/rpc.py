@@ -179,9 +179,9 @@ class RpcClient:
 
     async def _publish(self, method: str, body: bytes, properties: Basic.Properties,
                        call_id: str, remaining_ms: int) -> None:
-        await publish_confirmed(self.link, self.metrics, method, body, properties, call_id,
-                                min(self.publish_timeout, remaining_ms / 1000),
-                                lambda: self._went_out_on(call_id))
+        await publish_request(self.link, self.metrics, method, body, properties, call_id,
+                              min(self.publish_timeout, remaining_ms / 1000),
+                              lambda: self._went_out_on(call_id))
 
 
 def new_call_id() -> str:
@@ -199,9 +199,9 @@ def request_properties(request: Request) -> Basic.Properties:
         headers=request.headers())
 
 
-async def publish_confirmed(link: BrokerLink, metrics: Metrics, method: str, body: bytes,
-                            properties: Basic.Properties, call_id: str, timeout: float,
-                            moved: Callable[[], None] = lambda: None) -> None:
+async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body: bytes,
+                          properties: Basic.Properties, call_id: str, timeout: float,
+                          moved: Callable[[], None] = lambda: None) -> None:
     """Publish a request `mandatory` and wait for the broker's confirm, within `timeout`.
 
     Returned (no queue bound for the method) → UnknownMethod; nacked by a full queue or no

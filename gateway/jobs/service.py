@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, stop_after_delay
 
 from gateway.amqp.link import BrokerLink
-from gateway.amqp.rpc import publish_confirmed, request_properties
+from gateway.amqp.rpc import publish_request, request_properties
 from gateway.auth import Caller
 from gateway.errors import (
     BadRequest,
@@ -179,8 +179,8 @@ class JobService:
                 job.id, job.method, self.outcomes.replies_queue, job.deadline_ms, persistent=True,
                 trace=headers, priority=job_message_priority(
                     job.priority, self.settings.queues, self.view.queue_max_priority(job.method))))
-            await publish_confirmed(self.link, self.metrics, job.method, params, properties,
-                                    job.id, self.settings.publish_timeout)
+            await publish_request(self.link, self.metrics, job.method, params, properties,
+                                  job.id, self.settings.publish_timeout)
         try:
             await self.store.mark_published(job.id)
         except Exception as exc:  # the broker has it: the job exists, whatever the store says

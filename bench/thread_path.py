@@ -25,6 +25,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from bench.harness import RPCFLEET, children, env_with, post_script, private_broker, process
 from bench.peers import work
 from bench.procstat import Usage, _thread, usage
@@ -75,6 +77,12 @@ def consumer_threads(supervisor: int) -> tuple[Usage, Usage]:
         except (OSError, IndexError, ValueError):
             continue
     return loops, others
+
+
+def prefetches(gateway_url: str) -> str:
+    """The consumers' prefetch as the fleet view shows it (`auto` sizes it per consumer)."""
+    entries = httpx.get(f"{gateway_url}/v1/workers", timeout=5).json()
+    return "/".join(str(entry["prefetch"]) for entry in entries)
 
 
 def per_call(spent: Usage, calls: int) -> str:
@@ -135,6 +143,7 @@ def main() -> None:
                 url, gateway_pid, worker_pid = pairs[mode.pair]
                 ideal = work.ideal_rate(rounds)
                 wrk(url + mode.path, 16, 2, script)  # warm-up
+                prefetch = prefetches(url)
                 loops0, others0 = consumer_threads(worker_pid)
                 gateway0, broker0 = usage(gateway_pid), usage(broker_pid)
                 rps, _, _, errors, calls = wrk(url + mode.path, 16, args.seconds, script)
@@ -145,7 +154,7 @@ def main() -> None:
                 samples.append(sample)
                 print(f"round {round_ + 1} {mode.name:32} {rps:6.0f} req/s  ideal {ideal:5.0f}"
                       f"  {sample.share:5.1%}  CPU {sample.cpu_per_call_ms:5.2f} ms a call  "
-                      f"errors {errors}", flush=True)
+                      f"prefetch {prefetch}  errors {errors}", flush=True)
     report([mode.name for mode in modes], samples)
 
 

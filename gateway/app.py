@@ -127,8 +127,9 @@ def with_fast_path(app: FastAPI) -> ASGIApp:
 
 
 def app_for(settings: GatewaySettings) -> ASGIApp:
-    """What uvicorn serves: `rpcfleet gateway` hands each of its processes this factory bound to
-    the settings it resolved (environment and command line), pickled with uvicorn's config."""
+    """The gateway app for `settings`: what `rpcfleet gateway`'s factory
+    (`rpcfleet.commands.gateway.serving_app`, bound to the settings it resolved and pickled with
+    uvicorn's config) builds in each of its processes."""
     return with_fast_path(create_app(settings))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pydantic import ValidationError
 
@@ -41,13 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args._run(args)
     except ValidationError as exc:  # a setting out of range, from the environment or a flag
-        print(f"rpcfleet {argv[0] if argv else ''}: {settings_problem(exc)}", file=sys.stderr)
+        from rpcfleet.commands.options import setting_flags
+
+        print(f"rpcfleet {argv[0] if argv else ''}: "
+              f"{settings_problem(exc, setting_flags(args))}", file=sys.stderr)
         return 2
     return code
 
 
-def settings_problem(exc: ValidationError) -> str:
-    """One line per bad setting, named as the user set it (RPCFLEET_NAME or --name)."""
+def settings_problem(exc: ValidationError, flags: Mapping[str, str]) -> str:
+    """One line per bad setting, named as the user can set it: RPCFLEET_NAME, and its flag when
+    the command has one (`flags`)."""
     lines = []
     for error in exc.errors(include_url=False):
         if not error["loc"]:  # a rule across settings: its message names them
@@ -55,8 +59,8 @@ def settings_problem(exc: ValidationError) -> str:
             continue
         name = str(error["loc"][0])
         value = error.get("input")
-        lines.append(f"invalid setting RPCFLEET_{name.upper()} (--{name.replace('_', '-')})"
-                     f"={value!r}: {error['msg']}")
+        flag = f" ({flags[name]})" if name in flags else ""
+        lines.append(f"invalid setting RPCFLEET_{name.upper()}{flag}={value!r}: {error['msg']}")
     return "\n".join(lines)
 
 

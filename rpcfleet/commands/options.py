@@ -19,7 +19,11 @@ ENV_PREFIX = "RPCFLEET_"
 def add_setting_options(parser: argparse.ArgumentParser, model: type[BaseSettings],
                         names: Sequence[str], flags: Mapping[str, str] | None = None) -> None:
     """`--name-with-dashes` for each setting in `names` (or the flag `flags` gives it). A boolean
-    setting that defaults to true gets `--no-...`, one that defaults to false `--...`."""
+    setting that defaults to true gets `--no-...`, one that defaults to false `--...`. The
+    parsed arguments carry which flag each setting has (`setting_flags`), so that an error names
+    only flags the command offers."""
+    offered: dict[str, str] = {}
+    parser.set_defaults(_setting_flags=offered)
     for name in names:
         field = model.model_fields[name]
         flag = (flags or {}).get(name)
@@ -35,10 +39,18 @@ def add_setting_options(parser: argparse.ArgumentParser, model: type[BaseSetting
                 help_text = f"{off} (default: {on}; {env}=false)"
             parser.add_argument(flag, dest=name, action="store_const", const=not default_true,
                                 default=None, help=help_text)
+            offered[name] = flag
             continue
         flag = flag or "--" + name.replace("_", "-")
         parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
                             help=help_text)
+        offered[name] = flag
+
+
+def setting_flags(args: argparse.Namespace) -> Mapping[str, str]:
+    """The command-line flag of each setting the parsed command offers one for."""
+    flags: Mapping[str, str] = getattr(args, "_setting_flags", {})
+    return flags
 
 
 def setting_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:

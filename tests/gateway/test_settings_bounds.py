@@ -27,13 +27,24 @@ def test_absurd_values_are_refused(setting: dict[str, float]) -> None:
 
 
 def test_the_cli_names_the_bad_setting_in_one_line() -> None:
+    """By its variable; `rpcfleet gateway` has no flag for this one, so none is named."""
     env = child_env("amqp://guest:guest@127.0.0.1:1/", rpc_timeout_max="1e20")
     done = subprocess.run([*RPCFLEET, "gateway", "--port", "0"], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "rpcfleet gateway: invalid setting RPCFLEET_RPC_TIMEOUT_MAX (--rpc-timeout-max)='1e20': "
+        "rpcfleet gateway: invalid setting RPCFLEET_RPC_TIMEOUT_MAX='1e20': "
         "Input should be less than or equal to 86400")
+
+
+def test_a_bad_setting_the_command_has_a_flag_for_names_the_flag_too() -> None:
+    env = child_env("amqp://guest:guest@127.0.0.1:1/")
+    done = subprocess.run([*RPCFLEET, "gateway", "--port", "70000"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "rpcfleet gateway: invalid setting RPCFLEET_PORT (--port)=70000: "
+        "Input should be less than or equal to 65535")
 
 
 def test_a_rule_across_settings_is_one_line_naming_them() -> None:

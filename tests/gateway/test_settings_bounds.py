@@ -26,33 +26,30 @@ def test_absurd_values_are_refused(setting: dict[str, float]) -> None:
         GatewaySettings(**setting)  # type: ignore[arg-type]
 
 
+def _refused(argv: list[str], **settings: object) -> str:
+    """What the command said when it refused to start (exit 2) with these settings."""
+    env = child_env("amqp://guest:guest@127.0.0.1:1/", **settings)
+    done = subprocess.run([*RPCFLEET, *argv], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    return done.stderr.strip()
+
+
 def test_the_cli_names_the_bad_setting_in_one_line() -> None:
     """By its variable; `rpcfleet gateway` has no flag for this one, so none is named."""
-    env = child_env("amqp://guest:guest@127.0.0.1:1/", rpc_timeout_max="1e20")
-    done = subprocess.run([*RPCFLEET, "gateway", "--port", "0"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
+    assert _refused(["gateway", "--port", "0"], rpc_timeout_max="1e20") == (
         "rpcfleet gateway: invalid setting RPCFLEET_RPC_TIMEOUT_MAX='1e20': "
         "Input should be less than or equal to 86400")
 
 
 def test_a_bad_setting_the_command_has_a_flag_for_names_the_flag_too() -> None:
-    env = child_env("amqp://guest:guest@127.0.0.1:1/")
-    done = subprocess.run([*RPCFLEET, "gateway", "--port", "70000"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
+    assert _refused(["gateway", "--port", "70000"]) == (
         "rpcfleet gateway: invalid setting RPCFLEET_PORT (--port)=70000: "
         "Input should be less than or equal to 65535")
 
 
 def test_a_rule_across_settings_is_one_line_naming_them() -> None:
-    env = child_env("amqp://guest:guest@127.0.0.1:1/", processes="1..64")
-    done = subprocess.run([*RPCFLEET, "worker", "tests.pools.basic:pool"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
+    assert _refused(["worker", "tests.pools.basic:pool"], processes="1..64") == (
         "rpcfleet worker: invalid settings: processes 1..64 is above max_processes (32; "
         "RPCFLEET_MAX_PROCESSES raises it)")
 
@@ -60,12 +57,8 @@ def test_a_rule_across_settings_is_one_line_naming_them() -> None:
 def test_a_callback_secret_of_the_wrong_form_is_one_line_before_the_gateway_starts(
     tmp_path: Path
 ) -> None:
-    env = child_env("amqp://guest:guest@127.0.0.1:1/", callback_secret="not-a-secret",
-                    state_dir=tmp_path)
-    done = subprocess.run([*RPCFLEET, "gateway", "--port", "0"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
+    assert _refused(["gateway", "--port", "0"], callback_secret="not-a-secret",
+                    state_dir=tmp_path) == (
         "rpcfleet gateway: RPCFLEET_CALLBACK_SECRET must look like whsec_<base64 key>")
 
 

@@ -14,6 +14,7 @@ from gateway.settings import GatewaySettings
 from rpcfleet.broker import free_port
 from tests.support.gateway import Gateway, wait_ready
 from tests.support.processes import REPO, RPCFLEET, Proc, child_env
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.parametrize("setting", [
@@ -74,10 +75,17 @@ def test_command_line_settings_reach_every_gateway_process_without_the_environme
                  "--amqp-url", amqp_url], env, tmp_path / "gateway.log")
     try:
         gateway = Gateway(proc, f"http://127.0.0.1:{port}")
-        wait_ready(gateway)
-        # New connections spread over both processes: every one of them is connected.
-        answers = [httpx.get(f"{gateway.url}/readyz", timeout=5).status_code for _ in range(20)]
-        assert answers == [200] * 20
+        wait_ready(gateway)  # one process is: the other may still be connecting
+        answers: list[int] = []
+
+        def every_process_ready() -> bool:
+            # New connections spread over both processes: all answer once each one connected.
+            answers[:] = [httpx.get(f"{gateway.url}/readyz", timeout=5).status_code
+                          for _ in range(20)]
+            return answers == [200] * 20
+
+        wait_for(every_process_ready, timeout=30, what="both gateway processes to be ready",
+                 detail=lambda: f"last answers: {answers}\n{proc.output()}")
         assert "127.0.0.1:1" not in proc.output()
     finally:
         proc.stop()

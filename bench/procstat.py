@@ -44,8 +44,7 @@ def usage(pid: int) -> Usage:
     total = Usage()
     for member in [pid, *children(pid)]:
         try:
-            stat = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-            own = Usage(user_s=int(stat[11]) / TICKS, system_s=int(stat[12]) / TICKS)
+            own = _cpu(Path(f"/proc/{member}/stat"))  # counts its ended threads too
             for task in Path(f"/proc/{member}/task").iterdir():
                 own = own + _thread(task)
         except (OSError, IndexError, ValueError):
@@ -54,7 +53,18 @@ def usage(pid: int) -> Usage:
     return total
 
 
+def thread_usage(task: Path) -> Usage:
+    """One thread (`/proc/PID/task/TID`): its CPU, time waiting for a core and switches."""
+    return _cpu(task / "stat") + _thread(task)
+
+
+def _cpu(stat: Path) -> Usage:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return Usage(user_s=int(fields[11]) / TICKS, system_s=int(fields[12]) / TICKS)
+
+
 def _thread(task: Path) -> Usage:
+    """A thread's waiting and switches (its CPU is in its `stat`: `_cpu`)."""
     run_delay_ns = int((task / "schedstat").read_text().split()[1])
     switches = {}
     for line in (task / "status").read_text().splitlines():

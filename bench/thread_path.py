@@ -29,13 +29,12 @@ import httpx
 
 from bench.harness import RPCFLEET, children, env_with, post_script, private_broker, process
 from bench.peers import work
-from bench.procstat import Usage, _thread, usage
+from bench.procstat import Usage, thread_usage, usage
 from bench.rpc import wait_http, wrk
 from rpcfleet.broker import free_port
 
 THREAD, LOOP = "/v1/rpc/burn", "/v1/rpc/burn_inline"
 BODY = "{}"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -65,15 +64,11 @@ def consumer_threads(supervisor: int) -> tuple[Usage, Usage]:
     loops, others = Usage(), Usage()
     for pid in children(supervisor):
         try:
-            stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            main_cpu = Usage(user_s=int(stat[11]) / TICKS, system_s=int(stat[12]) / TICKS)
-            loops = loops + main_cpu + _thread(Path(f"/proc/{pid}/task/{pid}"))
             for task in Path(f"/proc/{pid}/task").iterdir():
                 if task.name == str(pid):
-                    continue
-                stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                others = others + _thread(task) + Usage(user_s=int(stat[11]) / TICKS,
-                                                        system_s=int(stat[12]) / TICKS)
+                    loops = loops + thread_usage(task)
+                else:
+                    others = others + thread_usage(task)
         except (OSError, IndexError, ValueError):
             continue
     return loops, others

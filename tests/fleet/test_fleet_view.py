@@ -73,21 +73,29 @@ def test_a_prefetch_change_behind_a_long_handler_keeps_the_worker_serving(
 ) -> None:
     """A consumer applying a new prefetch re-subscribes once what it holds has finished; meanwhile
     it still serves its pool (issue 22, #10: its beats said "not consuming" and sync calls got
-    `no_workers` until a long handler ended)."""
+    `no_workers` until a long handler ended), and the new value is visible within 2 s (SPEC),
+    marked `resubscribing`, not only once the handler has ended."""
     start_worker(processes=1, prefetch=1)
     gateway = start_gateway()
     wait_for_workers(gateway, 1)
     with gateway.client() as http:
         job = http.post("/v1/jobs/sleep", json={"params": {"seconds": 6}}).json()["id"]
         until(http, job, "running")
+        changed_at = time.monotonic()
         assert http.put("/v1/pools/basic/prefetch", json={"prefetch": 3}).status_code == 202
         # Three beat intervals of the change under way: every beat says it serves.
         seen = []
-        window = time.monotonic() + 3
+        visible_after = None
+        window = changed_at + 3
         while time.monotonic() < window:
-            seen += [entry["consuming"] for entry in http.get("/v1/workers").json()]
+            entries = http.get("/v1/workers").json()
+            seen += [entry["consuming"] for entry in entries]
+            if visible_after is None and entries and entries[0]["prefetch"] == 3:
+                visible_after = time.monotonic() - changed_at
+                assert entries[0]["resubscribing"], entries  # the 6 s job still runs
             time.sleep(0.1)  # the polling pace of this observation window
         assert seen and all(seen), seen
+        assert visible_after is not None and visible_after < 2.0, visible_after
         answered = http.post("/v1/rpc/echo?timeout=20", json={"after": "the change"},
                              timeout=30)
         assert answered.status_code == 200, answered.text

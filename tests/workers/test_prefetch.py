@@ -68,6 +68,14 @@ async def _announced(beats: list[WorkerEntry], value: int, timeout: float = 5.0)
     return loop.time() - started
 
 
+async def _in_force(beats: list[WorkerEntry], value: int, timeout: float = 10.0) -> None:
+    """Until the last beat says `value` and no change under way: what the consumer held under
+    the old value has finished, and it consumes under the new one."""
+    await async_wait_for(lambda: bool(beats) and beats[-1].prefetch == value
+                         and not beats[-1].resubscribing, timeout=timeout,
+                         what=f"prefetch {value} in force")
+
+
 async def test_prefetch_changes_live_1_3_1_under_load_within_the_value_in_force(
     amqp_url: str, vhost: Vhost, start_worker: StartWorker
 ) -> None:
@@ -81,10 +89,12 @@ async def test_prefetch_changes_live_1_3_1_under_load_within_the_value_in_force(
             await _samples(at_one, 3)
         await _set_prefetch(amqp_url, names.control_pool_key("basic"), 3)
         took_up = await _announced(beats, 3)
+        await _in_force(beats, 3)
         with sample_unacked(vhost, queue) as at_three:
             await _samples(at_three, 4)
         await _set_prefetch(amqp_url, names.control_worker_key(beats[-1].id), 1)
         took_down = await _announced(beats, 1)
+        await _in_force(beats, 1)
         with sample_unacked(vhost, queue) as back_at_one:
             await _samples(back_at_one, 3)
         answers = await asyncio.gather(*(client.answer(j, timeout=120) for j in jobs))

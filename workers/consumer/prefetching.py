@@ -68,13 +68,17 @@ class Prefetching:
 
     async def set(self, value: int) -> None:
         """Subscribe again under `value`; a command heard before the subscription started (its
-        control queue listens first) is the value it starts with."""
-        changed = self.subscription is not None and await self.subscription.change(
-            value, self.setup.settings.drain_timeout)
+        control queue listens first) is the value it starts with. The new value is announced at
+        once (SPEC: visible within 2 s), its beat saying `resubscribing` until what the consumer
+        held under the old one has finished and it consumes under the new one; a second beat
+        says so."""
         self.value = value
         self.remember()
-        if changed:
-            log.info("prefetch of %s is now %s", self.setup.worker_id, value)
+        if self.subscription is None or not await self.subscription.change(
+                value, self.setup.settings.drain_timeout, announce=self._beat):
+            await self._beat()
+            return
+        log.info("prefetch of %s is now %s", self.setup.worker_id, value)
         await self._beat()
 
     def remember(self) -> None:

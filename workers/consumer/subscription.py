@@ -73,14 +73,19 @@ class Subscription:
         self.prefetch = prefetch
         await self._kept.start()
 
-    async def change(self, prefetch: int, drain_timeout: float | None = None) -> bool:
+    async def change(self, prefetch: int, drain_timeout: float | None = None,
+                     announce: Callable[[], Awaitable[None]] | None = None) -> bool:
         """Apply a new prefetch; returns False when the value was already in force, or when the
-        subscription was stopped (a consumer about to leave takes nothing more)."""
+        subscription was stopped (a consumer about to leave takes nothing more). `announce` is
+        awaited once the change is under way (`changing`), before what the consumer holds has
+        finished: the fleet hears the new value at once, not after the longest handler."""
         if not self._kept.wanted or (prefetch == self.prefetch and self.consuming):
             return False
         self._changing = True
         try:
             self.prefetch = prefetch
+            if announce is not None:
+                await announce()
             await self._kept.renew(self._cancel, lambda: self._in_flight.idle(drain_timeout))
         finally:
             self._changing = False

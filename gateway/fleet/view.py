@@ -114,7 +114,11 @@ class FleetView:
         return names.EXCHANGE, method
 
     def pool_of(self, method: str) -> str | None:
-        return self._method_pool.get(method)
+        """The pool serving `method`; None when no pool announced it, or when its pool was
+        retired (SPEC 1.2: its bindings are gone, so a call of it is an unknown method, not one
+        that waits for workers) until a worker serves that pool again."""
+        pool = self._method_pool.get(method)
+        return None if pool is None or pool in self._retired else pool
 
     def queue_max_priority(self, method: str) -> int | None:
         """The x-max-priority of the queue of the pool serving `method`, as its workers last

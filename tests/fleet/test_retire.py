@@ -47,10 +47,15 @@ def test_a_drained_retirement_serves_what_is_queued_then_deletes_the_queue(
                           timeout=20, what="the pool listed as retired",
                           detail=lambda: str(http.get("/v1/pools").json()))
         after = http.delete("/v1/pools/basic")
+        # Retired, its workers gone: its methods are unknown, not a pool without workers.
+        late_call = http.post("/v1/rpc/echo", json={"after": "retired"})
+        late_job = submit(http, "echo", {"after": "retired"})
     assert retiring.status_code == 202 and retiring.json()["drain"] is True
     assert again.status_code == 409, again.text
     assert error_code(again) == (409, "conflict")
     assert error_code(refused) == (404, "unknown_method")
+    assert error_code(late_call) == (404, "unknown_method"), late_call.text
+    assert error_code(late_job) == (404, "unknown_method"), late_job.text
     assert [job["status"] for job in ended] == ["succeeded"] * 5  # served, each once
     assert len(marker.read_text().split()) == 5
     assert listed["retiring"]["state"] == "deleted"

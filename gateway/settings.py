@@ -26,8 +26,8 @@ HOUR_S = 3600
 DAY_S = 24 * HOUR_S
 
 class GatewaySettings(CommonSettings):
-    # 4 s: a silent broker node is left within 15 s. A gateway runs no handler code, so nothing
-    # holds its loop (and its heartbeats) for long.
+    # 4 s: a silent broker node is left within 8 s (two heartbeats: transport.silence). A
+    # gateway runs no handler code, so nothing holds its loop (and its heartbeats) for long.
     heartbeat: int = Field(default=4, ge=0, le=600, description="AMQP heartbeat seconds")
     host: str | None = Field(default=None, description="bind address (default 127.0.0.1 "
                              "without API keys, else 0.0.0.0)")

@@ -75,3 +75,23 @@ def test_the_error_table_of_the_api_docs_names_every_error_code() -> None:
     documented |= set(re.findall(r"/ `(\w+)`", table))
     job_outcomes = {ErrorCode.CANCELLED, ErrorCode.EXPIRED, ErrorCode.MAX_ATTEMPTS}
     assert {str(code) for code in ErrorCode} - {str(c) for c in job_outcomes} <= documented
+
+
+def test_every_docs_section_the_code_points_to_exists() -> None:
+    """A log line, a warning or a docstring that sends the reader to `docs/X.md, "Section"`
+    names a heading that page has (the copy watch's warning once pointed at a heading lost in an
+    edit)."""
+    pointers = set()
+    for package in ("gateway", "workers", "transport", "protocol", "rpcfleet"):
+        for source in (REPO / package).rglob("*.py"):
+            text = source.read_text().replace('\\"', '"')
+            pointers |= {(source.name, page, section) for page, section in
+                         re.findall(r"docs/([a-z-]+\.md),?\s+\"([^\"]+)\"", text)}
+    assert pointers, "no pointer found: the pattern went stale"
+    for source, page, section in sorted(pointers):
+        text = (REPO / "docs" / page).read_text()
+        # A heading, or a paragraph's bold lead ("**What a consumer costs**: ...").
+        headings = [line.lstrip("#").strip() for line in text.splitlines()
+                    if line.startswith("#")] + re.findall(r"^\*\*(.+?)\*\*", text, re.M)
+        assert any(section.strip("`") in heading.replace("`", "") for heading in headings), (
+            f"{source} points to {page}, \"{section}\": no such heading")

@@ -3,17 +3,17 @@
 
 A nack says the message was not enqueued: a queue full under `x-overflow: reject-publish`, or a
 queue that cannot take it right now. RabbitMQ 3.10 adds a third case, measured here
-(docs/reliability.md, "A node dies"): a channel whose *first* publish to a quorum queue comes
+(docs/reliability.md, "A broker node dies"): a channel whose *first* publish to a quorum queue comes
 while the queue's record still names a leader on a node that has just died starts its queue
 client on that dead leader and stays there: every publish of that channel to that queue is
 nacked, for as long as the channel lives (40 s and more in the failover test), while a channel
 opened a moment later is acked at once. A channel that was already publishing to the queue
 follows the new leader by itself. (3.11.23 / 3.12.5 and later look the leader up in Ra's
-leaderboard instead of the queue record.) When that leader is not dead but cut off (a node paused
-by `pause_minority`, docs/reliability.md "Partitions"), the channel gets no nack either: its
-publishes to the queue are never confirmed at all. Measured in the partition test: one gateway
-process of two answered every call `503 overloaded` (2 s each, its publish timeout) for as long
-as the load ran, while the other, on a channel opened after the move, answered at once.
+leaderboard instead of the queue record.) When that leader is not dead but cut off (a node
+paused by `pause_minority`, docs/reliability.md "A network partition"), the channel gets no nack
+either: its publishes to the queue are never confirmed at all. Measured in the partition test:
+one gateway process of two answered every call `503 overloaded` (2 s each, its publish timeout)
+for as long as the load ran, while the other, on a channel opened after the move, answered at once.
 
 So a nack, or a confirm that never comes, on a channel that has never had a publish to that
 routing target confirmed is the signature of a queue that cannot take it *on this channel*: the

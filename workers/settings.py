@@ -22,8 +22,9 @@ ProcessesSetting = Annotated[ProcessRange, NoDecode, BeforeValidator(_process_ra
 
 
 class WorkerSettings(CommonSettings):
-    # 5 s: a silent broker node is left within 18 s. The price: a handler's C call that holds
-    # the GIL (and so the consumer's heartbeats) for over 10 s gets the consumer dropped.
+    # 5 s: a silent broker node is left within 10 s (two heartbeats: transport.silence). The
+    # price: a handler's C call that holds the GIL (and so the consumer's heartbeats) for over
+    # 10 s gets the consumer dropped.
     heartbeat: int = Field(default=5, ge=0, description="AMQP heartbeat seconds")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="the worker's log verbosity (a handler's error: ERROR)")

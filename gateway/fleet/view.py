@@ -1,5 +1,6 @@
-"""The live fleet: worker entries from beats, dropped after three missed beats or at once when a
-worker says it is leaving (a graceful stop).
+"""The live fleet: worker entries from beats, dropped after three missed beats. A worker that
+says it is leaving (a graceful stop, a retirement: SPEC 1.2) stops counting at once, and is
+listed apart, `"leaving": true`, until its beats stop.
 
 Whether a pool can serve a call now (SPEC 1.1, knowing a pool is empty) combines the beats with
 the broker's consumer count, polled by `gateway.fleet.queues`: a pool is empty when none of its
@@ -35,6 +36,7 @@ class _Seen:
 class FleetView:
     def __init__(self) -> None:
         self._seen: dict[str, _Seen] = {}
+        self._leaving: dict[str, _Seen] = {}  # consumers draining to exit: listed, not counted
         self._method_pool: dict[str, str] = {}  # every method ever announced, kept after death
         self._pool_methods: dict[str, list[str]] = {}
         self._pool_docs: dict[str, dict[str, MethodDoc]] = {}  # the latest a pool announced
@@ -51,8 +53,13 @@ class FleetView:
         previous = self._seen.get(entry.id)
         now = time.monotonic()
         if entry.leaving:
-            self._seen.pop(entry.id, None)
+            if previous is not None and previous.entry.pid == entry.pid:
+                del self._seen[entry.id]  # not a newer process in the same slot
+            self._leaving[entry.id] = _Seen(entry, now)
             return False
+        gone = self._leaving.get(entry.id)
+        if gone is not None and gone.entry.pid != entry.pid:
+            del self._leaving[entry.id]  # its slot has a new process
         idle_since = None
         if not entry.consuming:
             kept = previous.idle_since if previous is not None else None
@@ -96,6 +103,14 @@ class FleetView:
         for worker_id in [k for k, s in self._seen.items() if not self._alive(s, now)]:
             del self._seen[worker_id]
         return sorted((s.entry for s in self._seen.values()), key=lambda e: e.id)
+
+    def listing(self) -> list[WorkerEntry]:
+        """What /v1/workers shows: the live workers and those leaving, until their beats stop."""
+        now = time.monotonic()
+        for worker_id in [k for k, s in self._leaving.items() if not self._alive(s, now)]:
+            del self._leaving[worker_id]
+        return sorted([*self.workers(), *(s.entry for s in self._leaving.values())],
+                      key=lambda e: (e.id, e.leaving))
 
     def worker(self, worker_id: str) -> WorkerEntry | None:
         return next((e for e in self.workers() if e.id == worker_id), None)

@@ -75,7 +75,7 @@ class PoolInfo(BaseModel):
 @router.get("/v1/workers", response_model=list[WorkerEntry],
             summary="One entry per consumer process, from their beats")
 async def workers(request: Request) -> Response:
-    entries = services(request).view.workers()
+    entries = services(request).view.listing()
     return Response(codec.dumps([e.model_dump(mode="json", exclude={"docs"}) for e in entries]),
                     media_type="application/json")
 

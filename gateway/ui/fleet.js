@@ -142,7 +142,9 @@ function render(workers, pools) {
   for (const w of workers) {
     const row = workerBody.insertRow();
     row.dataset.worker = w.id;
-    cell(row, w.id);
+    cell(row, w.leaving ? w.id + " · leaving" : w.id).title = w.leaving ?
+      "finishing what it holds, then exiting: it takes nothing new" : "";
+    if (w.leaving) row.classList.add("leaving");
     cell(row, w.pid, true);
     cell(row, w.prefetch + (w.prefetch_mode === "auto" ? " (auto)" : ""), true)
       .className = "num prefetch-value";
@@ -160,7 +162,8 @@ function render(workers, pools) {
         "workers.SharedMapping, or of buffers (docs/workers.md).";
     }
     cell(row, w.last_seen);
-    prefetchControl(row, "/v1/workers/" + encodeURIComponent(w.id) + "/prefetch", w.id);
+    if (w.leaving) cell(row, "");
+    else prefetchControl(row, "/v1/workers/" + encodeURIComponent(w.id) + "/prefetch", w.id);
   }
 }
 
@@ -183,6 +186,7 @@ function summarise(workers, stats) {
     pools.set(entry.pool, { ...entry, workers: 0, prefetch: [], hosts: new Map() });
   }
   for (const w of workers) {
+    if (w.leaving) continue;  // draining to exit: counted nowhere
     if (!pools.has(w.pool)) {
       pools.set(w.pool, { pool: w.pool, methods: w.methods, queue_depth: null,
         consumers: null, dead_letters: null, workers: 0, prefetch: [], hosts: new Map() });

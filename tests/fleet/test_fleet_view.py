@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.fleet import StartWorker
-from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.gateway import StartGateway, error_code, wait_for_workers
 from tests.support.jobs import until
 from tests.support.processes import REPO
 from tests.support.rabbit import Vhost, open_channels
@@ -100,6 +100,35 @@ def test_a_prefetch_change_behind_a_long_handler_keeps_the_worker_serving(
                              timeout=30)
         assert answered.status_code == 200, answered.text
         assert _prefetches(http) and set(_prefetches(http).values()) == {3}
+
+
+def test_a_consumer_that_leaves_is_listed_leaving_until_it_exits_and_serves_nobody_meanwhile(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    """SPEC 1.2: a consumer leaving for good beats `"leaving": true` until it exits; the pool is
+    seen empty at once (SPEC 1.1: a graceful stop), so calls get `no_workers`, not a wait."""
+    worker = start_worker(processes=1, prefetch=1)  # beats every second
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    with gateway.client() as http:
+        job = http.post("/v1/jobs/sleep", json={"params": {"seconds": 4}}).json()["id"]
+        until(http, job, "running")
+        worker.signal(signal.SIGTERM)  # drains: the running job finishes first
+        leaving = wait_for(lambda: [e for e in http.get("/v1/workers").json()
+                                    if e.get("leaving")], timeout=5, interval=0.1,
+                           what="the consumer listed as leaving")[0]
+        refused = http.post("/v1/rpc/echo", json={"while": "leaving"})
+        first_seen = leaving["last_seen"]
+        later = wait_for(lambda: [e for e in http.get("/v1/workers").json()
+                                  if e.get("leaving") and e["last_seen"] != first_seen],
+                         timeout=5, interval=0.1, what="a second leaving beat")[0]
+        finished = until(http, job, "succeeded", "failed", timeout=30)
+        assert worker.wait(30) == 0
+        wait_for(lambda: http.get("/v1/workers").json() == [], timeout=10,
+                 what="the consumer gone from the view once it exited")
+    assert leaving["pid"] == later["pid"] and not leaving["consuming"]
+    assert error_code(refused) == (503, "no_workers")
+    assert finished["status"] == "succeeded"
 
 
 def test_a_replaced_process_keeps_its_slots_prefetch_and_a_silent_worker_leaves_the_view(

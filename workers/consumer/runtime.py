@@ -172,8 +172,13 @@ class Consumer:
         return await declare_pool(self._setup_channel, self.setup.pool.name,
                                   self.setup.pool.methods, arguments)
 
+    @property
+    def _leaving_for_good(self) -> bool:
+        """Stopping and not to be replaced (a graceful stop, an elastic or pool retirement)."""
+        return self._stop.is_set() and self._exit_code in (EXIT_DRAINED, EXIT_RETIRED)
+
     async def _drain(self) -> None:
-        if self._exit_code in (EXIT_DRAINED, EXIT_RETIRED):  # for good, not replaced: say so
+        if self._leaving_for_good:  # say so at once, and in every beat until the process exits
             await self._beat(leaving=True)
         await self._stop_taking()
         # Whatever the reason to leave (SIGTERM, a recycle, an elastic pool retiring this
@@ -269,7 +274,12 @@ class Consumer:
         while True:
             await asyncio.sleep(self.settings.beat_interval)
             if self._stop.is_set():
-                return  # leaving: its last beat said so, and a later one must not undo it
+                # Leaving for good: SPEC 1.2, it beats "leaving" until it exits (the task ends
+                # with the process). Replaced: its replacement beats for the slot.
+                if not self._leaving_for_good:
+                    return
+                await self._beat(leaving=True)
+                continue
             self._consider_recycling(memory=self.recycling.watches_memory)
             self._copied = self.copy_watch.copied()
             await self._beat()

@@ -1,0 +1,51 @@
+"""A consumer leaving for good (SPEC 1.2: it beats `"leaving": true` until it exits) in the
+gateway's fleet view: listed apart, counted nowhere, and never mistaken for the process that
+takes its slot next. Units of gateway.fleet.view; tests/fleet/test_fleet_view.py watches a real
+consumer leave."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.fleet.view import MISSED_BEATS, FleetView
+from protocol import WorkerEntry
+
+
+def _beat(pid: int, leaving: bool = False) -> WorkerEntry:
+    entry = WorkerEntry(id="h1:p:0", pool="p", host="h1", pid=pid, slot=0, methods=["m"],
+                        prefetch=1, concurrency=1, in_flight=1, processed=0, failed=0,
+                        pss_bytes=None, cache_bytes=None, last_seen="now", beat_interval=1)
+    entry.leaving = leaving
+    return entry
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    now = [1000.0]
+    monkeypatch.setattr("gateway.fleet.view.time.monotonic", lambda: now[0])
+    return now
+
+
+def test_a_leaving_consumer_is_listed_but_serves_nothing_until_its_beats_stop(
+        clock: list[float]) -> None:
+    view = FleetView()
+    view.update(_beat(100))
+    view.update(_beat(100, leaving=True))
+    assert [(e.pid, e.leaving) for e in view.listing()] == [(100, True)]
+    assert view.workers() == [] and not view.has_live_worker("p")
+    assert view.load("p", backlog=0).consumers == 0
+    clock[0] += 1
+    view.update(_beat(100, leaving=True))  # still draining
+    clock[0] += MISSED_BEATS + 0.5  # exited: no more beats
+    assert view.listing() == []
+
+
+def test_a_late_leaving_beat_never_hides_the_new_process_in_its_slot(
+        clock: list[float]) -> None:
+    view = FleetView()
+    view.update(_beat(100, leaving=True))  # the old process drains a long handler
+    view.update(_beat(200))  # a new one forked into the same slot
+    view.update(_beat(100, leaving=True))  # the old one's next beat
+    assert [e.pid for e in view.workers()] == [200]
+    assert view.has_live_worker("p")
+    assert sorted((e.pid, e.leaving) for e in view.listing()) == [(100, True), (200, False)]

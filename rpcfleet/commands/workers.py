@@ -25,7 +25,8 @@ def rows(entries: list[dict[str, object]]) -> list[tuple[str, ...]]:
     table: list[tuple[str, ...]] = []
     for e in entries:
         prefetch = f"{e['prefetch']}{' auto' if e.get('prefetch_mode') == 'auto' else ''}"
-        table.append((str(e["id"]), str(e["pid"]), prefetch, str(e["concurrency"]),
+        name = f"{e['id']} (leaving)" if e.get("leaving") else str(e["id"])
+        table.append((name, str(e["pid"]), prefetch, str(e["concurrency"]),
                       str(e["in_flight"]), str(e["processed"]), str(e["failed"]),
                       _mib(e.get("pss_bytes")), _mib(e.get("cache_bytes")),
                       str(e["last_seen"])))

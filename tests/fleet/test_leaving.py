@@ -9,6 +9,7 @@ import pytest
 
 from gateway.fleet.view import MISSED_BEATS, FleetView
 from protocol import WorkerEntry
+from rpcfleet.commands.workers import rows
 
 
 def _beat(pid: int, leaving: bool = False) -> WorkerEntry:
@@ -49,3 +50,9 @@ def test_a_late_leaving_beat_never_hides_the_new_process_in_its_slot(
     assert [e.pid for e in view.workers()] == [200]
     assert view.has_live_worker("p")
     assert sorted((e.pid, e.leaving) for e in view.listing()) == [(100, True), (200, False)]
+
+
+def test_the_cli_table_marks_a_leaving_consumer() -> None:
+    entry = _beat(100, leaving=True).model_dump(mode="json")
+    assert rows([entry])[0][0] == "h1:p:0 (leaving)"
+    assert rows([_beat(200).model_dump(mode="json")])[0][0] == "h1:p:0"

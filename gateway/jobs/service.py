@@ -254,12 +254,15 @@ class JobService:
     # -- cancel -------------------------------------------------------------------------------
     async def cancel(self, job_id: str, caller: Caller = ANYONE) -> Job:
         job = await self.get(job_id, caller)
-        if job.status.terminal:
-            raise Conflict(f"job {job_id} already ended: {job.status}")
         if job.status is JobStatus.QUEUED:
-            await self.store.cancel_queued(job_id, now_ms())
-        else:  # running: stopped by its consumer; kept until an outcome comes
-            await self.store.request_cancel(job_id)
+            taken = await self.store.cancel_queued(job_id, now_ms())
+        elif job.status is JobStatus.RUNNING:  # stopped by its consumer; kept until an outcome
+            taken = await self.store.request_cancel(job_id)
+        else:
+            taken = False
+        if not taken:  # ended already, or between the read and the write (SPEC: 409)
+            ended = await self.get(job_id)
+            raise Conflict(f"job {job_id} already ended: {ended.status}")
         try:
             await self.cancels.send(job_id, job.method)
         except Exception as exc:  # stored: replayed once the broker is back

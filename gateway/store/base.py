@@ -171,8 +171,9 @@ class JobStore(Protocol):
 
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool: ...
 
-    async def request_cancel(self, job_id: str) -> None:
-        """A running job's cancel, replayed (with the queued ones) until an outcome comes."""
+    async def request_cancel(self, job_id: str) -> bool:
+        """A running job's cancel, replayed (with the queued ones) until an outcome comes; False
+        when the job is no longer running (it ended meanwhile)."""
         ...
 
     async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]:

@@ -92,8 +92,8 @@ class SqlJobStore(ABC):
     async def cancel_queued(self, job_id: str, at_ms: int) -> bool:
         return await self._write(ops.cancel_queued(self.dialect, job_id, at_ms))
 
-    async def request_cancel(self, job_id: str) -> None:
-        await self._write(ops.request_cancel(self.dialect, job_id), single=True)
+    async def request_cancel(self, job_id: str) -> bool:
+        return await self._write(ops.request_cancel(self.dialect, job_id), single=True) > 0
 
     async def pending_cancels(self, since_ms: int) -> list[tuple[str, str]]:
         return await self._read(ops.pending_cancels(self.dialect, since_ms))

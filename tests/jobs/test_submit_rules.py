@@ -1,5 +1,6 @@
-"""JobService's submission decisions, rule by rule (SPEC: jobs, Idempotency-Key; 1.2: publish
-outcomes): what a submission becomes for each thing the broker and the store may do. A unit: the
+"""JobService's submission and cancel decisions, rule by rule (SPEC: jobs, Idempotency-Key;
+1.2: publish outcomes): what a submission becomes for each thing the broker and the store may do,
+and a cancel that races the job's end. A unit: the
 store is a real SQLite file; the broker link is a stand-in answering each publish as the test
 says (how the real broker answers is tested end to end: tests/jobs/test_accepted.py,
 tests/jobs/test_published_unrecorded.py, tests/cluster/test_confirms.py)."""
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import BadRequest, Overloaded, PublishedUnrecorded, Unavailable
+from gateway.errors import BadRequest, Conflict, Overloaded, PublishedUnrecorded, Unavailable
 from gateway.fleet.view import FleetView
 from gateway.jobs.service import JobService
 from gateway.metrics import Metrics
@@ -180,3 +181,36 @@ async def test_a_method_no_pool_serves_leaves_no_job(service: JobService, link: 
     with pytest.raises(Exception, match="no pool serves"):
         await service.submit("echo", BODY, None)
     assert await store.recent(10, None, None, None) == []
+
+
+# -- a cancel racing the job's end (SPEC: DELETE /v1/jobs/{id} is 409 once the job ended) ------
+
+async def _ending_first(store: JobStore, job_id: str, write: Any) -> Any:
+    """`write` of the store, run just after the job succeeded: its outcome won the race."""
+    async def raced(*args: Any) -> Any:
+        await store.finish(job_id, JobStatus.SUCCEEDED, {"done": True}, None, 2_000_000_000_000)
+        return await write(*args)
+    return raced
+
+
+@pytest.mark.parametrize("running", [False, True])
+async def test_a_cancel_that_loses_the_race_with_the_jobs_end_is_a_conflict(
+    service: JobService, store: JobStore, monkeypatch: pytest.MonkeyPatch, running: bool
+) -> None:
+    job, _ = await service.submit("echo", BODY, None)
+    if running:
+        await store.started(job.id, "w1", 1, 1_900_000_000_000)
+    write = "request_cancel" if running else "cancel_queued"
+    monkeypatch.setattr(store, write, await _ending_first(store, job.id, getattr(store, write)))
+    with pytest.raises(Conflict, match="already ended: succeeded"):
+        await service.cancel(job.id)
+    ended = await store.get(job.id)
+    assert ended is not None and ended.status is JobStatus.SUCCEEDED
+
+
+async def test_a_cancel_of_a_queued_job_that_did_not_race_cancels_it(
+        service: JobService) -> None:
+    job, _ = await service.submit("echo", BODY, None)
+    assert (await service.cancel(job.id)).status is JobStatus.CANCELLED
+    with pytest.raises(Conflict):
+        await service.cancel(job.id)

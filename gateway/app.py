@@ -52,9 +52,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         if services.auth.open:
             log.warning("no RPCFLEET_API_KEYS / RPCFLEET_ADMIN_KEYS: every route is open; "
                         "keep this gateway on 127.0.0.1 or set keys")
-        elif services.auth.calls_open:
-            log.warning("no RPCFLEET_API_KEYS: calls and job routes are open (admin keys guard "
-                        "only the fleet routes); keep this gateway on 127.0.0.1 or set keys")
         async with AsyncExitStack() as stack:
             services.tracing.configure("rpcfleet-gateway", settings.otel_exporter)
             stack.callback(services.tracing.shutdown)
@@ -122,7 +119,7 @@ def with_fast_path(app: FastAPI) -> ASGIApp:
     connection limit (see gateway.limits)."""
     services: Services = app.state.services
     settings = services.settings
-    guarded = BrowserGuard(FastPath(app, services), enabled=services.auth.calls_open,
+    guarded = BrowserGuard(FastPath(app, services), enabled=services.auth.open,
                            allowed_hosts=settings.allowed_hosts,
                            allowed_origins=settings.allowed_origins,
                            bind_host=settings.bind_host())

@@ -1,9 +1,6 @@
 """API keys (SPEC: Auth): `Authorization: Bearer <key>`; admin keys are valid everywhere.
 
-Without `RPCFLEET_API_KEYS`, calls and job routes are open (SPEC: unset keys mean open routes;
-the gateway then warns, binds 127.0.0.1 and refuses what a web page elsewhere could send), even
-when `RPCFLEET_ADMIN_KEYS` guards the fleet routes; a key presented there must still be a known
-one. Without admin keys, the fleet routes are as open as the calls.
+With no keys configured, routes are open (the gateway then warns and binds 127.0.0.1).
 The fleet page also takes the key from the `rpcfleet_key` cookie its sign-in form sets, since a
 browser cannot add a bearer header to a page load.
 """
@@ -66,13 +63,7 @@ class Auth:
 
     @property
     def open(self) -> bool:
-        """No keys at all: every route is open."""
         return not self.api_keys and not self.admin_keys
-
-    @property
-    def calls_open(self) -> bool:
-        """No caller keys: calls and job routes need no key (admin keys may guard the rest)."""
-        return not self.api_keys
 
     @staticmethod
     def _presented(request: Request, cookie: bool = False) -> str | None:
@@ -92,7 +83,7 @@ class Auth:
         return Caller(owner=fingerprint(key), admin=_matches(key, self.admin_keys))
 
     def check_caller_key(self, key: str | None) -> None:
-        if self.open or (key is None and self.calls_open):
+        if not self.api_keys and not self.admin_keys:
             return
         if key is None:
             raise Unauthorized("an API key is required: Authorization: Bearer <key>")

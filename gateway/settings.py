@@ -76,5 +76,4 @@ class GatewaySettings(CommonSettings):
     def bind_host(self) -> str:
         if self.host:
             return self.host
-        # Open calls (no caller keys, SPEC: Auth) stay on this host unless told otherwise.
-        return "0.0.0.0" if self.api_keys else "127.0.0.1"
+        return "0.0.0.0" if self.api_keys or self.admin_keys else "127.0.0.1"

@@ -102,7 +102,9 @@ class WorkerEntry(BaseModel):
     # An extension: False while its subscription is down (a channel the broker closed, being
     # restored; not yet started): such a worker is listed but not serving.
     consuming: bool = True
-    leaving: bool = False  # an extension: its last beat, on a graceful stop (SIGTERM, SIGINT)
+    # SPEC 1.2: every beat of a consumer leaving for good (a graceful stop, a retirement),
+    # from the start of its drain until it exits; gateways list it but count it for nothing.
+    leaving: bool = False
     # An extension (1.2): a prefetch change under way (SPEC: cancel, finish what it holds,
     # consume again): the broker counts no consumer meanwhile, yet it serves the pool.
     resubscribing: bool = False

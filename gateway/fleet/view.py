@@ -58,8 +58,8 @@ class FleetView:
             self._leaving[entry.id] = _Seen(entry, now)
             return False
         gone = self._leaving.get(entry.id)
-        if gone is not None and gone.entry.pid != entry.pid:
-            del self._leaving[entry.id]  # its slot has a new process
+        if gone is not None and gone.entry.pid == entry.pid:
+            return False  # a process never stops leaving: a beat that says otherwise is stale
         idle_since = None
         if not entry.consuming:
             kept = previous.idle_since if previous is not None else None
@@ -188,7 +188,8 @@ class FleetView:
     def retire(self, pool: str) -> None:
         """The pool's queue is gone (SPEC 1.2): listed as retired until a new worker serves it
         (a late beat of one that left does not count)."""
-        self._retired[pool] = {s.entry.pid for s in self._seen.values() if s.entry.pool == pool}
+        self._retired[pool] = {s.entry.pid for s in [*self._seen.values(), *self._leaving.values()]
+                               if s.entry.pool == pool}
         for worker_id in [k for k, s in self._seen.items() if s.entry.pool == pool]:
             del self._seen[worker_id]
 

@@ -5,7 +5,7 @@
 const REFRESH_MS = 2000; // the fleet changes within 2 s of a prefetch command: show it as fast
 const key = sessionStorage.getItem("rpcfleet-key") || cookie("rpcfleet_key");
 const charts = new FleetCharts(document.getElementById("charts"));
-const processedBefore = new Map(); // worker id -> {t, processed}: its answer rate
+const processedBefore = new Map(); // worker id and pid -> {t, processed}: its answer rate
 
 function cookie(name) {
   const found = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
@@ -168,9 +168,10 @@ function render(workers, pools) {
 }
 
 function rate(worker) {
-  const now = Date.now(), before = processedBefore.get(worker.id);
+  const key = worker.id + "/" + worker.pid;  // a slot's new process is another counter
+  const now = Date.now(), before = processedBefore.get(key);
   if (!before || now - before.t > 30000) {
-    processedBefore.set(worker.id, { t: now, processed: worker.processed, rate: null });
+    processedBefore.set(key, { t: now, processed: worker.processed, rate: null });
     return "–";
   }
   if (now - before.t >= 1500) {

@@ -41,6 +41,28 @@ def test_a_leaving_consumer_is_listed_but_serves_nothing_until_its_beats_stop(
     assert view.listing() == []
 
 
+def test_a_beat_that_does_not_say_leaving_from_a_leaving_process_is_stale(
+        clock: list[float]) -> None:
+    """Beats travel on two channels (the beat loop's, the round-trip probe's): one sent before
+    the drain began may arrive after the first leaving one. It must not count the process again."""
+    view = FleetView()
+    view.update(_beat(100))
+    view.update(_beat(100, leaving=True))
+    assert view.update(_beat(100)) is False
+    assert view.workers() == [] and not view.has_live_worker("p")
+    assert [(e.pid, e.leaving) for e in view.listing()] == [(100, True)]
+
+
+def test_a_retired_pool_is_not_revived_by_a_beat_of_a_consumer_that_was_leaving(
+        clock: list[float]) -> None:
+    view = FleetView()
+    view.update(_beat(100, leaving=True))  # its consumers drain as the pool is retired
+    view.retire("p")
+    assert view.pool_of("m") is None
+    view.update(_beat(100))  # a late beat of that process
+    assert view.pool_of("m") is None and view.is_retired("p")
+
+
 def test_a_late_leaving_beat_never_hides_the_new_process_in_its_slot(
         clock: list[float]) -> None:
     view = FleetView()

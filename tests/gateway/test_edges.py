@@ -46,6 +46,25 @@ def test_api_keys_guard_calls_and_admin_keys_guard_the_fleet(
             assert http.get(open_route).status_code == 200, open_route
 
 
+def test_admin_keys_alone_guard_every_route_but_the_open_ones(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    """A gateway with keys in use opens nothing but health, metrics and docs: with admin keys
+    alone, calls and jobs take the admin key too (docs/http-api.md says why this reading)."""
+    start_worker()
+    gateway = start_gateway(admin_keys="admin-key")
+    admin = {"Authorization": "Bearer admin-key"}
+    with gateway.client() as http:
+        wait_for_workers(gateway, 1, headers=admin)
+        keyless = http.post("/v1/rpc/echo", json={"a": 1})
+        keyless_job = http.post("/v1/jobs/echo", json={"params": {}})
+        as_admin = http.post("/v1/rpc/echo", json={"a": 1}, headers=admin)
+        health = http.get("/healthz")
+    assert error_code(keyless) == (401, "unauthorized")
+    assert error_code(keyless_job) == (401, "unauthorized")
+    assert as_admin.status_code == 200 and health.status_code == 200
+
+
 def test_bodies_over_the_limit_are_refused_with_or_without_content_length(
     start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:

@@ -90,10 +90,12 @@ def gateway(start_worker: StartWorker, start_gateway: StartGateway) -> Gateway:
 
 def wait_for_workers(gateway: Gateway, count: int, timeout: float = 20.0,
                      headers: dict[str, str] | None = None) -> list[dict[str, object]]:
-    """Until the gateway's fleet view shows `count` workers (beats arrived)."""
+    """Until the gateway's fleet view shows `count` live workers (beats arrived; a consumer
+    leaving for good is listed `leaving` until it exits, and not counted here)."""
     def shown() -> tuple[list[dict[str, object]]] | None:
         entries: list[dict[str, object]] = httpx.get(f"{gateway.url}/v1/workers",
                                                       headers=headers, timeout=5).json()
-        return (entries,) if len(entries) == count else None  # truthy even when empty
+        live = [entry for entry in entries if not entry.get("leaving")]
+        return (live,) if len(live) == count else None  # truthy even when empty
 
     return wait_for(shown, timeout=timeout, what=f"the fleet view to show {count} workers")[0]

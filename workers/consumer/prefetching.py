@@ -78,7 +78,7 @@ class Prefetching:
                 value, self.setup.settings.drain_timeout, announce=self._beat):
             await self._beat()
             return
-        log.info("prefetch of %s is now %s", self.setup.worker_id, value)
+        log.info("prefetch of %s is now %s", self.setup.worker_id, self.value)  # the latest
         await self._beat()
 
     def remember(self) -> None:

@@ -250,7 +250,8 @@ class Consumer:
     # -- beats ----------------------------------------------------------------------------------
     def _entry(self, leaving: bool = False) -> WorkerEntry:
         """This consumer as a beat reports it (every beat, the round-trip probe's too: the fleet
-        view keeps the last one it heard)."""
+        view keeps the last one it heard). Once leaving for good, every one says so."""
+        leaving = leaving or self._leaving_for_good
         subscription: Subscription | None = getattr(self, "subscription", None)  # once _serve
         entry = worker_entry(self.setup, self.prefetch.value, self.prefetch.auto,
                              self.in_flight.count, self.counters,

@@ -49,7 +49,7 @@ class Subscription:
         self._before_restore = before_restore  # e.g. learn the cancels missed while away
         self._tag: str | None = None
         self._queue_gone = False  # the broker cancelled us: declare the queue before consuming
-        self._changing = False  # between the cancel and the new consume of a prefetch change
+        self._changing = 0  # prefetch changes under way (a second may queue behind the first)
         self._watched: RawChannel | None = None  # the AMQP channel we hear basic.cancel on
         self.prefetch = 0
         self._kept = KeptConsumer(channel, self._consume, "the subscription",
@@ -61,13 +61,13 @@ class Subscription:
 
     @property
     def changing(self) -> bool:
-        return self._changing
+        return self._changing > 0
 
     @property
     def serving(self) -> bool:
         """Consuming, or changing its prefetch: the pool's requests wait for it meanwhile (it
         re-subscribes once what it holds has finished), so the fleet still counts it."""
-        return self.consuming or self._changing
+        return self.consuming or self.changing
 
     async def start(self, prefetch: int) -> None:
         self.prefetch = prefetch
@@ -79,16 +79,16 @@ class Subscription:
         subscription was stopped (a consumer about to leave takes nothing more). `announce` is
         awaited once the change is under way (`changing`), before what the consumer holds has
         finished: the fleet hears the new value at once, not after the longest handler."""
-        if not self._kept.wanted or (prefetch == self.prefetch and self.consuming):
-            return False
-        self._changing = True
+        if not self._kept.wanted or (prefetch == self.prefetch and self.serving):
+            return False  # in force, or the change under way already goes there
+        self._changing += 1
         try:
             self.prefetch = prefetch
             if announce is not None:
                 await announce()
             await self._kept.renew(self._cancel, lambda: self._in_flight.idle(drain_timeout))
         finally:
-            self._changing = False
+            self._changing -= 1
         return True
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ from protocol import ErrorCode, WorkerEntry
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.gateway import StartGateway, wait_for_workers
+from tests.support.jobs import submit, until
 from tests.support.waiting import async_wait_for
 from tests.workers.test_prefetch import _beats
 
@@ -109,3 +110,26 @@ async def test_with_prefetch_auto_every_beat_carries_the_batch_sizes(
                              what="three beats after the calls (auto's probes among them)")
     assert all(beat.batches and beat.batches["square"]["requests"] == 8
                for beat in beats[served + 1:])
+
+
+def test_a_job_whose_deadline_passes_while_its_batch_waits_for_a_slot_expires_unrun(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """SPEC: a job's timeout bounds its wait (not started by then: expired). A batch gathers
+    while every handler slot is busy; a request whose deadline passes meanwhile is left out of
+    the call when the slot frees, and expires, dead-lettered as any late request is."""
+    start_worker("tests.pools.batched:pool", pool="batched", prefetch=4)
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    log = tmp_path / "calls"
+    with gateway.client() as http:
+        busy = submit(http, "slow", {"n": 3, "log": str(log)}).json()["id"]
+        until(http, busy, "running")
+        late = submit(http, "slow", {"n": 0, "log": str(log)}, timeout=1).json()["id"]
+        ended = until(http, late, "succeeded", "failed", "expired", timeout=30)
+        first = until(http, busy, "succeeded", "failed", timeout=30)
+        dead = http.get("/v1/pools/batched/dead").json()
+    assert first["status"] == "succeeded"
+    assert ended["status"] == "expired", ended
+    assert _sizes(log) == [1]  # only the busy job's call: the late one never ran
+    assert [(d["id"], d["reason"]) for d in dead] == [(late, "expired")], dead

@@ -119,7 +119,7 @@ async def test_a_delivery_cancelled_as_its_slot_comes_free_leaves_the_slot_free(
     consumer of one slot serves nothing again (CI's SIGSTOP scenario found this)."""
     import asyncio
 
-    from workers.consumer.dispatch import take_slot
+    from workers.consumer.slot import take_slot
 
     slots, leaving = asyncio.Semaphore(1), asyncio.Event()
     assert await take_slot(slots, leaving)  # the running handler's

@@ -96,15 +96,21 @@ def decide(message: Request, known: Known) -> Run | Settle:
                                              "the job was cancelled before it started"))
     deadline = read_deadline(message.headers)
     if deadline is not None and deadline <= known.now_ms:
-        # Only a job is still waited for: a sync caller gave up at its deadline.
-        expired = failure(ErrorCode.EXPIRED, "the job waited in the queue past its deadline")
-        return Settle(attempt, dead=(DeadReason.EXPIRED, "deadline passed while queued"),
-                      reply=expired if names.is_durable_reply_to(message.reply_to) else None)
+        return expired(attempt, message.reply_to, "in the queue", "while queued")
     try:
         params = handler.parse_params(raw)
     except InvalidParams as exc:
         return Settle(attempt, reply=failure(ErrorCode.INVALID_PARAMS, str(exc)))
     return Run(handler, params, attempt, deadline)
+
+
+def expired(attempt: int, reply_to: str | None, where: str, when: str) -> Settle:
+    """A request whose deadline passed before it started (in the queue, or in the batch it
+    was gathered into): dead-lettered `expired`; only a job is answered, a sync caller gave up
+    at its deadline."""
+    answer = failure(ErrorCode.EXPIRED, f"the job waited {where} past its deadline")
+    return Settle(attempt, dead=(DeadReason.EXPIRED, f"deadline passed {when}"),
+                  reply=answer if names.is_durable_reply_to(reply_to) else None)
 
 
 def killed(reason: str, time_limit: float | None) -> Outcome:

@@ -10,7 +10,6 @@ happens to its channel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -26,11 +25,12 @@ from transport.confirms import ConfirmingChannel
 from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.batching import Batcher
-from workers.consumer.decision import Known, Run, decide
+from workers.consumer.decision import Known, Run, decide, expired
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome, Stopper, failure, run_batch, run_handler
 from workers.consumer.runonce import RunOnce
 from workers.consumer.settling import Settle, Settler
+from workers.consumer.slot import take_slot
 from workers.consumer.starts import JobEventSink, StartEvents
 from workers.consumer.state import Cancels, ConsumerSetup, Counters
 from workers.consumer.strays import StrayReplies
@@ -39,6 +39,9 @@ from workers.context import JobContext
 from workers.handlers import Handler
 
 log = logging.getLogger("rpcfleet.worker")
+
+# A request of a batch whose deadline passed while the batch waited for a handler slot.
+EXPIRED_IN_BATCH = failure(ErrorCode.EXPIRED, "expired in its batch")
 
 class Dispatcher:
     def __init__(
@@ -138,26 +141,36 @@ class Dispatcher:
             batcher = Batcher(handler, self.capacity, self._call_batch,
                               busy=self.semaphore.locked)
             self.batchers[handler.name] = batcher
-        return Settle(run.attempt, reply=await batcher.submit((message, run)))
+        outcome = await batcher.submit((message, run))
+        if outcome is EXPIRED_IN_BATCH:
+            return expired(run.attempt, message.reply_to, "for its batch",
+                           "while its batch gathered")
+        return Settle(run.attempt, reply=outcome)
 
     async def _call_batch(self, handler: Handler, items: list[Any]) -> list[Outcome]:
-        """One handler call for a batch of (delivery, run): a request cancelled before its batch
-        starts is left out and answered `cancelled`."""
+        """One handler call for a batch of (delivery, run), once a handler slot is free: a
+        request cancelled before then is left out and answered `cancelled`, one whose deadline
+        passed meanwhile (a batch gathers while every slot is busy) is left out and expires."""
         outcomes: dict[int, Outcome] = {}
         live: list[int] = []
-        for index, (message, run) in enumerate(items):
-            if message.correlation_id in self.cancels:
-                outcomes[index] = failure(ErrorCode.CANCELLED,
-                                          "the job was cancelled before it started")
-            else:
-                # The batch's one time limit is tracked under each of its requests: if the
-                # backstop kills the process, every one of them is answered, none runs again.
-                self._starting(message, handler, run.attempt)
-                live.append(index)
-        if live:
-            slots, slot = self.setup.slots, self.setup.slot
+        slots, slot = self.setup.slots, self.setup.slot
+        await self.semaphore.acquire()
+        try:
+            now = now_ms()
+            for index, (message, run) in enumerate(items):
+                if message.correlation_id in self.cancels:
+                    outcomes[index] = failure(ErrorCode.CANCELLED,
+                                              "the job was cancelled before it started")
+                elif run.deadline is not None and run.deadline <= now:
+                    outcomes[index] = EXPIRED_IN_BATCH
+                else:
+                    # The batch's one time limit is tracked under each of its requests: if the
+                    # backstop kills the process, every one of them is answered, none runs again.
+                    self._starting(message, handler, run.attempt)
+                    live.append(index)
+            if not live:
+                return [outcomes[index] for index in range(len(items))]
             started = time.perf_counter()
-            await self.semaphore.acquire()
             try:
                 results = await run_batch(
                     handler, handler.arguments([items[i][1].params for i in live],
@@ -166,17 +179,18 @@ class Dispatcher:
                 if any(result.must_exit for result in results):
                     self.handing_back.set()  # before its slot frees: nothing new starts here
             finally:
-                self.semaphore.release()
                 for index in live:
                     self.starts.ended(str(items[index][0].correlation_id))
-            # prefetch=auto sizes itself by the time per request, which batching divides.
-            self.measure.observe_handler((time.perf_counter() - started) / len(live))
-            if not any(result.must_exit for result in results):
-                for index in live:
-                    slots.untrack(slot, str(items[index][0].correlation_id))
-            outcomes.update(zip(live, results, strict=True))
-            for index, result in zip(live, results, strict=True):
-                log_raised(handler.name, str(items[index][0].correlation_id), result)
+        finally:
+            self.semaphore.release()
+        # prefetch=auto sizes itself by the time per request, which batching divides.
+        self.measure.observe_handler((time.perf_counter() - started) / len(live))
+        if not any(result.must_exit for result in results):
+            for index in live:
+                slots.untrack(slot, str(items[index][0].correlation_id))
+        outcomes.update(zip(live, results, strict=True))
+        for index, result in zip(live, results, strict=True):
+            log_raised(handler.name, str(items[index][0].correlation_id), result)
         return [outcomes[index] for index in range(len(items))]
 
     async def _conclude(self, message: Delivery, decision: Settle) -> None:
@@ -254,41 +268,6 @@ class Dispatcher:
                 loop.call_soon_threadsafe(progress, job_id, fraction, note)
 
         return sink
-
-
-async def take_slot(slots: asyncio.Semaphore, leaving: asyncio.Event) -> bool:
-    """A slot of `slots`, or False once `leaving` is set. A task cancelled while it waits (its
-    delivery's channel closed) holds no slot afterwards, even when the slot came free in the
-    same moment: otherwise that slot is gone for good, and with one slot per consumer every
-    later delivery waits forever (CI's SIGSTOP scenario: a consumer resumed after its connection
-    was closed served nothing again)."""
-    if leaving.is_set():
-        return False
-    if not slots.locked():  # the usual case: no task, no wait
-        await slots.acquire()
-        return True
-    acquire = asyncio.ensure_future(slots.acquire())
-    left = asyncio.ensure_future(leaving.wait())
-    try:
-        await asyncio.wait({acquire, left}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
-            slots.release()  # it was ours already: give it back
-        else:
-            acquire.cancel()
-        raise
-    finally:
-        left.cancel()
-    if not acquire.done():
-        acquire.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await acquire
-    if acquire.cancelled():
-        return False
-    if leaving.is_set():
-        slots.release()
-        return False
-    return True
 
 
 def log_raised(method: str, call_id: str, outcome: Outcome) -> None:

@@ -68,9 +68,12 @@ class KeptConsumer:
             await self._start()
 
     async def stop(self, unsubscribe: Unsubscribe | None = None) -> None:
-        """No more restores; `unsubscribe` (a basic.cancel) runs on the live channel, if any."""
+        """No more restores; `unsubscribe` (a basic.cancel) runs on the live channel, if any.
+        Not wanted from the call on, not from when the lock comes: a renewal holding the lock
+        (a prefetch change waiting for a long handler) then does not subscribe again, even if
+        whoever stops gives up waiting for the lock."""
+        self._wanted = False
         async with self._lock:
-            self._wanted = False
             await self._drop(unsubscribe)
 
     async def renew(self, unsubscribe: Unsubscribe, between: Callable[[], Awaitable[object]]

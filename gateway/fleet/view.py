@@ -59,7 +59,9 @@ class FleetView:
             return False
         gone = self._leaving.get(entry.id)
         if gone is not None and gone.entry.pid == entry.pid:
-            return False  # a process never stops leaving: a beat that says otherwise is stale
+            if self._alive(gone, now):
+                return False  # a process never stops leaving: a beat saying otherwise is stale
+            del self._leaving[entry.id]  # it exited long ago: a new process reusing its pid
         idle_since = None
         if not entry.consuming:
             kept = previous.idle_since if previous is not None else None

@@ -49,7 +49,7 @@ def test_with_api_keys_the_page_trades_its_key_for_a_socket_token(
 ) -> None:
     start_worker("examples.vectors:pool", pool="vectors", example_cache_mb=1)
     gateway = start_gateway(pages_dir=PAGES, api_keys="secret")
-    wait_for_workers(gateway, 1)
+    wait_for_workers(gateway, 1, headers={"Authorization": "Bearer secret"})
     page = browser.new_page()
     assert _run_a_job(page, gateway.url, key="secret")[-1] == "#7 succeeded"
     page.fill("#key", "wrong")

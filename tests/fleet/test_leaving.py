@@ -53,6 +53,17 @@ def test_a_beat_that_does_not_say_leaving_from_a_leaving_process_is_stale(
     assert [(e.pid, e.leaving) for e in view.listing()] == [(100, True)]
 
 
+def test_a_new_process_that_reuses_the_pid_of_one_long_gone_is_counted(
+        clock: list[float]) -> None:
+    """A restarted container forks its first consumer at the same pid: once the leaving one
+    has been silent for the missed beats, a beat with that pid is a new process."""
+    view = FleetView()
+    view.update(_beat(100, leaving=True))
+    clock[0] += MISSED_BEATS + 0.5
+    assert view.update(_beat(100)) is True
+    assert [e.pid for e in view.workers()] == [100] and view.has_live_worker("p")
+
+
 def test_a_retired_pool_is_not_revived_by_a_beat_of_a_consumer_that_was_leaving(
         clock: list[float]) -> None:
     view = FleetView()

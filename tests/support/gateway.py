@@ -93,8 +93,9 @@ def wait_for_workers(gateway: Gateway, count: int, timeout: float = 20.0,
     """Until the gateway's fleet view shows `count` live workers (beats arrived; a consumer
     leaving for good is listed `leaving` until it exits, and not counted here)."""
     def shown() -> tuple[list[dict[str, object]]] | None:
-        entries: list[dict[str, object]] = httpx.get(f"{gateway.url}/v1/workers",
-                                                      headers=headers, timeout=5).json()
+        response = httpx.get(f"{gateway.url}/v1/workers", headers=headers, timeout=5)
+        assert response.status_code == 200, response.text  # a gateway with keys: pass them
+        entries: list[dict[str, object]] = response.json()
         live = [entry for entry in entries if not entry.get("leaving")]
         return (live,) if len(live) == count else None  # truthy even when empty
 

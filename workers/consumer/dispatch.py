@@ -42,6 +42,8 @@ log = logging.getLogger("rpcfleet.worker")
 
 # A request of a batch whose deadline passed while the batch waited for a handler slot.
 EXPIRED_IN_BATCH = failure(ErrorCode.EXPIRED, "expired in its batch")
+# A request of a batch that got no handler slot: the consumer is leaving.
+HANDED_BACK = failure(ErrorCode.WORKER_ERROR, "handed back: the consumer is leaving")
 
 class Dispatcher:
     def __init__(
@@ -142,6 +144,8 @@ class Dispatcher:
                               busy=self.semaphore.locked)
             self.batchers[handler.name] = batcher
         outcome = await batcher.submit((message, run))
+        if outcome is HANDED_BACK:  # leaving: it goes back as the attempt it is
+            return Settle(run.attempt, retry=True)
         if outcome is EXPIRED_IN_BATCH:
             return expired(run.attempt, message.reply_to, "for its batch",
                            "while its batch gathered")
@@ -154,7 +158,8 @@ class Dispatcher:
         outcomes: dict[int, Outcome] = {}
         live: list[int] = []
         slots, slot = self.setup.slots, self.setup.slot
-        await self.semaphore.acquire()
+        if not await self._take_slot():  # leaving (SIGTERM, an abandoned handler): not here
+            return [HANDED_BACK] * len(items)
         try:
             now = now_ms()
             for index, (message, run) in enumerate(items):

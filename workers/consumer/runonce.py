@@ -83,8 +83,11 @@ class RunOnce:
     def _ran(self, job_id: str, task: asyncio.Task[Settle]) -> None:
         self.runs.pop(job_id, None)
         if not task.cancelled() and task.exception() is None:
-            reply = task.result().reply
-            if reply is not None and not reply.must_exit:
+            settled = task.result()
+            reply = settled.reply
+            # A dead-lettered end (a request that expired in its batch) is decided again on a
+            # redelivery, so that the dead-letter copy is made then too; a reply alone is not.
+            if reply is not None and not reply.must_exit and settled.dead is None:
                 self.recent[job_id] = reply
                 while len(self.recent) > OUTCOMES_REMEMBERED:
                     self.recent.popitem(last=False)

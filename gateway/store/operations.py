@@ -190,7 +190,9 @@ def finish(d: Dialect, job_id: str, status: JobStatus, result: Any, error: Error
     if row is None:
         return None
     if JobStatus(row[0]).terminal:
-        if row[0] == JobStatus.CANCELLED:  # the worker saw the cancel: stop replaying it
+        # A worker's outcome for a cancelled job: it saw the cancel, stop replaying it. Not a
+        # second cancel of it (two DELETEs at once): that one was not seen by anybody yet.
+        if row[0] == JobStatus.CANCELLED and not replay_cancel:
             yield from changes(f"UPDATE jobs SET cancel_pending = {d.false} WHERE id = ?", job_id)
         return None
     if row[0] == JobStatus.QUEUED and started_ms is not None:

@@ -179,6 +179,8 @@ async def test_a_reply_ahead_of_its_start_event_still_logs_the_job_running_first
     # its cancel is replayed (in the same write) until a worker's outcome says it saw it
     assert await store.pending_cancels(0) == [("c", "echo")]
     assert not await store.cancel_queued("c", 1_500)  # final already
+    # a second cancel (two DELETEs at once) is not a worker's outcome: still replayed
+    assert await store.pending_cancels(0) == [("c", "echo")]
     assert await store.finish("c", JobStatus.CANCELLED, None, None, 2_000) is None
     assert await store.pending_cancels(0) == []
     await store.close()

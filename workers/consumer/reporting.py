@@ -24,10 +24,10 @@ Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class Reporter:
-    def __init__(self, setup: ConsumerSetup, entry: Callable[[bool], WorkerEntry],
+    def __init__(self, setup: ConsumerSetup, entry: Callable[[], WorkerEntry],
                  spawn: Spawn, measure: AutoPrefetch) -> None:
         self.setup = setup
-        self._entry = entry  # this consumer as a beat reports it (leaving or not)
+        self._entry = entry  # this consumer as a beat reports it
         self._spawn = spawn
         self._measure = measure
         self._events: AbstractExchange | None = None
@@ -45,8 +45,8 @@ class Reporter:
                             "at": now_ms(), **fields})
         self._spawn(self.publish(names.job_event_key(job_id, kind), body))
 
-    async def beat(self, leaving: bool = False) -> None:
-        await self.publish(self._beat_key, codec.dumps(self._entry(leaving)))
+    async def beat(self) -> None:
+        await self.publish(self._beat_key, codec.dumps(self._entry()))
 
     async def publish(self, key: str, body: bytes) -> None:
         if self._events is None:
@@ -63,7 +63,7 @@ class Reporter:
         (the fleet view keeps the last beat it heard, this one too)."""
         if self._confirmed is None:
             return
-        message = aio_pika.Message(codec.dumps(self._entry(False)),
+        message = aio_pika.Message(codec.dumps(self._entry()),
                                    content_type=names.CONTENT_TYPE)
         sent = time.perf_counter()
         try:

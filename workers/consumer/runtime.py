@@ -179,7 +179,7 @@ class Consumer:
 
     async def _drain(self) -> None:
         if self._leaving_for_good:  # say so at once, and in every beat until the process exits
-            await self._beat(leaving=True)
+            await self._beat()
         await self._stop_taking()
         # Whatever the reason to leave (SIGTERM, a recycle, an elastic pool retiring this
         # consumer, a handler abandoned past its time limit or cancel): deliveries held but not
@@ -248,10 +248,10 @@ class Consumer:
             self._leave(EXIT_RETIRED)
 
     # -- beats ----------------------------------------------------------------------------------
-    def _entry(self, leaving: bool = False) -> WorkerEntry:
+    def _entry(self) -> WorkerEntry:
         """This consumer as a beat reports it (every beat, the round-trip probe's too: the fleet
         view keeps the last one it heard). Once leaving for good, every one says so."""
-        leaving = leaving or self._leaving_for_good
+        leaving = self._leaving_for_good
         subscription: Subscription | None = getattr(self, "subscription", None)  # once _serve
         entry = worker_entry(self.setup, self.prefetch.value, self.prefetch.auto,
                              self.in_flight.count, self.counters,
@@ -268,8 +268,8 @@ class Consumer:
                              for name, batcher in self.dispatcher.batchers.items()}
         return entry
 
-    async def _beat(self, leaving: bool = False) -> None:
-        await self.reports.beat(leaving)
+    async def _beat(self) -> None:
+        await self.reports.beat()
 
     async def _beat_loop(self) -> None:
         while True:
@@ -279,7 +279,7 @@ class Consumer:
                 # with the process). Replaced: its replacement beats for the slot.
                 if not self._leaving_for_good:
                     return
-                await self._beat(leaving=True)
+                await self._beat()
                 continue
             self._consider_recycling(memory=self.recycling.watches_memory)
             self._copied = self.copy_watch.copied()

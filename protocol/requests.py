@@ -47,6 +47,17 @@ def expiration_ms(deadline_ms: int | None, now_ms: int) -> int | None:
     return min(max(deadline_ms - now_ms, 1), names.MAX_EXPIRATION_MS)
 
 
+def start_by(deadline_ms: int | None, attempt: int, reply_to: str | None) -> int | None:
+    """The deadline a delivery must start by, if any (SPEC: worker semantics). A sync caller
+    has gone by its deadline. A job's timeout bounds its wait in the queue (not started by then
+    -> `expired`): one delivered again after its consumer died (attempt 2 on) ended that wait
+    when it was first delivered, and runs again, late or not. (One held unstarted by a consumer
+    killed with prefetch above 1 counts as delivered too: nobody can tell it from a start.)"""
+    if attempt > 1 and names.is_durable_reply_to(reply_to):
+        return None
+    return deadline_ms
+
+
 def read_attempt(headers: dict[str, Any] | None) -> int:
     value = (headers or {}).get(names.HEADER_ATTEMPT, 1)
     try:

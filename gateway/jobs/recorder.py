@@ -26,7 +26,7 @@ from gateway.amqp.link import BrokerLink
 from gateway.fleet.view import FleetView
 from gateway.jobs.hub import JobHub
 from gateway.jobs.ordering import Lanes
-from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts
+from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts, starts_vouched
 from gateway.metrics import Metrics
 from gateway.store import JobStore
 from gateway.webhooks import CallbackDispatcher
@@ -147,7 +147,7 @@ class OutcomeRecorder:
         if facts.progress_events:
             await self._progress_recorded(job_id, facts.progress_events)
         await self.record(job_id, status, result, error, facts.worker,
-                          at_ms=facts.finished_ms or now_ms(), attempt=facts.attempt,
+                          at_ms=facts.finished_ms or now_ms(), attempt=facts.starts,
                           started_ms=facts.started_ms)
         if status is JobStatus.CANCELLED:
             await self.store.cancel_seen(job_id)
@@ -163,8 +163,12 @@ class OutcomeRecorder:
     async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
         # Every store gets a copy: record the jobs this one knows (idempotently), ack the rest.
         if names.is_job_reply_to(message.reply_to) and message.correlation_id:
-            status, error = from_dead_letter(dict(message.headers or {}))
-            await self.record(message.correlation_id, status, None, error, None)
+            headers = dict(message.headers or {})
+            job = await self.store.get(message.correlation_id)
+            status, error = from_dead_letter(
+                headers, started=job is not None and job.started_at is not None)
+            await self.record(message.correlation_id, status, None, error, None,
+                              attempt=starts_vouched(headers))
         await settle(message, Decision.ACK)  # sync calls' dead letters concern no job
 
     async def record(self, job_id: str, status: JobStatus, result: Any,

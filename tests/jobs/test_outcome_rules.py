@@ -4,7 +4,7 @@ recorder itself only stores what these decide (tests/jobs/test_jobs.py runs it e
 
 from __future__ import annotations
 
-from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts
+from gateway.jobs.outcomes import from_dead_letter, from_reply, reply_facts, starts_vouched
 from protocol import ErrorCode, JobStatus, names, replies
 
 
@@ -60,9 +60,28 @@ def test_a_replys_bookkeeping_is_taken_only_when_it_is_a_positive_number() -> No
     facts = reply_facts({names.HEADER_WORKER: "h:p:0", names.HEADER_ATTEMPT: 2,
                          names.HEADER_STARTED_AT: 1_000, names.HEADER_FINISHED_AT: 2_000,
                          names.HEADER_PROGRESS_EVENTS: 3})
-    assert (facts.worker, facts.attempt, facts.started_ms, facts.finished_ms,
+    assert (facts.worker, facts.starts, facts.started_ms, facts.finished_ms,
             facts.progress_events) == ("h:p:0", 2, 1_000, 2_000, 3)
     odd = reply_facts({names.HEADER_ATTEMPT: 0, names.HEADER_STARTED_AT: "1000",
                        names.HEADER_FINISHED_AT: -5})
-    assert (odd.worker, odd.attempt, odd.started_ms, odd.finished_ms,
+    assert (odd.worker, odd.starts, odd.started_ms, odd.finished_ms,
             odd.progress_events) == (None, None, None, None, None)  # a worker before 1.1
+
+
+def test_a_worker_message_vouches_for_its_attempt_as_a_start_only_when_a_handler_started() -> None:
+    """`attempts` counts starts: a reply or dead letter of an attempt that ran nothing (expired,
+    invalid params, a killed run's answer, past the maximum) vouches for the starts before it."""
+    ran = {names.HEADER_ATTEMPT: 2, names.HEADER_STARTED_AT: 1_000}
+    assert starts_vouched(ran) == 2
+    assert starts_vouched({names.HEADER_ATTEMPT: 4}) == 3  # max_attempts after three starts
+    assert starts_vouched({names.HEADER_ATTEMPT: 1}) == 0  # expired on its first delivery
+    assert starts_vouched({}) is None
+
+
+def test_a_dead_letter_expired_ends_a_job_that_started_failed_not_expired() -> None:
+    """`expired` means not started by the deadline: a started job whose redelivery the broker
+    expired (its consumer was lost past the timeout) failed."""
+    headers = {"x-death": [{"reason": "expired", "queue": "rpcfleet.pool.p"}]}
+    assert from_dead_letter(headers)[0] is JobStatus.EXPIRED
+    status, error = from_dead_letter(headers, started=True)
+    assert (status, error.code) == (JobStatus.FAILED, ErrorCode.WORKER_ERROR)

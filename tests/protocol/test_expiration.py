@@ -4,7 +4,7 @@ a dead letter's replay all derive the AMQP `expiration` from the deadline with i
 from __future__ import annotations
 
 from protocol import names
-from protocol.requests import Request, expiration_ms
+from protocol.requests import Request, expiration_ms, start_by
 
 
 def test_the_expiration_is_the_time_left_to_the_deadline() -> None:
@@ -28,3 +28,12 @@ def test_a_far_deadline_is_capped_at_what_amqp_accepts() -> None:
 def test_a_request_uses_the_same_rule() -> None:
     request = Request(job_id="j", method="echo", reply_to=None, deadline_ms=10_250)
     assert request.expiration_ms(10_000) == 250
+
+
+def test_a_jobs_copy_after_its_first_delivery_has_no_deadline_to_start_by() -> None:
+    """A job's timeout bounds its wait in the queue, which its first delivery ended: its retry
+    copy (attempt 2 on) carries no expiration; a sync call's keeps its caller's deadline."""
+    job = "rpcfleet.replies.s1"
+    assert start_by(10_000, attempt=1, reply_to=job) == 10_000
+    assert start_by(10_000, attempt=2, reply_to=job) is None
+    assert start_by(10_000, attempt=2, reply_to=names.DIRECT_REPLY_TO) == 10_000

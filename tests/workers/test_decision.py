@@ -122,6 +122,15 @@ def test_past_its_deadline_a_request_is_dead_lettered_and_only_a_job_is_answered
     assert call.reply is None
 
 
+def test_a_job_delivered_again_after_its_consumer_died_runs_late_but_a_call_does_not() -> None:
+    """A job's timeout bounds its wait in the queue, which its first delivery ended; a sync
+    caller has gone at its deadline whatever the attempt."""
+    rerun = {names.HEADER_ATTEMPT: 2, names.HEADER_DEADLINE: NOW - 1}
+    assert isinstance(decide(Message(reply_to=JOB_QUEUE, headers=rerun), known()), Run)
+    call = settled(Message(headers=rerun))
+    assert call.dead == (DeadReason.EXPIRED, "deadline passed while queued")
+
+
 def test_params_the_handler_refuses_are_answered_invalid_params() -> None:
     decision = settled(Message(body=codec.dumps({"nom": "ada"})))
     assert decision.reply is not None and decision.reply.code == ErrorCode.INVALID_PARAMS

@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from transport.background import Background
-from workers.consumer.outcome import Outcome
 from workers.handlers import Handler
 
-Call = Callable[[Handler, list[Any]], Awaitable[list[Outcome]]]
+R = TypeVar("R")  # what a batch call hands each of its items (the dispatcher: a Settle)
 
 
 @dataclass
@@ -35,19 +34,20 @@ class BatchStats:
 
 
 @dataclass
-class Batcher:
+class Batcher(Generic[R]):
     handler: Handler
     capacity: Callable[[], int]  # the prefetch in force
-    call: Call  # runs the handler for a list of items, one outcome per item
+    # Runs the handler for a list of items, one result per item.
+    call: Callable[[Handler, list[Any]], Awaitable[list[R]]]
     busy: Callable[[], bool] = lambda: False  # no handler slot free: a batch would only wait
     stats: BatchStats = field(default_factory=BatchStats)
-    _waiting: list[tuple[Any, asyncio.Future[Outcome]]] = field(default_factory=list)
+    _waiting: list[tuple[Any, asyncio.Future[R]]] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
     _running: Background = field(default_factory=Background)
 
-    async def submit(self, item: Any) -> Outcome:
-        """Add one request's item to the batch being gathered; its outcome when the batch ran."""
-        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+    async def submit(self, item: Any) -> R:
+        """Add one request's item to the batch being gathered; its result when the batch ran."""
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, done))
         if len(self._waiting) >= self._size():
             self._flush()
@@ -79,7 +79,7 @@ class Batcher:
         if batch:
             self._running.start(self._run(batch))
 
-    async def _run(self, batch: list[tuple[Any, asyncio.Future[Outcome]]]) -> None:
+    async def _run(self, batch: list[tuple[Any, asyncio.Future[R]]]) -> None:
         self.stats.calls += 1
         self.stats.requests += len(batch)
         self.stats.last_size = len(batch)

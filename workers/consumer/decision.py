@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from protocol import DeadReason, ErrorCode, codec, names
-from protocol.requests import read_attempt, read_deadline
+from protocol.requests import read_attempt, read_deadline, start_by
 from workers.consumer.outcome import Outcome, failure
 from workers.consumer.settling import Settle
 from workers.handlers import Handler, InvalidParams
@@ -92,16 +92,28 @@ def decide(message: Request, known: Known) -> Run | Settle:
     if attempt > 1 and buried:
         return Settle(attempt, reply=killed(buried, handler.time_limit))
     if job_id in known.cancelled:
-        return Settle(attempt, reply=failure(ErrorCode.CANCELLED,
-                                             "the job was cancelled before it started"))
+        return cancelled(attempt)
     deadline = read_deadline(message.headers)
-    if deadline is not None and deadline <= known.now_ms:
+    if too_late(deadline, attempt, message.reply_to, known.now_ms):
         return expired(attempt, message.reply_to, "in the queue", "while queued")
     try:
         params = handler.parse_params(raw)
     except InvalidParams as exc:
         return Settle(attempt, reply=failure(ErrorCode.INVALID_PARAMS, str(exc)))
     return Run(handler, params, attempt, deadline)
+
+
+def cancelled(attempt: int) -> Settle:
+    """A request whose job was cancelled before it started (in the queue, or in its batch)."""
+    return Settle(attempt, reply=failure(ErrorCode.CANCELLED,
+                                         "the job was cancelled before it started"))
+
+
+def too_late(deadline: int | None, attempt: int, reply_to: str | None, now: int) -> bool:
+    """Whether a request must not start: it is past the deadline it must start by
+    (`protocol.requests.start_by`: a job's re-run has none)."""
+    bound = start_by(deadline, attempt, reply_to)
+    return bound is not None and bound <= now
 
 
 def expired(attempt: int, reply_to: str | None, where: str, when: str) -> Settle:

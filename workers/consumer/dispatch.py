@@ -16,18 +16,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import replace
-from typing import Any
 
-from protocol import ErrorCode, names
+from protocol import names
 from protocol.clock import now_ms
 from protocol.requests import read_attempt
 from transport.confirms import ConfirmingChannel
 from transport.tracing import Tracing
 from workers.consumer.autoprefetch import AutoPrefetch
 from workers.consumer.batching import Batcher
-from workers.consumer.decision import Known, Run, decide, expired
+from workers.consumer.decision import Known, Run, cancelled, decide, expired, too_late
 from workers.consumer.delivery import Delivery
-from workers.consumer.outcome import Outcome, Stopper, failure, run_batch, run_handler
+from workers.consumer.outcome import Outcome, Stopper, run_batch, run_handler
 from workers.consumer.runonce import RunOnce
 from workers.consumer.settling import Settle, Settler
 from workers.consumer.slot import take_slot
@@ -40,10 +39,6 @@ from workers.handlers import Handler
 
 log = logging.getLogger("rpcfleet.worker")
 
-# A request of a batch whose deadline passed while the batch waited for a handler slot.
-EXPIRED_IN_BATCH = failure(ErrorCode.EXPIRED, "expired in its batch")
-# A request of a batch that got no handler slot: the consumer is leaving.
-HANDED_BACK = failure(ErrorCode.WORKER_ERROR, "handed back: the consumer is leaving")
 
 class Dispatcher:
     def __init__(
@@ -72,7 +67,7 @@ class Dispatcher:
         self.worker = setup.worker_id
         self.semaphore = asyncio.Semaphore(setup.settings.concurrency)
         self.handing_back = asyncio.Event()  # leaving: deliveries not started go back
-        self.batchers: dict[str, Batcher] = {}  # per batched method, its batch being gathered
+        self.batchers: dict[str, Batcher[Settle]] = {}  # per batched method, its batch
         self.capacity: Callable[[], int] = lambda: 1  # the prefetch in force (set by the runtime)
         self.progress_sent: dict[str, int] = {}  # job id -> progress events its run sent
         self.settler = Settler(setup, confirming, topology, counters, measure,
@@ -143,38 +138,35 @@ class Dispatcher:
             batcher = Batcher(handler, self.capacity, self._call_batch,
                               busy=self.semaphore.locked)
             self.batchers[handler.name] = batcher
-        outcome = await batcher.submit((message, run))
-        if outcome is HANDED_BACK:  # leaving: it goes back as the attempt it is
-            return Settle(run.attempt, retry=True)
-        if outcome is EXPIRED_IN_BATCH:
-            return expired(run.attempt, message.reply_to, "for its batch",
-                           "while its batch gathered")
-        return Settle(run.attempt, reply=outcome)
+        return await batcher.submit((message, run))
 
-    async def _call_batch(self, handler: Handler, items: list[Any]) -> list[Outcome]:
-        """One handler call for a batch of (delivery, run), once a handler slot is free: a
-        request cancelled before then is left out and answered `cancelled`, one whose deadline
-        passed meanwhile (a batch gathers while every slot is busy) is left out and expires."""
-        outcomes: dict[int, Outcome] = {}
+    async def _call_batch(self, handler: Handler, items: list[tuple[Delivery, Run]]
+                          ) -> list[Settle]:
+        """One handler call for a batch of (delivery, run), once a handler slot is free, and
+        how each request leaves: one cancelled before then is left out and answered
+        `cancelled`, one whose deadline passed meanwhile (a batch gathers while every slot is
+        busy) is left out and expires; with no slot (leaving) each goes back as the attempt it
+        is."""
+        if not await self._take_slot():  # leaving (SIGTERM, an abandoned handler): not here
+            return [Settle(run.attempt, retry=True) for _, run in items]
+        settles: dict[int, Settle] = {}
         live: list[int] = []
         slots, slot = self.setup.slots, self.setup.slot
-        if not await self._take_slot():  # leaving (SIGTERM, an abandoned handler): not here
-            return [HANDED_BACK] * len(items)
         try:
             now = now_ms()
             for index, (message, run) in enumerate(items):
                 if message.correlation_id in self.cancels:
-                    outcomes[index] = failure(ErrorCode.CANCELLED,
-                                              "the job was cancelled before it started")
-                elif run.deadline is not None and run.deadline <= now:
-                    outcomes[index] = EXPIRED_IN_BATCH
+                    settles[index] = cancelled(run.attempt)
+                elif too_late(run.deadline, run.attempt, message.reply_to, now):
+                    settles[index] = expired(run.attempt, message.reply_to, "for its batch",
+                                             "while its batch gathered")
                 else:
                     # The batch's one time limit is tracked under each of its requests: if the
                     # backstop kills the process, every one of them is answered, none runs again.
                     self._starting(message, handler, run.attempt)
                     live.append(index)
             if not live:
-                return [outcomes[index] for index in range(len(items))]
+                return [settles[index] for index in range(len(items))]
             started = time.perf_counter()
             try:
                 results = await run_batch(
@@ -193,10 +185,10 @@ class Dispatcher:
         if not any(result.must_exit for result in results):
             for index in live:
                 slots.untrack(slot, str(items[index][0].correlation_id))
-        outcomes.update(zip(live, results, strict=True))
         for index, result in zip(live, results, strict=True):
             log_raised(handler.name, str(items[index][0].correlation_id), result)
-        return [outcomes[index] for index in range(len(items))]
+            settles[index] = Settle(items[index][1].attempt, reply=result)
+        return [settles[index] for index in range(len(items))]
 
     async def _conclude(self, message: Delivery, decision: Settle) -> None:
         await self.settler.settle(message, decision)

@@ -29,7 +29,7 @@ from protocol import DeadReason, backoff, names
 from protocol.clock import now_ms
 from protocol.dead import dead_letter_headers
 from protocol.queues import durable_queue_arguments
-from protocol.requests import expiration_ms, read_deadline
+from protocol.requests import expiration_ms, read_deadline, start_by
 from transport.confirms import ConfirmingChannel
 from transport.copies import copied_properties
 from transport.publishing import Confirmed
@@ -109,10 +109,13 @@ class Settler:
             log.warning("dead-lettering %s (%s): %s", message.correlation_id, reason, detail)
             await self._copy(message, names.DEAD_LETTER_EXCHANGE, pool, names.dead_queue(pool),
                              # kept for inspection and replay, not to expire again
-                             headers=dead_letter_headers(message.headers, pool, reason, detail,
-                                                         now_ms()))
+                             # the attempt it was: a gateway counts starts by it
+                             headers=dead_letter_headers(
+                                 {**message.headers, names.HEADER_ATTEMPT: settle.attempt},
+                                 pool, reason, detail, now_ms()))
         if settle.retry:
-            left = expiration_ms(read_deadline(message.headers), now_ms())
+            left = expiration_ms(start_by(read_deadline(message.headers), settle.attempt,
+                                          message.reply_to), now_ms())
             await self._copy(message, "", names.pool_queue(pool), names.pool_queue(pool),
                              headers={**message.headers, names.HEADER_ATTEMPT: settle.attempt},
                              expiration=str(left) if left is not None else None)

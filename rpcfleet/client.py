@@ -100,6 +100,8 @@ class Client:
                         yield update
                         if update.job.status in TERMINAL:
                             return
+                if rules.job_ended(socket.close_code):
+                    return  # resumed at or past its end: nothing more comes
                 raise ConnectionClosedOK(None, None)  # closed before the end: resume
             except (InvalidStatus, ConnectionClosed) as exc:
                 drops += 1
@@ -170,6 +172,8 @@ class AsyncClient:
                         yield update
                         if update.job.status in TERMINAL:
                             return
+                if rules.job_ended(socket.close_code):
+                    return  # resumed at or past its end: nothing more comes
                 raise ConnectionClosedOK(None, None)  # closed before the end: resume
             except (InvalidStatus, ConnectionClosed) as exc:
                 drops += 1

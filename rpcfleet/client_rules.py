@@ -50,6 +50,13 @@ class RpcfleetError(Exception):
         return self.status == 503
 
 
+def job_ended(close_code: int | None) -> bool:
+    """A job's socket the gateway closed normally (1000) without a terminal frame: it does so
+    only once the job ended, here when the socket resumed at or past its terminal event
+    (shutting down, it closes 1012, and the client resumes elsewhere)."""
+    return close_code == 1000
+
+
 def pause_before_resuming(exc: InvalidStatus | ConnectionClosed, drops: int) -> float:
     """How a job's socket ended, for `events` (sync and async alike): the seconds to wait before
     following it again after the last seq seen, or the error it means, raised (refused at the

@@ -35,14 +35,26 @@ class Followers:
         try:
             while True:
                 wake.clear()
-                for record in await self._store.events(job_id, after):
+                records = await self._store.events(job_id, after)
+                for record in records:
                     after = record.seq
                     yield record
                     if record.event in TERMINAL_EVENTS:
                         return
+                if not records and await self._ended(job_id):
+                    return  # resumed at or past its end (Last-Event-ID, ?after=): nothing more
                 await wake.wait()
         finally:
             self._hub.unfollow(job_id, wake)
+
+    async def _ended(self, job_id: str) -> bool:
+        job = await self._store.get(job_id)
+        return job is None or job.status.terminal
+
+    async def ended_by(self, job_id: str, after: int) -> bool:
+        """Whether the job ended at or before event `after`: a follower resuming there has
+        nothing more to hear (SSE answers it 204, which stops a browser's reconnects)."""
+        return await self._ended(job_id) and not await self._store.events(job_id, after)
 
     async def sweep_followed(self) -> None:
         """Each FOLLOW_POLL_S: wake the followers of the jobs whose latest event changed in the

@@ -74,14 +74,19 @@ async def cancel_job(job_id: str, request: Request, caller: CallerDep) -> Respon
 
 
 @router.get("/v1/jobs/{job_id}/events", summary="Server-Sent Events until the job ends",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses={204: {"description": "resumed (Last-Event-ID) at or past the job's end: "
+                                            "nothing more will come"}})
 async def job_events(job_id: str, request: Request, caller: CallerDep,
                      last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0)
-                     ) -> StreamingResponse:
+                     ) -> Response:
     """Every state and progress change in order, each with its `seq` (the SSE `id:`): from the
-    first, or after `Last-Event-ID` when a client reconnects."""
+    first, or after `Last-Event-ID` when a client reconnects. A client resuming at or past
+    the terminal event gets 204, which tells a browser's EventSource to stop reconnecting."""
     service = jobs(request)
-    await service.get(job_id, caller)  # 404 before the stream starts
+    job = await service.get(job_id, caller)  # 404 before the stream starts
+    if last_event_id and job.status.terminal and await service.ended_by(job_id, last_event_id):
+        return Response(status_code=204, headers={"Cache-Control": "no-store"})
     return StreamingResponse(_stream(service, job_id, last_event_id or 0, str(request.base_url)),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -109,6 +109,7 @@ def test_a_job_is_followed_event_by_event_until_it_ends(
         assert seen == [(1, "queued", None), (2, "running", None), (3, "progress", 0.5),
                         (4, "progress", 1.0), (5, "succeeded", 1.0)]
         assert [u.seq for u in fleet.events(job.id, after=3)] == [4, 5]  # resumed, not repeated
+        assert list(fleet.events(job.id, after=5)) == []  # resumed at its end: nothing more
         with pytest.raises(RpcfleetError) as unknown:
             next(iter(fleet.events("no-such-job")))
         assert unknown.value.code == "not_found"
@@ -122,6 +123,7 @@ def test_the_async_client_follows_a_job_with_async_for(gateway: Gateway) -> None
     async def scenario() -> list[str]:
         async with AsyncClient(gateway.url) as fleet:
             job = await fleet.submit("echo", {"z": 3})
-            return [update.event async for update in fleet.events(job.id)]
+            seen = [update.event async for update in fleet.events(job.id)]
+            return seen + [update.event async for update in fleet.events(job.id, after=3)]
 
-    assert asyncio.run(scenario()) == ["queued", "running", "succeeded"]
+    assert asyncio.run(scenario()) == ["queued", "running", "succeeded"]  # and none after 3

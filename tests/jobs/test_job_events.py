@@ -95,6 +95,26 @@ def test_sse_resumes_after_last_event_id(gateway: Gateway) -> None:
     assert after_first == everything[1:]
 
 
+def test_a_follower_resuming_at_or_past_a_finished_jobs_end_is_told_at_once_nothing_more_comes(
+    gateway: Gateway
+) -> None:
+    """A browser's EventSource reconnects when a stream ends, with the last id it saw: 204 stops
+    it. A socket resuming there closes with 1000 at once, as after the terminal event."""
+    with gateway.client() as http:
+        job_id = submit(http, "echo", {"n": 1}).json()["id"]
+        until(http, job_id, "succeeded")
+        last = _sse(http, job_id, {})[-1][0]
+        at_end = http.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": str(last)},
+                          timeout=5)
+        past_end = http.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "99"},
+                            timeout=5)
+    assert (at_end.status_code, at_end.content) == (204, b"")
+    assert past_end.status_code == 204
+    for after in (last, 99):
+        frames, code = _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws?after={after}"))
+        assert (frames, code) == ([], 1000)
+
+
 def test_sse_data_is_the_job_as_polling_answers_it(gateway: Gateway) -> None:
     with gateway.client() as http:
         job_id = submit(http, "echo", {"n": 1}).json()["id"]

@@ -1,8 +1,10 @@
 """One delivery attempt: POST the job object to the address that was checked, no redirects.
 
-The attempt is bounded in total (the send-time check, connecting, sending, the answer), not per
-read: a receiver that trickles its answer cannot hold a delivery. Of the answer only the status
-matters; at most `RESPONSE_READ_LIMIT` bytes of its body are read (for the error note).
+The attempt is bounded in total (the send-time check, connecting, sending, the answer's head),
+not per read: a receiver that trickles its answer cannot hold a delivery. Of the answer only the
+status matters, and its body is never read: a 2xx ends delivery at once (SPEC), however slowly
+or endlessly its body would follow. Each address the name resolved to (and the guard checked) is
+tried in turn when the one before cannot be reached (`localhost` as `::1` then `127.0.0.1`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import httpx
 
 from gateway.webhooks.signing import Signer
 from gateway.webhooks.urls import CallbackUrlRefused, UrlGuard
-
-RESPONSE_READ_LIMIT = 4096  # bytes of a receiver's answer kept: enough for an error message
 
 
 @dataclass(frozen=True)
@@ -41,25 +41,36 @@ async def _attempt(client: httpx.AsyncClient, guard: UrlGuard, signer: Signer, u
         checked = await guard.check(url)  # again at send time: DNS may have changed
     except CallbackUrlRefused as exc:
         return AttemptResult(False, exc.transient, str(exc))
-    address = f"[{checked.address}]" if ":" in checked.address else checked.address
     default_port = 443 if checked.scheme == "https" else 80
     netloc_host = checked.host if ":" not in checked.host else f"[{checked.host}]"
     headers = signer.headers(webhook_id, body, job_id, attempt)
     headers["host"] = (netloc_host if checked.port == default_port
                        else f"{netloc_host}:{checked.port}")
     extensions = {"sni_hostname": checked.host} if checked.scheme == "https" else {}
-    request = client.build_request(
-        "POST", f"{checked.scheme}://{address}:{checked.port}{checked.target}", content=body,
-        headers=headers, extensions=extensions)
-    try:
-        response = await client.send(request, stream=True)
+    failed: list[str] = []
+    for address in checked.addresses:  # the next one only when this one cannot be reached
+        literal = f"[{address}]" if ":" in address else address
         try:
-            await _read_some(response)
-        finally:
+            request = client.build_request(
+                "POST", f"{checked.scheme}://{literal}:{checked.port}{checked.target}",
+                content=body, headers=headers, extensions=extensions)
+        except (httpx.InvalidURL, UnicodeError) as exc:  # the guard lets none through
+            return AttemptResult(False, False, f"callback_url cannot be sent: {exc}")
+        try:
+            # The status decides: a 2xx ends delivery whatever its body does next, so the body
+            # is not read (closing the response drops the connection).
+            response = await client.send(request, stream=True)
             await response.aclose()
-    except httpx.HTTPError as exc:
-        return AttemptResult(False, True, f"{type(exc).__name__}: {exc}")
-    status = response.status_code
+        except httpx.ConnectError as exc:
+            failed.append(f"{address}: {exc}")
+            continue
+        except httpx.HTTPError as exc:
+            return AttemptResult(False, True, f"{type(exc).__name__}: {exc}")
+        return _by_status(response.status_code)
+    return AttemptResult(False, True, "ConnectError: " + "; ".join(failed))
+
+
+def _by_status(status: int) -> AttemptResult:
     if 200 <= status < 300:
         return AttemptResult(True, False, None)
     if 300 <= status < 400:
@@ -68,12 +79,3 @@ async def _attempt(client: httpx.AsyncClient, guard: UrlGuard, signer: Signer, u
     # 429 and 5xx are the receiver's temporary state; other 4xx mean it refuses this payload
     # and the same bytes will be refused again.
     return AttemptResult(False, status == 429 or status >= 500, f"HTTP {status}")
-
-
-async def _read_some(response: httpx.Response) -> bytes:
-    kept = b""
-    async for chunk in response.aiter_raw():
-        kept += chunk[:RESPONSE_READ_LIMIT - len(kept)]
-        if len(kept) >= RESPONSE_READ_LIMIT:
-            break  # the rest is never read: closing the response drops the connection
-    return kept

@@ -41,10 +41,14 @@ class CallbackHostUnresolved(CallbackUrlRefused):
 class CheckedUrl:
     url: str
     scheme: str
-    host: str
+    host: str  # ASCII (an internationalised name in its IDNA form): the Host header, SNI
     port: int
-    address: str  # the checked IP the sender connects to
+    addresses: tuple[str, ...]  # the checked IPs the sender connects to, in resolver order
     target: str  # path + query
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0]
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -76,12 +80,41 @@ def forbidden(address: str) -> bool:
                for candidate in _embedded(ip))
 
 
+def _allow_key(entry: str) -> str:
+    """An RPCFLEET_CALLBACK_ALLOW_HOSTS entry as `check` compares it: lower case, an IPv6
+    literal without brackets when no port is given (`[::1]` and `::1` alike), an
+    internationalised name in its IDNA form."""
+    entry = entry.strip().lower()
+    if entry.startswith("[") and entry.endswith("]"):
+        return entry[1:-1]
+    try:
+        return entry.encode("idna").decode("ascii")
+    except UnicodeError:
+        return entry
+
+
+def _host_port_key(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _ascii_host(host: str) -> str:
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:  # IDNA: a label over 63 characters, an empty one...
+        raise CallbackUrlRefused(f"callback_url host {host[:80]!r} is not a valid host name"
+                                 ) from None
+
+
 class UrlGuard:
     def __init__(self, allow_hosts: list[str], resolver: Resolver = system_resolver) -> None:
-        self.allow = {h.lower() for h in allow_hosts}
+        self.allow = {_allow_key(h) for h in allow_hosts}
         self.resolver = resolver
 
     async def check(self, url: str) -> CheckedUrl:
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+            # A control character cannot be sent in a request line: refused now, not retried
+            # until the callback window ends.
+            raise CallbackUrlRefused("callback_url contains a control character")
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -92,10 +125,11 @@ class UrlGuard:
         host = (parts.hostname or "").lower()
         if not host:
             raise CallbackUrlRefused("callback_url has no host")
+        host = host if ":" in host else _ascii_host(host)
         port = port or (443 if parts.scheme == "https" else 80)
         try:
             addresses = await self.resolver(host, port)
-        except UnicodeError:  # IDNA: a label over 63 characters, an empty one...
+        except UnicodeError:
             raise CallbackUrlRefused(f"callback_url host {host[:80]!r} is not a valid host name"
                                      ) from None
         except OSError:
@@ -103,7 +137,7 @@ class UrlGuard:
                                          ) from None
         if not addresses:
             raise CallbackHostUnresolved(f"callback_url host {host!r} has no address")
-        allowed = host in self.allow or f"{host}:{port}" in self.allow
+        allowed = host in self.allow or _host_port_key(host, port) in self.allow
         if not allowed:
             if any(forbidden(a) for a in addresses):
                 # Which address is not said: the caller must not learn internal DNS answers.
@@ -113,4 +147,5 @@ class UrlGuard:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        return CheckedUrl(url, parts.scheme, host, port, addresses[0], target)
+        return CheckedUrl(url, parts.scheme, host, port, tuple(dict.fromkeys(addresses)),
+                          target)

@@ -55,8 +55,8 @@ async def test_a_dns_failure_at_send_time_is_retried_not_final(receiver: Receive
 
 @pytest.fixture
 async def stalling_server() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
-    """Answers per path: /trickle sends a byte every 0.2 s forever; /huge declares 100 MB,
-    sends 64 KB and stalls."""
+    """Answers per path: /trickle sends its head a byte every 0.2 s forever; /huge declares
+    100 MB, sends 64 KB and stalls; /stalled answers 200 and never sends its body."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -65,11 +65,15 @@ async def stalling_server() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
         await reader.readexactly(length)
         try:
             if head.startswith(b"POST /trickle"):
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
                 while True:
                     writer.write(b"x")
                     await writer.drain()
                     await asyncio.sleep(0.2)
+            if head.startswith(b"POST /stalled"):
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                await writer.drain()
+                await asyncio.sleep(30)
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n"
                          + b"y" * 65536)
             await writer.drain()
@@ -95,6 +99,47 @@ async def test_an_attempt_is_bounded_in_total_time_not_per_read(
     took = time.monotonic() - started
     assert (delivered, retry) == (False, True) and "timed out" in error
     assert took < 2.0  # each byte came within any per-read timeout: only a total bound ends it
+
+
+async def test_a_2xx_ends_delivery_at_once_whatever_its_body_does(
+    stalling_server: tuple[str, dict[str, bytes]]
+) -> None:
+    """SPEC: any 2xx ends delivery. A receiver that answers 200 and never finishes its body was
+    timed out and retried (a duplicate, and `failed` at the window's end)."""
+    url, _ = stalling_server
+    started = time.monotonic()
+    delivered, retry, error = await _send(UrlGuard(["127.0.0.1"]), f"{url}/stalled",
+                                          timeout=5.0)
+    assert (delivered, retry, error) == (True, False, "")
+    assert time.monotonic() - started < 2.0
+
+
+async def test_an_unreachable_address_falls_back_to_the_next_the_name_resolved_to(
+    receiver: Receiver
+) -> None:
+    """`localhost` as `::1` first on many hosts, with the receiver on 127.0.0.1 only."""
+    async def v6_first(host: str, port: int) -> list[str]:
+        return ["127.0.0.2", "127.0.0.1"]  # nothing listens on the first (refused)
+
+    port = receiver.url.rsplit(":", 1)[1]
+    delivered, retry, error = await _send(UrlGuard(["hooks.test"], resolver=v6_first),
+                                          f"http://hooks.test:{port}/hook")
+    assert (delivered, retry, error) == (True, False, "")
+    assert receiver.requests[0].headers["host"] == f"hooks.test:{port}"
+
+
+async def test_a_receiver_that_cannot_be_reached_at_any_address_is_retried(
+    receiver: Receiver
+) -> None:
+    async def nowhere(host: str, port: int) -> list[str]:
+        return ["127.0.0.2", "127.0.0.3"]
+
+    port = receiver.url.rsplit(":", 1)[1]
+    delivered, retry, error = await _send(UrlGuard(["hooks.test"], resolver=nowhere),
+                                          f"http://hooks.test:{port}/hook")
+    assert (delivered, retry) == (False, True)
+    assert "127.0.0.2" in error and "127.0.0.3" in error
+    assert receiver.requests == []
 
 
 async def test_only_a_few_kb_of_the_receivers_answer_are_read(

@@ -60,3 +60,44 @@ async def test_a_name_that_resolves_to_a_private_address_later_is_refused_at_sen
 async def test_the_system_resolver_reads_numeric_spellings_like_the_kernel_does() -> None:
     assert await system_resolver("2130706433", 80) == ["127.0.0.1"]
     assert await UrlGuard([], resolver=public).check("https://hooks.example/x")
+
+
+async def test_a_url_with_a_control_character_is_refused_at_once_not_retried() -> None:
+    """No request line can carry it: refused at submit (422), never pending until the window
+    ends (it was: the sender's request failed outside its error handling, every lease)."""
+    for url in ("http://127.0.0.1:9/hook\u0001", "http://127.0.0.1:9/a\nb", "http://h.example/\x7f"):
+        with pytest.raises(CallbackUrlRefused, match="control character"):
+            await UrlGuard(["127.0.0.1"], resolver=public).check(url)
+
+
+async def test_an_internationalised_host_is_checked_and_sent_in_its_idna_form() -> None:
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["93.184.215.14"]
+
+    checked = await UrlGuard([], resolver=resolver).check("https://Bücher.example/hook")
+    assert checked.host == asked[0] == "xn--bcher-kva.example"
+    listed = UrlGuard(["bücher.test"], resolver=lambda host, port: _loopback())
+    assert (await listed.check("http://bücher.test:8000/")).address == "127.0.0.1"
+
+
+async def _loopback() -> list[str]:
+    return ["127.0.0.1"]
+
+
+async def test_an_ipv6_literal_is_listed_with_or_without_brackets_and_port() -> None:
+    for entry in ("::1", "[::1]", "[::1]:9000"):
+        checked = await UrlGuard([entry]).check("http://[::1]:9000/h")
+        assert checked.address == "::1", entry
+    with pytest.raises(CallbackUrlRefused):
+        await UrlGuard(["[::1]:9001"]).check("http://[::1]:9000/h")
+
+
+async def test_every_address_a_name_resolves_to_is_checked_and_kept_in_order() -> None:
+    async def both(host: str, port: int) -> list[str]:
+        return ["::1", "127.0.0.1", "::1"]
+
+    checked = await UrlGuard(["localhost"], resolver=both).check("http://localhost:1/")
+    assert checked.addresses == ("::1", "127.0.0.1")

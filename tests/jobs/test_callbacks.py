@@ -100,7 +100,7 @@ def test_callback_urls_to_private_addresses_or_without_a_secret_are_refused_atsu
     unsigned = start_gateway()
     refused = ["http://127.0.0.1/x", "http://[::1]/x", "http://10.0.0.8/", "http://2130706433/",
                "http://0x7f.1/", "http://[::ffff:127.0.0.1]/", "http://169.254.169.254/latest",
-               "ftp://example.com/x", "http:///nohost"]
+               "ftp://example.com/x", "http:///nohost", "https://example.com/hook\u0001"]
     with guarded.client() as http:
         answers = {url: submit(http, "echo", {}, callback_url=url) for url in refused}
     with unsigned.client() as http:

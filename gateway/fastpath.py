@@ -145,9 +145,17 @@ class FastPath:
         wait = PREFER_WAIT.search(_text(request.headers.get(b"prefer")) or "")
         if wait:
             seconds = min(float(wait.group(1)), self.services.settings.rpc_timeout_max)
-            job = await jobs.wait_terminal(job.id, seconds)
-            headers.append((b"preference-applied", f"wait={wait.group(1)}".encode()))
-            status = 200 if job.status.terminal else 202
+            try:
+                waited = await jobs.wait_terminal(job.id, seconds)
+            except Exception as exc:
+                # The job is accepted (stored, its request confirmed): answered as accepted, the
+                # preference not applied, rather than an error that would hide its id.
+                log.warning("job %s: could not wait for its end (%r); answering 202", job.id,
+                            exc)
+            else:
+                job = waited
+                headers.append((b"preference-applied", f"wait={wait.group(1)}".encode()))
+                status = 200 if job.status.terminal else 202
         return status, job_document(job, base), headers
 
     async def _call(self, request: Incoming) -> Answer:

@@ -10,8 +10,10 @@ parked and recorded once the database is back."""
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.faults import TERMINAL_STATES
@@ -62,3 +64,39 @@ def test_an_outcome_that_arrives_while_the_database_is_down_is_recorded_once_it_
     assert (down.status_code, down.json()["error"]["code"]) == (503, "unavailable")
     assert "retry-after" in down.headers
     assert done["status"] == "succeeded"
+
+
+@pytest.mark.slow  # a private PostgreSQL server: the fast step's budget
+def test_a_job_store_lost_while_a_submit_waits_under_prefer_wait_answers_202_with_the_job(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """The job was accepted before the wait: the caller learns its id (a 503 without it led to
+    a duplicate job on retry)."""
+    with tempfile.TemporaryDirectory(prefix="rpcfleet-pg-") as folder:
+        Path(folder).chmod(0o755)  # the postgres user must reach it
+        database = next(servers := private_server(Path(folder)))
+        try:
+            start_worker()
+            gateway = start_gateway(job_store=database.create_database())
+            wait_for_workers(gateway, 1)
+            marker = tmp_path / "running"
+            answers: list[httpx.Response] = []
+
+            def submit_and_wait() -> None:
+                with gateway.client() as http:
+                    answers.append(submit(http, "sleep", {"seconds": 20, "marker": str(marker)},
+                                          headers={"Prefer": "wait=30"}))
+
+            waiting = threading.Thread(target=submit_and_wait)
+            waiting.start()
+            wait_for(marker.exists, what="the job to run")
+            database.stop()
+            waiting.join(timeout=40)
+            assert not waiting.is_alive(), "the submit did not answer"
+        finally:
+            next(servers, None)
+    [answer] = answers
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["id"] and answer.json()["status"] in ("queued", "running")
+    assert answer.headers["location"].endswith(answer.json()["id"])
+    assert "preference-applied" not in answer.headers

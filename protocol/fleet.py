@@ -150,12 +150,12 @@ class Cancel(BaseModel):
     queued_only: bool = False
 
 
-class SetProcesses(BaseModel):
-    """(1.2) A pool's consumers per host, live: each host's supervisor applies the range."""
+class SetProcesses(ProcessRange):
+    """(1.2) A pool's consumers per host, live: each host's supervisor applies the range. Its
+    rules are the range's (min <= max): a command that breaks them, from a client in another
+    language, is malformed and ignored, never applied as an inverted range."""
 
     op: Literal["set_processes"] = "set_processes"
-    min: int = Field(ge=1)
-    max: int = Field(ge=1)
 
     @property
     def range(self) -> ProcessRange:

@@ -130,3 +130,10 @@ def test_set_processes_is_a_control_command() -> None:
     command = read_control(b'{"op": "set_processes", "min": 2, "max": 5}')
     assert isinstance(command, SetProcesses)
     assert command.range == ProcessRange(min=2, max=5)
+
+
+def test_a_set_processes_command_with_min_above_max_is_malformed_not_applied() -> None:
+    """An inverted range, applied, had each host fork below the minimum and retire above the
+    maximum in turn, for ever; over HTTP it is 422, on the wire a consumer ignores it."""
+    with pytest.raises(ValueError, match="above max"):
+        read_control(b'{"op": "set_processes", "min": 3, "max": 1}')

@@ -31,11 +31,13 @@ def job_message_priority(priority: int, queue_type: QueueType,
     """The AMQP priority of a job of API priority 0-9 on a pool queue whose `x-max-priority` is
     `queue_max`: the API's range cut into that many equal bands, highest first (10 levels: the
     priority itself; 2: 0-4 -> 0, 5-9 -> 1). Sync calls go at SYNC_PRIORITY, which the broker
-    counts as the queue's maximum, above every job. An unknown maximum is taken as the fewest
-    levels an rpcfleet queue has (JOB_PRIORITY_LEVELS): on any queue, sync calls stay on top.
-    Quorum queues of RabbitMQ 4.x know two levels only, so jobs stay in the normal one and sync
-    calls keep overtaking them (3.10's quorum queues ignore priorities)."""
-    if queue_type == "quorum":
+    counts as the queue's maximum, above every job. The queue's maximum, when its consumers
+    report one, wins over the `queue_type` this side was configured with (a gateway set for
+    quorum queues in front of a worker that declared a classic one). Unknown, on a quorum
+    queue: RabbitMQ 4.x's quorum queues know two levels only, so jobs stay in the normal one and
+    sync calls keep overtaking them (3.10's quorum queues ignore priorities); on a classic one,
+    the fewest levels an rpcfleet queue has (JOB_PRIORITY_LEVELS): sync calls stay on top."""
+    if queue_max is None and queue_type == "quorum":
         return min(priority, QUORUM_NORMAL_PRIORITY_MAX)
     levels = min(queue_max or JOB_PRIORITY_LEVELS, API_PRIORITIES)
     return priority * levels // API_PRIORITIES

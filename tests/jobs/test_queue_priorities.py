@@ -40,6 +40,15 @@ def test_the_default_is_three_levels_and_ten_keeps_every_priority() -> None:
     assert pool_queue_arguments("p", "classic")["x-max-priority"] == JOB_PRIORITY_LEVELS == 2
 
 
+def test_the_queues_reported_maximum_wins_over_the_queue_type_the_gateway_was_set_for() -> None:
+    """A gateway set for quorum queues (several broker URLs) in front of workers that declared a
+    classic queue with 2 levels: capping jobs at 4 would put priority 2-9 jobs at the sync calls'
+    level, and sync calls would stop overtaking them."""
+    mapped = [job_message_priority(p, "quorum", 2) for p in range(10)]
+    assert mapped == [0] * 5 + [1] * 5 and max(mapped) < names.SYNC_PRIORITY
+    assert job_message_priority(9, "quorum", None) == 4  # unknown: a quorum queue's normal band
+
+
 def test_a_queue_declared_with_ten_levels_before_keeps_them_and_jobs_map_onto_them(
     vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ DEAD_EVENTS_QUEUE = "rpcfleet.dead-events"  # durable: copy of dead letters for 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"  # pseudo-queue of sync replies
 
 HEADER_DEADLINE = "x-rpcfleet-deadline"  # epoch milliseconds
-HEADER_ATTEMPT = "x-rpcfleet-attempt"  # 1 for the first start
+HEADER_ATTEMPT = "x-rpcfleet-attempt"  # the delivery's attempt: 1, then +1 per redelivery
 HEADER_WORKER = "x-rpcfleet-worker"  # on replies: the consumer's worker id
 HEADER_STARTED_AT = "x-rpcfleet-started-at"  # on replies: epoch ms the handler started
 HEADER_FINISHED_AT = "x-rpcfleet-finished-at"  # on replies: epoch ms the handler finished

@@ -36,13 +36,17 @@ class Followers:
             while True:
                 wake.clear()
                 records = await self._store.events(job_id, after)
+                if not records and await self._ended(job_id):
+                    # Ended: resumed at or past its end (Last-Event-ID, ?after=), or it ended
+                    # between the two reads, and its last events are there now.
+                    records = await self._store.events(job_id, after)
+                    if not records:
+                        return
                 for record in records:
                     after = record.seq
                     yield record
                     if record.event in TERMINAL_EVENTS:
                         return
-                if not records and await self._ended(job_id):
-                    return  # resumed at or past its end (Last-Event-ID, ?after=): nothing more
                 await wake.wait()
         finally:
             self._hub.unfollow(job_id, wake)

@@ -61,13 +61,13 @@ async def _attempt(client: httpx.AsyncClient, guard: UrlGuard, signer: Signer, u
             # is not read (closing the response drops the connection).
             response = await client.send(request, stream=True)
             await response.aclose()
-        except httpx.ConnectError as exc:
-            failed.append(f"{address}: {exc}")
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # refused, or dropped
+            failed.append(f"{address}: {type(exc).__name__} {exc}")
             continue
         except httpx.HTTPError as exc:
             return AttemptResult(False, True, f"{type(exc).__name__}: {exc}")
         return _by_status(response.status_code)
-    return AttemptResult(False, True, "ConnectError: " + "; ".join(failed))
+    return AttemptResult(False, True, "cannot connect: " + "; ".join(failed))
 
 
 def _by_status(status: int) -> AttemptResult:

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
+
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # IPv6 forms that embed an IPv4 address in their low 32 bits, which Python 3.11 does not
@@ -88,8 +90,8 @@ def _allow_key(entry: str) -> str:
     if entry.startswith("[") and entry.endswith("]"):
         return entry[1:-1]
     try:
-        return entry.encode("idna").decode("ascii")
-    except UnicodeError:
+        return _ascii_host(entry)
+    except CallbackUrlRefused:
         return entry
 
 
@@ -98,9 +100,14 @@ def _host_port_key(host: str, port: int) -> str:
 
 
 def _ascii_host(host: str) -> str:
+    """A host name as it goes on the wire: an internationalised one in its IDNA form, by
+    UTS #46 as browsers and httpx map it (Python's own codec is IDNA 2003, which sends `faß.de`
+    to another domain, `fass.de`); an ASCII one as it is (`under_score` names included)."""
+    if host.isascii():
+        return host
     try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:  # IDNA: a label over 63 characters, an empty one...
+        return idna.encode(host, uts46=True).decode("ascii")
+    except UnicodeError:  # idna.IDNAError: a label over 63 characters, a disallowed character
         raise CallbackUrlRefused(f"callback_url host {host[:80]!r} is not a valid host name"
                                  ) from None
 

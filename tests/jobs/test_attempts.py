@@ -28,6 +28,14 @@ def test_a_job_answered_without_running_counts_no_start(
     assert refused["error"]["code"] == "invalid_params" and refused["attempts"] == 0
 
 
+def test_a_job_whose_handler_cancelled_its_own_run_counts_its_start(gateway: Gateway) -> None:
+    with gateway.client() as http:
+        job = until(http, submit(http, "cancels_own_run", {}).json()["id"], "failed")
+    assert job["error"]["code"] == "worker_error" and "cancelled its own run" in (
+        job["error"]["message"])
+    assert job["attempts"] == 1 and job["started_at"] is not None
+
+
 def test_a_job_killed_in_a_gil_holding_call_counts_the_one_start_it_had(
     start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
 ) -> None:

@@ -142,7 +142,7 @@ async def test_a_receiver_that_cannot_be_reached_at_any_address_is_retried(
     assert receiver.requests == []
 
 
-async def test_only_a_few_kb_of_the_receivers_answer_are_read(
+async def test_a_large_answer_is_not_waited_for(
     stalling_server: tuple[str, dict[str, bytes]]
 ) -> None:
     url, _ = stalling_server
@@ -150,6 +150,27 @@ async def test_only_a_few_kb_of_the_receivers_answer_are_read(
     delivered, retry, _ = await _send(UrlGuard(["127.0.0.1"]), f"{url}/huge", timeout=5.0)
     assert (delivered, retry) == (True, False)
     assert time.monotonic() - started < 2.0  # it did not wait for the 100 MB
+
+
+async def test_an_address_that_drops_connections_falls_back_to_the_next() -> None:
+    """A broken route times the connect out (no refusal comes): the next address is tried
+    within the same attempt. A unit with httpx's mock transport: no real address drops
+    packets here."""
+    tried: list[str] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        tried.append(request.url.host)
+        if request.url.host == "2001:db8::1":
+            raise httpx.ConnectTimeout("timed out", request=request)
+        return httpx.Response(204)
+
+    async def both(host: str, port: int) -> list[str]:
+        return ["2001:db8::1", "127.0.0.1"]
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(transport)) as client:
+        result = await send(client, UrlGuard(["hooks.test"], resolver=both), SIGNER,
+                            "http://hooks.test:8000/h", "msg_1", "job1", 1, b"{}", 5.0)
+    assert (result.delivered, tried) == (True, ["2001:db8::1", "127.0.0.1"])
 
 
 def test_the_wait_after_failed_attempt_n_is_random_below_backoff_times_2_to_the_n_minus_1() -> None:

@@ -79,6 +79,12 @@ async def test_an_internationalised_host_is_checked_and_sent_in_its_idna_form() 
 
     checked = await UrlGuard([], resolver=resolver).check("https://Bücher.example/hook")
     assert checked.host == asked[0] == "xn--bcher-kva.example"
+    # UTS #46, as browsers and httpx: Python's IDNA 2003 codec sent faß.de to fass.de.
+    assert (await UrlGuard([], resolver=resolver).check("https://faß.de/h")).host == (
+        "xn--fa-hia.de")
+    # ASCII names go as they are: a compose service name with an underscore is one.
+    assert (await UrlGuard([], resolver=resolver).check("http://my_receiver/h")).host == (
+        "my_receiver")
     listed = UrlGuard(["bücher.test"], resolver=lambda host, port: _loopback())
     assert (await listed.check("http://bücher.test:8000/")).address == "127.0.0.1"
 

@@ -11,12 +11,14 @@ it again. A redelivery to another consumer runs it again: at least once (docs/gu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
 from protocol import ErrorCode
+from protocol.clock import now_ms
 from protocol.requests import read_attempt
 from workers.consumer.delivery import Delivery
 from workers.consumer.outcome import Outcome, failure
@@ -49,6 +51,7 @@ class RunOnce:
     async def run(self, message: Delivery, work: Coroutine[Any, Any, Settle]) -> Settle:
         """`work` in a task of its own, known to redeliveries of the same request."""
         job_id = str(message.correlation_id)
+        started = now_ms()
         task = asyncio.ensure_future(work)
         self.runs[job_id] = task
         task.add_done_callback(lambda done: self._ran(job_id, done))
@@ -59,8 +62,10 @@ class RunOnce:
             if task.cancelled() and current is not None and not current.cancelling():
                 # Nothing cancels a run but its own handler (calling its task's cancel): its
                 # request fails alone, answered, rather than left unsettled.
-                return Settle(read_attempt(message.headers), reply=failure(
-                    ErrorCode.WORKER_ERROR, "CancelledError: the handler cancelled its own run"))
+                # It ran: the answer says when (a gateway counts the start by it).
+                return Settle(read_attempt(message.headers), reply=dataclasses.replace(failure(
+                    ErrorCode.WORKER_ERROR, "CancelledError: the handler cancelled its own run"),
+                    started_at=started, finished_at=now_ms()))
             orphan = asyncio.ensure_future(self._settle_orphan(message, task))
             self._orphans.add(orphan)
             orphan.add_done_callback(self._orphans.discard)

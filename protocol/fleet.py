@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, Field, StrictInt, TypeAdapter, model_validator
 
 PREFETCH_MIN = 1
 PREFETCH_MAX = 1000  # a consumer holding more than this is a queue, not a worker
 
-PrefetchValue = Annotated[int, Field(ge=PREFETCH_MIN, le=PREFETCH_MAX)] | Literal["auto"]
+# Strict: `true` or "5" is a client's bug, refused (lax parsing read them as 1 and 5).
+PrefetchValue = Annotated[StrictInt, Field(ge=PREFETCH_MIN, le=PREFETCH_MAX)] | Literal["auto"]
 
 
 class ProcessRange(BaseModel):
@@ -18,8 +19,8 @@ class ProcessRange(BaseModel):
     `max`; min = max is a fixed count. Written `MIN..MAX` (or `N`) on the command line and in
     RPCFLEET_PROCESSES."""
 
-    min: int = Field(ge=1)
-    max: int = Field(ge=1)
+    min: StrictInt = Field(ge=1)
+    max: StrictInt = Field(ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> ProcessRange:

@@ -81,7 +81,17 @@ class BrokerLink:
         starts slowly, such as a job store opening a database, must not miss it)."""
         self._on_connected.append(callback)
         if self.connected.is_set():
-            self._background.start(callback(self))
+            self._background.start(self._set_up(callback))
+
+    async def _set_up(self, callback: OnConnected) -> None:
+        """One part's set-up once connected. A failure is that part's (a queue the broker
+        refuses to declare as asked: its readiness stays false, /readyz says which), logged
+        with its reason; the other parts still start."""
+        try:
+            await callback(self)
+        except Exception as exc:
+            log.error("could not set up %s once connected: %s: %s",
+                      getattr(callback, "__qualname__", callback), type(exc).__name__, exc)
 
     def when_channel(self, setup: OnChannel, drained: OnChannel) -> None:
         """`setup` runs on every new confirming channel before anything is published on it (the
@@ -169,7 +179,7 @@ class BrokerLink:
             with attempt:
                 await self._open()
         for callback in self._on_connected:
-            await callback(self)
+            await self._set_up(callback)
         self.connected.set()
         log.info("gateway connected to the broker")
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import aiormq
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from gateway.errors import BadRequest, Conflict, NotFound, Overloaded
 from gateway.fleet.queues import QueueCounts
@@ -142,8 +142,8 @@ async def worker_prefetch(worker_id: str, body: PrefetchBody,
 
 
 class ProcessesBody(BaseModel):
-    min: int = Field(ge=1, description="consumers each host keeps at least", examples=[1])
-    max: int = Field(ge=1, description="consumers each host runs at most "
+    min: StrictInt = Field(ge=1, description="consumers each host keeps at least", examples=[1])
+    max: StrictInt = Field(ge=1, description="consumers each host runs at most "
                                        "(RPCFLEET_MAX_PROCESSES bounds it)", examples=[8])
 
 

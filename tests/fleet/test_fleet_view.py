@@ -58,7 +58,7 @@ def test_a_pool_prefetch_change_shows_in_the_fleet_within_2s_and_a_worker_one_al
                  what="prefetch 2 on one worker")
         others = {k: v for k, v in _prefetches(http).items() if k != one}
         bad = [http.put("/v1/pools/basic/prefetch", json={"prefetch": v}) for v in
-               (0, 1001, "lots", None)]
+               (0, 1001, "lots", None, True, "5", 2.5)]  # no lax reading of a client's bug
         ghost_pool = http.put("/v1/pools/ghost/prefetch", json={"prefetch": 2})
         ghost_worker = http.put("/v1/workers/nobody/prefetch", json={"prefetch": 2})
     assert took < 2.0

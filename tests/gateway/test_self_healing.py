@@ -8,6 +8,7 @@ import time
 
 import httpx
 
+from protocol import names
 from tests.support.fleet import StartWorker
 from tests.support.gateway import Gateway, StartGateway, error_code, wait_for_workers, wait_ready
 from tests.support.rabbit import Vhost, close_channels
@@ -67,3 +68,20 @@ def test_a_pool_whose_worker_was_killed_answers_no_workers_within_about_a_second
 
         wait_for(refused, timeout=5, interval=0.1, what="no_workers")
     assert time.monotonic() - killed < 4.0
+
+
+def test_a_gateway_whose_job_reply_queues_cannot_be_declared_is_not_ready(
+    vhost: Vhost, start_gateway: StartGateway
+) -> None:
+    """Readiness is the broker and both reply consumers: here the shared replies queue exists
+    as a classic queue and this gateway is set for quorum ones (406 on its declaration), so
+    every job would wait its publish timeout and get 503; a balancer must not send it any."""
+    vhost.management("PUT", f"/api/queues/{vhost.name}/{names.REPLIES_QUEUE}",
+                     {"durable": True, "arguments": {}})
+    gateway = start_gateway(queue_type="quorum", ready=False)
+    wait_for(lambda: "could not set up OutcomeRecorder._consume" in gateway.proc.output(),
+             timeout=30, what="the refusal to be logged")
+    assert "PRECONDITION_FAILED" in gateway.proc.output()
+    answer = httpx.get(f"{gateway.url}/readyz", timeout=5)
+    assert answer.status_code == 503, answer.text
+    assert "no job reply consumer" in answer.json()["error"]["message"]

@@ -123,6 +123,7 @@ def test_the_range_changes_live_and_a_bad_range_is_refused(
             "no consumer": http.put("/v1/pools/basic/processes", json={"min": 0, "max": 2}),
             "over the limit": http.put("/v1/pools/basic/processes", json={"min": 1, "max": 33}),
             "max missing": http.put("/v1/pools/basic/processes", json={"min": 1}),
+            "not a number": http.put("/v1/pools/basic/processes", json={"min": True, "max": "2"}),
             "not json": http.put("/v1/pools/basic/processes", content=b"min=1&max=2",
                                  headers=form),
         }

@@ -68,6 +68,19 @@ async def test_a_consumer_started_with_prefetch_auto_sizes_it_from_the_start(
     assert beats[-1].prefetch_mode == "auto" and beats[-1].prefetch > 1
 
 
+async def test_auto_starts_with_one_delivery_per_handler_slot(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    """`--concurrency 3 --prefetch auto`: started at 1, two of its three handler slots stayed
+    idle until auto had measured 20 handlers (minutes of long ones)."""
+    start_worker(prefetch="auto", concurrency=3, beat_interval=0.5)
+    beats: list[WorkerEntry] = []
+    listener = await _beats(amqp_url, beats)
+    async with listener:
+        await async_wait_for(lambda: beats, timeout=4, what="a beat")
+    assert (beats[-1].prefetch_mode, beats[-1].prefetch) == ("auto", 3)
+
+
 async def _busy_until_raised(client: TestClient, beats: list[WorkerEntry]) -> None:
     """Keep the consumer busy with cheap calls until auto raises its prefetch above 1."""
     async def raised() -> bool:

@@ -39,16 +39,18 @@ class Prefetching:
             self.value, self.auto = stored, auto
         else:
             self.auto = setup.settings.prefetch == "auto"
-            # auto starts cautious: one message, or two batches
+            # auto starts cautious: one message per handler slot, or two batches
             self.value = self.floor if self.auto else int(setup.settings.prefetch)
 
     @property
     def floor(self) -> int:
-        """The least prefetch auto holds. A batch never holds more deliveries than the prefetch,
-        so a pool with batched methods holds two of its largest batch: one running, the next
-        gathering (`./run bench batching`: 246 req/s at 64 vs 231 at 32 for batches of 32)."""
+        """The least prefetch auto holds: one delivery per handler slot (`concurrency`: fewer
+        would leave slots idle until 20 handler samples were measured, minutes of long
+        handlers). A batch never holds more deliveries than the prefetch, so a pool with
+        batched methods holds two of its largest batch: one running, the next gathering
+        (`./run bench batching`: 246 req/s at 64 vs 231 at 32 for batches of 32)."""
         largest = max((h.batch or 0 for h in self.setup.pool.handlers.values()), default=0)
-        return 2 * largest if largest else 1
+        return max(self.setup.settings.concurrency, 2 * largest)
 
     def started(self, subscription: Subscription) -> None:
         """Subscribed at `value`: remember it, and review it from now on under auto."""

@@ -193,7 +193,11 @@ class Supervisor:
                info: CacheInfo) -> None:
         done = 0
         if decision.change < 0:
-            retiring = [slot for slot in reversed(live) if not self.rollout.is_replacing(slot)]
+            # Idle consumers first (the highest slot among them), a busy one only when none is
+            # idle: a retirement drains what runs within RPCFLEET_DRAIN_TIMEOUT, and a long
+            # handler cut there runs again elsewhere.
+            retiring = sorted((slot for slot in live if not self.rollout.is_replacing(slot)),
+                              key=lambda slot: (self.slots.in_flight(slot) > 0, -slot))
             for slot in retiring[:-decision.change]:
                 log.info("pool %s: retiring the consumer of slot %s (%s)", self.pool.name, slot,
                          decision.why)

@@ -127,8 +127,10 @@ _held: list[bytearray] = []  # what `hold` keeps: a handler that leaks, on purpo
 
 @pool.method
 def hold(params: dict[str, int]) -> dict[str, int]:
-    """Keeps `mb` MiB of freshly written memory for the life of the process."""
+    """Keeps `mb` MiB of freshly written memory for the life of the process, then works on for
+    `seconds` (a handler whose memory grows before it ends)."""
     _held.append(bytearray(b"x" * (int(params.get("mb", 1)) * 1048576)))
+    time.sleep(float(params.get("seconds", 0)))
     return {"pid": os.getpid(), "held_mb": sum(len(block) for block in _held) // 1048576}
 
 

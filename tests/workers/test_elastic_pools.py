@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from protocol import names
 from tests.support.fleet import StartWorker
 from tests.support.gateway import Gateway, StartGateway, error_code, wait_for_workers
+from tests.support.jobs import submit, until
 from tests.support.processes import REPO, consumer_count
 from tests.support.waiting import wait_for
 
@@ -140,6 +142,36 @@ def test_the_range_changes_live_and_a_bad_range_is_refused(
     assert error_code(unknown) == (404, "not_found")
     assert lowered.status_code == 202
     assert prefetch.status_code == 202, prefetch.text  # the prefetch route reads JSON too
+
+
+@pytest.mark.slow  # ~30 s
+def test_a_pool_shrinking_retires_an_idle_consumer_before_a_busy_one(
+    amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """Three consumers, two running 6 s jobs, one done with a short one (the first taken, so,
+    by the broker's round robin, most likely the lowest slot): lowered to two, the idle one
+    leaves. Before, the highest slot left whatever it ran: drained within
+    RPCFLEET_DRAIN_TIMEOUT (1 s here), its job ran again elsewhere."""
+    start_worker(processes=3, drain_timeout=1)
+    gateway = start_gateway()
+    wait_for_workers(gateway, 3)
+    marker = tmp_path / "started"
+    with gateway.client() as http:
+        short = submit(http, "sleep", {"seconds": 0.1}).json()["id"]
+        jobs = [submit(http, "sleep", {"seconds": 6, "marker": str(marker)}).json()["id"]
+                for _ in range(2)]
+        wait_for(lambda: marker.exists() and len(marker.read_text().split()) == 2,
+                 what="both jobs to run")
+        until(http, short, "succeeded")
+        busy = set(marker.read_text().split())
+        lowered = http.put("/v1/pools/basic/processes", json={"min": 2, "max": 2})
+        wait_for(lambda: consumer_count(amqp_url, QUEUE) == 2, timeout=30,
+                 what="one consumer retired")
+        done = [until(http, job_id, "succeeded", "failed", timeout=40) for job_id in jobs]
+    assert lowered.status_code == 202
+    assert [(job["status"], job["attempts"]) for job in done] == [("succeeded", 1)] * 2
+    assert set(marker.read_text().split()) == busy  # neither ran again
+    assert {str(job["result"]["pid"]) for job in done} == busy
 
 
 def test_the_cli_sets_a_pools_processes(

@@ -59,6 +59,20 @@ async def test_past_its_private_memory_limit_a_consumer_is_recycled_at_its_next_
     assert "private memory" in supervisor.output()
 
 
+async def test_a_recycle_decided_mid_handler_lets_it_finish_however_long_it_runs(
+    amqp_url: str, start_worker: StartWorker
+) -> None:
+    """Past its memory limit at a beat while its handler still runs 4 s: the recycle is the
+    consumer's own decision, so the handler finishes and is acked (it was cut at the drain
+    timeout, 1 s here, and ran again elsewhere, over its memory limit each time)."""
+    supervisor = start_worker(max_private_mb=150, beat_interval=0.5, drain_timeout=1)
+    async with amqp_client(amqp_url) as client:
+        answer = await client.call("hold", {"mb": 200, "seconds": 4}, timeout=30)
+    assert answer.reply.ok and answer.attempt == 1, answer
+    assert "private memory" in supervisor.output()
+    assert "drain timed out" not in supervisor.output()
+
+
 def test_recycling_reasons() -> None:
     limits = Recycling(max_messages=100, max_private_bytes=50 * 1048576)
     assert limits.reason(99, 10 * 1048576) is None

@@ -195,7 +195,12 @@ class Consumer:
                 log.warning("leaving with %s deliveries still running; the broker redelivers "
                             "them", self.in_flight.count)
             return
-        if not await self.in_flight.idle(self.settings.drain_timeout):
+        # A recycle is this consumer's own decision, with nobody waiting for it to stop: its
+        # running handlers finish, however long they take (their time limits bound them), and
+        # are not cut to run again elsewhere. A stop from outside (SIGTERM, a retirement) keeps
+        # the operator's bound, RPCFLEET_DRAIN_TIMEOUT.
+        bound = None if self._exit_code == EXIT_RECYCLE else self.settings.drain_timeout
+        if not await self.in_flight.idle(bound):
             log.warning("drain timed out with %s deliveries held; the broker will redeliver them",
                         self.in_flight.count)
 

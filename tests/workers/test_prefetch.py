@@ -103,3 +103,26 @@ async def test_prefetch_changes_live_1_3_1_under_load_within_the_value_in_force(
     assert most(at_three) == 3
     assert took_up < 2.0 and took_down < 2.0
     assert all(b.pid != worker.pid for b in beats)  # consumers announce, not the supervisor
+
+
+async def test_a_lowered_prefetch_takes_nothing_new_until_what_was_held_has_finished(
+    amqp_url: str, vhost: Vhost, start_worker: StartWorker
+) -> None:
+    """Held 2 (one 4 s handler running, one waiting for the slot) and lowered to 1: nothing is
+    taken until both have finished, however long past the drain timeout (1 s here) that is. It
+    consumed again at the drain timeout, still holding both: 3 unacked, over the value."""
+    start_worker(processes=1, prefetch=2, drain_timeout=1, beat_interval=30)
+    beats: list[WorkerEntry] = []
+    listener = await _beats(amqp_url, beats)
+    queue = names.pool_queue("basic")
+    async with listener, amqp_client(amqp_url) as client:
+        jobs = [await client.send("sleep", {"seconds": seconds}, timeout=60)
+                for seconds in (4, 0.1, 0.1, 0.1)]
+        await async_wait_for(lambda: vhost.queue_counts(queue)[1] == 2, timeout=10,
+                             what="two deliveries held")
+        with sample_unacked(vhost, queue) as held:
+            await _set_prefetch(amqp_url, names.control_pool_key("basic"), 1)
+            await _in_force(beats, 1, timeout=20)
+        answers = await asyncio.gather(*(client.answer(j, timeout=60) for j in jobs))
+    assert all(a.reply.ok for a in answers)
+    assert held and most(held) <= 2, [sample.unacked for sample in held]

@@ -154,6 +154,12 @@ class SlotTable:
         self._slots[slot].prefetch = value
         self._slots[slot].prefetch_auto = int(auto)
 
+    def set_pool_prefetch(self, value: int | None, auto: bool) -> None:
+        """A pool-wide prefetch command, for every slot of the host (`value` None: each keeps
+        its value, under `auto`)."""
+        for slot in range(self.count):
+            self.set_prefetch(slot, value or self.prefetch(slot)[0], auto)
+
     # -- liveness and running jobs ------------------------------------------------------------
     def set_pid(self, slot: int, pid: int) -> None:
         """A new consumer in `slot` (0: the slot is empty now)."""

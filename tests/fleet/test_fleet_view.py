@@ -153,6 +153,24 @@ def test_a_replaced_process_keeps_its_slots_prefetch_and_a_silent_worker_leaves_
             os.kill(after["pid"], signal.SIGCONT)
 
 
+def test_a_pool_prefetch_set_while_one_of_its_processes_is_being_replaced_reaches_it(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    """The command comes while a slot has no process (its control queue went with it): the
+    host's other consumer writes it for every slot, and the replacement starts with it (it
+    started from its slot's old value, and the pool stayed split for good)."""
+    start_worker(processes=2)
+    gateway = start_gateway()
+    entries = wait_for_workers(gateway, 2)
+    victim = entries[0]
+    with gateway.client() as http:
+        os.kill(victim["pid"], signal.SIGKILL)  # its replacement takes a fork and a connect
+        assert http.put("/v1/pools/basic/prefetch", json={"prefetch": 7}).status_code == 202
+        wait_for(lambda: len(_prefetches(http)) == 2 and set(_prefetches(http).values()) == {7}
+                 and all(w["pid"] != victim["pid"] for w in http.get("/v1/workers").json()),
+                 timeout=30, what="both slots at 7, the replacement included")
+
+
 def test_the_cli_lists_workers_and_sets_prefetch(
     start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:

@@ -27,7 +27,8 @@ CONTROL_BACK_S = 10.0  # a reopened connection restores its channels within a se
 
 
 class ControlQueue:
-    def __init__(self, setup: ConsumerSetup, on_command: Callable[[Command], None]) -> None:
+    def __init__(self, setup: ConsumerSetup,
+                 on_command: Callable[[Command, bool], None]) -> None:
         self.setup = setup
         self._on_command = on_command
         self._replayed = asyncio.Event()
@@ -68,4 +69,7 @@ class ControlQueue:
         if isinstance(command, Replayed):
             self._replayed.set()
         else:
-            self._on_command(command)
+            # To its pool (or all) rather than to this consumer alone: the runtime lets the
+            # host's other slots know too (one being replaced now hears nothing itself).
+            key = getattr(message.delivery, "routing_key", None)
+            self._on_command(command, key != names.control_worker_key(self.setup.worker_id))

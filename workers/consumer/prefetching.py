@@ -37,6 +37,8 @@ class Prefetching:
         stored, auto = setup.slots.prefetch(setup.slot)
         if stored:  # a replacement keeps its slot's value
             self.value, self.auto = stored, auto
+        elif auto:  # the pool was set to auto before this slot ever ran
+            self.auto, self.value = True, self.floor
         else:
             self.auto = setup.settings.prefetch == "auto"
             # auto starts cautious: one message per handler slot, or two batches
@@ -58,7 +60,15 @@ class Prefetching:
         self.remember()
         self._review()
 
-    async def apply(self, command: SetPrefetch) -> None:
+    async def apply(self, command: SetPrefetch, pool_wide: bool = False) -> None:
+        """A command to this consumer, or (`pool_wide`) to its pool, which the host's other
+        slots take too: a slot whose process is being replaced now, or reconnecting, hears
+        nothing itself, and its replacement starts from its slot's value (SPEC: a replaced
+        process keeps its slot's value; the pool's is the one set last)."""
+        if pool_wide:
+            self.setup.slots.set_pool_prefetch(
+                None if command.prefetch == "auto" else command.prefetch,
+                auto=command.prefetch == "auto")
         if command.prefetch == "auto":
             self.auto = True
             self._review()

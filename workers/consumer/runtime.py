@@ -234,7 +234,7 @@ class Consumer:
             self._consider_recycling(memory=False)
 
     # -- control ------------------------------------------------------------------------------
-    def _on_command(self, command: Command) -> None:
+    def _on_command(self, command: Command, pool_wide: bool) -> None:
         if isinstance(command, Cancel):
             log.info("cancel of %s received%s", command.job_id,
                      " (if still queued)" if command.queued_only else "")
@@ -243,7 +243,7 @@ class Consumer:
                 self.setup.slots.track(self.setup.slot, command.job_id, now_ms() + grace_ms,
                                        "cancelled")
         elif isinstance(command, SetPrefetch):
-            self._spawn(self.prefetch.apply(command))
+            self._spawn(self.prefetch.apply(command, pool_wide))
         elif isinstance(command, SetProcesses):
             self.elastic.apply(command)  # the supervisor applies it within a fraction of a second
         elif isinstance(command, RetirePool):

@@ -23,14 +23,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from protocol import names
 from protocol.clock import now_ms
 from protocol.dead import DeadLetter, replay_headers
 from protocol.requests import expiration_ms
-from transport.cluster import node_urls
+from transport.cluster import connect_cluster
 from transport.copies import send_copy
 from transport.publishing import Confirmed
 from transport.settling import Decision, settle
@@ -121,7 +120,7 @@ class DeadLetterQueue:
 @asynccontextmanager
 async def dead_letter_queue(amqp_url: str, pool: str) -> AsyncIterator[DeadLetterQueue]:
     """A session on one pool's dead letters over a connection of its own."""
-    connection = await aio_pika.connect(node_urls(amqp_url)[0])
+    connection = await connect_cluster(amqp_url)  # the first node that answers
     async with connection, dead_letter_session(connection, pool) as queue:
         yield queue
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -98,6 +99,18 @@ def test_a_dead_letter_says_who_waits_and_whether_it_can_be_replayed() -> None:
     assert letter(None, "max_attempts").replay_refusal is None
     assert "final" in str(letter(names.REPLIES_QUEUE).replay_refusal)
     assert "malformed" in str(letter("my-replies", "malformed").replay_refusal)
+
+
+def test_the_dead_letter_cli_reaches_a_cluster_whose_first_node_is_down(
+    vhost: Vhost, start_worker: StartWorker
+) -> None:
+    """RPCFLEET_AMQP_URL lists the nodes: `rpcfleet dead` takes the first that answers, as
+    gateways and workers do (it tried the first alone)."""
+    start_worker()  # declares the pool's dead-letter queue
+    down = vhost.amqp_url.replace(f":{urlsplit(vhost.amqp_url).port}/", ":1/")
+    listed = dead_cli(f"{down},{vhost.amqp_url}", "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert json.loads(listed.stdout) == []
 
 
 def test_a_message_the_broker_dead_lettered_reads_its_reason_from_x_death() -> None:

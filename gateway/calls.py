@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.amqp.rpc import CallerGone
-from gateway.errors import GatewayError, NoWorkers, RemoteError
+from gateway.errors import CallerGone, GatewayError, NoWorkers, RemoteError
 from gateway.params import EMPTY_OBJECT, check_method_name, json_object
 from gateway.services import Services
 from protocol import codec, replies

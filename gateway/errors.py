@@ -36,6 +36,11 @@ from protocol import HTTP_STATUS, ErrorCode, codec
 from protocol.errors import CALL_ERROR_LABEL, call_error_problem
 
 
+class CallerGone(Exception):
+    """The HTTP caller hung up (before its body arrived, or before the reply came): nobody is
+    left to answer, and nothing it did not finish sending is acted on."""
+
+
 class GatewayError(Exception):
     code: ErrorCode = ErrorCode.WORKER_ERROR
 

@@ -21,7 +21,13 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import GatewayError, Overloaded, PayloadTooLarge, RequestTimeout
+from gateway.errors import (
+    CallerGone,
+    GatewayError,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 from gateway.responses import send_close, send_error
 
 NEVER_REFUSED = frozenset({"/healthz", "/metrics"})  # probes and scrapes see an overload
@@ -59,7 +65,9 @@ class ConnectionLimit:
 async def read_body(receive: Receive, declared: bytes | None, limit: int,
                     timeout: float) -> bytes:
     """The whole body, or PayloadTooLarge as soon as it passes `limit` bytes, or RequestTimeout
-    when it has not all arrived within `timeout` seconds."""
+    when it has not all arrived within `timeout` seconds, or CallerGone when the caller hung
+    up before sending all of it (a part is not the request it meant: nothing is acted on, and
+    its Idempotency-Key stays free for the retry)."""
     too_large = PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
@@ -70,7 +78,7 @@ async def read_body(receive: Receive, declared: bytes | None, limit: int,
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    break
+                    raise CallerGone("the caller hung up before its body arrived")
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
@@ -100,6 +108,8 @@ class BodyLimit:
         except GatewayError as exc:
             await send_error(send, exc, 0)  # uvicorn drops the rest of the body (see above)
             return
+        except CallerGone:
+            return  # nobody to answer
         replayed = False
 
         async def replay() -> Message:

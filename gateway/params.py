@@ -4,6 +4,7 @@ calls and job submissions; raises the gateway's errors, renders nothing."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +49,23 @@ def parse_timeout(raw: str | None) -> float | None:
     return value
 
 
+# W3C Trace Context: `traceparent` is version-traceid-parentid-flags (55 characters for
+# version 00, longer only in later versions), `tracestate` at most 32 members, which vendors
+# may cut at 512 characters. What does not fit is ignored, as the spec says a receiver does:
+# a header of any size would otherwise travel in the AMQP message, and one past the broker's
+# frame size closes the gateway's connection, failing every call on it.
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[^\s]{0,200})?")
+TRACESTATE_MAX = 512
+
+
 def trace_context(header: Callable[[str], str | None]) -> dict[str, str] | None:
-    """The caller's W3C trace context (traceparent, tracestate), to travel with its request."""
-    found = {name: value for name in names.TRACE_HEADERS if (value := header(name)) is not None}
-    return found or None
+    """The caller's W3C trace context (traceparent, tracestate), to travel with its request;
+    none when its traceparent is not one (a tracestate alone means nothing)."""
+    parent = header("traceparent")
+    if parent is None or len(parent) > 256 or not TRACEPARENT.fullmatch(parent):
+        return None
+    found = {"traceparent": parent}
+    state = header("tracestate")
+    if state is not None and len(state) <= TRACESTATE_MAX:
+        found["tracestate"] = state
+    return found

@@ -5,7 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from protocol import names
 from protocol.replies import ErrorBody
@@ -103,8 +111,10 @@ class JobSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # Strict: `"priority": true` or `"9"` is a client's bug, refused (lax parsing read 1 and 9).
     params: dict[str, Any] = Field(default_factory=dict)
-    callback_url: str | None = None
-    priority: int = Field(default=0, ge=0, le=names.JOB_PRIORITY_MAX)
-    timeout: float | None = Field(default=None, gt=0, le=JOB_TIMEOUT_MAX_S, allow_inf_nan=False,
-                                  description="seconds the job may wait queued")
+    callback_url: StrictStr | None = None
+    priority: StrictInt = Field(default=0, ge=0, le=names.JOB_PRIORITY_MAX)
+    timeout: StrictFloat | None = Field(default=None, gt=0, le=JOB_TIMEOUT_MAX_S,
+                                        allow_inf_nan=False,
+                                        description="seconds the job may wait queued")

@@ -25,6 +25,7 @@ from pamqp.commands import Basic
 
 from gateway.amqp.link import BrokerLink
 from gateway.errors import (
+    CallerGone,
     DeadlineExceeded,
     LostMidPublish,
     NotConfirmed,
@@ -45,10 +46,6 @@ log = logging.getLogger("rpcfleet.gateway")
 
 class BrokerLost(ConnectionError):
     """The channel closed while calls were waiting for replies."""
-
-
-class CallerGone(Exception):
-    """The HTTP caller hung up before the reply came: nobody is left to answer."""
 
 
 ABANDONED_REMEMBERED = 10_000  # replies of abandoned calls are expected, not "late"

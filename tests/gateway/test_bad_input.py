@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -39,6 +41,12 @@ def test_method_names_are_checked_at_the_edge(start_gateway: StartGateway) -> No
     b'{"params": {}, "timeout": -1}',
     b'{"param": {"n": 1}}',  # a typo would run the job without params
     b'{"params": {}, "priority": 99}',
+    # A client's bugs, not numbers: lax parsing read true as 1 and "9" as 9.
+    b'{"params": {}, "priority": true}',
+    b'{"params": {}, "priority": "9"}',
+    b'{"params": {}, "timeout": true}',
+    b'{"params": {}, "timeout": "30"}',
+    b'{"params": {}, "callback_url": 5}',
 ])
 def test_job_bodies_out_of_bounds_or_with_unknown_keys_are_422(
     start_gateway: StartGateway, body: bytes
@@ -162,3 +170,42 @@ async def test_requests_over_the_connection_limit_get_a_json_503_and_probes_pass
     assert "RPCFLEET_MAX_CONNECTIONS" in refused.json()["error"]["message"]
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert limit.active == 0
+
+
+def test_a_caller_that_hangs_up_before_its_body_arrives_submits_nothing(
+    gateway: Gateway
+) -> None:
+    """A dropped upload is not an empty body: nothing runs, and the Idempotency-Key stays free
+    for the retry (it made a job with params {} and bound the key to the empty body)."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    body = b'{"params": {"n": 1}}'
+    with socket.create_connection((host, int(port)), timeout=5) as raw:  # closed: hung up
+        raw.sendall(f"POST /v1/jobs/echo HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
+                    f"application/json\r\nContent-Length: {len(body)}\r\n"
+                    "Idempotency-Key: k1\r\n\r\n".encode())
+    with gateway.client() as http:
+        retried = http.post("/v1/jobs/echo", content=body, headers={
+            "Idempotency-Key": "k1", "content-type": "application/json"})
+        listed = http.get("/v1/jobs").json()
+    assert retried.status_code == 202, retried.text
+    assert [job["id"] for job in listed] == [retried.json()["id"]]
+
+
+def test_a_trace_header_that_is_not_one_is_ignored_and_harms_no_other_call(
+    gateway: Gateway
+) -> None:
+    """W3C: a receiver ignores a traceparent it cannot read. One of 150 KB travelled in the
+    AMQP headers, past the broker's frame size, which closed the gateway's connection and
+    failed every call on it."""
+    with gateway.client() as http:
+        slow = threading.Thread(target=lambda: answers.append(
+            http.post("/v1/rpc/sleep", json={"seconds": 1.5})))
+        answers: list[httpx.Response] = []
+        slow.start()
+        odd = http.post("/v1/rpc/echo", json={"n": 1},
+                        headers={"traceparent": "a" * 150_000, "tracestate": "b" * 600})
+        slow.join(timeout=30)
+        after = http.post("/v1/rpc/echo", json={"n": 2})
+    assert odd.status_code == 200 and odd.json()["result"] == {"n": 1}, odd.text
+    assert [a.status_code for a in answers] == [200], [a.text for a in answers]
+    assert after.status_code == 200

@@ -178,7 +178,8 @@ class RpcClient:
                        call_id: str, remaining_ms: int) -> None:
         await publish_request(self.link, self.metrics, method, body, properties, call_id,
                               min(self.publish_timeout, remaining_ms / 1000),
-                              lambda: self._went_out_on(call_id))
+                              lambda: self._went_out_on(call_id),
+                              callers_deadline=remaining_ms / 1000 < self.publish_timeout)
 
 
 def new_call_id() -> str:
@@ -198,7 +199,8 @@ def request_properties(request: Request) -> Basic.Properties:
 
 async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body: bytes,
                           properties: Basic.Properties, call_id: str, timeout: float,
-                          moved: Callable[[], None] = lambda: None) -> None:
+                          moved: Callable[[], None] = lambda: None,
+                          callers_deadline: bool = False) -> None:
     """Publish a request `mandatory` and wait for the broker's confirm, within `timeout`.
 
     Returned (no queue bound for the method) → UnknownMethod; nacked by a full queue or no
@@ -209,7 +211,9 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
     channel never had the method confirmed the link renews it for the next calls (a quorum
     queue client stuck on a leader cut off by a partition, transport.confirms); the connection
     lost mid-publish → LostMidPublish (unavailable): both PublishUnknown, the broker may hold
-    it. Never a hang.
+    it. Never a hang. When `timeout` is the caller's deadline (`callers_deadline`: shorter
+    than the publish timeout), its passing is that deadline's, not the broker's fault:
+    DeadlineExceeded (504, with the id), and the channel is not judged stalled.
     """
     # Definite refusals carry no id: nothing was enqueued (a client may send it again).
     if link.channel is None or not link.up:
@@ -238,6 +242,9 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
         raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
                           "queue changing leader); nothing was enqueued") from None
     except TimeoutError:
+        if callers_deadline:
+            raise DeadlineExceeded("the deadline passed before the broker confirmed the call",
+                                   call_id=call_id) from None
         # A channel stuck on a cut-off leader is replaced for the next calls (not waited for).
         await link.confirming.stalled(key, "never confirmed")
         raise NotConfirmed("the broker did not confirm the request in time (down or "

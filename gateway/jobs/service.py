@@ -112,6 +112,10 @@ class JobService:
                 await self.guard.check(submission.callback_url)
             except CallbackUrlRefused as exc:
                 raise BadRequest(str(exc)) from None
+        try:  # before anything is stored: params the request cannot carry are the caller's
+            params = codec.dumps(submission.params)
+        except TypeError as exc:  # JSON nested deeper than the encoder goes (~254 levels)
+            raise BadRequest(f"params cannot be sent on: {exc}") from None
         timeout = submission.timeout or self.settings.job_timeout_default
         created = now_ms()
         job = NewJob(
@@ -128,7 +132,6 @@ class JobService:
             stored, is_new = await self.store.create(job)
         except IdempotencyConflict as exc:
             raise BadRequest(str(exc)) from None
-        params = codec.dumps(submission.params)
         if is_new:
             try:
                 await self._publish(job, params, trace)

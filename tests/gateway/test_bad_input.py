@@ -209,3 +209,18 @@ def test_a_trace_header_that_is_not_one_is_ignored_and_harms_no_other_call(
     assert odd.status_code == 200 and odd.json()["result"] == {"n": 1}, odd.text
     assert [a.status_code for a in answers] == [200], [a.text for a in answers]
     assert after.status_code == 200
+
+
+def test_job_params_nested_past_what_can_be_sent_on_are_422_and_store_nothing(
+    start_gateway: StartGateway
+) -> None:
+    """300 levels parse, but the encoder stops near 254: it was a 500 after the job was stored,
+    which left a queued job that never ran (and failed minutes later)."""
+    gateway = start_gateway()
+    body = b'{"params": ' + b'{"a": ' * 300 + b"1" + b"}" * 300 + b"}"
+    with gateway.client() as http:
+        answer = http.post("/v1/jobs/echo", content=body,
+                           headers={"content-type": "application/json"})
+        listed = http.get("/v1/jobs").json()
+    assert error_code(answer) == (422, "invalid_params"), answer.text
+    assert listed == []

@@ -198,12 +198,17 @@ def test_a_blocked_broker_answers_overloaded_within_the_publish_timeout(
             started = time.monotonic()
             blocked = http.post("/v1/rpc/echo", json={"during": 1})
             took = time.monotonic() - started
+            # A call whose own deadline comes before the publish timeout: its deadline passed,
+            # not the broker's fault (504 with its id; it answered 503 overloaded).
+            short = http.post("/v1/rpc/echo?timeout=0.3", json={"during": 2})
         wait_for(lambda: http.post("/v1/rpc/echo", json={"after": 1}).status_code == 200,
                  timeout=30, what="calls to succeed once the broker unblocks")
     assert error_code(blocked) == (503, "overloaded")
     assert "confirm" in blocked.json()["error"]["message"]
     assert blocked.headers["retry-after"] == "1"
     assert 0.9 < took < 2.5
+    assert error_code(short) == (504, "deadline_exceeded"), short.text
+    assert short.json()["error"]["id"]
 
 
 def test_a_sync_call_overtakes_a_backlog_of_jobs_and_a_priority_9_job_the_priority_0_ones(

@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         base = f"http://127.0.0.1:{args.port}"
         if _wait_ready(base, components, stop):
-            _print_quickstart(base, node.management_url)
+            _print_quickstart(base, node.management_url, args.pool == EXAMPLE_POOL,
+                              "RPCFLEET_PAGES_DIR" in env)
         while not stop.is_set():
             if any(c.proc.poll() is not None for c in components):
                 dead = [c.name for c in components if c.proc.poll() is not None]
@@ -130,19 +131,35 @@ def _wait_ready(base: str, components: list[Component], stop: threading.Event) -
     return False
 
 
-def _print_quickstart(base: str, management: str | None) -> None:
-    lines = [
-        "",
-        "rpcfleet is up. Try:",
-        f"  curl -s {base}/v1/rpc/nearest -H 'content-type: application/json' "
-        "-d '{\"vector_of\": 42, \"k\": 3}'",
-        f"  curl -s {base}/v1/rpc/lookup -d '{{\"id\": 7}}'",
-        f"  curl -s -X POST {base}/v1/jobs/reindex -d '{{\"params\": {{\"steps\": 5}}}}'",
-        f"  curl -s {base}/v1/jobs/<id>        curl -N {base}/v1/jobs/<id>/events",
+def _print_quickstart(base: str, management: str | None, example: bool, pages: bool) -> None:
+    """What to try, one command a line, each working when pasted as printed (the job's id is
+    kept in $JOB by the line that submits it). The example pool's methods for the example
+    pool; for another, the methods its workers announce."""
+    lines = ["", "rpcfleet is up. Try:"]
+    if example:
+        lines += [
+            f"  curl -s {base}/v1/rpc/nearest -d '{{\"vector_of\": 42, \"k\": 3}}'",
+            f"  curl -s {base}/v1/rpc/lookup -d '{{\"id\": 7}}'",
+            f"  JOB=$(curl -s -X POST {base}/v1/jobs/reindex -d '{{\"params\": {{\"steps\": 5}}}}'"
+            " | python3 -c 'import json, sys; print(json.load(sys.stdin)[\"id\"])')",
+            f"  curl -s {base}/v1/jobs/$JOB",
+            f"  curl -N {base}/v1/jobs/$JOB/events",
+        ]
+        pool = "vectors"
+    else:
+        workers = httpx.get(f"{base}/v1/workers", timeout=5).json()  # ready: one at least
+        if isinstance(workers, list) and workers:
+            pool, methods = workers[0]["pool"], workers[0]["methods"]
+        else:  # keys set: the fleet is not open to read
+            pool, methods = "POOL", ["METHOD"]
+        lines += [f"  curl -s -X POST {base}/v1/rpc/{method} -d '{{}}'   # your params here"
+                  for method in methods]
+    lines += [
         f"  curl -s {base}/v1/workers",
-        f"  curl -s -X PUT {base}/v1/pools/vectors/prefetch -d '{{\"prefetch\": 4}}'",
-        f"  curl -s -X PUT {base}/v1/pools/vectors/processes -d '{{\"min\": 1, \"max\": 4}}'",
-        f"  open {base}/ui (fleet page), {base}/docs (API), {base}/pages/jobs.html (a job, live)",
+        f"  curl -s -X PUT {base}/v1/pools/{pool}/prefetch -d '{{\"prefetch\": 4}}'",
+        f"  curl -s -X PUT {base}/v1/pools/{pool}/processes -d '{{\"min\": 1, \"max\": 4}}'",
+        f"  open {base}/ui (fleet page), {base}/docs (API)"
+        + (f", {base}/pages/jobs.html (a job, live)" if pages else ""),
     ]
     if management:
         lines.append(f"  RabbitMQ management: {management} (guest/guest)")

@@ -30,7 +30,7 @@ class GatewaySettings(CommonSettings):
     # gateway runs no handler code, so nothing holds its loop (and its heartbeats) for long.
     heartbeat: int = Field(default=4, ge=0, le=600, description="AMQP heartbeat seconds")
     host: str | None = Field(default=None, description="bind address (default 127.0.0.1 "
-                             "without API keys, else 0.0.0.0)")
+                             "without any key, API or admin; else 0.0.0.0)")
     port: int = Field(default=8000, ge=0, le=65535, description="port (default 8000)")
     workers: int = Field(default=1, ge=1, description="gateway processes")
     api_keys: CsvList = Field(default_factory=list)

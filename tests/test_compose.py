@@ -92,3 +92,17 @@ def test_the_image_installs_every_package_and_the_workers_import_the_example_fro
     assert workdir is not None
     worker = build_parser().parse_args(command(compose["services"]["workers"])[1:])
     assert worker.app_dir == workdir.group(1)  # where the image copied examples/
+
+
+def test_the_build_context_leaves_out_local_state_but_nothing_the_image_copies() -> None:
+    """No .venv, caches or `.rpcfleet` (broker data with its Erlang cookie, mode 0400) in the
+    build context: slow builds, and a root-owned cookie can fail another user's build."""
+    import fnmatch
+
+    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    for local in (".venv", ".rpcfleet", ".mypy_cache", ".git"):
+        assert local in ignored, local
+    copied = re.findall(r"^COPY (.+) \./", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    for source in (part for line in copied for part in line.split()):
+        assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source

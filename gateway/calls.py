@@ -37,8 +37,12 @@ async def _perform_call(found: Services, method: str, body: bytes, timeout: floa
         seconds = min(timeout or settings.rpc_timeout_default, settings.rpc_timeout_max)
         if pool is not None and not found.view.has_live_worker(pool):
             raise NoWorkers(f"pool {pool} has no live consumer")
+        # A method no beat announced since this process has heard every live worker: if a
+        # queue still takes it (a pool whose workers all died before this gateway started),
+        # nobody will serve it before its deadline (SPEC: no_workers at once, never a 504).
+        unheard = pool is None and found.view.heard_every_worker(settings.beat_interval)
         call_id, reply = await found.rpc.call(method, body, now_ms() + int(seconds * 1000),
-                                              call_id=call_id, trace=trace)
+                                              call_id=call_id, trace=trace, unserved=unheard)
         answer = replies.decode(reply.body)
         if answer.ok:
             return codec.dumps({"id": call_id, "result": answer.result})

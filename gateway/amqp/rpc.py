@@ -29,6 +29,7 @@ from gateway.errors import (
     DeadlineExceeded,
     LostMidPublish,
     NotConfirmed,
+    NoWorkers,
     Overloaded,
     Unavailable,
     UnknownMethod,
@@ -108,9 +109,12 @@ class RpcClient:
 
     async def call(self, method: str, body: bytes, deadline_ms: int,
                    priority: int = names.SYNC_PRIORITY, call_id: str | None = None,
-                   trace: dict[str, str] | None = None) -> tuple[str, DeliveredMessage]:
+                   trace: dict[str, str] | None = None,
+                   unserved: bool = False) -> tuple[str, DeliveredMessage]:
         """Publish a call and wait for its reply; raises the gateway's errors, or CallerGone
-        once `abandon(call_id)` was called."""
+        once `abandon(call_id)` was called. `unserved`: no live worker announced the method;
+        a publish the broker routes (a queue takes it: not `unknown_method`) is then skipped
+        by any consumer that comes later, and answered NoWorkers at once."""
         if not self.ready or self.link.channel is None:
             raise Overloaded("the broker is unreachable")
         call_id = call_id or new_call_id()
@@ -124,6 +128,11 @@ class RpcClient:
         self._went_out_on(call_id)  # its reply comes there, even once the link renewed it
         try:
             await self._publish(method, body, properties, call_id, remaining_ms)
+            if unserved:
+                self.pending.pop(call_id, None)
+                self._background.start(self._cancel_queued(call_id, names.CONTROL_ALL))
+                raise NoWorkers(f"no live worker serves {method!r}: its queue takes requests, "
+                                "but no worker has announced it", call_id=call_id)
             try:
                 async with asyncio.timeout(max(deadline_ms - now_ms(), 0) / 1000):
                     return call_id, await future

@@ -36,6 +36,7 @@ class EventListener:
                                       self._on_event),
             "the fleet events queue")
         await self.events.start()
+        self.view.listening()
 
     async def _on_event(self, message: DeliveredMessage) -> None:
         if message.header.properties.app_id == self.origin:

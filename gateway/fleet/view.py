@@ -46,6 +46,18 @@ class FleetView:
         self._routed_at = float("-inf")
         # Pools taken out of service (their queue deleted), with the pids their workers had.
         self._retired: dict[str, set[int]] = {}
+        self._listening_since: float | None = None  # monotonic: when beats began to come here
+
+    def listening(self) -> None:
+        """The events queue is consumed: from now on every live worker's beat is heard."""
+        if self._listening_since is None:
+            self._listening_since = time.monotonic()
+
+    def heard_every_worker(self, beat_interval: float) -> bool:
+        """Whether this process has listened long enough (MISSED_BEATS beats of the fleet's
+        interval) that a method no beat announced has no live worker anywhere."""
+        since = self._listening_since
+        return since is not None and time.monotonic() - since > MISSED_BEATS * beat_interval
 
     def update(self, entry: WorkerEntry) -> bool:
         """Record a beat; True when it comes from a consumer not seen before: a new process, or

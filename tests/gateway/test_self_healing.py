@@ -70,6 +70,31 @@ def test_a_pool_whose_worker_was_killed_answers_no_workers_within_about_a_second
     assert time.monotonic() - killed < 4.0
 
 
+def test_a_gateway_started_after_a_pools_workers_died_answers_no_workers_at_once(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    """The pool's queue outlives its workers and still takes the method's calls; a gateway
+    started since never heard of the method, so its calls sat until their deadline (504) where
+    the SPEC says no_workers at once. Once it has listened for three beats of the fleet's
+    interval, a method no beat announced has no live worker."""
+    worker = start_worker(beat_interval=1)
+    wait_for_workers(start_gateway(), 1)
+    import os
+
+    os.killpg(worker.pid, signal.SIGKILL)
+    gateway = start_gateway(beat_interval=1)
+    with gateway.client() as http:
+        wait_for(lambda: error_code(http.post("/v1/rpc/echo?timeout=1", json={})) == (
+            503, "no_workers"), timeout=15, interval=0.2, what="no_workers once warm")
+        started = time.monotonic()
+        answer = http.post("/v1/rpc/echo?timeout=10", json={})
+        took = time.monotonic() - started
+        typo = http.post("/v1/rpc/no_such_method", json={})
+    assert error_code(answer) == (503, "no_workers") and answer.json()["error"]["id"]
+    assert took < 2.0, took
+    assert error_code(typo) == (404, "unknown_method")  # no queue takes it: still a 404
+
+
 def test_a_gateway_whose_job_reply_queues_cannot_be_declared_is_not_ready(
     vhost: Vhost, start_gateway: StartGateway
 ) -> None:

@@ -187,7 +187,9 @@ def test_a_call_whose_deadline_passes_while_queued_never_runs(
 def test_a_blocked_broker_answers_overloaded_within_the_publish_timeout(
     vhost: Vhost, start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:
-    start_worker()
+    # Its beats are blocked too: at 5 s a beat it stays live for the whole alarm (with 1 s
+    # beats the pool would rightly read empty after 3 s, and calls get no_workers).
+    start_worker(beat_interval=5)
     gateway = start_gateway(publish_timeout=1)
     wait_for_workers(gateway, 1)
     with gateway.client() as http:
@@ -195,12 +197,12 @@ def test_a_blocked_broker_answers_overloaded_within_the_publish_timeout(
         # A memory alarm blocks every publishing connection of the node: the gateway's publish
         # is then never confirmed.
         with blocked_broker(vhost):
-            started = time.monotonic()
-            blocked = http.post("/v1/rpc/echo", json={"during": 1})
-            took = time.monotonic() - started
             # A call whose own deadline comes before the publish timeout: its deadline passed,
             # not the broker's fault (504 with its id; it answered 503 overloaded).
             short = http.post("/v1/rpc/echo?timeout=0.3", json={"during": 2})
+            started = time.monotonic()
+            blocked = http.post("/v1/rpc/echo", json={"during": 1})
+            took = time.monotonic() - started
         wait_for(lambda: http.post("/v1/rpc/echo", json={"after": 1}).status_code == 200,
                  timeout=30, what="calls to succeed once the broker unblocks")
     assert error_code(blocked) == (503, "overloaded")

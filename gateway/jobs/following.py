@@ -55,10 +55,10 @@ class Followers:
         job = await self._store.get(job_id)
         return job is None or job.status.terminal
 
-    async def ended_by(self, job_id: str, after: int) -> bool:
-        """Whether the job ended at or before event `after`: a follower resuming there has
-        nothing more to hear (SSE answers it 204, which stops a browser's reconnects)."""
-        return await self._ended(job_id) and not await self._store.events(job_id, after)
+    async def ended_by(self, job: Job, after: int) -> bool:
+        """Whether `job` (as just read) ended at or before event `after`: a follower resuming
+        there has nothing more to hear (SSE answers it 204, which stops a browser's reconnects)."""
+        return job.status.terminal and not await self._store.events(job.id, after)
 
     async def sweep_followed(self) -> None:
         """Each FOLLOW_POLL_S: wake the followers of the jobs whose latest event changed in the

@@ -250,9 +250,9 @@ class JobService:
         """The job's events after `after`, then the live ones (gateway.jobs.following)."""
         return self.followers.follow(job_id, after)
 
-    async def ended_by(self, job_id: str, after: int) -> bool:
+    async def ended_by(self, job: Job, after: int) -> bool:
         """Whether the job ended at or before event `after` (gateway.jobs.following)."""
-        return await self.followers.ended_by(job_id, after)
+        return await self.followers.ended_by(job, after)
 
     async def wait_terminal(self, job_id: str, seconds: float) -> Job:
         """The job once it ended, or as it is after `seconds` (`?wait=`)."""

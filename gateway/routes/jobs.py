@@ -85,7 +85,7 @@ async def job_events(job_id: str, request: Request, caller: CallerDep,
     the terminal event gets 204, which tells a browser's EventSource to stop reconnecting."""
     service = jobs(request)
     job = await service.get(job_id, caller)  # 404 before the stream starts
-    if last_event_id and job.status.terminal and await service.ended_by(job_id, last_event_id):
+    if last_event_id and await service.ended_by(job, last_event_id):
         return Response(status_code=204, headers={"Cache-Control": "no-store"})
     return StreamingResponse(_stream(service, job_id, last_event_id or 0, str(request.base_url)),
                              media_type="text/event-stream",

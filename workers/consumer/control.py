@@ -71,5 +71,5 @@ class ControlQueue:
         else:
             # To its pool (or all) rather than to this consumer alone: the runtime lets the
             # host's other slots know too (one being replaced now hears nothing itself).
-            key = getattr(message.delivery, "routing_key", None)
-            self._on_command(command, key != names.control_worker_key(self.setup.worker_id))
+            self._on_command(command, message.routing_key
+                             != names.control_worker_key(self.setup.worker_id))

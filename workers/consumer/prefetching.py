@@ -86,11 +86,8 @@ class Prefetching:
         says so."""
         self.value = value
         self.remember()
-        # What it holds finishes first, however long (SPEC: finish and ack what it holds, then
-        # consume again): a bound would have it consume again while still holding the old
-        # deliveries, over the new value.
         if self.subscription is None or not await self.subscription.change(
-                value, None, announce=self._beat):
+                value, announce=self._beat):
             await self._beat()
             return
         log.info("prefetch of %s is now %s", self.setup.worker_id, self.value)  # the latest

@@ -73,10 +73,12 @@ class Subscription:
         self.prefetch = prefetch
         await self._kept.start()
 
-    async def change(self, prefetch: int, drain_timeout: float | None = None,
+    async def change(self, prefetch: int,
                      announce: Callable[[], Awaitable[None]] | None = None) -> bool:
         """Apply a new prefetch; returns False when the value was already in force, or when the
-        subscription was stopped (a consumer about to leave takes nothing more). `announce` is
+        subscription was stopped (a consumer about to leave takes nothing more). What the
+        consumer holds finishes first, however long (SPEC: finish and ack, then consume again:
+        a bound would have it consume again still holding, over the new value). `announce` is
         awaited once the change is under way (`changing`), before what the consumer holds has
         finished: the fleet hears the new value at once, not after the longest handler."""
         if not self._kept.wanted or (prefetch == self.prefetch and self.serving):
@@ -86,7 +88,7 @@ class Subscription:
             self.prefetch = prefetch
             if announce is not None:
                 await announce()
-            await self._kept.renew(self._cancel, lambda: self._in_flight.idle(drain_timeout))
+            await self._kept.renew(self._cancel, self._in_flight.idle)
         finally:
             self._changing -= 1
         return True

@@ -118,8 +118,8 @@ class Auth:
         return Caller(owner=None if owner == "-" else owner, admin=admin == "1")
 
     def check_admin(self, request: Request, cookie: bool = False) -> None:
-        if not self.admin_keys:
-            self.check_caller(request)  # no admin keys: admin routes are as open as the rest
+        if not self.admin_keys:  # admin routes are as open as the rest (the page's cookie too)
+            self.caller_for_key(self._presented(request, cookie))
             return
         key = self._presented(request, cookie)
         if key is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from typing import Any
 
@@ -25,6 +27,14 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# orjson carries integers within 64 bits (-2**63 .. 2**64-1); JSON and Python have no limit. One
+# past them has 20 digits or more: a text holding no such run of digits is read by orjson alone,
+# one that does (a long integer, or a float's long fraction) by the standard library, exactly.
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_DIGIT_RUN = b"0" * 20
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
 def dumps(value: Any) -> bytes:
     """Serialise to compact UTF-8 JSON (numpy arrays and scalars too); raises TypeError for what
     JSON cannot hold.
@@ -33,9 +43,38 @@ def dumps(value: Any) -> bytes:
     pydantic model, say): 13 MiB in a gateway that never holds an array. A value can only be a
     numpy array if numpy is imported already, so the option is asked for only then."""
     option = orjson.OPT_SERIALIZE_NUMPY if "numpy" in sys.modules else 0
-    return orjson.dumps(value, default=_default, option=option)
+    try:
+        return orjson.dumps(value, default=_default, option=option)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+    return orjson.dumps(_long_ints_as_text(value), default=_default, option=option)
+
+
+def _long_ints_as_text(value: Any) -> Any:
+    """`value` with its integers past 64 bits as the JSON text of their digits (the cold path
+    of a value holding one)."""
+    if type(value) is int:
+        return value if _INT_MIN <= value <= _INT_MAX else orjson.Fragment(str(value))
+    if isinstance(value, dict):
+        return {key: _long_ints_as_text(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_long_ints_as_text(item) for item in value]
+    if isinstance(value, BaseModel):
+        return _long_ints_as_text(value.model_dump(mode="json"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _long_ints_as_text(dataclasses.asdict(value))
+    return value
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """Parse JSON; raises DecodeError (a ValueError) on bad input."""
-    return orjson.loads(data)
+    """Parse JSON; raises DecodeError (a ValueError) on bad input. Integers of any size come
+    back exact (orjson alone would read one past 64 bits as the float nearest it)."""
+    raw = data if type(data) is bytes else data.encode() if isinstance(data, str) else bytes(data)
+    if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
+        return orjson.loads(raw)
+    orjson.loads(data)  # the same errors as every other text (NaN, bad UTF-8, depth...)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise DecodeError("the JSON text is nested too deep", "", 0) from None

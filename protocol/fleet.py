@@ -98,7 +98,7 @@ class WorkerEntry(BaseModel):
     methods: list[str]
     prefetch: int
     prefetch_mode: Literal["fixed", "auto"] = "fixed"
-    concurrency: int
+    concurrency: int = Field(ge=1)
     in_flight: int
     # An extension: False while its subscription is down (a channel the broker closed, being
     # restored; not yet started): such a worker is listed but not serving.
@@ -124,7 +124,7 @@ class WorkerEntry(BaseModel):
     # share of the shared cache: the sign that the cache is being copied into it. None: not so.
     cache_copied_bytes: int | None = None
     last_seen: str
-    beat_interval: float = 5.0
+    beat_interval: float = Field(5.0, gt=0)
     docs: dict[str, MethodDoc] | None = None  # an extension: per method, for the API docs
     # An extension: the rpcfleet version the consumer runs (two side by side during a rolling
     # upgrade: docs/upgrading.md). None from a version before it was sent.

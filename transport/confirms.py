@@ -63,6 +63,7 @@ class NackJudge:
 
     quorum: bool = True  # only quorum queues stall a channel; a classic queue's nack is "full"
     _confirmed: set[str] = field(default_factory=set)
+    _stalled: set[str] = field(default_factory=set)  # judged stalled, not confirmed since
     _pause: float = RENEW_FIRST_S
     _next_renewal: float = 0.0
 
@@ -75,16 +76,22 @@ class NackJudge:
             if len(self._confirmed) >= TARGETS_REMEMBERED:
                 self._confirmed.clear()
             self._confirmed.add(target)
-            self._pause = RENEW_FIRST_S  # renewals helped (or were never needed)
+        if target in self._stalled:  # a renewal helped: the next stall is answered quickly
+            self._stalled.discard(target)
+            self._pause = RENEW_FIRST_S
 
     def nacked(self, target: str) -> Nack:
         if not self.quorum or target in self._confirmed:
             return Nack.REFUSED
+        if len(self._stalled) >= TARGETS_REMEMBERED:
+            self._stalled.clear()
+        self._stalled.add(target)
         return Nack.STALLED
 
     def renewal_due(self, now: float | None = None) -> bool:
-        """True at most once per pause, the pause doubling up to RENEW_MAX_S until a target is
-        confirmed again."""
+        """True at most once per pause, the pause doubling up to RENEW_MAX_S until a target
+        judged stalled is confirmed (other targets' first confirms on a new channel say nothing
+        of it: a queue that stays full keeps the pause long)."""
         now = time.monotonic() if now is None else now
         if now < self._next_renewal:
             return False

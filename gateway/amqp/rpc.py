@@ -215,7 +215,8 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
     Returned (no queue bound for the method) → UnknownMethod; nacked by a full queue or no
     connection → Overloaded (definite: nothing was enqueued); nacked by a quorum queue that never
     took this channel's publishes → tried once more on the new channel the link opens (a nack is
-    definite, so a retry cannot run it twice; `moved` is told), then Unavailable (definite too);
+    definite, so a retry cannot run it twice; `moved` is told); nacked there too, the queue
+    refuses it (full): Overloaded; the renewal not possible now: Unavailable (definite too);
     not confirmed in time (broker down or blocked) → NotConfirmed (overloaded), and when the
     channel never had the method confirmed the link renews it for the next calls (a quorum
     queue client stuck on a leader cut off by a partition, transport.confirms); the connection
@@ -243,8 +244,14 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
                         raise
                     await asyncio.shield(renewal)
                 moved()
-                confirm = await link.publish(body, exchange, key, properties,
-                                             confirm=True, mandatory=True, timeout=None)
+                try:
+                    confirm = await link.publish(body, exchange, key, properties,
+                                                 confirm=True, mandatory=True, timeout=None)
+                except PublishNacked as again:
+                    # Nacked again on a channel opened since: the queue refuses it (full), not
+                    # this channel. The judge keeps renewing at its pace meanwhile, in case the
+                    # new channel was opened before the new leader was elected.
+                    raise PublishNacked(again.target, Nack.REFUSED) from None
     except PublishNacked as nacked:
         if nacked.verdict is Nack.REFUSED:
             raise Overloaded("the queue refused the request (it is full)") from None

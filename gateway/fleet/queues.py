@@ -62,6 +62,10 @@ class QueueStats:
                                 await robust.close()
                         robust = await self.link.connection.channel(publisher_confirms=False)
                     channel = await robust.get_underlay_channel()
+                    if self.view.is_retired(pool):  # its queue is gone; its dead letters stay
+                        dead = await channel.queue_declare(names.dead_queue(pool), passive=True)
+                        self._counts[pool] = QueueCounts(0, 0, int(dead.message_count or 0))
+                        continue
                     ok = await channel.queue_declare(names.pool_queue(pool), passive=True)
                     dead = await channel.queue_declare(names.dead_queue(pool), passive=True)
                     self._counts[pool] = QueueCounts(int(ok.message_count or 0),

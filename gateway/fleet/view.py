@@ -81,9 +81,11 @@ class FleetView:
         self._seen[entry.id] = _Seen(entry, now, idle_since, _rate(previous, entry, now))
         for method in entry.methods:
             # Two live pools announcing one method (SPEC 1.2: flag it, keep the first): the
-            # method stays with the pool that had it while that one has live workers.
+            # method stays with the pool that had it while that one has live workers and
+            # still announces it.
             holder = self._method_pool.get(method)
-            if holder is None or holder == entry.pool or not self._pool_alive(holder, now):
+            if (holder is None or holder == entry.pool or not self._pool_alive(holder, now)
+                    or method not in self._pool_methods.get(holder, ())):
                 self._method_pool[method] = entry.pool
         self._pool_methods[entry.pool] = entry.methods
         retired = self._retired.get(entry.pool)
@@ -93,6 +95,8 @@ class FleetView:
             self._pool_docs[entry.pool] = entry.docs
         if entry.queue_max_priority is not None:
             self._pool_max_priority[entry.pool] = entry.queue_max_priority
+        elif entry.processes is not None:  # a worker since 1.2 saying its queue has no levels
+            self._pool_max_priority.pop(entry.pool, None)
         return (previous is None or previous.entry.pid != entry.pid
                 or previous.entry.session != entry.session)
 
@@ -206,6 +210,7 @@ class FleetView:
                                if s.entry.pool == pool}
         for worker_id in [k for k, s in self._seen.items() if s.entry.pool == pool]:
             del self._seen[worker_id]
+        self._pool_max_priority.pop(pool, None)  # a queue declared anew says its own
 
     def is_retired(self, pool: str) -> bool:
         return pool in self._retired

@@ -145,7 +145,7 @@ class OutcomeRecorder:
         status, result, error = from_reply(message.body)
         facts = reply_facts(message.headers or {})
         if facts.progress_events:
-            await self._progress_recorded(job_id, facts.progress_events)
+            await self._progress_recorded(job_id, facts.progress_events, facts.starts)
         await self.record(job_id, status, result, error, facts.worker,
                           at_ms=facts.finished_ms or now_ms(), attempt=facts.starts,
                           started_ms=facts.started_ms)
@@ -189,12 +189,13 @@ class OutcomeRecorder:
                                             status=status, worker=worker),
                                    names.job_event_key(job_id, "finished"))
 
-    async def _progress_recorded(self, job_id: str, sent: int) -> None:
+    async def _progress_recorded(self, job_id: str, sent: int, attempt: int | None) -> None:
         """Wait (a little) until the run's `sent` progress events are recorded: they travel
         on rpcfleet.events, the reply on this store's queue, and a job's end comes after its
-        progress in its log. Events lost on the way are not waited for past the bound."""
+        progress in its log (an earlier run's count does not stand for this one's). Events
+        lost on the way are not waited for past the bound."""
         async def recorded() -> bool:
-            return await self.store.progress_recorded(job_id) >= sent
+            return await self.store.progress_recorded(job_id, attempt) >= sent
 
         if not await poll(recorded, PROGRESS_WAIT_S, PROGRESS_POLL_S):
             log.info("job %s ended after %s progress events, not all recorded within %s s; "

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from gateway.jobs.cancels import CANCEL_REPLAY_MS
 from gateway.jobs.service import JobService
 from gateway.services import Services
 from gateway.settings import GatewaySettings
@@ -74,7 +75,8 @@ async def _housekeeping(store: JobStore, service: JobService, retention_s: float
             if abandoned:
                 log.warning("%s jobs never reached the broker (a gateway stopped while "
                             "submitting them): marked failed", abandoned)
-            removed = await store.purge(now_ms() - int(retention_s * 1000))
+            now = now_ms()
+            removed = await store.purge(now - int(retention_s * 1000), now - CANCEL_REPLAY_MS)
             if removed:
                 log.info("purged %s finished jobs past retention", removed)
         await asyncio.sleep(HOUSEKEEPING_EVERY_S)

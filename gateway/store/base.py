@@ -157,8 +157,10 @@ class JobStore(Protocol):
         recorded already (every gateway process hears it). False: nothing changed."""
         ...
 
-    async def progress_recorded(self, job_id: str) -> int:
-        """The number of the last progress event recorded for the job's current attempt."""
+    async def progress_recorded(self, job_id: str, attempt: int | None = None) -> int:
+        """The number of the last progress event recorded for the job's current attempt; 0
+        while `attempt` (when given) has not been recorded as started (the count is an earlier
+        run's)."""
         ...
 
     async def finish(self, job_id: str, status: JobStatus, result: Any, error: ErrorBody | None,
@@ -195,6 +197,9 @@ class JobStore(Protocol):
         it ran out and another claim took the delivery; nothing is written)."""
         ...
 
-    async def purge(self, finished_before_ms: int) -> int: ...
+    async def purge(self, finished_before_ms: int, cancels_since_ms: int) -> int:
+        """Remove jobs finished before `finished_before_ms`, but those still owed a callback
+        or whose cancel is still replayed (finished since `cancels_since_ms`)."""
+        ...
 
     async def close(self) -> None: ...

@@ -36,23 +36,30 @@ IN_CHUNK = 500  # bound parameters a statement: SQLite's limit is 999 on older b
 
 # -- jobs -------------------------------------------------------------------------------------
 def create(d: Dialect, job: NewJob) -> Steps[tuple[Job, bool]]:
-    inserted = yield one(
-        "INSERT INTO jobs (id, method, status, created_ms, priority, deadline_ms, callback_url, "
-        f"idempotency_key, body_hash, published, publish_lease_ms, owner) VALUES (?,?,?,?,?,?,?,"
-        f"?,?,{d.false},?,?) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority, job.deadline_ms,
-        job.callback_url, job.idempotency_key, job.body_hash, job.publish_lease_ms, job.owner)
-    if inserted is not None:
-        created = queued_job(job.id, job.method, job.created_ms, job.callback_url)
-        yield from event(d, job.id, "queued", created)
-        return created, True
-    row = yield one("SELECT id, body_hash FROM jobs WHERE idempotency_key = ?",
-                    job.idempotency_key)
-    if row[1] != job.body_hash:
-        raise IdempotencyConflict("this Idempotency-Key was used with another body")
-    existing = yield from get(d, str(row[0]))
-    assert existing is not None
-    return existing, False
+    # The job its Idempotency-Key names may be deleted between the insert that met it and the
+    # reads after (another gateway's publish was refused, on PostgreSQL's read committed): the
+    # insert is tried again, and then takes the key.
+    while True:
+        inserted = yield one(
+            "INSERT INTO jobs (id, method, status, created_ms, priority, deadline_ms, "
+            "callback_url, idempotency_key, body_hash, published, publish_lease_ms, owner) "
+            f"VALUES (?,?,?,?,?,?,?,?,?,{d.false},?,?) ON CONFLICT (idempotency_key) DO NOTHING "
+            "RETURNING id", job.id, job.method, JobStatus.QUEUED, job.created_ms, job.priority,
+            job.deadline_ms, job.callback_url, job.idempotency_key, job.body_hash,
+            job.publish_lease_ms, job.owner)
+        if inserted is not None:
+            created = queued_job(job.id, job.method, job.created_ms, job.callback_url)
+            yield from event(d, job.id, "queued", created)
+            return created, True
+        row = yield one("SELECT id, body_hash FROM jobs WHERE idempotency_key = ?",
+                        job.idempotency_key)
+        if row is None:
+            continue
+        if row[1] != job.body_hash:
+            raise IdempotencyConflict("this Idempotency-Key was used with another body")
+        existing = yield from get(d, str(row[0]))
+        if existing is not None:
+            return existing, False
 
 
 def delete(d: Dialect, job_id: str) -> Steps[int]:
@@ -138,9 +145,11 @@ def progress(d: Dialect, job_id: str, fraction: float, note: str, n: int | None,
         body, n, job_id, n, attempt)))
 
 
-def progress_recorded(d: Dialect, job_id: str) -> Steps[int]:
-    row = yield one("SELECT progress_n FROM jobs WHERE id = ?", job_id)
-    return int(row[0]) if row is not None else 0
+def progress_recorded(d: Dialect, job_id: str, attempt: int | None) -> Steps[int]:
+    row = yield one("SELECT progress_n, attempts FROM jobs WHERE id = ?", job_id)
+    if row is None or (attempt is not None and int(row[1]) < attempt):
+        return 0  # the count is an earlier run's: this one's start is not recorded yet
+    return int(row[0])
 
 
 def changed(d: Dialect, job_id: str, name: str, update: Steps[int]) -> Steps[bool]:
@@ -164,9 +173,12 @@ def event(d: Dialect, job_id: str, name: str, now: Job | None = None) -> Steps[N
                        job_id, job_id, str(name), job)
 
 
+SEQ_MAX = 2**31 - 1  # events.seq is an INTEGER: a caller's `after` past it means "past all"
+
+
 def events(d: Dialect, job_id: str, after: int) -> Steps[list[JobEventRecord]]:
     found = yield rows("SELECT seq, event, job FROM events WHERE job_id = ? AND seq > ? "
-                       "ORDER BY seq", job_id, after)
+                       "ORDER BY seq", job_id, min(after, SEQ_MAX))
     current = (yield from get(d, job_id)) if any(r[2] is None for r in found) else None
     return events_from_rows(found, lambda: current)
 
@@ -241,12 +253,17 @@ def cancel_seen(d: Dialect, job_id: str) -> Steps[int]:
                                job_id))
 
 
-def purge_batch(d: Dialect, finished_before_ms: int, size: int) -> Steps[int]:
+def purge_batch(d: Dialect, finished_before_ms: int, cancels_since_ms: int,
+                size: int) -> Steps[int]:
     """At most `size` jobs past retention, with their events and deliveries (rows being written
-    by another gateway are skipped)."""
-    return (yield from changes("DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE "
-                               f"finished_ms < ? LIMIT ?{d.skip_locked('jobs')})",
-                               finished_before_ms, size))
+    by another gateway are skipped). A job something is still owed for stays, however short the
+    retention: a callback still pending (retried until its window ends), a cancel still
+    replayed (finished since `cancels_since_ms`: a worker that has not heard it would run it)."""
+    return (yield from changes(
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_ms < ? AND NOT "
+        f"({d.is_set('cancel_pending')} AND finished_ms >= ?) AND NOT EXISTS (SELECT 1 FROM "
+        "outbox WHERE outbox.job_id = jobs.id AND outbox.state = 'pending') "
+        f"LIMIT ?{d.skip_locked('jobs')})", finished_before_ms, cancels_since_ms, size))
 
 
 # -- outbox -----------------------------------------------------------------------------------

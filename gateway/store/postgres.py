@@ -11,8 +11,12 @@ Needs the `postgres` extra: `pip install 'rpcfleet[postgres]'`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from gateway.store.dialect import POSTGRES
@@ -34,9 +38,26 @@ POOL_WAIT_S = 5.0
 CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT_MS = 5_000
 STATEMENT_TIMEOUT_MS = 30_000
-SESSION = {"connect_timeout": CONNECT_TIMEOUT_S,
-           "options": f"-c lock_timeout={LOCK_TIMEOUT_MS} "
-                      f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}
+TIMEOUTS = f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+# The server's timeouts need a server that answers: a host that went silent (a dead primary, a
+# partition) is noticed by the kernel within ~10 s (TCP keepalives on an idle connection, a
+# user timeout on unacknowledged data), and a store call is bounded on this side too: past
+# the statement timeout and a margin it is cancelled (psycopg then tries a cancel request for
+# up to 10 s and drops the connection) and fails as an outage.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+              "keepalives_count": 3, "tcp_user_timeout": 10_000}
+CALL_DEADLINE_S = STATEMENT_TIMEOUT_MS / 1000 + 2
+
+
+def session(dsn: str) -> dict[str, Any]:
+    """The connection settings the store adds to the user's: libpq takes one `options`, so the
+    store's timeouts go after the DSN's own (or PGOPTIONS'), never in their place (a
+    `search_path` set there keeps the store in its schema)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    own = conninfo_to_dict(dsn).get("options") or os.environ.get("PGOPTIONS") or ""
+    return {"connect_timeout": CONNECT_TIMEOUT_S, **KEEPALIVES,
+            "options": f"{own} {TIMEOUTS}".strip()}
 
 
 # The store's own table beside the schema's: its id and the instance it was made in.
@@ -72,8 +93,11 @@ async def prepare(pool: Any) -> str:
             "SELECT key, value FROM rpcfleet_meta "
             "WHERE key IN ('store_id', 'store_instance')")).fetchall())
     store_id = str(rows["store_id"])
+    recorded = str(rows["store_instance"])
+    if UNKNOWN_CLUSTER in (recorded + instance):  # one side's role may not read it: the oid
+        recorded, instance = _database_part(recorded), _database_part(instance)
     check_instance(
-        "in this database", store_id, str(rows["store_instance"]), instance,
+        "in this database", store_id, recorded, instance,
         new_id="DELETE FROM rpcfleet_meta WHERE key IN ('store_id', 'store_instance')",
         adopt=f"UPDATE rpcfleet_meta SET value = '{instance}' WHERE key = 'store_instance'")
     await build_indexes(pool)
@@ -93,6 +117,13 @@ async def _instance(db: Any) -> str:
     except Exception:
         system = "unknown"
     return f"cluster {system} database oid {row[0]}"
+
+
+UNKNOWN_CLUSTER = "cluster unknown "
+
+
+def _database_part(instance: str) -> str:
+    return instance[instance.index("database oid"):]
 
 
 async def build_indexes(pool: Any) -> None:
@@ -131,6 +162,7 @@ async def build_indexes(pool: Any) -> None:
 class PostgresJobStore(SqlJobStore):
     dialect = POSTGRES
     purge_batch = 500  # ~32 µs a job at 1M jobs: ~16 ms a batch
+    call_deadline_s = CALL_DEADLINE_S
 
     def __init__(self, pool: Any, store_id: str) -> None:
         self._pool = pool
@@ -141,7 +173,8 @@ class PostgresJobStore(SqlJobStore):
         from psycopg_pool import AsyncConnectionPool
 
         pool = AsyncConnectionPool(dsn, min_size=1, max_size=POOL_MAX, open=False,
-                                   kwargs={"autocommit": True, **SESSION}, timeout=POOL_WAIT_S)
+                                   kwargs={"autocommit": True, **session(dsn)},
+                                   timeout=POOL_WAIT_S)
         await pool.open(wait=True, timeout=30)
         try:
             store_id = await prepare(pool)
@@ -154,15 +187,27 @@ class PostgresJobStore(SqlJobStore):
         await self._pool.close()
 
     async def _read(self, steps: Steps[T]) -> T:
-        async with self._pool.connection() as db:  # autocommit: each statement on its own
-            return await _drive(db, steps)
+        async with _bounded(self.call_deadline_s), self._pool.connection() as db:
+            return await _drive(db, steps)  # autocommit: each statement on its own
 
     async def _write(self, steps: Steps[T], *, single: bool = False) -> T:
-        async with self._pool.connection() as db:
+        async with _bounded(self.call_deadline_s), self._pool.connection() as db:
             if single:
                 return await _drive(db, steps)
             async with db.transaction():  # answered once committed, on leaving it
                 return await _drive(db, steps)
+
+
+@contextlib.asynccontextmanager
+async def _bounded(seconds: float) -> AsyncIterator[None]:
+    """A store call's bound on this side: past it, an outage."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        from psycopg import OperationalError
+
+        raise OperationalError(f"the job store did not answer within {seconds:g} s") from None
 
 
 async def _drive(db: Any, steps: Steps[T]) -> T:

@@ -74,8 +74,8 @@ class SqlJobStore(ABC):
                        attempt: int | None = None) -> bool:
         return await self._write(ops.progress(self.dialect, job_id, fraction, note, n, attempt))
 
-    async def progress_recorded(self, job_id: str) -> int:
-        return await self._read(ops.progress_recorded(self.dialect, job_id))
+    async def progress_recorded(self, job_id: str, attempt: int | None = None) -> int:
+        return await self._read(ops.progress_recorded(self.dialect, job_id, attempt))
 
     async def events(self, job_id: str, after: int = 0) -> list[JobEventRecord]:
         return await self._read(ops.events(self.dialect, job_id, after))
@@ -101,10 +101,10 @@ class SqlJobStore(ABC):
     async def cancel_seen(self, job_id: str) -> None:
         await self._write(ops.cancel_seen(self.dialect, job_id), single=True)
 
-    async def purge(self, finished_before_ms: int) -> int:
+    async def purge(self, finished_before_ms: int, cancels_since_ms: int) -> int:
         async def delete_batch(size: int) -> int:  # each batch its own transaction
-            return await self._write(ops.purge_batch(self.dialect, finished_before_ms, size),
-                                     single=True)
+            return await self._write(ops.purge_batch(self.dialect, finished_before_ms,
+                                                     cancels_since_ms, size), single=True)
 
         return await purge_in_batches(delete_batch, self.purge_batch)
 

@@ -202,7 +202,13 @@ function summarise(workers, stats) {
 }
 
 async function showDead(pool) {
-  const letters = await api("GET", "/v1/pools/" + encodeURIComponent(pool) + "/dead");
+  let letters;
+  try {
+    letters = await api("GET", "/v1/pools/" + encodeURIComponent(pool) + "/dead");
+  } catch (error) {
+    setStatus(error.message, true);
+    return;
+  }
   document.getElementById("dead-section").hidden = false;
   document.getElementById("dead-pool").textContent = pool;
   const body = document.querySelector("#dead tbody");
@@ -277,27 +283,62 @@ function showJob(jobs) {
   if (job) detail.textContent = JSON.stringify(job, null, 2);
 }
 
-async function refresh() {
-  try {
-    const status = document.getElementById("job-status").value;
-    const [workers, stats, metrics, jobs] = await Promise.all([api("GET", "/v1/workers"),
-      api("GET", "/v1/pools"), fetch("/metrics").then((r) => r.text()),
-      api("GET", "/v1/jobs?limit=20" + (status ? "&status=" + status : ""))]);
-    const pools = summarise(workers, stats);
-    render(workers, pools);
-    renderJobs(jobs);
-    charts.add(Date.now(), metrics, pools);
-    const focused = document.activeElement && document.activeElement.tagName === "INPUT";
-    if (!focused) setStatus(workers.length + " workers · updated " +
-      new Date().toLocaleTimeString());
-  } catch (error) {
-    setStatus(error.message, true);
+function typing() {
+  return Boolean(document.activeElement && document.activeElement.tagName === "INPUT");
+}
+
+async function text(path) {
+  const response = await fetch(path);
+  if (!response.ok) throw new Error(path + ": " + response.status + " " + response.statusText);
+  return response.text();
+}
+
+// One refresh at a time (an older answer never paints over a newer one); one asked for while
+// another runs follows it. Each part shows what it got: a job store that is down costs the
+// jobs table, not the workers and pools, which come from the beats.
+let refreshing = null;
+let refreshAgain = false;
+
+function refresh() {
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
   }
+  refreshing = poll().finally(() => {
+    refreshing = null;
+    if (refreshAgain) {
+      refreshAgain = false;
+      refresh();
+    }
+  });
+  return refreshing;
+}
+
+async function poll() {
+  const status = document.getElementById("job-status").value;
+  const [workers, stats, metrics, jobs] = await Promise.allSettled([api("GET", "/v1/workers"),
+    api("GET", "/v1/pools"), text("/metrics"),
+    api("GET", "/v1/jobs?limit=20" + (status ? "&status=" + status : ""))]);
+  const failed = [workers, stats, metrics, jobs].filter((part) => part.status === "rejected")
+    .map((part) => part.reason.message);
+  // Do not rebuild the tables under someone typing a prefetch value or a range.
+  if (typing()) return;
+  if (workers.status === "fulfilled" && stats.status === "fulfilled") {
+    const listed = new Set(workers.value.map((w) => w.id + "/" + w.pid));
+    for (const known of processedBefore.keys()) {
+      if (!listed.has(known)) processedBefore.delete(known); // a process gone for good
+    }
+    const pools = summarise(workers.value, stats.value);
+    render(workers.value, pools);
+    if (metrics.status === "fulfilled") charts.add(Date.now(), metrics.value, pools);
+  }
+  if (jobs.status === "fulfilled") renderJobs(jobs.value);
+  if (failed.length) setStatus(failed.join(" · "), true);
+  else setStatus(workers.value.length + " workers · updated " + new Date().toLocaleTimeString());
 }
 
 document.getElementById("job-status").addEventListener("change", () => refresh());
 refresh();
 setInterval(() => {
-  // Do not rebuild the tables under someone typing a prefetch value or a range.
-  if (!(document.activeElement && document.activeElement.tagName === "INPUT")) refresh();
+  if (!typing()) refresh();
 }, REFRESH_MS);

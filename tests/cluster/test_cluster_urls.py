@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 from yarl import URL
 
 from rpcfleet.broker import LocalBroker, free_port
@@ -23,6 +24,7 @@ def test_the_url_list_is_split_on_commas() -> None:
     assert node_urls("amqp://a/, amqp://b/,") == ["amqp://a/", "amqp://b/"]
 
 
+@pytest.mark.slow  # a long scenario: in .ci/run's slow step
 def test_gateway_and_worker_skip_a_dead_node_and_move_on_when_theirs_goes(
     tmp_path: Path
 ) -> None:

@@ -41,6 +41,25 @@ def test_renewals_back_off_while_they_do_not_help_and_reset_once_they_do() -> No
         pauses.append(step)
         at += step
     assert pauses[0] < pauses[1] < pauses[2] and max(pauses) <= RENEW_MAX_S + 0.02
+    judge.nacked("echo")
     judge.confirmed("echo")  # a renewal helped: the next stall is answered quickly again
     assert judge.renewal_due(now=at + RENEW_MAX_S + 1)
     assert judge.renewal_due(now=at + RENEW_MAX_S + 1 + RENEW_FIRST_S)
+
+
+def test_only_a_stalled_target_confirmed_again_resets_the_pace_of_renewals() -> None:
+    """A queue that stays full keeps being nacked on every new channel: the first confirms of
+    the other targets on each one say nothing of it, and must not bring renewals back to
+    several a second."""
+    judge = NackJudge()
+    assert judge.nacked("full") is Nack.STALLED
+    assert judge.renewal_due(now=100.0)  # the next one 0.2 s on
+    assert judge.renewal_due(now=100.21)  # the next one 0.4 s on
+    judge.opened()
+    judge.confirmed("other")  # another pool's first confirm on the new channel
+    assert judge.nacked("full") is Nack.STALLED
+    assert judge.renewal_due(now=100.62)  # the next one 0.8 s on, not 0.2
+    assert not judge.renewal_due(now=100.9)
+    judge.confirmed("full")  # it took one again: the pace resets
+    assert judge.renewal_due(now=101.43)
+    assert judge.renewal_due(now=101.44 + RENEW_FIRST_S)

@@ -98,6 +98,37 @@ def test_the_fleet_page_lists_workers_and_sets_prefetch_live(
     page.close()
 
 
+def test_a_part_of_the_page_that_fails_leaves_the_others_live(
+    browser: Browser, start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    """The jobs table's request refused (here a filter the gateway rejects; in production a
+    job store that is down): the workers and pools, which come from the beats, keep updating
+    and the page says what failed."""
+    start_worker()
+    gateway = start_gateway()
+    wait_for_workers(gateway, 1)
+    page = browser.new_page(viewport={"width": 1400, "height": 700})
+    page.goto(f"{gateway.url}/ui")
+    page.wait_for_selector("#workers tbody tr[data-worker]")
+    page.evaluate("""() => {
+        const select = document.getElementById("job-status");
+        select.add(new Option("no such state", "no-such-state"));
+        select.value = "no-such-state";
+        select.dispatchEvent(new Event("change"));
+    }""")
+    page.wait_for_function(
+        "() => document.getElementById('status').className === 'error'"
+        " && document.getElementById('status').textContent.includes('invalid_params')",
+        timeout=10_000)
+    with gateway.client() as http:
+        assert http.put("/v1/pools/basic/prefetch", json={"prefetch": 4}).status_code == 202
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#workers .prefetch-value')]"
+        ".every(td => td.textContent.trim() === '4')", timeout=10_000)
+    assert "invalid_params" in page.locator("#status").inner_text()  # said while it fails
+    page.close()
+
+
 def test_dead_letters_are_listed_and_replayed_from_the_page(
     browser: Browser, amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway,
     tmp_path: Path

@@ -82,6 +82,17 @@ def test_without_a_drain_what_is_left_is_dead_lettered_saying_why(
         assert worker.wait(60) == 0
         wait_for(lambda: not _queue_exists(vhost), timeout=30, what="the queue to be deleted")
         dead = http.get("/v1/pools/basic/dead").json()
+        # Its counts follow the queue that is gone, not the last poll before: nothing queued,
+        # what was left in its dead letters (to inspect from the page), no consumers wanted.
+        listed = wait_for(lambda: next((p for p in http.get("/v1/pools").json()
+                                        if p["pool"] == "basic" and p["retired"]
+                                        and p["dead_letters"] == 4), None),
+                          timeout=10, what="the retired pool's counts",
+                          detail=lambda: str(http.get("/v1/pools").json()))
+        metrics = http.get("/metrics").text
+    assert (listed["queue_depth"], listed["consumers"]) == (0, 0)
+    assert 'rpcfleet_queue_messages{pool="basic"} 0.0' in metrics
+    assert 'rpcfleet_pool_desired_consumers{pool="basic"} 0.0' in metrics
     assert first["status"] == "succeeded"  # what ran finished
     assert [job["status"] for job in rest] == ["failed"] * 4
     assert all("retired" in job["error"]["message"] for job in rest), rest

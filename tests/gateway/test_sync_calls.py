@@ -25,6 +25,19 @@ def test_a_call_returns_the_methods_result_with_its_id(gateway: Gateway) -> None
     assert len(response.json()["id"]) == 32
 
 
+def test_integers_of_any_size_travel_exactly_in_calls_and_jobs(gateway: Gateway) -> None:
+    """JSON has no integer limit and Python's ints have none: params and results past 64 bits
+    come back equal, never as the float nearest them."""
+    params = {"big": 2**70, "small": -(2**80), "u64": 2**64 - 1, "nested": [{"n": 10**30}],
+              "float": 0.000123456789012345678}
+    with gateway.client() as http:
+        called = http.post("/v1/rpc/echo", json=params)
+        assert called.status_code == 200, called.text
+        assert called.json()["result"] == params
+        job = submit(http, "echo", params).json()
+        assert until(http, job["id"], "succeeded")["result"] == params
+
+
 def test_every_error_a_sync_call_can_meet_has_its_code_and_status(
     start_worker: StartWorker, start_gateway: StartGateway
 ) -> None:

@@ -149,3 +149,19 @@ def test_dead_letters_are_an_admins_and_bad_requests_for_them_are_refused(
     assert error_code(no_ids) == (422, "invalid_params")
     assert error_code(bad_timeout) == (422, "invalid_params")
     assert missing.json() == {"purged": [], "kept": [], "not_found": ["x"]}
+
+
+def test_with_api_keys_alone_any_of_them_opens_the_fleet_page(
+    start_gateway: StartGateway
+) -> None:
+    """No admin keys: admin routes are as open as the rest, the page included. A browser
+    cannot send an Authorization header on a page load: the login page's cookie must do."""
+    gateway = start_gateway(api_keys="alice")
+    with gateway.client() as http:
+        with_cookie = http.get("/ui", headers={"Cookie": "rpcfleet_key=alice"})
+        unknown = http.get("/ui", headers={"Cookie": "rpcfleet_key=mallory"})
+        without = http.get("/ui")
+    assert with_cookie.status_code == 200, with_cookie.text
+    assert "text/html" in with_cookie.headers["content-type"]
+    assert error_code(unknown) == (401, "unauthorized")
+    assert error_code(without) == (401, "unauthorized")

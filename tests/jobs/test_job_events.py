@@ -108,9 +108,12 @@ def test_a_follower_resuming_at_or_past_a_finished_jobs_end_is_told_at_once_noth
                           timeout=5)
         past_end = http.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "99"},
                             timeout=5)
+        huge = http.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": str(2**64)},
+                        timeout=5)  # past any integer column: still "past the end", not a 500
     assert (at_end.status_code, at_end.content) == (204, b"")
     assert past_end.status_code == 204
-    for after in (last, 99):
+    assert huge.status_code == 204, huge.text
+    for after in (last, 99, 2**64):
         frames, code = _frames(_ws(gateway, f"/v1/jobs/{job_id}/ws?after={after}"))
         assert (frames, code) == ([], 1000)
 

@@ -57,7 +57,7 @@ async def _serve_a_day(store: JobStore) -> None:
                        ErrorBody(code="worker_error", message="x"), 10**12)
     for delivery in await store.claim_deliveries(10**12 + 100, 4, 60_000):
         await store.delivery_outcome(delivery, delivered=True, error=None, retry_at_ms=None)
-    await store.purge(1_000 + 10)  # the ten oldest seeded jobs
+    await store.purge(1_000 + 10, 0)  # the ten oldest seeded jobs
 
 
 SEED_SQLITE = f"""

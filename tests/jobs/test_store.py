@@ -69,6 +69,9 @@ async def test_a_progress_event_is_recorded_once_and_never_after_a_later_one(
     assert await two.progress("p", 0.3, "c", n=3, attempt=1)
     assert not await one.progress("p", 0.2, "b", n=2, attempt=1)  # a lagging process
     assert await one.progress_recorded("p") == 3
+    # A second run's reply may come before its start is recorded: the first run's count does
+    # not stand for it (its own progress events would be refused once the job has ended).
+    assert await one.progress_recorded("p", attempt=2) == 0
     assert await one.started("p", "w:p:1", 2, 3_000)  # redelivered: the second attempt
     assert not await one.progress("p", 0.9, "old", n=4, attempt=1)  # the first one's, late
     assert await two.progress("p", 0.05, "again", n=1, attempt=2)
@@ -84,8 +87,30 @@ async def test_finished_jobs_past_retention_are_purged(stores: StoreFactory) -> 
     await store.create(_job("old"))
     await store.finish("old", JobStatus.SUCCEEDED, None, None, 1_000)
     await store.create(_job("running"))
-    assert await store.purge(finished_before_ms=5_000) == 1
+    assert await store.purge(finished_before_ms=5_000, cancels_since_ms=0) == 1
     assert await store.get("old") is None and await store.get("running") is not None
+    await store.close()
+
+
+async def test_a_job_still_owed_a_callback_or_a_cancel_outlives_its_retention(
+        stores: StoreFactory) -> None:
+    """A retention shorter than the callback window or the cancels' replay must not drop what
+    is still owed: the callback's retries, the cancel a worker has not heard yet."""
+    store = await stores()
+    await store.create(_job("called", callback_url="https://example.com/hook"))
+    await store.finish("called", JobStatus.SUCCEEDED, 1, None, 1_000)  # its callback pending
+    await store.create(_job("cancelled"))
+    assert await store.cancel_queued("cancelled", 1_000)  # replayed until a worker sees it
+    await store.create(_job("done"))
+    await store.finish("done", JobStatus.SUCCEEDED, 2, None, 1_000)
+    assert await store.purge(finished_before_ms=5_000, cancels_since_ms=500) == 1
+    assert await store.get("done") is None
+    assert await store.get("called") is not None and await store.get("cancelled") is not None
+    # Once owed nothing (the callback ended, the cancel's replay over), they go.
+    [delivery] = await store.claim_deliveries(None, 10, 60_000)
+    assert await store.delivery_outcome(delivery, delivered=True, error=None, retry_at_ms=None)
+    assert await store.purge(finished_before_ms=5_000, cancels_since_ms=2_000) == 2
+    assert await store.get("called") is None and await store.get("cancelled") is None
     await store.close()
 
 
@@ -237,3 +262,27 @@ async def test_sqlite_commits_concurrent_writes_together_each_undone_alone(
     assert reopened.execute("SELECT COUNT(*) FROM outbox").fetchone() == (64,)
     assert reopened.execute("SELECT COUNT(*) FROM jobs WHERE id = 'other'").fetchone() == (0,)
     reopened.close()
+
+
+def test_a_key_whose_job_is_deleted_between_the_insert_and_the_read_takes_the_key() -> None:
+    """Two gateways on one PostgreSQL: B's insert meets A's job for the key, then A deletes it
+    (its publish refused) before B reads it. B inserts again, rather than a 500. The steps are
+    pure (gateway.store.steps): driven here by hand, the race at the exact statement."""
+    from gateway.store import operations as ops
+    from gateway.store.dialect import POSTGRES
+
+    steps = ops.create(POSTGRES, NewJob(id="b", method="echo", created_ms=1_000,
+                                        idempotency_key="k", body_hash="h"))
+    answers = iter([None,  # the insert met A's row
+                    None,  # ... which A deleted before the read
+                    ("b",)])  # the insert again: the key is B's
+    step = next(steps)
+    statements = []
+    try:
+        while True:
+            statements.append(step.text.split()[0])
+            step = steps.send(next(answers) if step.fetch == "one" else 1)
+    except StopIteration as done:
+        job, created = done.value
+    assert statements[:3] == ["INSERT", "SELECT", "INSERT"]
+    assert created and job.id == "b"

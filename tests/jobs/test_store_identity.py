@@ -90,3 +90,26 @@ def test_a_database_restored_beside_the_original_refuses_to_start(
         db.execute("DELETE FROM rpcfleet_meta WHERE key IN ('store_id', 'store_instance')")
     start_gateway(job_store=f"{pg_dsn}_restored")
     assert len(_replies_queues_once(vhost, 2) - first) == 1
+
+
+async def test_a_role_that_may_not_read_the_clusters_identity_shares_the_store(
+    pg_dsn: str
+) -> None:
+    """The cluster's system identifier needs a right hardened servers revoke: a gateway whose
+    role lacks it knows the database's oid alone, which is enough to compare (a restored copy
+    is another database, another oid); it is not a copy."""
+    import uuid
+
+    from gateway.store.postgres import PostgresJobStore
+
+    owner = await PostgresJobStore.open(pg_dsn)
+    await owner.close()
+    role = "app_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_dsn, autocommit=True) as db:
+        db.execute(f"CREATE ROLE {role} LOGIN")
+        db.execute("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+        db.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+        db.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+    app = await PostgresJobStore.open(pg_dsn.replace("postgres@", f"{role}@", 1))
+    await app.close()
+    assert app.store_id == owner.store_id

@@ -28,3 +28,48 @@ def test_serialising_never_imports_numpy_into_a_process_without_it() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True, timeout=60)
     assert done.stdout.strip() == "False"
+
+
+def test_integers_past_64_bits_round_trip_exactly_wherever_they_are() -> None:
+    import dataclasses
+
+    from pydantic import BaseModel
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    class Total(BaseModel):
+        cents: int
+
+    edges = [2**64 - 1, -(2**63), 2**64, -(2**63) - 1]
+    value = {"big": 2**70, "negative": -(2**80), "edges": edges,
+             "in": ({"tuple": 10**40},), "point": Point(2**90), "model": Total(cents=3**60),
+             "set": {2**100}, "long_fraction": 0.000123456789012345678, "plain": 7}
+    back = codec.loads(codec.dumps(value))
+    assert back == {"big": 2**70, "negative": -(2**80), "edges": edges, "in": [{"tuple": 10**40}],
+                    "point": {"x": 2**90}, "model": {"cents": 3**60}, "set": [2**100],
+                    "long_fraction": 0.000123456789012345678, "plain": 7}
+    assert all(type(n) is int for n in back["edges"])
+    assert codec.loads(memoryview(codec.dumps([2**65]))) == [2**65]
+    assert codec.loads(codec.dumps([2**65]).decode()) == [2**65]
+
+
+def test_a_text_read_exactly_is_refused_for_what_any_other_text_is() -> None:
+    """The exact path (a run of 20 digits) keeps orjson's strictness: no NaN, no infinity."""
+    for bad in (b'{"a": NaN, "b": 123456789012345678901}', b'[1e400, 123456789012345678901]',
+                b'[123456789012345678901', b'["\xff", 123456789012345678901]'):
+        try:
+            codec.loads(bad)
+        except codec.DecodeError:
+            continue
+        raise AssertionError(f"{bad!r} was read")
+
+
+def test_other_unserialisable_values_are_still_refused() -> None:
+    try:
+        codec.dumps({"n": 2**70, "raw": b"bytes"})
+    except TypeError as exc:
+        assert "bytes" in str(exc)
+    else:
+        raise AssertionError("bytes were serialised")

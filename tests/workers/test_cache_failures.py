@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.fleet import StartWorker
 from workers.preparing import EXIT_GAVE_UP
 from workers.supervisor import CACHE_ATTEMPTS
@@ -52,6 +54,7 @@ def test_a_preloaded_cache_that_fails_stops_the_pool_in_one_line(
     assert "Traceback" not in output and "consumer pid" not in output  # nothing forked
 
 
+@pytest.mark.slow  # a long scenario: in .ci/run's slow step
 def test_a_cache_that_fails_in_every_consumer_backs_off_then_gives_up(
     start_worker: StartWorker, tmp_path: Path
 ) -> None:

@@ -59,6 +59,7 @@ class Callers:
                 thread.join(timeout=30)
 
 
+@pytest.mark.slow  # a long scenario: in .ci/run's slow step
 def test_an_elastic_pool_grows_under_load_and_shrinks_when_idle_losing_nothing(
     amqp_url: str, start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
 ) -> None:

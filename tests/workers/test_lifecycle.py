@@ -6,6 +6,8 @@ import asyncio
 import signal
 from pathlib import Path
 
+import pytest
+
 from protocol import ErrorCode, names
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
@@ -18,6 +20,7 @@ def _pids(marker: Path) -> list[int]:
     return [int(line) for line in marker.read_text().split()] if marker.exists() else []
 
 
+@pytest.mark.slow  # a long scenario: in .ci/run's slow step
 async def test_a_cpu_bound_handler_for_10s_with_a_2s_heartbeat_is_not_redelivered(
     amqp_url: str, start_worker: StartWorker
 ) -> None:

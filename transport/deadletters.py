@@ -88,6 +88,10 @@ class DeadLetterQueue:
             raise ReplayRefused("the pool's queue refused it (full)")
         if sent is Confirmed.RETURNED:
             raise ReplayRefused(f"no pool serves the method {message.type!r} now")
+        if sent is Confirmed.UNCONFIRMED:
+            raise ReplayRefused("the broker did not confirm the copy in time (down or blocked): "
+                                "the dead letter stays; the pool may yet get the copy, so look "
+                                "before replaying it again")
         await self._settle(item)
 
     async def purge(self, item: Held) -> None:

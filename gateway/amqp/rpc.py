@@ -229,6 +229,7 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
     if link.channel is None or not link.up:
         raise Overloaded("the broker is unreachable")
     exchange, key = link.route(method)
+    used = link.channel  # the channel of the last publish: a silence counts only against it
     try:
         async with asyncio.timeout(timeout):
             try:
@@ -244,6 +245,7 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
                         raise
                     await asyncio.shield(renewal)
                 moved()
+                used = link.channel
                 try:
                     confirm = await link.publish(body, exchange, key, properties,
                                                  confirm=True, mandatory=True, timeout=None)
@@ -261,8 +263,10 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
         if callers_deadline:
             raise DeadlineExceeded("the deadline passed before the broker confirmed the call",
                                    call_id=call_id) from None
-        # A channel stuck on a cut-off leader is replaced for the next calls (not waited for).
-        await link.confirming.stalled(key, "never confirmed")
+        # A channel stuck on a cut-off leader is replaced for the next calls (not waited for);
+        # a silence on a channel replaced since says nothing of the current one.
+        if link.confirming.is_current(used):
+            await link.confirming.stalled(key, "never confirmed")
         raise NotConfirmed("the broker did not confirm the request in time (down or "
                            "blocked)", call_id=call_id) from None
     except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:

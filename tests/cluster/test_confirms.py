@@ -63,3 +63,35 @@ def test_only_a_stalled_target_confirmed_again_resets_the_pace_of_renewals() -> 
     judge.confirmed("full")  # it took one again: the pace resets
     assert judge.renewal_due(now=101.43)
     assert judge.renewal_due(now=101.44 + RENEW_FIRST_S)
+
+
+async def test_a_renewal_that_gets_no_channel_gives_up_and_the_next_one_can_start() -> None:
+    """A connection blocked by an alarm opens no channel until unblocked, and one that dies
+    blocked never does: a renewal waiting for ever would bar every later one."""
+    import asyncio
+    from typing import Any
+
+    from transport.confirms import ConfirmingChannel
+
+    class NeverOpens:
+        is_closed = False
+        asked = 0
+
+        async def channel(self, **_: Any) -> Any:
+            self.asked += 1
+            await asyncio.Event().wait()  # blocked: never answers
+
+    connection = NeverOpens()
+    confirming = ConfirmingChannel(NackJudge(), retire_after=1, renew_timeout=0.05)
+    confirming.connection = connection  # type: ignore[assignment]
+    first = confirming.renew()
+    assert first is not None
+    async with asyncio.timeout(2):
+        await first  # gave up
+    confirming.judge._next_renewal = 0.0  # the judge's pace aside
+    second = confirming.renew()
+    assert second is not None and second is not first
+    async with asyncio.timeout(2):
+        await second
+    assert connection.asked == 2
+    await confirming.close()

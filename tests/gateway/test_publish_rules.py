@@ -11,22 +11,34 @@ from typing import Any
 import pytest
 
 from gateway.amqp.rpc import publish_request
-from gateway.errors import Overloaded, Unavailable
+from gateway.errors import NotConfirmed, Overloaded, Unavailable
 from gateway.metrics import Metrics
 from transport.confirms import Nack, PublishNacked
 from transport.publishing import Confirmed
 
 
 class ScriptedLink:
-    """Answers each publish with the next verdict (None: acked); renews at once or never."""
+    """Answers each publish with the next verdict (None: acked; "silent": never answers, and
+    the channel is replaced meanwhile when `replaced`); renews at once or never."""
 
-    channel = object()
     up = True
 
-    def __init__(self, *verdicts: Nack | None, renews: bool = True) -> None:
+    def __init__(self, *verdicts: Nack | str | None, renews: bool = True,
+                 replaced: bool = False) -> None:
         self.verdicts = list(verdicts)
         self.renews = renews
+        self.replaced = replaced
         self.publishes = 0
+        self.channel = object()
+        self.confirming = self
+        self.stalls: list[str] = []
+
+    def is_current(self, channel: object) -> bool:
+        return channel is self.channel
+
+    async def stalled(self, target: str, why: str) -> Nack:
+        self.stalls.append(target)
+        return Nack.STALLED
 
     def route(self, method: str) -> tuple[str, str]:
         return "rpcfleet.requests", method
@@ -42,14 +54,18 @@ class ScriptedLink:
                       confirm: bool, timeout: float | None, mandatory: bool = False) -> Confirmed:
         self.publishes += 1
         verdict = self.verdicts.pop(0)
-        if verdict is not None:
+        if verdict == "silent":
+            if self.replaced:
+                self.channel = object()  # another call's nack renewed it meanwhile
+            await asyncio.Event().wait()
+        if isinstance(verdict, Nack):
             raise PublishNacked(key, verdict)
         return Confirmed.ACKED
 
 
-async def _publish(link: ScriptedLink) -> None:
+async def _publish(link: ScriptedLink, timeout: float = 2.0) -> None:
     await publish_request(link, Metrics(), "echo", b"{}", None, "c" * 32,  # type: ignore[arg-type]
-                          timeout=2.0)
+                          timeout=timeout)
 
 
 async def test_a_stalled_channel_is_renewed_and_the_call_goes_on_the_new_one() -> None:
@@ -78,3 +94,17 @@ async def test_a_stalled_channel_that_cannot_be_renewed_now_is_unavailable() -> 
     link = ScriptedLink(Nack.STALLED, renews=False)
     with pytest.raises(Unavailable):
         await _publish(link)
+
+
+async def test_a_silence_counts_against_the_channel_only_if_it_is_still_current() -> None:
+    """During a leader election many calls published on one channel time out one after the
+    other; the first renews it. The later ones say nothing of the new channel, which must not
+    be replaced in turn for them."""
+    on_current = ScriptedLink("silent")
+    with pytest.raises(NotConfirmed):
+        await _publish(on_current, timeout=0.05)
+    assert on_current.stalls == ["echo"]
+    on_replaced = ScriptedLink("silent", replaced=True)
+    with pytest.raises(NotConfirmed):
+        await _publish(on_replaced, timeout=0.05)
+    assert on_replaced.stalls == []

@@ -151,3 +151,36 @@ async def test_looking_at_dead_letters_spends_none_of_their_deliveries(
     assert purge.returncode == 0, purge.stdout
     left = json.loads((await asyncio.to_thread(dead_cli, vhost.amqp_url, "--json")).stdout)
     assert [letter["id"] for letter in left] == [sent[0], sent[2]]
+
+
+@pytest.mark.slow
+async def test_a_replay_the_broker_does_not_confirm_is_refused_in_seconds_never_a_hang(
+    vhost: Vhost, start_worker: StartWorker
+) -> None:
+    """A broker blocked by a memory alarm confirms nothing: the replay is kept with its reason
+    within the copy's bound, the dead letter stays, and the session ends (the letters it held
+    return with its channel)."""
+    import time
+
+    from tests.support.rabbit import blocked_broker
+    from transport.copies import COPY_CONFIRM_S
+    from transport.deadletters import ReplayRefused
+
+    start_worker()
+    async with amqp_client(vhost.amqp_url) as client:
+        sent = await client.send("echo", {"n": 1}, reply_to=None,  # expired: replayable
+                                 deadline_ms=now_ms() - 1000)
+    await async_wait_for(lambda: asyncio.to_thread(lambda: vhost.queue_counts(DEAD)[0] == 1),
+                         what="the dead letter")
+    async with asyncio.timeout(4 * COPY_CONFIRM_S + 20):
+        async with dead_letter_queue(vhost.amqp_url, "basic") as queue:
+            [item] = await queue.take()
+            with blocked_broker(vhost):
+                started = time.monotonic()
+                with pytest.raises(ReplayRefused, match="did not confirm"):
+                    await queue.replay(item, None)
+                took = time.monotonic() - started
+    assert item.letter.id == sent
+    assert took < COPY_CONFIRM_S + 2, took
+    await async_wait_for(lambda: asyncio.to_thread(lambda: vhost.queue_counts(DEAD)[0] >= 1),
+                         what="the dead letter still there")

@@ -63,9 +63,12 @@ class KeptConsumer:
         return self._raw is not None and not self._raw.is_closed
 
     async def start(self) -> None:
+        """Subscribe, unless it is already (a set-up run again after a failure part-way, whose
+        channel's reopen may have restored it meanwhile): never a second consumer."""
         async with self._lock:
             self._wanted = True
-            await self._start()
+            if not self.ready:
+                await self._start()
 
     async def stop(self, unsubscribe: Unsubscribe | None = None) -> None:
         """No more restores; `unsubscribe` (a basic.cancel) runs on the live channel, if any.

@@ -26,6 +26,8 @@ from transport.publishing import Confirmed, underlay
 from transport.topology import declare_exchanges
 
 log = logging.getLogger("rpcfleet.gateway")
+SET_UP_RETRY_S = 0.5  # a part whose set-up failed once connected is tried again...
+SET_UP_RETRY_MAX_S = 5.0  # ... at most this long apart
 
 RECONNECT_INTERVAL_S = 0.5  # jittered, 0.25-0.75 s: back before the consumers (1.5 s)
 OnConnected = Callable[["BrokerLink"], Awaitable[None]]
@@ -84,14 +86,37 @@ class BrokerLink:
             self._background.start(self._set_up(callback))
 
     async def _set_up(self, callback: OnConnected) -> None:
-        """One part's set-up once connected. A failure is that part's (a queue the broker
-        refuses to declare as asked: its readiness stays false, /readyz says which), logged
-        with its reason; the other parts still start."""
+        """One part's set-up once connected. A failure is that part's (a node that died during
+        it, a queue the broker refuses to declare as asked: its readiness stays false, /readyz
+        says which), logged with its reason; the other parts still start, and the failed one
+        is tried again in the background (SET_UP_RETRY_S, doubling to SET_UP_RETRY_MAX_S) until
+        it succeeds: a mended queue, or a node back, brings the part back without a restart.
+        Each part's set-up may run again after a failure part-way (it resumes what it has)."""
+        if not await self._try_set_up(callback, 1):
+            self._background.start(self._retry_set_up(callback))
+
+    async def _try_set_up(self, callback: OnConnected, attempt: int) -> bool:
         try:
             await callback(self)
         except Exception as exc:
-            log.error("could not set up %s once connected: %s: %s",
-                      getattr(callback, "__qualname__", callback), type(exc).__name__, exc)
+            if attempt % 10 == 1:  # the first time, then every tenth
+                log.error("could not set up %s once connected (attempt %s, retrying): %s: %s",
+                          getattr(callback, "__qualname__", callback), attempt,
+                          type(exc).__name__, exc)
+            return False
+        if attempt > 1:
+            log.info("set up %s once connected (attempt %s)",
+                     getattr(callback, "__qualname__", callback), attempt)
+        return True
+
+    async def _retry_set_up(self, callback: OnConnected) -> None:
+        pause, attempt = SET_UP_RETRY_S, 1
+        while True:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, SET_UP_RETRY_MAX_S)
+            attempt += 1
+            if await self._try_set_up(callback, attempt):
+                return
 
     def when_channel(self, setup: OnChannel, drained: OnChannel) -> None:
         """`setup` runs on every new confirming channel before anything is published on it (the

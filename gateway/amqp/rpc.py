@@ -74,18 +74,25 @@ class RpcClient:
         return self.link.up and self._replies is not None and self._replies.ready
 
     async def _start(self, link: BrokerLink) -> None:
+        """Once connected; again after a failure part-way (the consumer kept, started again)."""
         assert link.channel is not None
-        await self._subscribe(link.channel)
+        if self._replies is None:
+            self._replies = self._reply_consumer(link.channel)
+        await self._replies.start()
 
     async def _subscribe(self, channel: AbstractRobustChannel) -> None:
-        # Direct reply-to on the publishing channel, at the AMQP level on purpose: a robust queue
-        # would try to redeclare the pseudo-queue when it restores, and publishing with reply_to
-        # before consuming is refused. A renewed channel gets its own (link.when_channel).
-        async def consume(raw: aiormq.abc.AbstractChannel) -> None:
-            await raw.basic_consume(names.DIRECT_REPLY_TO, self._on_reply, no_ack=True)
-        replies = KeptConsumer(channel, consume, "the reply consumer")
+        """A renewed channel's own reply consumer (link.when_channel), current once it runs."""
+        replies = self._reply_consumer(channel)
         await replies.start()
         self._replies = replies
+
+    def _reply_consumer(self, channel: AbstractRobustChannel) -> KeptConsumer:
+        # Direct reply-to on the publishing channel, at the AMQP level on purpose: a robust queue
+        # would try to redeclare the pseudo-queue when it restores, and publishing with reply_to
+        # before consuming is refused.
+        async def consume(raw: aiormq.abc.AbstractChannel) -> None:
+            await raw.basic_consume(names.DIRECT_REPLY_TO, self._on_reply, no_ack=True)
+        return KeptConsumer(channel, consume, "the reply consumer")
 
     async def close(self) -> None:
         await self._background.stop()

@@ -30,11 +30,13 @@ class EventListener:
         link.when_connected(self._start)
 
     async def _start(self, link: BrokerLink) -> None:
+        """Once connected; again after a failure part-way (the consumer kept, started again)."""
         assert link.plain is not None
-        self.events = KeptConsumer(
-            link.plain, private_queue(names.EVENTS_EXCHANGE, ("worker.#", "job.#", "pool.#"),
-                                      self._on_event),
-            "the fleet events queue")
+        if self.events is None:
+            self.events = KeptConsumer(
+                link.plain, private_queue(names.EVENTS_EXCHANGE, ("worker.#", "job.#", "pool.#"),
+                                          self._on_event),
+                "the fleet events queue")
         await self.events.start()
         self.view.listening()
 

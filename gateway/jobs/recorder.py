@@ -16,11 +16,12 @@ recorded here too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from gateway.amqp.link import BrokerLink
 from gateway.fleet.view import FleetView
@@ -68,13 +69,20 @@ class OutcomeRecorder:
         # No job is published before its reply queue exists: a reply to a missing queue is lost.
         self.ready = asyncio.Event()
         self._dead_events: AbstractQueue | None = None
+        self._channel: AbstractChannel | None = None  # the replies' (one per set-up attempt)
         self._watched_pools: set[str] = set()
         self._in_order = Lanes()  # job id -> its events, recorded in arrival order
         link.when_connected(self._consume)
 
     async def _consume(self, link: BrokerLink) -> None:
+        """Once connected; again after a failure part-way (a node lost mid-set-up, a queue the
+        broker refused): the earlier attempt's channel goes first, with what it consumed."""
         assert link.connection is not None
-        channel = await link.connection.channel(publisher_confirms=False)
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+            self._watched_pools = set()
+        channel = self._channel = await link.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=REPLY_PREFETCH)
         shared = durable_queue_arguments(self.queue_type)
         # This store's own queues: every job reply and dead letter that lands there is one this

@@ -237,6 +237,7 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
         raise Overloaded("the broker is unreachable")
     exchange, key = link.route(method)
     used = link.channel  # the channel of the last publish: a silence counts only against it
+    waiting_to_retry = False  # nacked (nothing enqueued), the retry not sent yet
     try:
         async with asyncio.timeout(timeout):
             try:
@@ -250,7 +251,9 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
                     renewal = link.renew()
                     if renewal is None:
                         raise
+                    waiting_to_retry = True
                     await asyncio.shield(renewal)
+                    waiting_to_retry = False
                 moved()
                 used = link.channel
                 try:
@@ -267,6 +270,9 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
         raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
                           "queue changing leader); nothing was enqueued") from None
     except TimeoutError:
+        if waiting_to_retry:  # the nack was definite and nothing went out since: no id
+            raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
+                              "queue changing leader); nothing was enqueued") from None
         if callers_deadline:
             raise DeadlineExceeded("the deadline passed before the broker confirmed the call",
                                    call_id=call_id) from None

@@ -23,7 +23,7 @@ class ScriptedLink:
 
     up = True
 
-    def __init__(self, *verdicts: Nack | str | None, renews: bool = True,
+    def __init__(self, *verdicts: Nack | str | None, renews: bool | str = True,
                  replaced: bool = False) -> None:
         self.verdicts = list(verdicts)
         self.renews = renews
@@ -47,7 +47,8 @@ class ScriptedLink:
         if not self.renews:
             return None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
+        if self.renews != "slowly":
+            done.set_result(None)
         return done
 
     async def publish(self, body: bytes, exchange: str, key: str, properties: Any, *,
@@ -108,3 +109,14 @@ async def test_a_silence_counts_against_the_channel_only_if_it_is_still_current(
     with pytest.raises(NotConfirmed):
         await _publish(on_replaced, timeout=0.05)
     assert on_replaced.stalls == []
+
+
+async def test_a_deadline_passing_before_the_retry_went_out_is_a_definite_refusal() -> None:
+    """Nacked (nothing enqueued), then the publish timeout passes while the new channel is being
+    opened: nothing was sent since, so the answer is `unavailable` without an id (a sync call
+    with an id is never retried by the clients: its outcome would read as unknown)."""
+    link = ScriptedLink(Nack.STALLED, renews="slowly")
+    with pytest.raises(Unavailable) as refused:
+        await _publish(link, timeout=0.05)
+    assert link.publishes == 1
+    assert getattr(refused.value, "call_id", None) is None

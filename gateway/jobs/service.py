@@ -64,6 +64,8 @@ ANYONE = Caller(owner=None, admin=True)  # the service's own reads, and gateways
 # enough for a client's retries under its Idempotency-Key (which publish it), short enough that
 # nobody waits on a job that will never run.
 ABANDON_AFTER_MS = 5 * 60 * 1000
+# The longest a submitter marks a confirmed job in the background (its store failing).
+MARKING_MS = ABANDON_AFTER_MS // 2
 
 
 def body_hash(method: str, raw: bytes) -> str:
@@ -149,7 +151,11 @@ class JobService:
         if stored.id in self._unmarked:
             claim: PublishClaim = "held"
         else:
-            claim = await self.store.claim_publish(stored.id, created, self._publish_lease_ms)
+            # Past its submitter's lease and the time that submitter may still spend marking a
+            # job the broker confirmed (its store writes failing: a host cut from a shared
+            # database): publishing it again then would run it twice.
+            claim = await self.store.claim_publish(stored.id, created, self._publish_lease_ms,
+                                                   grace_ms=MARKING_MS)
         if claim == "held":
             raise Overloaded("the same submission is being published by another request",
                              call_id=stored.id)
@@ -202,7 +208,7 @@ class JobService:
         try:
             async for attempt in AsyncRetrying(
                     wait=backoff.wait(0.1, 1.0),
-                    stop=stop_after_delay(ABANDON_AFTER_MS / 2000), reraise=True):
+                    stop=stop_after_delay(MARKING_MS / 1000), reraise=True):
                 with attempt:
                     await self.store.mark_published(job_id)
         except Exception as exc:

@@ -112,9 +112,11 @@ class JobStore(Protocol):
         """The broker confirmed the job's request."""
         ...
 
-    async def claim_publish(self, job_id: str, now_ms: int, lease_ms: int) -> PublishClaim:
+    async def claim_publish(self, job_id: str, now_ms: int, lease_ms: int,
+                            grace_ms: int = 0) -> PublishClaim:
         """Take over the publish of a queued job whose request was never confirmed (its
-        submitter stopped or failed mid-way) once the submitter's lease has passed."""
+        submitter stopped or failed mid-way) once the submitter's lease has passed by
+        `grace_ms` (a lease given up, `release_publish`, at once)."""
         ...
 
     async def release_publish(self, job_id: str) -> None:

@@ -70,12 +70,13 @@ def mark_published(d: Dialect, job_id: str) -> Steps[int]:
     return (yield from changes(f"UPDATE jobs SET published = {d.true} WHERE id = ?", job_id))
 
 
-def claim_publish(d: Dialect, job_id: str, now_ms: int, lease_ms: int) -> Steps[PublishClaim]:
+def claim_publish(d: Dialect, job_id: str, now_ms: int, lease_ms: int,
+                  grace_ms: int) -> Steps[PublishClaim]:
     row = yield one("SELECT published, status, publish_lease_ms FROM jobs WHERE id = ?"
                     f"{d.for_update}", job_id)
     if row is None or row[0] or row[1] != JobStatus.QUEUED:
         return "done"
-    if row[2] > now_ms:
+    if row[2] > now_ms - grace_ms:
         return "held"
     yield from changes("UPDATE jobs SET publish_lease_ms = ? WHERE id = ?", now_ms + lease_ms,
                        job_id)

@@ -47,8 +47,10 @@ class SqlJobStore(ABC):
     async def mark_published(self, job_id: str) -> None:
         await self._write(ops.mark_published(self.dialect, job_id), single=True)
 
-    async def claim_publish(self, job_id: str, now_ms: int, lease_ms: int) -> PublishClaim:
-        return await self._write(ops.claim_publish(self.dialect, job_id, now_ms, lease_ms))
+    async def claim_publish(self, job_id: str, now_ms: int, lease_ms: int,
+                            grace_ms: int = 0) -> PublishClaim:
+        return await self._write(ops.claim_publish(self.dialect, job_id, now_ms, lease_ms,
+                                                   grace_ms))
 
     async def release_publish(self, job_id: str) -> None:
         await self._write(ops.release_publish(self.dialect, job_id), single=True)

@@ -21,7 +21,7 @@ from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
 from gateway.store import JobStore, SqliteJobStore
 from gateway.webhooks import UrlGuard
-from protocol import JobStatus, names
+from protocol import JobStatus, names, now_ms
 from transport.confirms import ConfirmingChannel, Nack, NackJudge, PublishNacked
 from transport.publishing import Confirmed
 
@@ -172,6 +172,36 @@ async def test_a_job_the_broker_took_but_the_store_could_not_mark_is_not_publish
     assert job_id is not None
     with pytest.raises(Overloaded, match="being published"):  # marked in the background
         await service.submit("echo", BODY, "key-1")
+    assert link.published == [job_id]
+
+
+async def test_another_gateway_does_not_publish_again_while_the_submitter_may_still_mark_it(
+    service: JobService, link: FakeLink, store: FailingMarks, tmp_path: Path
+) -> None:
+    """The broker took it; the submitter's store writes fail (a host cut from the database)
+    and it marks the job in the background for up to half the abandon period. A retry under the
+    same key reaching another gateway (whose store works) past the submitter's lease must not
+    publish it a second time: the job would run twice."""
+    store.refuse = True
+    with pytest.raises(PublishedUnrecorded) as unrecorded:
+        await service.submit("echo", BODY, "key-1")
+    job_id = unrecorded.value.call_id
+    assert job_id is not None
+    other = JobService(GatewaySettings(publish_timeout=1.0), link,  # type: ignore[arg-type]
+                       FleetView(), Metrics(), SqliteJobStore(tmp_path / "jobs.sqlite3"), None,
+                       None, UrlGuard([]))
+    other.outcomes.ready.set()
+    try:
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:  # the submitter's lease is over
+            db.execute("UPDATE jobs SET publish_lease_ms = ? WHERE id = ?",
+                       (now_ms() - 10_000, job_id))
+        with pytest.raises(Overloaded, match="being published"):
+            await other.submit("echo", BODY, "key-1")
+    finally:
+        await other.close()
+        await other.store.close()
     assert link.published == [job_id]
 
 

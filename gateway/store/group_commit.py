@@ -72,6 +72,11 @@ class GroupCommit:
                     try:
                         outcomes.append((True, write.func(*write.args)))
                     except Exception as exc:
+                        if not self._db.in_transaction:
+                            # SQLite rolled the whole group back (a full disk, an I/O error):
+                            # what ran is undone, and what follows must not run on its own
+                            # (each would commit alone, then be reported failed).
+                            raise
                         outcomes.append((False, exc))
                 self._db.execute("COMMIT")
             except BaseException:

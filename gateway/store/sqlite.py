@@ -83,8 +83,11 @@ class SqliteJobStore(SqlJobStore):
         try:
             result = self._drive(steps)
         except BaseException:
-            self._db.execute("ROLLBACK TO write")
-            self._db.execute("RELEASE write")
+            # SQLite may have rolled the whole transaction back (a full disk, an I/O error):
+            # no savepoint is left to undo, and the group ends with this error (group_commit).
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK TO write")
+                self._db.execute("RELEASE write")
             raise
         self._db.execute("RELEASE write")
         return result

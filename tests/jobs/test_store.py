@@ -286,3 +286,30 @@ def test_a_key_whose_job_is_deleted_between_the_insert_and_the_read_takes_the_ke
         job, created = done.value
     assert statements[:3] == ["INSERT", "SELECT", "INSERT"]
     assert created and job.id == "b"
+
+
+async def test_a_write_that_rolls_back_the_whole_group_fails_every_write_of_it(
+        tmp_path: Path) -> None:
+    """SQLite may roll a whole transaction back on an error (a full disk, an I/O error): the
+    writes of the group before it are undone, and those after must not commit one by one while
+    reported failed. Here a trigger's RAISE(ROLLBACK) does what such an error does. What each
+    caller is told matches what the store holds."""
+    import asyncio
+    import time
+
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        db.execute("CREATE TRIGGER boom BEFORE INSERT ON jobs WHEN NEW.id = 'boom' "
+                   "BEGIN SELECT RAISE(ROLLBACK, 'disk I/O error (as SQLite reports one)'); END")
+    busy = store._in_thread(time.sleep, 0.3)  # the store's thread busy: the writes gather
+    results = await asyncio.gather(*(store.create(_job(name)) for name in ("a", "boom", "c")),
+                                   return_exceptions=True)
+    await busy
+    told = {name: not isinstance(result, BaseException)
+            for name, result in zip(("a", "boom", "c"), results, strict=True)}
+    held = {name: await store.get(name) is not None for name in ("a", "boom", "c")}
+    assert told == held, (results, held)
+    assert not told["boom"]
+    await store.create(_job("later"))  # the store goes on
+    assert await store.get("later") is not None
+    await store.close()

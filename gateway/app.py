@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.staticfiles import StaticFiles
@@ -91,7 +91,7 @@ def install_error_handlers(app: FastAPI, retry_after: int, postgres: bool = Fals
             exc = {404: NotFound(f"no route {what}"),
                    405: MethodNotAllowed(f"{verb} is not allowed on {path}")}.get(
                 exc.status_code, BadRequest(str(exc.detail)))
-        elif isinstance(exc, RequestValidationError):
+        elif isinstance(exc, RequestValidationError | WebSocketRequestValidationError):
             details = "; ".join(
                 f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
                 for err in exc.errors())
@@ -109,7 +109,7 @@ def install_error_handlers(app: FastAPI, retry_after: int, postgres: bool = Fals
                         headers=headers)
 
     for kind in (GatewayError, HTTPException, RequestValidationError,
-                 *outage_types(postgres), Exception):
+                 WebSocketRequestValidationError, *outage_types(postgres), Exception):
         app.add_exception_handler(kind, respond)  # type: ignore[arg-type]
 
 

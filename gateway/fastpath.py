@@ -133,8 +133,10 @@ class FastPath:
         """A job: 202 with it once it is stored and its request confirmed (200 if it ended
         within `Prefer: wait=N`), `Location` its URL."""
         key = _text(request.headers.get(b"idempotency-key"))
-        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
-            raise BadRequest(f"Idempotency-Key: at most {IDEMPOTENCY_KEY_MAX} characters")
+        if key is not None and not 0 < len(key) <= IDEMPOTENCY_KEY_MAX:
+            # An empty one would be one key for every caller, method and body.
+            raise BadRequest(f"Idempotency-Key: 1 to {IDEMPOTENCY_KEY_MAX} characters (send "
+                             "none for a submission without one)")
         jobs = self.services.jobs
         assert jobs is not None, "the jobs service runs for as long as the app serves"
         job, _ = await jobs.submit(request.method, request.body, key, request.trace,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import (
     APIRouter,
@@ -111,8 +111,12 @@ async def _stream(service: JobService, job_id: str, after: int,
                    + job_document(record.job, base_url) + b"\n\n")
             next_event = asyncio.ensure_future(anext(events))
     finally:
-        next_event.cancel()
-        await events.aclose()
+        # Cancelled mid-wait (the client left): the pending step still runs the generator,
+        # so it is closed by that step's cancellation; otherwise closed here.
+        if next_event.done():
+            await events.aclose()
+        else:
+            next_event.cancel()
 
 
 @router.post("/v1/tokens", summary="A token for a browser's WebSocket (60 s to open it)")
@@ -145,12 +149,33 @@ async def job_socket(websocket: WebSocket, job_id: str, after: int = 0,
     service = jobs(websocket)
     await service.get(job_id, caller)  # not the caller's: closed 4404, its existence not told
     await websocket.accept()
-    try:
+
+    async def relay() -> None:
         async for record in service.follow(job_id, max(after, 0)):
             await websocket.send_text(_frame(record))
         await websocket.close(code=1000)
-    except WebSocketDisconnect:
-        return
+
+    # The server only sends here: a client that left is heard by reading (uvicorn does not
+    # cancel the handler), else its follower would wait for the job's next event, for ever on
+    # a job that never gets one, holding a connection slot.
+    sending = asyncio.ensure_future(relay())
+    listening = asyncio.ensure_future(_until_gone(websocket))
+    try:
+        await asyncio.wait({sending, listening}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sending, listening):
+            task.cancel()
+        await asyncio.gather(sending, listening, return_exceptions=True)
+    if sending.done() and not sending.cancelled() and sending.exception() is not None:
+        error = sending.exception()
+        if not isinstance(error, WebSocketDisconnect):
+            raise error  # type: ignore[misc]
+
+
+async def _until_gone(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends until it disconnects."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
 
 
 @sockets.websocket("/v1/jobs/ws")
@@ -180,8 +205,14 @@ async def jobs_socket(websocket: WebSocket, token: str | None = None) -> None:
 
     try:
         while True:
-            message = codec.loads(await websocket.receive_text())
-            if not isinstance(message, dict):
+            received = await websocket.receive()
+            if received["type"] == "websocket.disconnect":
+                break
+            # A message the socket cannot read is answered, and the socket stays open with
+            # what it follows (a binary frame, text that is not JSON, a bad `after`).
+            message = _command(received.get("text"))
+            if isinstance(message, str):
+                await send(error_body(ErrorCode.INVALID_PARAMS, message, None).decode())
                 continue
             if "unfollow" in message and (task := following.pop(str(message["unfollow"]), None)):
                 task.cancel()
@@ -202,9 +233,26 @@ async def jobs_socket(websocket: WebSocket, token: str | None = None) -> None:
                         job_id).decode())
                     continue
                 following[job_id] = asyncio.ensure_future(
-                    relay(job_id, max(int(message.get("after", 0) or 0), 0)))
-    except (WebSocketDisconnect, ValueError):
+                    relay(job_id, max(message.get("after") or 0, 0)))
+    except WebSocketDisconnect:
         pass
     finally:
         for task in following.values():
             task.cancel()
+
+
+def _command(text: str | None) -> dict[str, Any] | str:
+    """A socket's command (`{"follow": id, "after"?: seq}`, `{"unfollow": id}`), or what is
+    wrong with it."""
+    if text is None:
+        return 'send text frames: {"follow": "<job id>", "after"?: <seq>} or {"unfollow": ...}'
+    try:
+        message = codec.loads(text)
+    except ValueError:
+        return "the message is not valid JSON"
+    if not isinstance(message, dict):
+        return 'a message is a JSON object: {"follow": "<job id>"} or {"unfollow": "<job id>"}'
+    after = message.get("after", 0)
+    if after is not None and type(after) is not int:
+        return f"after must be an integer (an event's seq), not {after!r}"[:200]
+    return message

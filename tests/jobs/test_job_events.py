@@ -232,3 +232,68 @@ def test_only_a_job_still_running_after_a_moment_sends_a_start_event(
     assert running["status"] == "running"  # seen while it ran, from its start event
     assert running["started_at"] <= done["finished_at"]
     assert quick_log == ["queued", "running", "succeeded"]
+
+
+def test_a_follower_whose_client_left_frees_its_place_at_once(
+    start_worker: StartWorker, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """A socket on a job that has no next event for a long while (queued behind a busy worker):
+    its client leaves; the follower must not hold its connection slot until the job moves.
+    And an SSE client leaving mid-stream is not an error of the gateway's."""
+    from tests.support.jobs import occupy
+
+    start_worker()
+    gateway = start_gateway(max_connections=2)
+    wait_for_workers(gateway, 1)
+    with gateway.client() as http:
+        occupy(http, tmp_path / "busy", seconds=30)
+        waiting = submit(http, "echo", {"n": 1}).json()["id"]
+    with connect(_ws(gateway, f"/v1/jobs/{waiting}/ws"), open_timeout=10) as socket:
+        assert json.loads(socket.recv(timeout=10))["event"] == "queued"
+    with httpx.Client(base_url=gateway.url, timeout=10) as http, \
+            http.stream("GET", f"/v1/jobs/{waiting}/events") as stream:
+        assert any(line.startswith("event: queued") for line in stream.iter_lines()
+                   if line.startswith("event: "))
+    # Both places free again: two requests at once are served (max_connections=2).
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.waiting import wait_for
+
+    def both_served() -> bool:
+        with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=gateway.url,
+                                                           timeout=10) as http:
+            answers = list(pool.map(lambda _: http.get(f"/v1/jobs/{waiting}"), range(2)))
+        return all(answer.status_code == 200 for answer in answers)
+
+    wait_for(both_served, timeout=5, what="the left clients' places to be free")
+    output = gateway.proc.output()
+    assert "failed unexpectedly" not in output and "Exception in ASGI" not in output, output
+
+
+def test_a_socket_answers_a_command_it_cannot_read_and_stays_open(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway()
+    with gateway.client() as http:
+        job_id = submit(http, "echo", {"n": 1}).json()["id"]
+        until(http, job_id, "succeeded")
+    errors, events = [], []
+    with connect(_ws(gateway, "/v1/jobs/ws"), open_timeout=10) as socket:
+        socket.send(b"\x00binary")
+        socket.send("{not json")
+        socket.send(json.dumps({"follow": job_id, "after": "abc"}))
+        socket.send(json.dumps({"follow": job_id}))
+        while not events or events[-1] != "succeeded":
+            frame = json.loads(socket.recv(timeout=30))
+            if "error" in frame:
+                errors.append(frame["error"])
+            else:
+                events.append(frame["event"])
+    assert [error["code"] for error in errors] == ["invalid_params"] * 3, errors
+    assert "text frames" in errors[0]["message"] and "JSON" in errors[1]["message"]
+    assert "after must be an integer" in errors[2]["message"]
+    assert events == ["queued", "running", "succeeded"]
+    code, reason = _closed(_ws(gateway, f"/v1/jobs/{job_id}/ws?after=abc"))
+    assert code == 1008 and reason.startswith("invalid_params"), (code, reason)
+    assert "failed unexpectedly" not in gateway.proc.output()

@@ -56,15 +56,19 @@ def test_an_idempotency_key_returns_the_same_job_and_refuses_another_body(gatewa
     assert (other.status_code, other.json()["error"]["code"]) == (422, "invalid_params")
 
 
-def test_an_idempotency_key_over_255_characters_is_refused_and_nothing_is_queued(
+def test_an_idempotency_key_empty_or_over_255_characters_is_refused_and_nothing_is_queued(
     start_gateway: StartGateway
 ) -> None:
+    """An empty key (or blanks, which the server strips) would be one key for every caller,
+    method and body: the second caller would get the first one's job."""
     gateway = start_gateway()
     with gateway.client() as http:
-        refused = submit(http, "echo", {"n": 1}, headers={"Idempotency-Key": "k" * 256})
+        refused = [submit(http, "echo", {"n": 1}, headers={"Idempotency-Key": key})
+                   for key in ("k" * 256, "", "   ")]
         listed = http.get("/v1/jobs").json()
-    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_params")
-    assert "at most 255 characters" in refused.json()["error"]["message"]
+    for answer in refused:
+        assert (answer.status_code, answer.json()["error"]["code"]) == (422, "invalid_params")
+        assert "1 to 255 characters" in answer.json()["error"]["message"]
     assert listed == []
 
 

@@ -18,7 +18,7 @@ import ctypes
 import mmap
 
 JOB_ID_BYTES = 64
-RUNNING_PER_SLOT = 16  # jobs tracked per consumer; more concurrent handlers go untracked
+RUNNING_PER_SLOT = 16  # jobs tracked per consumer at least (more when they may run at once)
 TOMBSTONES = 512  # recent killed jobs remembered per host; older ones are long redelivered
 
 
@@ -30,15 +30,18 @@ class _Running(ctypes.Structure):
     ]
 
 
-class _Slot(ctypes.Structure):
-    _fields_ = [
-        ("pid", ctypes.c_int32),
-        ("serving", ctypes.c_int32),  # the pid of the consumer once it takes messages
-        ("prefetch", ctypes.c_int32),  # 0: not set yet, use the configured default
-        ("prefetch_auto", ctypes.c_int32),
-        ("in_flight", ctypes.c_int32),  # deliveries the consumer holds now
-        ("running", _Running * RUNNING_PER_SLOT),
-    ]
+def _slot_type(running: int) -> type[ctypes.Structure]:
+    """A slot with room for `running` tracked jobs (sized per pool: `SlotTable`)."""
+    class _Slot(ctypes.Structure):
+        _fields_ = [
+            ("pid", ctypes.c_int32),
+            ("serving", ctypes.c_int32),  # the pid of the consumer once it takes messages
+            ("prefetch", ctypes.c_int32),  # 0: not set yet, use the configured default
+            ("prefetch_auto", ctypes.c_int32),
+            ("in_flight", ctypes.c_int32),  # deliveries the consumer holds now
+            ("running", _Running * running),
+        ]
+    return _Slot
 
 
 class _Pool(ctypes.Structure):
@@ -68,13 +71,18 @@ class SlotTable:
     """The shared table. Each slot's fields have one writer (its consumer), except `pid` and the
     tombstones, which only the supervisor writes."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, running: int = RUNNING_PER_SLOT) -> None:
+        """`capacity` slots, each tracking up to `running` jobs at once: every request a
+        consumer may run at once (its handler slots times its largest batch) must fit, or a
+        request killed past its limit has no tombstone and runs again (`running_for`)."""
         self.count = capacity
-        size = (ctypes.sizeof(_Slot) * capacity + ctypes.sizeof(_Tombstone) * TOMBSTONES + 8
-                + ctypes.sizeof(_Pool))
+        self.running_per_slot = running
+        slot_type = _slot_type(running)
+        size = (ctypes.sizeof(slot_type) * capacity + ctypes.sizeof(_Tombstone) * TOMBSTONES
+                + 8 + ctypes.sizeof(_Pool))
         self._map = mmap.mmap(-1, size)  # anonymous + MAP_SHARED: children see our writes
-        self._slots = (_Slot * capacity).from_buffer(self._map)
-        offset = ctypes.sizeof(_Slot) * capacity
+        self._slots = (slot_type * capacity).from_buffer(self._map)
+        offset = ctypes.sizeof(slot_type) * capacity
         self._tombs = (_Tombstone * TOMBSTONES).from_buffer(self._map, offset)
         # Where this process put each job it tracks: the hot path skips a scan of the slot.
         self._where: dict[tuple[int, str], int] = {}
@@ -228,3 +236,9 @@ class SlotTable:
             if tomb.job_id == key:
                 return str(tomb.reason.decode())
         return None
+
+
+def running_for(concurrency: int, batches: list[int]) -> int:
+    """Room for every request one consumer may run at once: its handler slots, each holding
+    a batch of the largest size its pool declares (plain methods: one)."""
+    return max(RUNNING_PER_SLOT, concurrency * max([1, *batches]))

@@ -34,7 +34,7 @@ from workers.process import EXIT_CACHE, describe_exit, run_in_child, signal_quie
 from workers.rollout import Rollout
 from workers.scaling import Decision, Sample, Scaler
 from workers.settings import WorkerSettings
-from workers.slots import SlotTable
+from workers.slots import SlotTable, running_for
 
 log = logging.getLogger("rpcfleet.supervisor")
 
@@ -56,7 +56,8 @@ class Supervisor:
         self.rollout = Rollout.of(target, watch)  # new code, same cache
         self.settings = settings
         self.host = host or socket.gethostname()
-        self.slots = SlotTable(settings.max_processes)
+        self.slots = SlotTable(settings.max_processes, running_for(
+            settings.concurrency, [h.batch for h in pool.handlers.values() if h.batch]))
         self.slots.set_process_range(settings.processes.min, settings.processes.max)
         self.children: dict[int, int] = {}  # pid -> slot
         self.active: set[int] = set()  # slots that have a consumer (or one about to be forked)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from protocol import ErrorCode, WorkerEntry
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
@@ -133,3 +135,21 @@ def test_a_job_whose_deadline_passes_while_its_batch_waits_for_a_slot_expires_un
     assert ended["status"] == "expired", ended
     assert _sizes(log) == [1]  # only the busy job's call: the late one never ran
     assert [(d["id"], d["reason"]) for d in dead] == [(late, "expired")], dead
+
+
+@pytest.mark.slow  # a kill and a replacement
+async def test_a_batch_larger_than_16_killed_past_its_limit_is_answered_never_run_again(
+    amqp_url: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Every request of a batch is tracked for the supervisor's backstop: the table is sized
+    for the pool's largest batch (it held 16 per consumer: requests 17-20 had no tombstone and
+    ran again)."""
+    log = tmp_path / "calls.log"
+    start_worker("tests.pools.bigbatch:pool", pool="bigbatch", processes=1, prefetch=20,
+                 kill_grace=1)
+    async with amqp_client(amqp_url) as client:
+        sent = [await client.send("hog", {"n": n, "log": str(log)}) for n in range(20)]
+        answers = [await client.answer(call_id, timeout=60) for call_id in sent]
+    assert [answer.reply.error.code if answer.reply.error else None for answer in answers] == [
+        ErrorCode.TIME_LIMIT] * 20
+    assert log.read_text().split() == ["20"]  # one call of the 20, never run again

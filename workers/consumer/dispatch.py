@@ -104,7 +104,13 @@ class Dispatcher:
             self.starts.starting(job_id, attempt)
         if track and handler.time_limit is not None:
             grace_ms = int((handler.time_limit + self.setup.settings.kill_grace) * 1000)
-            self.setup.slots.track(self.setup.slot, job_id, now_ms() + grace_ms, "time_limit")
+            if not self.setup.slots.track(self.setup.slot, job_id, now_ms() + grace_ms,
+                                          "time_limit"):
+                # The table is sized for what may run at once (workers.slots.running_for);
+                # new code with a larger batch (a reload) can outgrow it until a restart.
+                log.warning("%s runs without the supervisor's backstop: this consumer tracks "
+                            "%s running requests at most (restart the pool after raising a "
+                            "batch size)", job_id, self.setup.slots.running_per_slot)
 
     async def _take_slot(self) -> bool:
         """One of the `concurrency` handler slots; False once `handing_back` is set."""

@@ -44,6 +44,9 @@ RESPAWN_BACKOFF_S = 1.0  # a slot whose consumer dies at once is not re-forked i
 # then the pool gives up (exit EXIT_GAVE_UP) rather than fork and fail once a second forever.
 CACHE_ATTEMPTS = 5
 CACHE_BACKOFF_MAX_S = 30.0
+# A consumer that dies before it serves (the broker not up yet, refused credentials): its slot is
+# forked again after 1, 2, 4 ... s, at most this long apart, until one serves.
+CRASH_BACKOFF_MAX_S = 30.0
 SHUTDOWN_GRACE_S = 10.0  # beyond the consumers' drain timeout, before SIGKILL
 BACKLOG_FRESH_MS = 3000  # a backlog read longer ago than this is not known (its reader left)
 HELD_BACK_CLEARS_S = 10.0  # "held back" stays said this long after the last time it was
@@ -67,7 +70,9 @@ class Supervisor:
         self._stopping = False
         self._exit_code = 0
         self._due: dict[int, float] = {}  # slot -> when to fork its replacement (monotonic)
-        self._cache_failures = 0  # cache loads failed in a row (--no-preload)
+        # Per slot: cache loads failed in a row (--no-preload), consumers dead before serving.
+        self._cache_failures: dict[int, int] = {}
+        self._early_deaths: dict[int, int] = {}
         self._last_fork: dict[int, float] = {}
 
     def run(self) -> int:
@@ -140,29 +145,35 @@ class Supervisor:
                 continue
             now = time.monotonic()
             if code == EXIT_CACHE:
-                self._cache_failures += 1
-                if self._cache_failures >= CACHE_ATTEMPTS:
+                failures = self._cache_failures[slot] = self._cache_failures.get(slot, 0) + 1
+                if failures >= CACHE_ATTEMPTS:
                     log.error("pool %s: the cache loader failed %s times in a row (the lines "
-                              "above say why): giving up", self.pool.name, self._cache_failures)
+                              "above say why): giving up", self.pool.name, failures)
                     self._stop_with(EXIT_GAVE_UP)
                     continue
-                pause = backoff.ceiling(self._cache_failures, RESPAWN_BACKOFF_S,
-                                        CACHE_BACKOFF_MAX_S)
+                pause = backoff.ceiling(failures, RESPAWN_BACKOFF_S, CACHE_BACKOFF_MAX_S)
                 log.warning("slot %s: the cache loader failed in consumer pid %s (%s of %s); "
-                            "trying again in %.0f s", slot, pid, self._cache_failures,
-                            CACHE_ATTEMPTS, pause)
+                            "trying again in %.0f s", slot, pid, failures, CACHE_ATTEMPTS, pause)
                 self._due[slot] = now + pause
                 continue
-            self._cache_failures = 0  # this consumer got past its cache
+            self._cache_failures.pop(slot, None)  # this consumer got past its cache
+            pause = RESPAWN_BACKOFF_S
+            if self.slots.serving(slot) == pid:
+                self._early_deaths.pop(slot, None)
+            elif code not in (EXIT_RECYCLE, 0):  # died before it served: back off
+                deaths = self._early_deaths[slot] = self._early_deaths.get(slot, 0) + 1
+                pause = backoff.ceiling(deaths, RESPAWN_BACKOFF_S, CRASH_BACKOFF_MAX_S)
             if code == EXIT_RECYCLE:
                 log.info("slot %s: consumer pid %s recycled; forking a fresh one", slot, pid)
             elif self.rollout.drained_for_new_code(pid):
                 log.info("slot %s: consumer pid %s drained; forking one with the new code",
                          slot, pid)
             else:
-                log.warning("slot %s: consumer pid %s exited (%s); forking a replacement", slot,
-                            pid, describe_exit(status))
-            self._due[slot] = max(now, self._last_fork.get(slot, 0.0) + RESPAWN_BACKOFF_S)
+                log.warning("slot %s: consumer pid %s exited (%s); forking a replacement%s",
+                            slot, pid, describe_exit(status),
+                            f" in {pause:.0f} s (it died before serving)"
+                            if pause > RESPAWN_BACKOFF_S else "")
+            self._due[slot] = max(now, self._last_fork.get(slot, 0.0) + pause)
 
     def _respawn_due(self, cache: object, info: CacheInfo) -> None:
         now = time.monotonic()

@@ -71,3 +71,49 @@ def test_a_cache_that_fails_in_every_consumer_backs_off_then_gives_up(
     assert pauses == ["1 s", "2 s", "4 s", "8 s"], output
     assert f"failed {CACHE_ATTEMPTS} times in a row" in output
     assert took >= 1 + 2 + 4 + 8  # backing off, not once a second
+
+
+FLAKY = '''
+import os
+
+from workers import Pool
+
+LOADS = {loads!r}
+
+
+def load():
+    with open(LOADS, "a") as out:  # one line per load, from every consumer
+        out.write("x\\n")
+    with open(LOADS) as seen:
+        if len(seen.read().split()) <= {failing}:
+            raise ConnectionError("the data service is not up yet")
+    return {{"ready": True}}
+
+
+pool = Pool("flaky", cache=load)
+
+
+@pool.method
+def lookup(params: dict) -> dict:
+    return params
+'''
+
+
+@pytest.mark.slow  # backs off for seconds
+def test_each_slot_counts_its_own_cache_failures(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Four consumers building their own cache while its source is not up: their first loads
+    all fail at once. Each slot is tried again after 1, 2, 4 s and gives up after five failures
+    of its own (the pool used to count every slot's together and gave up after about 1 s)."""
+    from tests.support.waiting import wait_for
+
+    loads = tmp_path / "loads"
+    (tmp_path / "flaky.py").write_text(FLAKY.format(loads=str(loads), failing=6))
+    proc = start_worker("flaky:pool", pool="flaky", wait=False, processes=4,
+                        extra=("--app-dir", str(tmp_path), "--no-preload"))
+    wait_for(lambda: proc.output().count(" serving lookup") >= 4, timeout=60,
+             what="every consumer serving once the source is up", detail=proc.output)
+    output = proc.output()
+    assert "giving up" not in output, output
+    assert len(loads.read_text().split()) >= 6 + 4

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from protocol import ErrorCode, names
+from rpcfleet.broker import LocalBroker
 from tests.support.amqp_client import amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.processes import consumer_count
@@ -130,3 +131,33 @@ async def test_a_consumer_stuck_in_a_gil_holding_call_is_killed_and_the_job_answ
     assert "killing it" in worker.output()
     await async_wait_for(lambda: consumer_count(amqp_url, names.pool_queue("limits")) == 1,
                          what="the replacement consumer")
+
+
+@pytest.mark.slow  # backs off for seconds
+def test_a_slot_whose_consumers_die_before_serving_is_forked_again_ever_more_slowly(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """Its broker vhost gone (or the broker not up yet, credentials refused): each replacement
+    dies at its first connect. Its slot is forked again after 1, 2, 4 ... s, not once a second
+    for ever with a traceback each time."""
+    import os
+    import re
+
+    from tests.support.fleet import worker_factory
+    from tests.support.rabbit import create_vhost, delete_vhost
+    from tests.support.waiting import wait_for
+
+    own = create_vhost(broker)
+    factory = worker_factory(own.amqp_url, tmp_path)
+    start = next(factory)
+    try:
+        worker = start()
+        [pid] = re.findall(r"slot 0: consumer pid (\d+)", worker.output())
+        delete_vhost(own)
+        os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda: "forking a replacement in 4 s (it died before serving)"
+                 in worker.output(), timeout=30, what="the slot's pauses to grow",
+                 detail=worker.output)
+        assert "forking a replacement in 2 s (it died before serving)" in worker.output()
+    finally:
+        next(factory, None)

@@ -99,7 +99,15 @@ class Supervisor:
         setup = ConsumerSetup(pool=self.pool, cache=cache, cache_info=info,
                               settings=self.settings, slot=slot, slots=self.slots,
                               host=self.host)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN (a pids limit), ENOMEM: this slot waits, the pool serves
+            deaths = self._early_deaths[slot] = self._early_deaths.get(slot, 0) + 1
+            pause = backoff.ceiling(deaths, RESPAWN_BACKOFF_S, CRASH_BACKOFF_MAX_S)
+            log.error("slot %s: could not fork a consumer (%s); trying again in %.0f s", slot,
+                      exc, pause)
+            self._due[slot] = time.monotonic() + pause
+            return
         if pid == 0:
             run_in_child(setup)  # never returns
         self.slots.set_pid(slot, pid)

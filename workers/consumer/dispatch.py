@@ -222,6 +222,8 @@ class Dispatcher:
     # -- running ------------------------------------------------------------------------------
     async def _run(self, message: Delivery, run: Run) -> Settle:
         job_id, handler = str(message.correlation_id), run.handler
+        if job_id in self.cancels:  # heard between the decision and now (the run is a task)
+            return cancelled(run.attempt)
         self._starting(message, handler, run.attempt)
         stopper = Stopper()
         self.cancels.running[job_id] = stopper

@@ -1,0 +1,34 @@
+"""The supervisor's rules where the operating system refuses it: units of
+workers.supervisor.Supervisor (real forks and kills: tests/workers/test_lifecycle.py)."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from workers.memory import CacheInfo
+from workers.settings import WorkerSettings
+from workers.supervisor import Supervisor
+
+
+def test_a_fork_the_system_refuses_waits_for_that_slot_and_the_pool_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """EAGAIN (a cgroup's pids limit) or ENOMEM on one fork must not bring the supervisor down
+    and drain every healthy consumer: the slot is tried again later, ever more slowly."""
+    from tests.pools.basic import pool
+
+    supervisor = Supervisor(pool, WorkerSettings(), host="h")
+
+    def refused() -> int:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr("workers.supervisor.os.fork", refused)
+    info = CacheInfo(bytes=None, shape="none")
+    supervisor._fork(0, None, info)
+    first = supervisor._due[0] - supervisor._last_fork[0]
+    supervisor._fork(0, None, info)
+    second = supervisor._due[0] - supervisor._last_fork[0]
+    assert supervisor.children == {}
+    assert 0.9 < first < second

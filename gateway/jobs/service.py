@@ -30,7 +30,7 @@ from gateway.errors import (
     PublishUnknown,
 )
 from gateway.fleet.view import FleetView
-from gateway.ids import time_ordered_id
+from gateway.ids import could_be_job_id, time_ordered_id
 from gateway.jobs.cancels import Cancels
 from gateway.jobs.following import Followers
 from gateway.jobs.hub import JobHub
@@ -49,6 +49,7 @@ from protocol import (
     WorkerEntry,
     backoff,
     codec,
+    names,
     now_ms,
 )
 from protocol.jobs import job_body_problem
@@ -240,7 +241,7 @@ class JobService:
     async def get(self, job_id: str, caller: Caller = ANYONE) -> Job:
         """The job, for whoever may see it; to anyone else it does not exist (404, the same
         answer as for an unknown id: its existence is not revealed)."""
-        job = await self.store.get(job_id)
+        job = await self.store.get(job_id) if could_be_job_id(job_id) else None
         if job is None or (caller.restricted
                            and await self.store.owner(job_id) != caller.owner):
             raise NotFound(f"no job {job_id!r}")
@@ -249,6 +250,8 @@ class JobService:
     async def recent(self, caller: Caller, limit: int, status: JobStatus | None = None,
                      method: str | None = None) -> list[Job]:
         """The newest jobs the caller may see (a caller key: its own; an admin: all)."""
+        if method is not None and not names.valid_method_name(method):
+            raise BadRequest(f"method={method[:64]!r} is not a method name")
         return await self.store.recent(limit, status, method,
                                        caller.owner if caller.restricted else None)
 

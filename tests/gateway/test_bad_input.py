@@ -224,3 +224,27 @@ def test_job_params_nested_past_what_can_be_sent_on_are_422_and_store_nothing(
         listed = http.get("/v1/jobs").json()
     assert error_code(answer) == (422, "invalid_params"), answer.text
     assert listed == []
+
+
+def test_a_job_id_that_is_not_one_is_not_found_before_the_store_sees_it(
+    pg_dsn: str, start_gateway: StartGateway
+) -> None:
+    """PostgreSQL refuses a NUL in a text parameter with an error of its own (a 500 before):
+    an id of another form names no job, as any unknown id."""
+    import json
+
+    from websockets.sync.client import connect
+
+    gateway = start_gateway(job_store=pg_dsn)
+    with gateway.client() as http:
+        answers = [http.get("/v1/jobs/a%00b"), http.delete("/v1/jobs/a%00b"),
+                   http.get("/v1/jobs/a%00b/events"), http.get("/v1/jobs/" + "Z" * 32)]
+        filtered = http.get("/v1/jobs?method=a%00b")
+    for answer in answers:
+        assert error_code(answer) == (404, "not_found"), answer.text
+    assert error_code(filtered) == (422, "invalid_params"), filtered.text
+    with connect(gateway.url.replace("http://", "ws://") + "/v1/jobs/ws",
+                 open_timeout=10) as socket:
+        socket.send(json.dumps({"follow": "a\u0000b"}))
+        assert json.loads(socket.recv(timeout=10))["error"]["code"] == "not_found"
+    assert "failed unexpectedly" not in gateway.proc.output()

@@ -35,7 +35,8 @@ from protocol import names
 log = logging.getLogger("rpcfleet.gateway")
 
 IDEMPOTENCY_KEY_MAX = 255
-PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)  # RFC 7240
+# RFC 7240: a preference whose value is not a number of seconds is not one (ignored).
+PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)\s*(?:[,;]|$)", re.IGNORECASE)
 WATCH_AFTER_S = 0.1  # calls answered sooner never pay for watching their caller
 
 
@@ -156,7 +157,8 @@ class FastPath:
                             exc)
             else:
                 job = waited
-                headers.append((b"preference-applied", f"wait={wait.group(1)}".encode()))
+                # What was applied: the wait asked for, capped at RPCFLEET_RPC_TIMEOUT_MAX.
+                headers.append((b"preference-applied", f"wait={seconds:g}".encode()))
                 status = 200 if job.status.terminal else 202
         return status, job_document(job, base), headers
 

@@ -124,6 +124,20 @@ def test_prefer_wait_answers_200_when_the_job_ends_in_time_else_202(gateway: Gat
     assert slow.status_code == 202 and slow.json()["status"] in ("queued", "running")
 
 
+def test_prefer_wait_says_the_wait_it_applied_and_ignores_one_that_is_not_a_number(
+    start_worker: StartWorker, start_gateway: StartGateway
+) -> None:
+    start_worker()
+    gateway = start_gateway(rpc_timeout_max=20)
+    with gateway.client() as http:
+        capped = submit(http, "echo", {"x": 1}, headers={"Prefer": "wait=600"})
+        spaced = submit(http, "echo", {"x": 2}, headers={"Prefer": "respond-async, wait=5; x"})
+        not_one = submit(http, "sleep", {"seconds": 1}, headers={"Prefer": "wait=10abc"})
+    assert capped.status_code == 200 and capped.headers["preference-applied"] == "wait=20"
+    assert spaced.status_code == 200 and spaced.headers["preference-applied"] == "wait=5"
+    assert not_one.status_code == 202 and "preference-applied" not in not_one.headers
+
+
 def test_a_job_that_waits_past_its_timeout_in_the_queue_expires(
     gateway: Gateway, tmp_path: Path
 ) -> None:

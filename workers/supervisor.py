@@ -29,7 +29,13 @@ from workers.consumer.runtime import EXIT_RETIRED
 from workers.consumer.state import ConsumerSetup
 from workers.memory import CacheInfo, no_room_for_one
 from workers.pool import Pool
-from workers.preparing import EXIT_GAVE_UP, NotStarting, before_forking, prepare
+from workers.preparing import (
+    EXIT_GAVE_UP,
+    NotStarting,
+    before_forking,
+    claimed_elsewhere,
+    prepare,
+)
 from workers.process import EXIT_CACHE, describe_exit, run_in_child, signal_quietly
 from workers.rollout import Rollout
 from workers.scaling import Decision, Sample, Scaler
@@ -287,6 +293,13 @@ class Supervisor:
 
     def _reload_step(self) -> None:
         if self.rollout.due() and (pool := self.rollout.load(self.pool)) is not None:
+            # New code announcing a method another live pool serves: its first consumer would
+            # find it claimed and stop the whole pool (exit 78). Refused before anything rolls.
+            clash = claimed_elsewhere(pool, self.settings)
+            if clash is not None:
+                log.error("new code refused, the consumers serve on with the code they run: "
+                          "%s", clash)
+                return
             self.pool = pool
             before_forking(self.pool)
             self.rollout.start(self.active - self._retiring)

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.amqp_client import TestClient, amqp_client
 from tests.support.fleet import StartWorker
 from tests.support.waiting import async_wait_for
@@ -96,3 +98,35 @@ async def test_with_reload_a_saved_module_is_picked_up_by_itself(
         await roll_to(client, 1)
         write_pool(tmp_path, 2)
         await roll_to(client, 2)
+
+
+@pytest.mark.slow  # two pools and a reload
+async def test_new_code_that_takes_a_method_of_another_pool_is_refused_and_the_pool_serves_on(
+    amqp_url: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """A reload whose new code adds `echo`, which pool basic serves: the first new consumer
+    would find it claimed and exit 78, which stops the whole pool. The supervisor checks the
+    claims before rolling, refuses the new code, and the old consumers serve on."""
+    write_pool(tmp_path, 1)
+    hot = start_worker("hotpool:pool", pool="hot", processes=1,
+                       extra=("--app-dir", str(tmp_path)))
+    start_worker()  # pool basic: echo is its
+    async with amqp_client(amqp_url) as client:
+        before = await versions_served(client, 2)
+        path = tmp_path / "hotpool.py"
+        path.write_text(POOL_SOURCE.format(version=2) + '''
+
+@pool.method
+def echo(params: dict[str, object]) -> dict[str, object]:
+    return {"taken": True}
+''')
+        os.utime(path, (time.time(), time.time() + 2))
+        hot.signal(signal.SIGHUP)
+        await async_wait_for(lambda: "new code refused" in hot.output(), timeout=30,
+                             what="the refused reload to be logged")
+        after = await versions_served(client, 2)
+        echoed = await client.call("echo", {"n": 1}, timeout=15)
+    assert set(after) == set(before) and {r["version"] for r in after.values()} == {1}
+    assert echoed.reply.result == {"n": 1}  # still pool basic's
+    assert hot.alive()
+    assert "'echo'" in hot.output()

@@ -142,6 +142,8 @@ class KeptConsumer:
                     await self._channel.ready()
                     if self._prepare is not None:
                         await self._prepare(retrying)
+                    if not self._wanted:  # stopped while it prepared (which may take seconds)
+                        return
                     await self._start()
                 log.warning("%s restored", self._what)
                 self._on_change()

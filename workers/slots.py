@@ -16,10 +16,17 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import time
 
 JOB_ID_BYTES = 64
 RUNNING_PER_SLOT = 16  # jobs tracked per consumer at least (more when they may run at once)
 TOMBSTONES = 512  # recent killed jobs remembered per host; older ones are long redelivered
+
+
+def clock_ms() -> int:
+    """The hard deadlines' clock: monotonic, and one for every process of a host
+    (CLOCK_MONOTONIC), so a step of the wall clock (NTP, a VM resumed) kills nobody."""
+    return time.monotonic_ns() // 1_000_000
 
 
 class _Running(ctypes.Structure):
@@ -189,8 +196,10 @@ class SlotTable:
         """The pid of the slot's consumer once it has subscribed; 0 before."""
         return int(self._slots[slot].serving)
 
-    def track(self, slot: int, job_id: str, hard_deadline_ms: int, reason: str) -> bool:
-        """Record a job the supervisor must kill for if it is still running past the deadline."""
+    def track(self, slot: int, job_id: str, within_ms: int, reason: str) -> bool:
+        """Record a job the supervisor must kill for if it is still running `within_ms` from
+        now (on `clock_ms`)."""
+        hard_deadline_ms = clock_ms() + within_ms
         entries = self._slots[slot].running
         index = self._where.get((slot, job_id))
         if index is None:
@@ -216,7 +225,8 @@ class SlotTable:
                 running.hard_deadline_ms = 0
 
     def overdue(self, slot: int, now_ms: int) -> list[tuple[str, str]]:
-        """(job id, reason) of the jobs of `slot` past their hard deadline."""
+        """(job id, reason) of the jobs of `slot` past their hard deadline at `now_ms` (on
+        `clock_ms`)."""
         return [
             (r.job_id.decode(), r.reason.decode())
             for r in self._slots[slot].running

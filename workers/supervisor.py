@@ -40,7 +40,7 @@ from workers.process import EXIT_CACHE, describe_exit, run_in_child, signal_quie
 from workers.rollout import Rollout
 from workers.scaling import Decision, Sample, Scaler
 from workers.settings import WorkerSettings
-from workers.slots import SlotTable, running_for
+from workers.slots import SlotTable, clock_ms, running_for
 
 log = logging.getLogger("rpcfleet.supervisor")
 
@@ -273,7 +273,7 @@ class Supervisor:
         self._stopping = True
 
     def _backstop(self) -> None:
-        now = time.time_ns() // 1_000_000
+        now = clock_ms()
         for pid, slot in list(self.children.items()):
             overdue = self.slots.overdue(slot, now)
             if not overdue:

@@ -32,3 +32,20 @@ def test_a_fork_the_system_refuses_waits_for_that_slot_and_the_pool_goes_on(
     second = supervisor._due[0] - supervisor._last_fork[0]
     assert supervisor.children == {}
     assert 0.9 < first < second
+
+
+def test_hard_deadlines_do_not_follow_a_step_of_the_wall_clock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An NTP step or a VM resumed moves the wall clock by minutes: no consumer running a job
+    within its limit may be killed for it (the deadlines are on the monotonic clock, one for
+    every process of the host)."""
+    import time
+
+    from workers.slots import SlotTable, clock_ms
+
+    table = SlotTable(1)
+    assert table.track(0, "j", 5_000, "time_limit")
+    wall = time.time_ns()
+    monkeypatch.setattr(time, "time_ns", lambda: wall + 3_600 * 10**9)  # an hour ahead
+    assert table.overdue(0, clock_ms()) == []
+    assert table.overdue(0, clock_ms() + 6_000) == [("j", "time_limit")]

@@ -104,8 +104,7 @@ class Dispatcher:
             self.starts.starting(job_id, attempt)
         if track and handler.time_limit is not None:
             grace_ms = int((handler.time_limit + self.setup.settings.kill_grace) * 1000)
-            if not self.setup.slots.track(self.setup.slot, job_id, now_ms() + grace_ms,
-                                          "time_limit"):
+            if not self.setup.slots.track(self.setup.slot, job_id, grace_ms, "time_limit"):
                 # The table is sized for what may run at once (workers.slots.running_for);
                 # new code with a larger batch (a reload) can outgrow it until a restart.
                 log.warning("%s runs without the supervisor's backstop: this consumer tracks "
@@ -208,8 +207,8 @@ class Dispatcher:
             # (the drain), then kills it if the abandoned handler keeps it alive.
             settings = self.setup.settings
             grace_ms = int((settings.drain_timeout + settings.kill_grace) * 1000)
-            self.setup.slots.track(self.setup.slot, str(message.correlation_id),
-                                   now_ms() + grace_ms, str(decision.reply.code))
+            self.setup.slots.track(self.setup.slot, str(message.correlation_id), grace_ms,
+                                   str(decision.reply.code))
             self.on_exit_request()
 
     # -- the decision -------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from protocol import Cancel, SetPrefetch, SetProcesses, WorkerEntry, names
-from protocol.clock import now_ms
 from protocol.fleet import Command, RetirePool
 from transport.background import Background
 from transport.cluster import ClusterConnection, connect_cluster
@@ -240,7 +239,7 @@ class Consumer:
                      " (if still queued)" if command.queued_only else "")
             if self.cancels.add(command.job_id, stop_running=not command.queued_only):
                 grace_ms = int(self.settings.kill_grace * 1000)
-                self.setup.slots.track(self.setup.slot, command.job_id, now_ms() + grace_ms,
+                self.setup.slots.track(self.setup.slot, command.job_id, grace_ms,
                                        "cancelled")
         elif isinstance(command, SetPrefetch):
             self._spawn(self.prefetch.apply(command, pool_wide))

@@ -89,7 +89,8 @@ def install_error_handlers(app: FastAPI, retry_after: int, postgres: bool = Fals
         what = f"{verb} {path}"
         if isinstance(exc, HTTPException):
             exc = {404: NotFound(f"no route {what}"),
-                   405: MethodNotAllowed(f"{verb} is not allowed on {path}")}.get(
+                   405: MethodNotAllowed(f"{verb} is not allowed on {path}",
+                                         allow=(exc.headers or {}).get("Allow"))}.get(
                 exc.status_code, BadRequest(str(exc.detail)))
         elif isinstance(exc, RequestValidationError | WebSocketRequestValidationError):
             details = "; ".join(

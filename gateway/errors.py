@@ -142,7 +142,16 @@ class Forbidden(GatewayError):
 
 
 class MethodNotAllowed(GatewayError):
+    """A 405, saying the verbs the path takes (`Allow`, as RFC 9110 requires of a 405)."""
+
     code = ErrorCode.METHOD_NOT_ALLOWED
+
+    def __init__(self, message: str, *, allow: str | None = None) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self, retry_after: int) -> dict[str, str]:
+        return {"Allow": self.allow} if self.allow else {}
 
 
 class InternalError(GatewayError):

@@ -103,7 +103,7 @@ class FastPath:
         route, method = claim
         if scope["method"] != route.verb:
             await self._fail(send, MethodNotAllowed(
-                f"{scope['method']} is not allowed on {scope['path']}"))
+                f"{scope['method']} is not allowed on {scope['path']}", allow=route.verb))
             return
         handle = self._call if route is CALL else self._submit
         await self._serve(handle, route.what, method, scope, receive, send)

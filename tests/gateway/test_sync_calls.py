@@ -52,6 +52,7 @@ def test_every_error_a_sync_call_can_meet_has_its_code_and_status(
             "unknown method": http.post("/v1/rpc/no_such_method", json={}),
             "unknown route": http.get("/v1/nothing"),
             "wrong verb": http.get("/v1/rpc/echo"),
+            "wrong verb elsewhere": http.post("/v1/workers"),
             "handler raised": http.post("/v1/rpc/boom", json={"why": "because"}),
             "result too large": http.post("/v1/rpc/big", json={"size": 5000}),
             "bad timeout": http.post("/v1/rpc/echo?timeout=soon", json={}),
@@ -65,6 +66,9 @@ def test_every_error_a_sync_call_can_meet_has_its_code_and_status(
     assert error_code(cases["unknown method"]) == (404, "unknown_method")
     assert error_code(cases["unknown route"]) == (404, "not_found")
     assert error_code(cases["wrong verb"]) == (405, "method_not_allowed")
+    assert cases["wrong verb"].headers["allow"] == "POST"  # RFC 9110: a 405 says what is
+    assert error_code(cases["wrong verb elsewhere"]) == (405, "method_not_allowed")
+    assert "GET" in cases["wrong verb elsewhere"].headers["allow"].split(", ")
     assert error_code(cases["handler raised"]) == (500, "worker_error")
     assert cases["handler raised"].json()["error"]["message"] == "RuntimeError: boom: because"
     assert error_code(cases["result too large"]) == (500, "result_too_large")

@@ -51,6 +51,12 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(_long_ints_as_text(value), default=_default, option=option)
 
 
+def read_exactly(raw: bytes) -> bool:
+    """Whether a JSON text may hold an integer past 64 bits (a run of 20 digits): read by the
+    standard library then, orjson otherwise (`loads`)."""
+    return _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
+
+
 def _long_ints_as_text(value: Any) -> Any:
     """`value` with its integers past 64 bits as the JSON text of their digits (the cold path
     of a value holding one)."""
@@ -71,7 +77,7 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Parse JSON; raises DecodeError (a ValueError) on bad input. Integers of any size come
     back exact (orjson alone would read one past 64 bits as the float nearest it)."""
     raw = data if type(data) is bytes else data.encode() if isinstance(data, str) else bytes(data)
-    if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
+    if not read_exactly(raw):
         return orjson.loads(raw)
     orjson.loads(data)  # the same errors as every other text (NaN, bad UTF-8, depth...)
     try:

@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from workers.shared_mapping import SharedMapping
+
 
 def pss_bytes(pid: int | str = "self") -> int | None:
     """Proportional set size: shared pages count once across the processes sharing them."""
@@ -84,6 +86,8 @@ SMALL_OBJECTS_BYTES = 1024 * 1024  # Python objects this small cost little even 
 
 
 def _buffer_size(value: Any) -> int | None:
+    if isinstance(value, SharedMapping):  # one buffer and two arrays, no object per entry
+        return value.nbytes
     nbytes = getattr(value, "nbytes", None)  # numpy arrays, Arrow buffers
     if isinstance(nbytes, int) and hasattr(value, "dtype"):
         dtype = value.dtype

@@ -10,12 +10,16 @@ broker let their users do.
     assert failed.value.code == "invalid_params"
     assert tester.jobs[-1].progress_seen == [(0.5, "half way")]
 
-A call goes the way a consumer would take it: the params are validated against the handler's
-model (`invalid_params`), a sync handler runs in a thread under its hard time limit
-(`time_limit`), an exception is the request's failure (`worker_error`), and the result is encoded
-and decoded as on the wire (so a result that is not JSON, or too large, fails here as it would in
-production). Handlers that take `job` get a `RecordingJob`: its progress is recorded.
-Batched methods (`@pool.method(batch=N)`) take `call_batch` with one params per request.
+A call goes the way a consumer would take it: the params travel as JSON (a tuple arrives a
+list, a datetime a string; what JSON cannot hold raises TypeError here, as a client could not send
+it) and are validated against the handler's model (`invalid_params`), a sync handler runs in a
+thread under its hard time limit (`time_limit`, answered at the limit: the test does not wait for
+the handler, which a consumer would leave behind when it is replaced), an exception is the
+request's failure (`worker_error`), and the result is encoded and decoded as on the wire (so
+a result that is not JSON, or too large, fails here as it would in production). Handlers that
+take `job` get a `RecordingJob`: its progress is recorded.
+Batched methods (`@pool.method(batch=N)`) take `call_batch` with one params per request (at most
+N: a consumer never hands a handler more).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from protocol import ErrorCode, replies
+from protocol import ErrorCode, codec, replies
 from workers.consumer.outcome import Outcome, Stopper, run_batch, run_handler
 from workers.context import JobContext
 from workers.handlers import Handler, InvalidParams
@@ -93,7 +97,7 @@ class PoolTester:
                     attempt: int = 1) -> Any:
         handler = self._handler(method, batched=False)
         try:
-            parsed = handler.parse_params({} if params is None else params)
+            parsed = handler.parse_params(_as_sent({} if params is None else params))
         except InvalidParams as exc:
             raise MethodFailed(str(ErrorCode.INVALID_PARAMS), str(exc)) from None
         job = None
@@ -101,29 +105,39 @@ class PoolTester:
             job = RecordingJob(id=f"test-{next(self._ids)}", method=method, attempt=attempt,
                                deadline=None, worker="test")
             self.jobs.append(job)
-        with ThreadPoolExecutor(1, thread_name_prefix="handler") as executor:
+        executor = ThreadPoolExecutor(1, thread_name_prefix="handler")
+        try:
             # In a task of its own, as each delivery's run is in a worker (context variables
             # and a time limit's cancel stay there).
             outcome = await asyncio.ensure_future(run_handler(
                 handler, handler.arguments(parsed, self.cache, job), Stopper(), executor,
                 self.max_result_bytes))
+        finally:  # a handler past its limit is left running, as a consumer leaves it
+            executor.shutdown(wait=False, cancel_futures=True)
         return _answer(outcome)
 
     async def acall_batch(self, method: str, params: Sequence[dict[str, Any]]) -> list[Any]:
         handler = self._handler(method, batched=True)
+        assert handler.batch is not None
+        if len(params) > handler.batch:
+            raise ValueError(f"{method} takes batches of at most {handler.batch} requests (a "
+                             f"consumer never hands it more), not {len(params)}")
         answers: list[Any] = [None] * len(params)
         valid: list[tuple[int, Any]] = []
         for index, raw in enumerate(params):
             try:
-                valid.append((index, handler.parse_params(raw)))
+                valid.append((index, handler.parse_params(_as_sent(raw))))
             except InvalidParams as exc:  # answered alone, left out of the batch
                 answers[index] = MethodFailed(str(ErrorCode.INVALID_PARAMS), str(exc))
         if valid:
             items = [parsed for _, parsed in valid]
-            with ThreadPoolExecutor(1, thread_name_prefix="handler") as executor:
+            executor = ThreadPoolExecutor(1, thread_name_prefix="handler")
+            try:
                 outcomes = await asyncio.ensure_future(run_batch(
                     handler, handler.arguments(items, self.cache, None), len(items), Stopper(),
                     executor, self.max_result_bytes))
+            finally:
+                executor.shutdown(wait=False, cancel_futures=True)
             for (index, _), outcome in zip(valid, outcomes, strict=True):
                 try:
                     answers[index] = _answer(outcome)
@@ -161,3 +175,12 @@ def _answer(outcome: Outcome) -> Any:
 
 
 __all__ = ["MethodFailed", "PoolTester", "RecordingJob"]
+
+
+def _as_sent(params: Any) -> Any:
+    """`params` as a consumer receives them: through JSON (a copy: a handler that changes them
+    changes nothing of the test's)."""
+    try:
+        return codec.loads(codec.dumps(params))
+    except TypeError as exc:
+        raise TypeError(f"params a client can send are JSON: {exc}") from None

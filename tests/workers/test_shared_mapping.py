@@ -83,3 +83,40 @@ def test_a_forked_process_reads_it_as_the_builder_does() -> None:
     assert os.read(read, 1) == b"1"
     os.waitpid(pid, 0)
     os.close(read)
+
+
+def test_any_int_or_str_key_a_dict_holds_is_held_and_found() -> None:
+    """Ints past 64 bits, lone surrogates: a dict holds them, so does the mapping. A probe it
+    cannot hold (an int past 64 bits into a mapping of str keys) is absent, never an error."""
+    data: dict[str | int, Any] = {2**64: "big", -(2**80): "negative", 2**63 - 1: "edge",
+                                  "\ud800": "lone surrogate", "k": 2**70}
+    mapping = SharedMapping(data)
+    assert dict(mapping) == data and list(mapping) == list(data)
+    assert mapping[2**64] == "big" and mapping["k"] == 2**70
+    others = SharedMapping({"a": 1})
+    assert 2**64 not in others and "\udfff" not in others and others.get(2**90) is None
+
+
+def test_a_probe_a_dict_takes_for_an_int_finds_it() -> None:
+    """`True` is 1 and a numpy integer is its int, to a dict and to the mapping alike."""
+    import numpy as np
+
+    mapping = SharedMapping({1: "one", 2: "two"})
+    assert mapping[True] == "one" and np.int64(2) in mapping and mapping.get(np.int32(1)) == "one"
+
+
+def test_a_pickled_mapping_finds_its_keys_in_another_interpreter(tmp_path: Any) -> None:
+    """A cache built once and pickled to disk, loaded by a later process: str hashes differ
+    between interpreters; the table must not depend on them."""
+    import pickle
+    import subprocess
+    import sys
+
+    path = tmp_path / "cache.pickle"
+    path.write_bytes(pickle.dumps(SharedMapping({f"key{i}": i for i in range(1000)})))
+    probe = ("import pickle, sys; m = pickle.loads(open(sys.argv[1], 'rb').read()); "
+             "print(all(m[f'key{i}'] == i for i in range(1000)) and 'nope' not in m)")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
+                          text=True, check=True, timeout=60,
+                          env={**os.environ, "PYTHONHASHSEED": "random"})
+    assert done.stdout.strip() == "True", done.stderr

@@ -46,6 +46,12 @@ async def staged(params: dict[str, object], job: JobContext) -> int:
     return job.attempt
 
 
+@pool.method
+def echo_params(params: dict[str, object]) -> dict[str, object]:
+    params["seen"] = True  # a handler may change what it was given
+    return {k: v for k, v in params.items() if k != "seen"}
+
+
 @pool.method(batch=4)
 def doubled(params: list[dict[str, int]]) -> list[object]:
     return [ValueError("odd") if p["n"] % 2 else p["n"] * 2 for p in params]
@@ -101,3 +107,33 @@ def test_a_result_that_is_not_json_says_the_one_rule_of_what_a_result_may_hold()
     assert refused.value.code == "worker_error"
     assert "bytes" in refused.value.message and "base64" in refused.value.message
     assert "datetime" in refused.value.message  # what is converted, said once, everywhere
+
+
+def test_a_handler_past_its_time_limit_is_answered_at_the_limit_not_waited_for() -> None:
+    """A consumer answers `time_limit` at the limit and is replaced; the test must not wait
+    the handler out (one stuck in a loop would hang the test run)."""
+    import time
+
+    tester = PoolTester(pool)
+    started = time.monotonic()
+    with pytest.raises(MethodFailed) as failed:
+        tester.call("slow")  # sleeps 2 s under a 0.2 s limit
+    assert failed.value.code == "time_limit"
+    assert time.monotonic() - started < 1.5
+
+
+def test_params_travel_as_json_as_they_do_to_a_consumer() -> None:
+    """What reaches the handler is what a client can send: a tuple arrives a list, and what JSON
+    cannot hold is the test's mistake, not a value the handler would ever see."""
+    tester = PoolTester(pool)
+    sent = {"name": "Bo", "extra": (1, 2)}
+    assert tester.call("echo_params", sent) == {"name": "Bo", "extra": [1, 2]}
+    assert sent == {"name": "Bo", "extra": (1, 2)}  # the test's own dict is left as it was
+    with pytest.raises(TypeError, match="params a client can send are JSON"):
+        tester.call("echo_params", {"raw": b"bytes"})
+
+
+def test_a_batch_holds_at_most_the_methods_batch_size() -> None:
+    tester = PoolTester(pool)
+    with pytest.raises(ValueError, match="at most 4"):
+        tester.call_batch("doubled", [{"n": n} for n in range(5)])

@@ -102,7 +102,7 @@ async def measure(store: JobStore, ops: int, seeded: list[str], ids: str) -> dic
     size = store.purge_batch
     for k in range(10):  # one batch's worth of the oldest jobs each
         started = time.perf_counter()
-        removed = await store.purge(1001 + (k + 1) * size)
+        removed = await store.purge(1001 + (k + 1) * size, 0)
         batches.append(time.perf_counter() - started)
         assert removed == size, removed
     figures["purge"] = sum(batches) / (10 * size) * 1e6

@@ -28,10 +28,12 @@ def _default(value: Any) -> Any:
 
 
 # orjson carries integers within 64 bits (-2**63 .. 2**64-1); JSON and Python have no limit. One
-# past them has 20 digits or more: a text holding no such run of digits is read by orjson alone,
-# one that does (a long integer, or a float's long fraction) by the standard library, exactly.
+# past them has 20 digits or more, or is negative with 19 (-2**63-1 is -9223372036854775809): a
+# text holding neither run is read by orjson alone, one that does (a long integer, or a float's
+# long fraction) by the standard library, exactly.
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 _LONG_DIGIT_RUN = b"0" * 20
+_LONG_NEGATIVE_RUN = b"-" + b"0" * 19
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
@@ -48,13 +50,20 @@ def dumps(value: Any) -> bytes:
     except orjson.JSONEncodeError as exc:
         if "64-bit" not in str(exc):
             raise
-    return orjson.dumps(_long_ints_as_text(value), default=_default, option=option)
+    try:
+        holding_text = _long_ints_as_text(value)
+    except RecursionError:  # orjson's own limit is about as deep
+        raise TypeError("the value is nested too deep to serialise") from None
+    return orjson.dumps(holding_text, default=_default, option=option)
 
 
 def read_exactly(raw: bytes) -> bool:
     """Whether a JSON text may hold an integer past 64 bits (a run of 20 digits): read by the
     standard library then, orjson otherwise (`loads`)."""
-    return _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
+    if len(raw) < len(_LONG_NEGATIVE_RUN):
+        return False
+    digits = raw.translate(_DIGITS_AS_ZERO)
+    return _LONG_DIGIT_RUN in digits or _LONG_NEGATIVE_RUN in digits
 
 
 def _long_ints_as_text(value: Any) -> Any:

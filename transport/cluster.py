@@ -50,6 +50,19 @@ def node_urls(amqp_url: str) -> list[str]:
     return urls
 
 
+def checked_amqp_url(amqp_url: str) -> str:
+    """`amqp_url` if each node is an AMQP URL with a host; else ValueError saying which is not
+    (aio-pika would retry a URL without a scheme or host for ever, as if the broker were
+    down)."""
+    for node in node_urls(amqp_url):
+        url = URL(node)
+        if url.scheme not in ("amqp", "amqps") or not url.host:
+            raise ValueError(f"{_masked(url)!r} is not an AMQP URL: "
+                             "amqp://user:password@host:5672/vhost (amqps:// for TLS), several "
+                             "separated by commas")
+    return amqp_url
+
+
 def masked(amqp_url: str) -> str:
     """`RPCFLEET_AMQP_URL` fit for a log: every node, passwords replaced by ******."""
     return ",".join(_masked(URL(node)) for node in node_urls(amqp_url))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.queues import QueueType
-from transport.cluster import node_urls
+from transport.cluster import checked_amqp_url, node_urls
 from transport.tracing import Exporter
 
 MAX_PROCESSES_LIMIT = 256  # consumers one supervisor may run for a pool, whatever is asked
@@ -43,6 +43,11 @@ class CommonSettings(BaseSettings):
     # OpenTelemetry spans (the `otel` extra): otlp (OTEL_EXPORTER_OTLP_* configure it) or
     # console. None: off.
     otel_exporter: Exporter | None = None
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _an_amqp_url(cls, value: str) -> str:
+        return checked_amqp_url(value)
 
     @model_validator(mode="after")
     def _cluster_default(self) -> CommonSettings:

@@ -254,6 +254,9 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
                     waiting_to_retry = True
                     await asyncio.shield(renewal)
                     waiting_to_retry = False
+                    if link.confirming.is_current(used):  # the renewal got no channel
+                        raise
+
                 moved()
                 used = link.channel
                 try:

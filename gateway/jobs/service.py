@@ -65,8 +65,12 @@ ANYONE = Caller(owner=None, admin=True)  # the service's own reads, and gateways
 # enough for a client's retries under its Idempotency-Key (which publish it), short enough that
 # nobody waits on a job that will never run.
 ABANDON_AFTER_MS = 5 * 60 * 1000
-# The longest a submitter marks a confirmed job in the background (its store failing).
+# The longest a submitter marks a confirmed job in the background (its store failing), and how
+# long past a lease another gateway waits before taking a publish over: the marking, the first
+# mark's own bound before it (a PostgreSQL call: 32 s and psycopg's cancel) and the last
+# attempt's after it.
 MARKING_MS = ABANDON_AFTER_MS // 2
+CLAIM_GRACE_MS = MARKING_MS + 90_000
 
 
 def body_hash(method: str, raw: bytes) -> str:
@@ -156,7 +160,7 @@ class JobService:
             # job the broker confirmed (its store writes failing: a host cut from a shared
             # database): publishing it again then would run it twice.
             claim = await self.store.claim_publish(stored.id, created, self._publish_lease_ms,
-                                                   grace_ms=MARKING_MS)
+                                                   grace_ms=CLAIM_GRACE_MS)
         if claim == "held":
             raise Overloaded("the same submission is being published by another request",
                              call_id=stored.id)
@@ -166,6 +170,8 @@ class JobService:
             # under the original id.
             try:
                 await self._publish(replace(job, id=stored.id), params, trace)
+            except (PublishUnknown, PublishedUnrecorded, asyncio.CancelledError):
+                raise  # the broker may hold it (or has it): the lease stays, no third publish
             except BaseException:
                 await self.store.release_publish(stored.id)
                 raise

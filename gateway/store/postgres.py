@@ -58,8 +58,10 @@ def session(dsn: str) -> dict[str, Any]:
     `search_path` set there keeps the store in its schema)."""
     from psycopg.conninfo import conninfo_to_dict
 
-    own = conninfo_to_dict(dsn).get("options") or os.environ.get("PGOPTIONS") or ""
-    return {"connect_timeout": CONNECT_TIMEOUT_S, **KEEPALIVES,
+    given = conninfo_to_dict(dsn)
+    own = given.get("options") or os.environ.get("PGOPTIONS") or ""
+    defaults = {"connect_timeout": CONNECT_TIMEOUT_S, **KEEPALIVES}
+    return {**{key: value for key, value in defaults.items() if key not in given},
             "options": f"{own} {TIMEOUTS}".strip()}
 
 
@@ -97,10 +99,11 @@ async def prepare(pool: Any) -> str:
             "WHERE key IN ('store_id', 'store_instance')")).fetchall())
     store_id = str(rows["store_id"])
     recorded = str(rows["store_instance"])
+    compared = recorded, instance
     if UNKNOWN_CLUSTER in (recorded + instance):  # one side's role may not read it: the oid
-        recorded, instance = _database_part(recorded), _database_part(instance)
+        compared = _database_part(recorded), _database_part(instance)
     check_instance(
-        "in this database", store_id, recorded, instance,
+        "in this database", store_id, *compared,
         new_id="DELETE FROM rpcfleet_meta WHERE key IN ('store_id', 'store_instance')",
         adopt=f"UPDATE rpcfleet_meta SET value = '{instance}' WHERE key = 'store_instance'")
     await build_indexes(pool)

@@ -49,6 +49,8 @@ class ScriptedLink:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.renews != "slowly":
             done.set_result(None)
+        if self.renews is True:
+            self.channel = object()  # a new channel; "gets none": the renewal failed
         return done
 
     async def publish(self, body: bytes, exchange: str, key: str, properties: Any, *,
@@ -120,3 +122,12 @@ async def test_a_deadline_passing_before_the_retry_went_out_is_a_definite_refusa
         await _publish(link, timeout=0.05)
     assert link.publishes == 1
     assert getattr(refused.value, "call_id", None) is None
+
+
+async def test_a_renewal_that_got_no_channel_is_unavailable_not_a_full_queue() -> None:
+    """The renewal failed (the connection going, its set-up refused): no retry went out on a
+    new channel, so nothing says the queue is full."""
+    link = ScriptedLink(Nack.STALLED, renews="gets none")
+    with pytest.raises(Unavailable):
+        await _publish(link)
+    assert link.publishes == 1

@@ -162,9 +162,9 @@ def test_a_submission_cut_off_before_its_publish_runs_when_submitted_again(
     store = SqliteJobStore(state / "jobs.sqlite3")
     now = now_ms()
     asyncio.run(store.create(NewJob(
-        id="c0ff" + "0" * 28, method="greet", created_ms=now - 240_000,
+        id="c0ff" + "0" * 28, method="greet", created_ms=now - 280_000,
         idempotency_key="order-7", body_hash=body_hash("greet", raw),
-        publish_lease_ms=now - 200_000)))
+        publish_lease_ms=now - 260_000)))
     asyncio.run(store.close())
     start_worker()
     gateway = start_gateway(state_dir=state)

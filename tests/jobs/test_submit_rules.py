@@ -244,3 +244,22 @@ async def test_a_cancel_of_a_queued_job_that_did_not_race_cancels_it(
     assert (await service.cancel(job.id)).status is JobStatus.CANCELLED
     with pytest.raises(Conflict):
         await service.cancel(job.id)
+
+
+async def test_a_publish_taken_over_that_stays_unconfirmed_keeps_its_lease(
+    service: JobService, link: FakeLink
+) -> None:
+    """The gateway that took a publish over may have had it queued (no confirm in time): it
+    must not give the lease back, or the next retry anywhere publishes a third copy."""
+    link.answers = ["silent"]
+    with pytest.raises(Overloaded) as unknown:
+        await service.submit("echo", BODY, "key-1")
+    job_id = unknown.value.call_id
+    assert job_id is not None
+    await service.store.release_publish(job_id)  # its submitter's lease is over
+    link.answers = ["silent"]
+    with pytest.raises(Overloaded):  # taken over, and unknown again
+        await service.submit("echo", BODY, "key-1")
+    with pytest.raises(Overloaded, match="being published"):
+        await service.submit("echo", BODY, "key-1")
+    assert link.published == [job_id, job_id]

@@ -52,6 +52,11 @@ def test_integers_past_64_bits_round_trip_exactly_wherever_they_are() -> None:
                     "long_fraction": 0.000123456789012345678, "plain": 7}
     assert all(type(n) is int for n in back["edges"])
     assert codec.loads(memoryview(codec.dumps([2**65]))) == [2**65]
+    # Each alone (a text holding one must take the exact path by itself): a negative one
+    # past 64 bits has only 19 digits.
+    for edge in (-(2**63) - 1, -(10**19) + 1, 2**64, -(2**63), 2**64 - 1):
+        back = codec.loads(codec.dumps({"n": edge}))["n"]
+        assert back == edge and type(back) is int, edge
     assert codec.loads(codec.dumps([2**65]).decode()) == [2**65]
 
 
@@ -73,3 +78,16 @@ def test_other_unserialisable_values_are_still_refused() -> None:
         assert "bytes" in str(exc)
     else:
         raise AssertionError("bytes were serialised")
+
+
+def test_a_value_nested_too_deep_is_refused_as_any_unserialisable_value() -> None:
+    """A long integer met first sends the value down the exact path, whose walk meets the deep
+    branch: a TypeError as orjson's own depth limit gives, never a RecursionError (a 500)."""
+    deep: object = 1
+    for _ in range(3000):
+        deep = [deep]
+    try:
+        codec.dumps({"first": 2**70, "then": deep})
+    except TypeError:
+        return
+    raise AssertionError("serialised")

@@ -49,3 +49,22 @@ def test_hard_deadlines_do_not_follow_a_step_of_the_wall_clock(
     monkeypatch.setattr(time, "time_ns", lambda: wall + 3_600 * 10**9)  # an hour ahead
     assert table.overdue(0, clock_ms()) == []
     assert table.overdue(0, clock_ms() + 6_000) == [("j", "time_limit")]
+
+
+def test_the_backstop_reads_the_deadlines_on_their_own_clock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor compares them on the monotonic clock too: a wall clock an hour ahead kills
+    no consumer whose job is within its limit."""
+    import time
+
+    from tests.pools.basic import pool
+
+    supervisor = Supervisor(pool, WorkerSettings(), host="h")
+    supervisor.children = {os.getpid(): 0}  # "a consumer": it must not be signalled
+    supervisor.slots.track(0, "j", 5_000, "time_limit")
+    wall = time.time_ns()
+    monkeypatch.setattr(time, "time_ns", lambda: wall + 3_600 * 10**9)
+    killed: list[int] = []
+    monkeypatch.setattr("workers.supervisor.signal_quietly", lambda pid, sig: killed.append(pid))
+    supervisor._backstop()
+    assert killed == [] and supervisor.slots.tombstone("j") is None

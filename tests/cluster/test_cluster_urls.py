@@ -124,3 +124,22 @@ async def test_every_connection_and_reconnection_is_watched_for_a_silent_broker(
         assert allowed() == 6.0
     finally:
         await connection.close()
+
+
+@pytest.mark.parametrize("url", ["localhost:5672", "guest:guest@localhost:5672/",
+                                 "amqp:/127.0.0.1:5672", "amqp://127.0.0.1:5672,localhost:5673"])
+def test_a_broker_url_without_scheme_or_host_is_an_invalid_setting_at_once(url: str) -> None:
+    """aio-pika retries such a URL for ever, as if the broker were down: the command would
+    never say what is wrong."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.processes import REPO
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "rpcfleet.cli", "dead", "p", "--amqp-url", url],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not an AMQP URL: amqp://user:password@host:5672/vhost" in done.stderr
+    assert "Traceback" not in done.stderr and time.monotonic() - started < 30

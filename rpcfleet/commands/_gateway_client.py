@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import httpx
@@ -29,11 +30,15 @@ def call(args: argparse.Namespace, command: str, method: str, path: str, expecte
     """The response when it has the expected status; otherwise say why and return None."""
     try:
         response = request(args, method, path, body)
-    except httpx.HTTPError as exc:
-        print(f"rpcfleet {command}: cannot reach {args.gateway}: {exc}")
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        print(f"rpcfleet {command}: cannot reach {args.gateway}: {exc}", file=sys.stderr)
+        return None
+    except UnicodeEncodeError:  # a header is Latin-1: an API key is ASCII
+        print(f"rpcfleet {command}: the key holds characters an HTTP header cannot carry",
+              file=sys.stderr)
         return None
     if response.status_code != expected:
-        print(f"rpcfleet {command}: {error_text(response)}")
+        print(f"rpcfleet {command}: {error_text(response)}", file=sys.stderr)
         return None
     return response
 

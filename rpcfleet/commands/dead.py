@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from transport.settings import CommonSettings
 
     parser.add_argument("pool")
-    parser.add_argument("--limit", type=int, default=100,
+    parser.add_argument("--limit", type=_count, default=100,
                         help="list or act on this many at most (of the first 1000 queued)")
     parser.add_argument("--reason", help="only dead letters with this reason (e.g. expired)")
     parser.add_argument("--id", action="append", dest="ids", metavar="ID",
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     action.add_argument("--replay", action="store_true",
                         help="publish the selected requests to their pool again, as attempt 1")
     action.add_argument("--purge", action="store_true", help="remove the selected dead letters")
-    parser.add_argument("--timeout", type=float,
+    parser.add_argument("--timeout", type=_seconds,
                         help="with --replay: the replayed requests' deadline, seconds from now "
                              "(default: none)")
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -94,3 +94,19 @@ def _row(letter: DeadLetter, now: int) -> tuple[str, ...]:
     age = "-" if letter.dead_at_ms is None else f"{(now - letter.dead_at_ms) / 1000:.0f}s"
     return (letter.id or "-", letter.method or "-", letter.reason, str(letter.attempt),
             letter.waiter.value, age, str(letter.size), letter.detail[:60])
+
+
+def _count(text: str) -> int:
+    """--limit: a whole number, 0 or more (a negative one would act on all but the last)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a whole number, 0 or more, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """--timeout: a finite number of seconds above 0 (0 replays a request already expired)."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a number of seconds above 0, not {text}")
+    return value

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from rpcfleet.commands.options import add_setting_options
 
     add_setting_options(parser, GatewaySettings, SETTINGS)
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug", "trace"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -88,3 +88,19 @@ def test_a_beat_no_worker_could_send_is_malformed(field: dict[str, object]) -> N
     beat = _beat("p", 100, ["m"]).model_dump() | field
     with pytest.raises(pydantic.ValidationError):
         WorkerEntry.model_validate(beat)
+
+
+@pytest.mark.parametrize("args", [("--gateway", "http://[::1"), ("--key", "clé")])
+def test_an_operator_command_given_a_bad_gateway_url_or_key_says_so_on_stderr(
+        args: tuple[str, ...]) -> None:
+    """No traceback, nothing on stdout (a `rpcfleet workers --json | jq` would read it)."""
+    import subprocess
+    import sys
+
+    from tests.support.processes import REPO
+
+    done = subprocess.run([sys.executable, "-m", "rpcfleet.cli", "workers", "--json", *args,
+                           *(() if "--gateway" in args else ("--gateway", "http://127.0.0.1:9"))],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and done.stdout == "", done.stdout
+    assert "rpcfleet workers:" in done.stderr and "Traceback" not in done.stderr, done.stderr

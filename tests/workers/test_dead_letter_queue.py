@@ -184,3 +184,17 @@ async def test_a_replay_the_broker_does_not_confirm_is_refused_in_seconds_never_
     assert took < COPY_CONFIRM_S + 2, took
     await async_wait_for(lambda: asyncio.to_thread(lambda: vhost.queue_counts(DEAD)[0] >= 1),
                          what="the dead letter still there")
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("--limit", "-1"), "0 or more"),  # it purged all but the newest
+    (("--replay", "--timeout", "0"), "above 0"),  # it replayed requests already expired
+    (("--replay", "--timeout", "inf"), "above 0"),  # an OverflowError
+])
+def test_the_dead_letter_command_refuses_bad_numbers_before_touching_anything(
+    args: tuple[str, ...], said: str
+) -> None:
+    done = subprocess.run([*RPCFLEET, "dead", "basic", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from protocol.fleet import ProcessRange
 from rpcfleet.commands._gateway_client import add_gateway_arguments, call
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         wanted = ProcessRange.parse(args.range)
     except ValueError as exc:
-        print(f"rpcfleet processes: {exc}")
+        print(f"rpcfleet processes: {exc}", file=sys.stderr)
         return 2
     body = {"min": wanted.min, "max": wanted.max}
     if call(args, "processes", "PUT", f"/v1/pools/{args.pool}/processes", 202, body) is None:

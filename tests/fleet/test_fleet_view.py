@@ -190,7 +190,7 @@ def test_the_cli_lists_workers_and_sets_prefetch(
     wait_for(lambda: " 4 " in run("workers").stdout, what="the new prefetch in the table")
     assert listed.returncode == 0 and ":basic:0" in listed.stdout and "prefetch" in listed.stdout
     assert changed.returncode == 0 and "prefetch 4 sent to pool basic" in changed.stdout
-    assert refused.returncode == 1 and "invalid_params" in refused.stdout
+    assert refused.returncode == 1 and "invalid_params" in refused.stderr  # errors: stderr
 
 
 def test_two_pools_announcing_one_method_are_flagged_and_only_the_first_runs_it(

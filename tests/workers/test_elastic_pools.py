@@ -193,8 +193,8 @@ def test_the_cli_sets_a_pools_processes(
     wait_for(lambda: consumer_count(amqp_url, QUEUE) == 2, timeout=20,
              what="the minimum of 2 forked")
     assert changed.returncode == 0 and "processes 2..3 sent to pool basic" in changed.stdout
-    assert malformed.returncode == 2 and "MIN is above MAX" in malformed.stdout
-    assert too_many.returncode == 1 and "RPCFLEET_MAX_PROCESSES" in too_many.stdout
+    assert malformed.returncode == 2 and "MIN is above MAX" in malformed.stderr  # errors: stderr
+    assert too_many.returncode == 1 and "RPCFLEET_MAX_PROCESSES" in too_many.stderr
 
 
 def test_an_elastic_pool_never_forks_past_the_hosts_free_memory(

@@ -108,8 +108,7 @@ class Supervisor:
         try:
             pid = os.fork()
         except OSError as exc:  # EAGAIN (a pids limit), ENOMEM: this slot waits, the pool serves
-            deaths = self._early_deaths[slot] = self._early_deaths.get(slot, 0) + 1
-            pause = backoff.ceiling(deaths, RESPAWN_BACKOFF_S, CRASH_BACKOFF_MAX_S)
+            pause = self._died_early(slot)
             log.error("slot %s: could not fork a consumer (%s); trying again in %.0f s", slot,
                       exc, pause)
             self._due[slot] = time.monotonic() + pause
@@ -175,8 +174,7 @@ class Supervisor:
             if self.slots.serving(slot) == pid:
                 self._early_deaths.pop(slot, None)
             elif code not in (EXIT_RECYCLE, 0):  # died before it served: back off
-                deaths = self._early_deaths[slot] = self._early_deaths.get(slot, 0) + 1
-                pause = backoff.ceiling(deaths, RESPAWN_BACKOFF_S, CRASH_BACKOFF_MAX_S)
+                pause = self._died_early(slot)
             if code == EXIT_RECYCLE:
                 log.info("slot %s: consumer pid %s recycled; forking a fresh one", slot, pid)
             elif self.rollout.drained_for_new_code(pid):
@@ -188,6 +186,12 @@ class Supervisor:
                             f" in {pause:.0f} s (it died before serving)"
                             if pause > RESPAWN_BACKOFF_S else "")
             self._due[slot] = max(now, self._last_fork.get(slot, 0.0) + pause)
+
+    def _died_early(self, slot: int) -> float:
+        """A consumer of `slot` died before serving, or could not be forked: the pause before
+        the next, growing with each in a row (reset once one serves)."""
+        deaths = self._early_deaths[slot] = self._early_deaths.get(slot, 0) + 1
+        return backoff.ceiling(deaths, RESPAWN_BACKOFF_S, CRASH_BACKOFF_MAX_S)
 
     def _respawn_due(self, cache: object, info: CacheInfo) -> None:
         now = time.monotonic()

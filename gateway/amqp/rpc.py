@@ -213,6 +213,12 @@ def request_properties(request: Request) -> Basic.Properties:
         headers=request.headers())
 
 
+def _leader_changing(method: str) -> Unavailable:
+    """A stalled nack's answer: definite (nothing was enqueued), so no id."""
+    return Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum queue "
+                       "changing leader); nothing was enqueued")
+
+
 async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body: bytes,
                           properties: Basic.Properties, call_id: str, timeout: float,
                           moved: Callable[[], None] = lambda: None,
@@ -270,12 +276,10 @@ async def publish_request(link: BrokerLink, metrics: Metrics, method: str, body:
     except PublishNacked as nacked:
         if nacked.verdict is Nack.REFUSED:
             raise Overloaded("the queue refused the request (it is full)") from None
-        raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
-                          "queue changing leader); nothing was enqueued") from None
+        raise _leader_changing(method) from None
     except TimeoutError:
         if waiting_to_retry:  # the nack was definite and nothing went out since: no id
-            raise Unavailable(f"the queue of {method!r} cannot take requests right now (a quorum "
-                              "queue changing leader); nothing was enqueued") from None
+            raise _leader_changing(method) from None
         if callers_deadline:
             raise DeadlineExceeded("the deadline passed before the broker confirmed the call",
                                    call_id=call_id) from None

@@ -217,33 +217,31 @@ class PostgresJobStore(SqlJobStore):
         await self._pool.close()
 
     async def _read(self, steps: Steps[T]) -> T:
-        async with _bounded(self.call_deadline_s), self._pool.connection() as db:
-            try:
-                return await _drive(db, steps)  # autocommit: each statement on its own
-            finally:
-                self._idle.used(db)
+        async with self._connection() as db:
+            return await _drive(db, steps)  # autocommit: each statement on its own
 
     async def _write(self, steps: Steps[T], *, single: bool = False) -> T:
-        async with _bounded(self.call_deadline_s), self._pool.connection() as db:
-            try:
-                if single:
-                    return await _drive(db, steps)
-                async with db.transaction():  # answered once committed, on leaving it
-                    return await _drive(db, steps)
-            finally:
-                self._idle.used(db)
+        async with self._connection() as db:
+            if single:
+                return await _drive(db, steps)
+            async with db.transaction():  # answered once committed, on leaving it
+                return await _drive(db, steps)
 
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection for one store call, bounded on this side (past
+        `call_deadline_s`, an outage) and stamped when given back (IdleConnections)."""
+        try:
+            async with asyncio.timeout(self.call_deadline_s), self._pool.connection() as db:
+                try:
+                    yield db
+                finally:
+                    self._idle.used(db)
+        except TimeoutError:
+            from psycopg import OperationalError
 
-@contextlib.asynccontextmanager
-async def _bounded(seconds: float) -> AsyncIterator[None]:
-    """A store call's bound on this side: past it, an outage."""
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        from psycopg import OperationalError
-
-        raise OperationalError(f"the job store did not answer within {seconds:g} s") from None
+            raise OperationalError(f"the job store did not answer within "
+                                   f"{self.call_deadline_s:g} s") from None
 
 
 async def _drive(db: Any, steps: Steps[T]) -> T:

@@ -39,10 +39,7 @@ def _beat(slot: int, processed: int, in_flight: int, host: str = "h1",
                        last_seen="now", beat_interval=60, processes=processes)
 
 
-def test_the_view_measures_each_workers_rate_from_its_beats(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr("gateway.fleet.view.time.monotonic", lambda: clock[0])
+def test_the_view_measures_each_workers_rate_from_its_beats(clock: list[float]) -> None:
     view = FleetView()
     for step in range(4):  # 10 s between beats, 50 more each time: 5/s each
         view.update(_beat(0, processed=50 * step, in_flight=1))

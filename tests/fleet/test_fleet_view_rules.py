@@ -24,13 +24,6 @@ def _beat(pool: str, pid: int, methods: list[str], max_priority: int | None = No
     return entry
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    now = [1000.0]
-    monkeypatch.setattr("gateway.fleet.view.time.monotonic", lambda: now[0])
-    return now
-
-
 def test_a_pool_queue_redeclared_without_levels_is_mapped_as_such_once_its_workers_say_so(
         clock: list[float]) -> None:
     """A classic queue with 10 levels deleted and declared again as quorum under a running

@@ -5,8 +5,6 @@ consumer leave."""
 
 from __future__ import annotations
 
-import pytest
-
 from gateway.fleet.view import MISSED_BEATS, FleetView
 from protocol import WorkerEntry
 from rpcfleet.commands.workers import rows
@@ -18,13 +16,6 @@ def _beat(pid: int, leaving: bool = False) -> WorkerEntry:
                         pss_bytes=None, cache_bytes=None, last_seen="now", beat_interval=1)
     entry.leaving = leaving
     return entry
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    now = [1000.0]
-    monkeypatch.setattr("gateway.fleet.view.time.monotonic", lambda: now[0])
-    return now
 
 
 def test_a_leaving_consumer_is_listed_but_serves_nothing_until_its_beats_stop(
